@@ -1,0 +1,46 @@
+# Comptoir: every target sets up what it needs (virtualenv, anvil, system packages).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TOOLS := .tools
+ANVIL_VERSION := 1.7.1
+ANVIL := $(TOOLS)/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
+export COMPTOIR_ANVIL := $(abspath $(ANVIL))
+
+.PHONY: setup sysdeps test lint typecheck gas demo bench clean
+
+setup: $(VENV)/.installed $(ANVIL)
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c requirements.lock -e '.[dev]'
+	touch $@
+
+$(ANVIL):
+	mkdir -p $(TOOLS)
+	npm install --silent --no-audit --no-fund --prefix $(TOOLS) @foundry-rs/anvil-linux-amd64@$(ANVIL_VERSION)
+	test -x $(ANVIL)
+
+# Debian packages the sandbox and the database tests use (needs root; skipped when present).
+sysdeps:
+	@command -v bwrap >/dev/null && command -v umoci >/dev/null && command -v pg_ctlcluster >/dev/null \
+	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap umoci postgresql >/dev/null)
+
+test: setup sysdeps
+	$(PY) -m ruff check src tests bench
+	$(PY) -m pytest -q -n 2 --dist loadfile
+
+lint: setup
+	$(PY) -m ruff check src tests bench
+	$(PY) -m ruff format --check src tests bench
+
+typecheck: setup
+	$(PY) -m mypy
+
+gas: setup
+	$(PY) bench/gas.py
+
+clean:
+	rm -rf $(VENV) $(TOOLS) build .pytest_cache
