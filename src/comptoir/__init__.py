@@ -1,0 +1,1 @@
+"""Comptoir: a decentralized cloud."""

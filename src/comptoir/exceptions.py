@@ -1,0 +1,104 @@
+"""Every error Comptoir raises on purpose derives from :class:`ComptoirError`.
+
+Each message is one sentence saying what went wrong and what to do about it; the CLI prints
+``str(error)`` and exits non-zero, never a traceback.
+
+Tree::
+
+    ComptoirError
+    ├── ConfigError            bad or missing configuration, unknown names
+    ├── ChainError             the Ethereum node or the contracts
+    │   ├── ChainUnreachable       no JSON-RPC endpoint answers
+    │   ├── NotDeployed            no Comptoir deployment recorded for this chain
+    │   └── TransactionRejected    a pre-check or the chain refused a transaction
+    ├── OrderError             malformed, forged or unmatchable orders
+    ├── StorageError           content-addressed storage
+    │   ├── BlobNotFound
+    │   └── ChecksumMismatch       bytes do not match the expected digest
+    ├── SandboxError           the sandbox could not run an app
+    ├── DevnetError            the local devnet could not be started or stopped
+    ├── MarketError            the order-book API refused a request
+    └── SchedulerError         the workerpool scheduler refused a request
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class ComptoirError(Exception):
+    """Root of every error Comptoir raises on purpose."""
+
+
+class ConfigError(ComptoirError):
+    """Bad or missing configuration."""
+
+
+class UnknownNameError(ConfigError):
+    """A name (command, asset, network...) that does not exist, with close matches."""
+
+    def __init__(self, kind: str, name: str, known: Iterable[str]) -> None:
+        self.kind, self.name = kind, name
+        self.suggestions = difflib.get_close_matches(name, list(known), n=3)
+        hint = f" Did you mean {', '.join(repr(s) for s in self.suggestions)}?" if self.suggestions else ""
+        super().__init__(f"Unknown {kind} {name!r}.{hint}")
+
+
+class ChainError(ComptoirError):
+    """The Ethereum node or the contracts."""
+
+
+class ChainUnreachable(ChainError):
+    """No JSON-RPC endpoint answers."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        super().__init__(
+            f"No Ethereum node answers at {url}; start one with 'comptoir devnet up' "
+            "or set COMPTOIR_RPC_URL to a reachable endpoint."
+        )
+
+
+class NotDeployed(ChainError):
+    """No Comptoir deployment is recorded for the chain in use."""
+
+
+class TransactionRejected(ChainError):
+    """A pre-check or the chain refused a transaction; ``reason`` is the revert string."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+class OrderError(ComptoirError):
+    """Malformed, forged or unmatchable orders."""
+
+
+class StorageError(ComptoirError):
+    """Content-addressed storage failed."""
+
+
+class BlobNotFound(StorageError):
+    """No blob with that digest is stored."""
+
+
+class ChecksumMismatch(StorageError):
+    """Bytes do not match the digest they were fetched by (or the one on-chain)."""
+
+
+class SandboxError(ComptoirError):
+    """The sandbox could not run an app (as opposed to the app failing inside it)."""
+
+
+class DevnetError(ComptoirError):
+    """The local devnet could not be started, provisioned or stopped."""
+
+
+class MarketError(ComptoirError):
+    """The order-book API refused a request."""
+
+
+class SchedulerError(ComptoirError):
+    """The workerpool scheduler refused a request."""
