@@ -102,3 +102,19 @@ class MarketError(ComptoirError):
 
 class SchedulerError(ComptoirError):
     """The workerpool scheduler refused a request."""
+
+
+class InvalidDigest(StorageError):
+    """A string that is not a lowercase 64-hex-digit sha256 digest."""
+
+
+class DecryptionError(StorageError):
+    """An encrypted dataset could not be decrypted: wrong key or tampered bytes."""
+
+
+class KeyReleaseDenied(StorageError):
+    """The key service refused to release (or register) a dataset key."""
+
+
+class AppPackageError(ComptoirError):
+    """An app package (bundle or OCI image) is malformed or unsafe to unpack."""
