@@ -1,0 +1,222 @@
+"""HTTP client for the blob server; trusts nothing it downloads until the sha256 matches."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from comptoir.exceptions import BlobNotFound, ChecksumMismatch, StorageError
+from comptoir.storage.digest import CHUNK, check_digest, normalize_digest, sha256_bytes
+
+DIGEST_HEADER = "X-Comptoir-Sha256"
+ERROR_HEADER = "X-Comptoir-Error"  # "checksum-mismatch" on a refused upload
+
+Body = bytes | str | Path
+
+
+class StorageClient:
+    """Sync methods (``upload``, ``download``…) and async twins prefixed with ``a``."""
+
+    def __init__(
+        self, base_url: str, *, token: str | None = None, timeout: float = 60.0
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._timeout = timeout
+        self._sync: httpx.Client | None = None
+        self._async: httpx.AsyncClient | None = None
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    @property
+    def http(self) -> httpx.Client:
+        if self._sync is None:
+            self._sync = httpx.Client(timeout=self._timeout, headers=self._headers)
+        return self._sync
+
+    @property
+    def ahttp(self) -> httpx.AsyncClient:
+        if self._async is None:
+            self._async = httpx.AsyncClient(timeout=self._timeout, headers=self._headers)
+        return self._async
+
+    def close(self) -> None:
+        if self._sync is not None:
+            self._sync.close()
+
+    async def aclose(self) -> None:
+        if self._async is not None:
+            await self._async.aclose()
+        self.close()
+
+    def __enter__(self) -> StorageClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> StorageClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    @contextmanager
+    def _net(self) -> Iterator[None]:
+        try:
+            yield
+        except httpx.HTTPError as exc:
+            raise StorageError(
+                f"The storage server at {self.base_url} could not be used ({exc!r}); "
+                "check that it is running and reachable, then retry."
+            ) from exc
+
+    def url(self, digest: str) -> str:
+        return f"{self.base_url}/blobs/{normalize_digest(digest)}"
+
+    def _fail(self, resp: httpx.Response, digest: str | None = None) -> None:
+        if resp.status_code == 404 and digest:
+            raise BlobNotFound(f"No blob {digest} at {self.base_url}.")
+        if resp.headers.get(ERROR_HEADER) == "checksum-mismatch":
+            raise ChecksumMismatch(_detail(resp))
+        if resp.status_code >= 400:
+            raise StorageError(
+                f"The storage server at {self.base_url} answered {resp.status_code}: "
+                f"{_detail(resp)}"
+            )
+
+    @staticmethod
+    def _prepare(body: Body) -> tuple[str, bytes | Path]:
+        if isinstance(body, (str, Path)):
+            path = Path(body)
+            h = hashlib.sha256()
+            with open(path, "rb") as f:
+                while chunk := f.read(CHUNK):
+                    h.update(chunk)
+            return h.hexdigest(), path
+        return sha256_bytes(body), body
+
+    def _check_upload(self, resp: httpx.Response, local: str) -> str:
+        self._fail(resp)
+        remote = str(resp.json()["digest"])
+        if remote != local:
+            raise ChecksumMismatch(
+                f"{self.base_url} stored the upload as {remote} but it hashes to {local}; "
+                "the server or the connection corrupted it."
+            )
+        return local
+
+    # -- sync ---------------------------------------------------------------------------
+
+    def upload(self, body: Body, expected: str | None = None) -> str:
+        """Upload bytes or a file; returns its digest (verified against the server's)."""
+        local, payload = self._prepare(body)
+        check_digest(local, expected, "upload")
+        params = {"expected": local}
+        with self._net():
+            if isinstance(payload, Path):
+                with open(payload, "rb") as f:
+                    resp = self.http.put(f"{self.base_url}/blobs", params=params, content=f)
+            else:
+                resp = self.http.put(f"{self.base_url}/blobs", params=params, content=payload)
+        return self._check_upload(resp, local)
+
+    def exists(self, digest: str) -> bool:
+        with self._net():
+            resp = self.http.head(self.url(digest))
+        if resp.status_code == 404:
+            return False
+        self._fail(resp)
+        return True
+
+    def download(self, digest: str) -> bytes:
+        d = normalize_digest(digest)
+        with self._net(), self.http.stream("GET", self.url(d)) as resp:
+            self._fail(resp, d)
+            data = resp.read()
+        check_digest(sha256_bytes(data), d, f"blob downloaded from {self.base_url}")
+        return data
+
+    def download_to(self, digest: str, dest: str | Path) -> Path:
+        """Stream to ``dest`` atomically; a mismatching download leaves no file behind."""
+        d = normalize_digest(digest)
+        with self._net(), self.http.stream("GET", self.url(d)) as resp:
+            self._fail(resp, d)
+            return _write_verified(resp.iter_bytes(CHUNK), d, Path(dest), self.base_url)
+
+    # -- async --------------------------------------------------------------------------
+
+    async def aupload(self, body: Body, expected: str | None = None) -> str:
+        local, payload = self._prepare(body)
+        check_digest(local, expected, "upload")
+        content = payload.read_bytes() if isinstance(payload, Path) else payload
+        with self._net():
+            resp = await self.ahttp.put(
+                f"{self.base_url}/blobs", params={"expected": local}, content=content
+            )
+        return self._check_upload(resp, local)
+
+    async def aexists(self, digest: str) -> bool:
+        with self._net():
+            resp = await self.ahttp.head(self.url(digest))
+        if resp.status_code == 404:
+            return False
+        self._fail(resp)
+        return True
+
+    async def adownload(self, digest: str) -> bytes:
+        d = normalize_digest(digest)
+        with self._net():
+            async with self.ahttp.stream("GET", self.url(d)) as resp:
+                self._fail(resp, d)
+                data = await resp.aread()
+        check_digest(sha256_bytes(data), d, f"blob downloaded from {self.base_url}")
+        return data
+
+    async def adownload_to(self, digest: str, dest: str | Path) -> Path:
+        """Async twin of :meth:`download_to`."""
+        d = normalize_digest(digest)
+        dest = Path(dest)
+        h = hashlib.sha256()
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".part-")
+        try:
+            with os.fdopen(fd, "wb") as f, self._net():
+                async with self.ahttp.stream("GET", self.url(d)) as resp:
+                    self._fail(resp, d)
+                    chunks: AsyncIterator[bytes] = resp.aiter_bytes(CHUNK)
+                    async for chunk in chunks:
+                        h.update(chunk)
+                        f.write(chunk)
+            check_digest(h.hexdigest(), d, f"blob downloaded from {self.base_url}")
+            os.replace(tmp, dest)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return dest
+
+
+def _write_verified(chunks: Iterator[bytes], d: str, dest: Path, source: str) -> Path:
+    h = hashlib.sha256()
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".part-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for chunk in chunks:
+                h.update(chunk)
+                f.write(chunk)
+        check_digest(h.hexdigest(), d, f"blob downloaded from {source}")
+        os.replace(tmp, dest)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return dest
+
+
+def _detail(resp: httpx.Response) -> str:
+    try:
+        return str(resp.json().get("detail", resp.text))
+    except ValueError:
+        return resp.text[:200]
