@@ -118,3 +118,15 @@ class KeyReleaseDenied(StorageError):
 
 class AppPackageError(ComptoirError):
     """An app package (bundle or OCI image) is malformed or unsafe to unpack."""
+
+
+class InvalidOrder(MarketError):
+    """An order, or a query about orders, is malformed (HTTP 422)."""
+
+
+class ForgedSignature(MarketError):
+    """A signature was not made by the owner of what it signs (HTTP 400)."""
+
+
+class OrderNotFound(MarketError):
+    """No order with that hash is listed (HTTP 404)."""
