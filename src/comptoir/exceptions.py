@@ -92,6 +92,10 @@ class SandboxError(ComptoirError):
     """The sandbox could not run an app (as opposed to the app failing inside it)."""
 
 
+class BuildError(ComptoirError):
+    """The Vyper compiler refused a contract, or no such contract exists."""
+
+
 class DevnetError(ComptoirError):
     """The local devnet could not be started, provisioned or stopped."""
 

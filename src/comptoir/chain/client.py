@@ -1,0 +1,877 @@
+"""Typed client over the deployed contracts: every transaction is checked before it is sent.
+
+``ChainClient(w3, deployment, account)`` wraps the token, registry, hub and Contributions
+contracts. Each state-changing method
+
+1. runs cheap client-side checks (balances, allowance) and explains what to do,
+2. simulates the call with ``eth_call`` and estimates its gas, so a revert becomes a
+   :class:`TransactionRejected` with one sentence (see :mod:`comptoir.chain.errors`)
+   and nothing is broadcast,
+3. signs locally (nonces handed out under a per-account lock, so one process may send
+   many transactions from many threads) and waits for the receipt.
+
+Connection failures anywhere become :class:`ChainUnreachable`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import requests
+from eth_account.signers.local import LocalAccount
+from eth_utils import to_checksum_address
+from web3 import HTTPProvider, Web3
+from web3.exceptions import (
+    ContractLogicError,
+    TimeExhausted,
+    Web3RPCError,
+)
+
+from comptoir.chain import eip712
+from comptoir.chain import events as ev
+from comptoir.chain.build import artifact
+from comptoir.chain.errors import decode_revert_data, reason_from_message, rejected
+from comptoir.chain.types import (
+    ZERO_ADDRESS,
+    ZERO_BYTES32,
+    AppOrder,
+    DatasetOrder,
+    Deal,
+    RequestOrder,
+    WorkerpoolOrder,
+    _Struct,
+    result_hash,
+    result_seal,
+)
+from comptoir.exceptions import ChainError, ChainUnreachable, OrderError, TransactionRejected
+
+if TYPE_CHECKING:
+    from comptoir.chain.deploy import Deployment
+
+APP_TYPE_OCI = 1
+APP_TYPE_BUNDLE = 2
+KIND_APP, KIND_DATASET, KIND_WORKERPOOL = 1, 2, 3
+SCHEDULER_STAKE_RATIO = 30
+TASK_UNSET, TASK_ACTIVE, TASK_REVEALING, TASK_DONE = 0, 1, 2, 3
+GAS_MARGIN = 1.25  # estimates are exact for the simulated state; leave room for drift
+
+# ---------------------------------------------------------------- connection
+
+
+class _Provider(HTTPProvider):
+    """HTTP provider that fails fast (no retries) and raises ChainUnreachable."""
+
+    def make_request(self, method: Any, params: Any) -> Any:
+        try:
+            return super().make_request(method, params)
+        except (requests.ConnectionError, requests.Timeout, ConnectionError) as exc:
+            raise ChainUnreachable(str(self.endpoint_uri)) from exc
+
+
+def connect(url: str, timeout: float = 30.0, check: bool = True) -> Web3:
+    """A Web3 on `url`; with `check`, raises ChainUnreachable unless it answers."""
+    w3 = Web3(
+        _Provider(url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None)
+    )
+    if check:
+        try:
+            w3.eth.chain_id  # noqa: B018 - first request proves the endpoint answers
+        except ChainUnreachable:
+            raise
+        except Exception as exc:  # an HTTP server that is not a JSON-RPC node
+            raise ChainUnreachable(url) from exc
+    return w3
+
+
+# ---------------------------------------------------------------- transactions
+
+
+_NONCE_LOCKS: dict[tuple[str, str], threading.Lock] = {}
+_NEXT_NONCE: dict[tuple[str, str], int] = {}
+_REGISTRY_LOCK = threading.Lock()
+
+
+def _nonce_key(w3: Web3, address: str) -> tuple[str, str]:
+    return (str(getattr(w3.provider, "endpoint_uri", id(w3.provider))), address)
+
+
+def forget_nonces() -> None:
+    """Drop cached nonces (after an evm_revert, the chain's count goes backwards)."""
+    with _REGISTRY_LOCK:
+        _NEXT_NONCE.clear()
+
+
+def _revert_reason(exc: Exception) -> str | None:
+    data = getattr(exc, "data", None)
+    reason = decode_revert_data(data)
+    if reason is None:
+        message = getattr(exc, "message", None) or str(exc)
+        reason = reason_from_message(str(message))
+    return reason
+
+
+class Transactor:
+    """Simulates, signs and sends transactions of one local account."""
+
+    def __init__(self, w3: Web3, account: LocalAccount | None, tx_timeout: float = 120.0) -> None:
+        self.w3 = w3
+        self.account = account
+        self.tx_timeout = tx_timeout
+
+    @property
+    def address(self) -> str:
+        if self.account is None:
+            raise ChainError("This client has no account; give one to send transactions.")
+        return str(self.account.address)
+
+    def simulate(self, tx: dict[str, Any]) -> bytes:
+        """eth_call; a revert raises TransactionRejected."""
+        try:
+            return bytes(self.w3.eth.call(tx))  # type: ignore[arg-type]
+        except ContractLogicError as exc:
+            raise rejected(_revert_reason(exc)) from None
+        except Web3RPCError as exc:
+            raise self._rpc_rejection(exc) from None
+
+    def _rpc_rejection(self, exc: Web3RPCError) -> TransactionRejected:
+        message = str(getattr(exc, "message", None) or exc)
+        reason = _revert_reason(exc)
+        if reason is not None:
+            return rejected(reason)
+        if "insufficient funds" in message.lower():
+            return TransactionRejected(
+                f"The account {self.address} has not enough ether to pay for gas; fund it first.",
+                reason=message,
+            )
+        return TransactionRejected(f"The node refused the transaction: {message}.", reason=message)
+
+    def _fees(self) -> dict[str, int]:
+        block = self.w3.eth.get_block("latest")
+        base = block.get("baseFeePerGas")
+        if base is None:  # pre-London chain
+            return {"gasPrice": int(self.w3.eth.gas_price)}
+        try:
+            tip = int(self.w3.eth.max_priority_fee)
+        except Exception:
+            tip = 10**9
+        return {"maxFeePerGas": 2 * int(base) + tip, "maxPriorityFeePerGas": tip}
+
+    def send(
+        self, to: str | None, data: bytes | str, value: int = 0, gas: int | None = None
+    ) -> Any:
+        """Check, sign, send and wait; returns the receipt (status 1)."""
+        sender = self.address
+        assert self.account is not None
+        data_hex = data if isinstance(data, str) else "0x" + data.hex()
+        tx: dict[str, Any] = {"from": sender, "data": data_hex, "value": value}
+        if to is not None:
+            tx["to"] = to_checksum_address(to)
+        self.simulate(tx)
+        if gas is None:
+            try:
+                gas = int(self.w3.eth.estimate_gas(tx) * GAS_MARGIN)  # type: ignore[arg-type]
+            except ContractLogicError as exc:
+                raise rejected(_revert_reason(exc)) from None
+            except Web3RPCError as exc:
+                raise self._rpc_rejection(exc) from None
+        tx.update(self._fees())
+        tx["gas"] = gas
+        tx["chainId"] = self.w3.eth.chain_id
+        tx_hash = self._sign_and_send(tx)
+        try:
+            receipt = self.w3.eth.wait_for_transaction_receipt(
+                tx_hash, timeout=self.tx_timeout, poll_latency=0.05
+            )
+        except TimeExhausted:
+            raise ChainError(
+                f"Transaction 0x{bytes(tx_hash).hex()} was not mined within "
+                f"{self.tx_timeout:.0f} s; check the node, or raise COMPTOIR_TX_TIMEOUT."
+            ) from None
+        if receipt["status"] != 1:
+            raise self._explain_failure(tx, receipt)
+        return receipt
+
+    def _sign_and_send(self, tx: dict[str, Any]) -> Any:
+        assert self.account is not None
+        key = _nonce_key(self.w3, self.address)
+        with _REGISTRY_LOCK:
+            lock = _NONCE_LOCKS.setdefault(key, threading.Lock())
+        with lock:
+            for attempt in range(2):
+                chain_next = self.w3.eth.get_transaction_count(self.address, "pending")
+                # the chain's pending count lags when our previous tx is still propagating
+                nonce = max(chain_next, _NEXT_NONCE.get(key, 0)) if attempt == 0 else chain_next
+                signed = self.account.sign_transaction({**tx, "nonce": nonce})
+                try:
+                    tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+                except Web3RPCError as exc:
+                    message = str(getattr(exc, "message", None) or exc).lower()
+                    if "nonce" in message and attempt == 0:
+                        _NEXT_NONCE.pop(key, None)
+                        continue
+                    raise self._rpc_rejection(exc) from None
+                _NEXT_NONCE[key] = nonce + 1
+                return tx_hash
+        raise ChainError("Could not find a usable nonce; retry.")
+
+    def _explain_failure(self, tx: dict[str, Any], receipt: Any) -> TransactionRejected:
+        # replay at the failing block to recover the reason the receipt does not carry
+        call = {k: tx[k] for k in ("from", "to", "data", "value") if k in tx}
+        call["gas"] = tx["gas"]
+        try:
+            self.w3.eth.call(call, receipt["blockNumber"] - 1)  # type: ignore[arg-type]
+        except ContractLogicError as exc:
+            return rejected(_revert_reason(exc))
+        except Exception:
+            pass
+        if receipt["gasUsed"] >= tx["gas"]:
+            return TransactionRejected(
+                "The transaction ran out of gas; retry with a higher gas limit."
+            )
+        return TransactionRejected(
+            f"The transaction 0x{bytes(receipt['transactionHash']).hex()} reverted on-chain."
+        )
+
+
+# ---------------------------------------------------------------- value types
+
+
+@dataclass(frozen=True)
+class AssetInfo:
+    asset: int
+    kind: int  # 1 app, 2 dataset, 3 workerpool, 0 unknown
+    owner: str
+    name: str
+    location: str
+    checksum: bytes
+    app_type: int
+    enclave_measurement: bytes
+
+
+@dataclass(frozen=True)
+class Category:
+    category: int
+    name: str
+    time_ref: int
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """One task of a fast-path finalize batch."""
+
+    index: int
+    digest: bytes
+    winners: int
+    losers: int
+
+
+@dataclass(frozen=True)
+class WinnerSig:
+    worker: str
+    r: bytes
+    vs: bytes
+
+
+@dataclass(frozen=True)
+class LoserSig:
+    worker: str
+    result_hash: bytes
+    result_seal: bytes
+    r: bytes
+    vs: bytes
+
+
+@dataclass(frozen=True)
+class SignedContribution:
+    """A worker's signed commitment to a result of one task (what it hands the scheduler)."""
+
+    worker: str
+    task_id: bytes
+    result_hash: bytes
+    result_seal: bytes
+    r: bytes
+    vs: bytes
+
+
+def sign_contribution(
+    account: LocalAccount, task_id: bytes, digest: bytes, chain_id: int, hub: str
+) -> SignedContribution:
+    """The worker `account` commits to `digest` for `task_id` (hub domain)."""
+    worker = str(account.address)
+    rh, seal = result_hash(task_id, digest), result_seal(worker, task_id, digest)
+    r, vs = eip712.sign_contribution(account, task_id, rh, seal, chain_id, hub)
+    return SignedContribution(worker, task_id, rh, seal, r, vs)
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    """A task to finalize: the agreed digest and every contribution gathered for it."""
+
+    index: int
+    digest: bytes
+    contributions: Sequence[SignedContribution] = field(default_factory=tuple)
+
+
+def build_finalize(
+    deal: Deal, outcomes: Iterable[TaskOutcome]
+) -> tuple[list[TaskResult], list[WinnerSig], list[LoserSig]]:
+    """Arrange contributions the way the hub's finalize reads them.
+
+    Tasks ascending by index; within each task winners (commitment equal to the digest's
+    result hash) and losers, each sorted by ascending worker address.
+    """
+    tasks: list[TaskResult] = []
+    winners: list[WinnerSig] = []
+    losers: list[LoserSig] = []
+    for outcome in sorted(outcomes, key=lambda o: o.index):
+        consensus = result_hash(deal.task_id(outcome.index), outcome.digest)
+        won = sorted(
+            (c for c in outcome.contributions if c.result_hash == consensus),
+            key=lambda c: int(c.worker, 16),
+        )
+        lost = sorted(
+            (c for c in outcome.contributions if c.result_hash != consensus),
+            key=lambda c: int(c.worker, 16),
+        )
+        tasks.append(TaskResult(outcome.index, outcome.digest, len(won), len(lost)))
+        winners += [WinnerSig(c.worker, c.r, c.vs) for c in won]
+        losers += [LoserSig(c.worker, c.result_hash, c.result_seal, c.r, c.vs) for c in lost]
+    return tasks, winners, losers
+
+
+def _abi(struct: _Struct) -> tuple[Any, ...]:
+    """A struct as the ABI tuple web3 takes (checksummed addresses)."""
+    kinds = dict(struct.EIP712_FIELDS)
+    out = []
+    for name, value in zip((n for n, _ in struct.EIP712_FIELDS), struct.as_tuple(), strict=True):
+        out.append(to_checksum_address(value) if kinds[name] == "address" else value)
+    return tuple(out)
+
+
+_CANCEL = {
+    AppOrder: "cancel_app_order",
+    DatasetOrder: "cancel_dataset_order",
+    WorkerpoolOrder: "cancel_workerpool_order",
+    RequestOrder: "cancel_request_order",
+}
+_PRESIGN = {
+    AppOrder: "presign_app_order",
+    WorkerpoolOrder: "presign_workerpool_order",
+    RequestOrder: "presign_request_order",
+}
+
+
+# ---------------------------------------------------------------- client
+
+
+class ChainClient:
+    """Everything the protocol offers, for one account (or read-only without one)."""
+
+    def __init__(
+        self,
+        w3: Web3,
+        deployment: Deployment,
+        account: LocalAccount | None = None,
+        tx_timeout: float = 120.0,
+    ) -> None:
+        self.w3 = w3
+        self.deployment = deployment
+        self.account = account
+        self.tx = Transactor(w3, account, tx_timeout)
+        self.chain_id = deployment.chain_id
+        self.token = w3.eth.contract(
+            to_checksum_address(deployment.token), abi=artifact("ComptoirToken").abi
+        )
+        self.registry = w3.eth.contract(
+            to_checksum_address(deployment.registry), abi=artifact("Registry").abi
+        )
+        self.hub = w3.eth.contract(to_checksum_address(deployment.hub), abi=artifact("Hub").abi)
+        self.contributions = w3.eth.contract(
+            to_checksum_address(deployment.contributions), abi=artifact("Contributions").abi
+        )
+        self.last_receipt: Any = None
+
+    def with_account(self, account: LocalAccount) -> ChainClient:
+        """The same deployment and connection, another signer."""
+        return ChainClient(self.w3, self.deployment, account, self.tx.tx_timeout)
+
+    @property
+    def address(self) -> str:
+        return self.tx.address
+
+    # ------------------------------------------------------------ plumbing
+
+    def _send(self, contract: Any, fn: str, *args: Any) -> Any:
+        data = contract.encode_abi(fn, args=list(args))
+        self.last_receipt = self.tx.send(contract.address, data)
+        return self.last_receipt
+
+    def _view(self, contract: Any, fn: str, *args: Any) -> Any:
+        try:
+            return getattr(contract.functions, fn)(*args).call()
+        except ContractLogicError as exc:
+            raise rejected(_revert_reason(exc)) from None
+
+    def _me(self, address: str | None) -> str:
+        return to_checksum_address(address) if address else self.address
+
+    # ------------------------------------------------------------ chain
+
+    def block_number(self) -> int:
+        return int(self.w3.eth.block_number)
+
+    def timestamp(self) -> int:
+        return int(self.w3.eth.get_block("latest")["timestamp"])
+
+    def eth_balance(self, address: str | None = None) -> int:
+        return int(self.w3.eth.get_balance(self._me(address)))
+
+    # ------------------------------------------------------------ token
+
+    def token_balance(self, address: str | None = None) -> int:
+        return int(self._view(self.token, "balanceOf", self._me(address)))
+
+    def allowance(self, owner: str | None = None, spender: str | None = None) -> int:
+        return int(self._view(self.token, "allowance", self._me(owner), self._spender(spender)))
+
+    def _spender(self, spender: str | None) -> str:
+        return to_checksum_address(spender or self.deployment.hub)
+
+    def mint(self, to: str, amount: int) -> None:
+        """Mint test tokens (the token's minter, i.e. the deployer, only)."""
+        self._send(self.token, "mint", to_checksum_address(to), amount)
+
+    def approve(self, amount: int, spender: str | None = None) -> None:
+        self._send(self.token, "approve", self._spender(spender), amount)
+
+    def transfer_tokens(self, to: str, amount: int) -> None:
+        held = self.token_balance()
+        if held < amount:
+            raise TransactionRejected(
+                f"Your wallet holds {held} token units, fewer than the {amount} to send.",
+                reason="client: token balance too low",
+            )
+        self._send(self.token, "transfer", to_checksum_address(to), amount)
+
+    # ------------------------------------------------------------ escrow
+
+    def balance(self, address: str | None = None) -> int:
+        """Free escrow balance (what deals can use and withdraw can take)."""
+        return int(self._view(self.hub, "balance_of", self._me(address)))
+
+    def deposit(self, amount: int, approve: bool = True, beneficiary: str | None = None) -> None:
+        """Move tokens from the wallet into the escrow, approving the hub first if needed."""
+        if amount <= 0:
+            raise TransactionRejected(
+                "The amount must be greater than zero.", reason="client: zero amount"
+            )
+        held = self.token_balance()
+        if held < amount:
+            raise TransactionRejected(
+                f"Your wallet holds {held} token units, fewer than the {amount} to deposit; "
+                "get tokens first (on a devnet, 'comptoir devnet up' funds the test accounts).",
+                reason="client: token balance too low",
+            )
+        if self.allowance() < amount:
+            if not approve:
+                raise TransactionRejected(
+                    f"The hub may not move {amount} of your tokens; approve it first.",
+                    reason="client: allowance too low",
+                )
+            self.approve(amount)
+        if beneficiary is None:
+            self._send(self.hub, "deposit", amount)
+        else:
+            self._send(self.hub, "deposit_for", to_checksum_address(beneficiary), amount)
+
+    def withdraw(self, amount: int, recipient: str | None = None) -> None:
+        free = self.balance()
+        if free < amount:
+            raise TransactionRejected(
+                f"Your free balance is {free} token units, less than the {amount} to withdraw; "
+                "tokens locked in deals come back when they are finalized or claimed.",
+                reason="escrow: insufficient balance",
+            )
+        if recipient is None:
+            self._send(self.hub, "withdraw", amount)
+        else:
+            self._send(self.hub, "withdraw_to", to_checksum_address(recipient), amount)
+
+    # ------------------------------------------------------------ registry
+
+    def _registered(self, receipt: Any) -> int:
+        found = ev.from_receipt(receipt, ev.AssetRegistered)
+        return int(found[0].asset)
+
+    def register_app(
+        self,
+        name: str,
+        location: str,
+        checksum: bytes,
+        app_type: int = APP_TYPE_OCI,
+        enclave_measurement: bytes = ZERO_BYTES32,
+    ) -> int:
+        return self._registered(
+            self._send(
+                self.registry,
+                "register_app",
+                name,
+                app_type,
+                location,
+                checksum,
+                enclave_measurement,
+            )
+        )
+
+    def register_dataset(self, name: str, location: str, checksum: bytes) -> int:
+        return self._registered(
+            self._send(self.registry, "register_dataset", name, location, checksum)
+        )
+
+    def register_workerpool(
+        self, name: str, worker_stake_ratio: int = 10, scheduler_reward_ratio: int = 10
+    ) -> int:
+        return self._registered(
+            self._send(
+                self.registry,
+                "register_workerpool",
+                name,
+                worker_stake_ratio,
+                scheduler_reward_ratio,
+            )
+        )
+
+    def set_workerpool_policy(
+        self, workerpool: int, worker_stake_ratio: int, scheduler_reward_ratio: int
+    ) -> None:
+        self._send(
+            self.registry,
+            "set_workerpool_policy",
+            workerpool,
+            worker_stake_ratio,
+            scheduler_reward_ratio,
+        )
+
+    def transfer_asset(self, asset: int, new_owner: str) -> None:
+        self._send(self.registry, "transfer_asset", asset, to_checksum_address(new_owner))
+
+    def asset(self, asset: int) -> AssetInfo:
+        kind, owner, name, location, checksum, app_type, measurement = self._view(
+            self.registry, "asset", asset
+        )
+        return AssetInfo(
+            asset,
+            int(kind),
+            to_checksum_address(owner),
+            name,
+            location,
+            bytes(checksum),
+            int(app_type),
+            bytes(measurement),
+        )
+
+    def asset_count(self) -> int:
+        return int(self._view(self.registry, "asset_count"))
+
+    def owner_of(self, asset: int) -> str:
+        return to_checksum_address(self._view(self.registry, "owner_of", asset))
+
+    def workerpool_policy(self, workerpool: int) -> tuple[int, int]:
+        """(worker stake ratio, scheduler reward ratio), percent of the workerpool price."""
+        stake, reward = self._view(self.registry, "workerpool_policy", workerpool)
+        return int(stake), int(reward)
+
+    def create_category(self, name: str, time_ref: int) -> int:
+        receipt = self._send(self.registry, "create_category", name, time_ref)
+        return int(ev.from_receipt(receipt, ev.CategoryCreated)[0].category)
+
+    def category(self, category: int) -> Category:
+        if category >= self.category_count():
+            raise TransactionRejected(
+                f"No category has id {category}; list the categories and pick an existing one.",
+                reason="categories: unknown category",
+            )
+        return Category(
+            category,
+            self._view(self.registry, "category_name", category),
+            int(self._view(self.registry, "category_time_ref", category)),
+        )
+
+    def category_count(self) -> int:
+        return int(self._view(self.registry, "category_count"))
+
+    def categories(self) -> list[Category]:
+        return [self.category(i) for i in range(self.category_count())]
+
+    # ------------------------------------------------------------ orders
+
+    def sign_order(self, order: _Struct) -> bytes:
+        if self.account is None:
+            raise ChainError("This client has no account to sign with.")
+        return eip712.sign_order(order, self.account, self.chain_id, self.deployment.hub)
+
+    def order_hash(self, order: _Struct) -> bytes:
+        return eip712.order_hash(order, self.chain_id, self.deployment.hub)
+
+    def consumed(self, order: _Struct | bytes) -> int:
+        """Volume of an order already used by deals (2**256-1 once cancelled)."""
+        digest = order if isinstance(order, bytes) else self.order_hash(order)
+        return int(self._view(self.hub, "consumed", digest))
+
+    def remaining(self, order: _Struct) -> int:
+        volume = int(getattr(order, "volume"))  # noqa: B009 - every order type has it
+        return max(volume - self.consumed(order), 0)
+
+    def is_presigned(self, order: _Struct | bytes) -> bool:
+        digest = order if isinstance(order, bytes) else self.order_hash(order)
+        return bool(self._view(self.hub, "presigned", digest))
+
+    def cancel_order(self, order: _Struct) -> None:
+        fn = _CANCEL.get(type(order))  # type: ignore[call-overload]
+        if fn is None:
+            raise OrderError(f"Cannot cancel a {type(order).__name__}.")
+        self._send(self.hub, fn, _abi(order))
+
+    def presign_order(self, order: _Struct) -> None:
+        fn = _PRESIGN.get(type(order))  # type: ignore[call-overload]
+        if fn is None:
+            raise OrderError(f"A {type(order).__name__} cannot be presigned; sign it instead.")
+        self._send(self.hub, fn, _abi(order))
+
+    def match_orders(
+        self,
+        app_order: AppOrder,
+        app_sig: bytes,
+        dataset_order: DatasetOrder | None,
+        dataset_sig: bytes,
+        workerpool_order: WorkerpoolOrder,
+        workerpool_sig: bytes,
+        request: RequestOrder,
+        request_sig: bytes,
+    ) -> Deal:
+        """Match four orders into a deal; returns the Deal from the DealCreated event."""
+        dataset_order = dataset_order or DatasetOrder.none()
+        self._precheck_match(app_order, dataset_order, workerpool_order, request)
+        receipt = self._send(
+            self.hub,
+            "match_orders",
+            _abi(app_order),
+            app_sig,
+            _abi(dataset_order),
+            dataset_sig,
+            _abi(workerpool_order),
+            workerpool_sig,
+            _abi(request),
+            request_sig,
+        )
+        return ev.from_receipt(receipt, ev.DealCreated)[0].deal  # type: ignore[no-any-return]
+
+    def _precheck_match(
+        self,
+        app_order: AppOrder,
+        dataset_order: DatasetOrder,
+        workerpool_order: WorkerpoolOrder,
+        request: RequestOrder,
+    ) -> None:
+        """Say how much is missing before the chain says 'too low' (amounts help the user)."""
+        orders: list[_Struct] = [app_order, workerpool_order, request]
+        if dataset_order.dataset != 0:
+            orders.append(dataset_order)
+        volume = min(self.remaining(o) for o in orders)
+        if volume == 0:
+            return  # the contract's own message names the problem
+        price = (
+            app_order.app_price + dataset_order.dataset_price + workerpool_order.workerpool_price
+        )
+        free = self.balance(request.requester)
+        if free < price * volume:
+            raise TransactionRejected(
+                f"The requester's free balance ({free} token units) is too low for this deal "
+                f"({volume} tasks x {price} = {price * volume}); deposit more with "
+                "'comptoir account deposit'.",
+                reason="poco: requester balance too low",
+            )
+
+    def deal_created(self, receipt: Any | None = None) -> ev.DealCreated:
+        """The DealCreated event of a match receipt (default: the last transaction)."""
+        found = ev.from_receipt(
+            receipt if receipt is not None else self.last_receipt, ev.DealCreated
+        )
+        if not found:
+            raise ChainError("That transaction created no deal.")
+        return found[0]  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------ fast path
+
+    def finalize(
+        self,
+        deal: Deal,
+        tasks: Sequence[TaskResult],
+        winners: Sequence[WinnerSig],
+        losers: Sequence[LoserSig] = (),
+        callback_data: bytes = b"",
+    ) -> list[ev.TaskFinalized]:
+        """Settle a batch of tasks from worker-signed commitments (scheduler only)."""
+        receipt = self._send(
+            self.hub,
+            "finalize",
+            _abi(deal),
+            [(t.index, t.digest, t.winners, t.losers) for t in tasks],
+            [(to_checksum_address(w.worker), w.r, w.vs) for w in winners],
+            [
+                (to_checksum_address(x.worker), x.result_hash, x.result_seal, x.r, x.vs)
+                for x in losers
+            ],
+            callback_data,
+        )
+        return ev.from_receipt(receipt, ev.TaskFinalized)
+
+    def finalize_tasks(
+        self, deal: Deal, outcomes: Iterable[TaskOutcome], callback_data: bytes = b""
+    ) -> list[ev.TaskFinalized]:
+        """finalize, sorting the gathered contributions into winners and losers."""
+        tasks, winners, losers = build_finalize(deal, outcomes)
+        return self.finalize(deal, tasks, winners, losers, callback_data)
+
+    def sign_contribution(self, deal: Deal, index: int, digest: bytes) -> SignedContribution:
+        """This account (a worker) commits to `digest` for task `index` of `deal`."""
+        if self.account is None:
+            raise ChainError("This client has no account to sign with.")
+        return sign_contribution(
+            self.account, deal.task_id(index), digest, self.chain_id, self.deployment.hub
+        )
+
+    def claim(self, deal: Deal, indices: Sequence[int]) -> list[ev.TaskClaimed]:
+        """Refund unfinished tasks after the final deadline (anyone)."""
+        now = self.timestamp()
+        if now < deal.final_deadline:
+            raise TransactionRejected(
+                f"The deal's tasks cannot be claimed before its final deadline "
+                f"({deal.final_deadline - now} s from now).",
+                reason="poco: final deadline not reached",
+            )
+        receipt = self._send(self.hub, "claim", _abi(deal), sorted(indices))
+        return ev.from_receipt(receipt, ev.TaskClaimed)
+
+    # ------------------------------------------------------------ hub views
+
+    def score(self, worker: str) -> int:
+        return int(self._view(self.hub, "score", to_checksum_address(worker)))
+
+    def weight(self, worker: str) -> int:
+        """The consensus weight the contracts give `worker`: min(max(s // 3, 3) - 1, 1000)."""
+        return min(max(self.score(worker) // 3, 3) - 1, 1000)
+
+    def is_settled(self, deal_id: bytes, index: int) -> bool:
+        return bool(self._view(self.hub, "is_settled", deal_id, index))
+
+    def deal_exists(self, deal_id: bytes) -> bool:
+        return bool(self._view(self.hub, "deal_exists", deal_id))
+
+    def held_stakes(self) -> int:
+        return int(self._view(self.hub, "held_stakes"))
+
+    def onchain_path(self) -> str:
+        return to_checksum_address(self._view(self.hub, "onchain_path"))
+
+    # ------------------------------------------------------------ on-chain path
+
+    def authorize(self, worker: str, task_id: bytes) -> bytes:
+        """Scheduler side: authorize `worker` to contribute on-chain to `task_id`."""
+        if self.account is None:
+            raise ChainError("This client has no account to sign with.")
+        return eip712.sign_authorization(
+            self.account, worker, task_id, self.chain_id, self.deployment.contributions
+        )
+
+    def contribute(self, deal: Deal, index: int, digest: bytes, authorization: bytes) -> list[Any]:
+        """Worker side: commit to `digest` on-chain; the hub holds the worker stake."""
+        free = self.balance()
+        if free < deal.worker_stake:
+            raise TransactionRejected(
+                f"Your free balance ({free}) cannot cover the worker stake ({deal.worker_stake}); "
+                "deposit more with 'comptoir account deposit'.",
+                reason="poco: worker stake too low",
+            )
+        task = deal.task_id(index)
+        receipt = self._send(
+            self.contributions,
+            "contribute",
+            _abi(deal),
+            index,
+            result_hash(task, digest),
+            result_seal(self.address, task, digest),
+            authorization,
+        )
+        return ev.from_receipt(receipt)
+
+    def reveal(self, deal: Deal, index: int, digest: bytes) -> None:
+        self._send(self.contributions, "reveal", _abi(deal), index, digest)
+
+    def reopen(self, deal: Deal, index: int) -> None:
+        self._send(self.contributions, "reopen", _abi(deal), index)
+
+    def finalize_onchain(self, deal: Deal, index: int, callback_data: bytes = b"") -> list[Any]:
+        """Scheduler side: settle a task from its on-chain contributions."""
+        receipt = self._send(self.contributions, "finalize", _abi(deal), index, callback_data)
+        return ev.from_receipt(receipt)
+
+    def task_status(self, task_id: bytes) -> int:
+        """0 unset, 1 accepting contributions, 2 revealing, 3 done (on-chain path)."""
+        return int(self._view(self.contributions, "task_status", task_id))
+
+    def reveal_deadline(self, task_id: bytes) -> int:
+        return int(self._view(self.contributions, "task_reveal_deadline", task_id))
+
+    def contributors(self, task_id: bytes) -> list[str]:
+        return [
+            to_checksum_address(a) for a in self._view(self.contributions, "contributors", task_id)
+        ]
+
+    def onchain_contribution(self, task_id: bytes, worker: str) -> tuple[int, bytes, bytes, int]:
+        """(status, result hash, result seal, weight) of an on-chain contribution."""
+        status, rh, seal, weight = self._view(
+            self.contributions, "contribution", task_id, to_checksum_address(worker)
+        )
+        return int(status), bytes(rh), bytes(seal), int(weight)
+
+    # ------------------------------------------------------------ events
+
+    def events(
+        self,
+        from_block: int = 0,
+        to_block: int | str = "latest",
+        kinds: Iterable[type[ev.ChainEvent]] | None = None,
+    ) -> list[ev.ChainEvent]:
+        """Protocol events of this deployment over a block range."""
+        d = self.deployment
+        return ev.get_events(
+            self.w3,
+            [d.token, d.registry, d.hub, d.contributions],
+            max(from_block, d.block),
+            to_block,
+            kinds,
+        )
+
+
+__all__ = [
+    "APP_TYPE_BUNDLE",
+    "APP_TYPE_OCI",
+    "ZERO_ADDRESS",
+    "AssetInfo",
+    "Category",
+    "ChainClient",
+    "LoserSig",
+    "SignedContribution",
+    "TaskOutcome",
+    "TaskResult",
+    "Transactor",
+    "WinnerSig",
+    "build_finalize",
+    "connect",
+    "forget_nonces",
+    "sign_contribution",
+]

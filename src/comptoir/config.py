@@ -1,0 +1,107 @@
+"""Settings from the environment: where Comptoir keeps its files and which chain it talks to.
+
+Any EVM JSON-RPC endpoint works by configuration alone: point ``COMPTOIR_RPC_URL`` at it
+and ``COMPTOIR_DEPLOYMENT`` at the deployment record (or keep one per chain id under
+``<home>/deployments/<chain id>.json``).
+
+| variable | default | meaning |
+|---|---|---|
+| COMPTOIR_HOME | ./.comptoir | state folder (devnet, deployments, wallets...) |
+| COMPTOIR_RPC_URL | http://127.0.0.1:8545 | JSON-RPC endpoint |
+| COMPTOIR_DEPLOYMENT | (lookup, see ``deployment_path``) | deployment record JSON |
+| COMPTOIR_ANVIL | .tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil | anvil binary |
+| COMPTOIR_DEVNET_PORT | 8545 | devnet port (0 = any free port) |
+| COMPTOIR_DEVNET_CHAIN_ID | 31337 | devnet chain id |
+| COMPTOIR_RPC_TIMEOUT | 30 | seconds per JSON-RPC request |
+| COMPTOIR_TX_TIMEOUT | 120 | seconds to wait for a receipt |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from comptoir.exceptions import ConfigError
+
+DEFAULT_RPC_URL = "http://127.0.0.1:8545"
+DEFAULT_DEVNET_PORT = 8545
+DEFAULT_DEVNET_CHAIN_ID = 31337
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_ANVIL = _PROJECT_ROOT / ".tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    rpc_url: str = DEFAULT_RPC_URL
+    deployment_file: Path | None = None
+    anvil: Path = DEFAULT_ANVIL
+    devnet_port: int = DEFAULT_DEVNET_PORT
+    devnet_chain_id: int = DEFAULT_DEVNET_CHAIN_ID
+    rpc_timeout: float = 30.0
+    tx_timeout: float = 120.0
+    rpc_url_explicit: bool = False  # set by COMPTOIR_RPC_URL: the devnet must not override it
+
+    @property
+    def devnet_dir(self) -> Path:
+        return self.home / "devnet"
+
+    @property
+    def deployments_dir(self) -> Path:
+        return self.home / "deployments"
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def deployment_path(self, chain_id: int) -> Path:
+        """Where the deployment record for `chain_id` is read from and written to.
+
+        COMPTOIR_DEPLOYMENT wins; then <home>/deployments/<chain id>.json.
+        """
+        if self.deployment_file is not None:
+            return self.deployment_file
+        return self.deployments_dir / f"{chain_id}.json"
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, not {raw!r}.") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, not {raw!r}.") from None
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from `env` (default: the process environment)."""
+    env = os.environ if env is None else env
+    home = Path(env.get("COMPTOIR_HOME") or ".comptoir").expanduser().absolute()
+    rpc_url = env.get("COMPTOIR_RPC_URL") or ""
+    if rpc_url and not rpc_url.startswith(("http://", "https://")):
+        raise ConfigError(f"COMPTOIR_RPC_URL must be an http(s) URL, not {rpc_url!r}.")
+    deployment = env.get("COMPTOIR_DEPLOYMENT")
+    anvil = env.get("COMPTOIR_ANVIL")
+    return Settings(
+        home=home,
+        rpc_url=rpc_url or DEFAULT_RPC_URL,
+        rpc_url_explicit=bool(rpc_url),
+        deployment_file=Path(deployment).expanduser().absolute() if deployment else None,
+        anvil=Path(anvil).expanduser() if anvil else DEFAULT_ANVIL,
+        devnet_port=_int(env, "COMPTOIR_DEVNET_PORT", DEFAULT_DEVNET_PORT),
+        devnet_chain_id=_int(env, "COMPTOIR_DEVNET_CHAIN_ID", DEFAULT_DEVNET_CHAIN_ID),
+        rpc_timeout=_float(env, "COMPTOIR_RPC_TIMEOUT", 30.0),
+        tx_timeout=_float(env, "COMPTOIR_TX_TIMEOUT", 120.0),
+    )

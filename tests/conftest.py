@@ -1,0 +1,3 @@
+"""Suite-wide pytest plugins: the shared anvil devnet fixtures (lazy: started only if used)."""
+
+pytest_plugins = ["comptoir.testing.fixtures"]
