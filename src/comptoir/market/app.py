@@ -1,0 +1,407 @@
+"""The Market HTTP API (FastAPI), version /v1; OpenAPI at /openapi.json, docs at /docs."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, Literal
+
+from fastapi import Body, FastAPI, Header, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from comptoir.exceptions import (
+    ChainError,
+    ForgedSignature,
+    InvalidOrder,
+    MarketError,
+    OrderNotFound,
+)
+from comptoir.market.events import Broadcaster
+from comptoir.market.orderbook import OrderBook
+from comptoir.market.schemas import (
+    MAX_UINT256,
+    CancelBody,
+    Candle,
+    CandleSeries,
+    ErrorBody,
+    LatestPrice,
+    MarketInfo,
+    OrderKind,
+    OrderPage,
+    OrderRecord,
+    PublishBody,
+    SyncReport,
+    parse_address,
+    parse_bytes32,
+    parse_signature,
+)
+from comptoir.market.settings import MarketSettings
+from comptoir.market.store import MarketStore, OrderQuery
+from comptoir.market.sync import MarketSync
+
+API_VERSION = "v1"
+MAX_PAGE = 500
+MAX_CANDLES = 10_000
+
+_ERRORS: dict[type[Exception], int] = {
+    InvalidOrder: 422,
+    ForgedSignature: 400,
+    OrderNotFound: 404,
+    MarketError: 400,
+    ChainError: 503,
+}
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "Forged signature or refused request."},
+    422: {"model": ErrorBody, "description": "Malformed request; `detail` says which field."},
+}
+
+
+class Market:
+    """What one app instance holds; `app.state.market`."""
+
+    def __init__(self, settings: MarketSettings) -> None:
+        self.settings = settings
+        self.store = MarketStore(settings.database)
+        self.events = Broadcaster()
+        self.book = OrderBook(
+            self.store, settings.chain_view(), settings.chain_id, settings.hub, self.events
+        )
+        self.sync = MarketSync(
+            self.book,
+            settings.deals(),
+            interval=settings.sync_interval or 5.0,
+            start_block=settings.start_block,
+        )
+
+    async def record_deal(self, category: int, price: int, volume: int, timestamp: float) -> bool:
+        return await self.book.record_deal(category, price, volume, timestamp)
+
+
+Uint = Annotated[int | None, Query(ge=0, le=MAX_UINT256)]
+
+
+def _address(name: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return parse_address(value)
+    except ValueError as e:
+        raise InvalidOrder(f"Query parameter {name} {e}.") from e
+
+
+def _tag(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        tag = int(value, 16) if value.lower().startswith("0x") else int(value)
+    except ValueError as e:
+        raise InvalidOrder("Query parameter tag must be a 0x-hex or decimal bitmask.") from e
+    if not 0 <= tag <= MAX_UINT256:
+        raise InvalidOrder("Query parameter tag must fit in 256 bits.")
+    return tag
+
+
+def _hash(value: str) -> str:
+    try:
+        return parse_bytes32(value)
+    except ValueError as e:
+        raise InvalidOrder(f"The order hash {e}.") from e
+
+
+def _validation_sentence(exc: RequestValidationError) -> str:
+    errors = exc.errors()
+    if not errors:
+        return "Invalid request."
+    err = errors[0]
+    if err.get("type") == "union_tag_invalid":
+        tag = (err.get("ctx") or {}).get("tag", "")
+        return f"Unknown order kind {tag!r}: use app, dataset, workerpool or request."
+    if err.get("type") == "union_tag_not_found":
+        return "Missing field kind: use app, dataset, workerpool or request."
+    loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
+    if len(loc) > 1 and loc[0] in ("app", "dataset", "workerpool", "request"):
+        loc = loc[1:]  # the discriminator tag pydantic inserts
+    msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+    where = ".".join(loc) or "body"
+    return f"Invalid {where}: {msg[0].lower() + msg[1:] if msg else 'invalid'}."
+
+
+def create_market_app(settings: MarketSettings) -> FastAPI:
+    market = Market(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await market.store.ready()
+        if settings.sync_interval:
+            market.sync.start()
+        try:
+            yield
+        finally:
+            await market.sync.stop()
+            market.events.close()
+            await market.store.close()
+
+    app = FastAPI(
+        title="Comptoir Market API",
+        version=API_VERSION,
+        description=(
+            "Order book of the Comptoir decentralized cloud: signed EIP-712 orders for apps, "
+            "datasets, workerpools and requests, kept in step with the chain, and the cloud "
+            "price index (OHLC of workerpool prices of matched deals). uint256 values are "
+            "accepted as integers or decimal strings."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.market = market
+    book = market.book
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _validation_sentence(exc)}, status_code=422)
+
+    for cls, code in _ERRORS.items():
+
+        async def handler(request: Request, exc: Exception, code: int = code) -> JSONResponse:
+            return JSONResponse({"detail": str(exc)}, status_code=code)
+
+        app.add_exception_handler(cls, handler)
+
+    @app.get("/v1/info", response_model=MarketInfo, tags=["market"])
+    async def info() -> MarketInfo:
+        """The EIP-712 domain this market checks signatures against."""
+        return MarketInfo(chain_id=settings.chain_id, hub=book.hub)
+
+    @app.post(
+        "/v1/orders",
+        response_model=OrderRecord,
+        status_code=201,
+        tags=["orders"],
+        responses={
+            200: {"model": OrderRecord, "description": "Already listed (idempotent)."},
+            **_RESPONSES,
+        },
+    )
+    async def publish(body: Annotated[PublishBody, Body()], response: Response) -> OrderRecord:
+        """Publishes a signed order. The signer must own the asset (app, dataset and
+        workerpool orders) or be the requester (request orders)."""
+        record, created = await book.publish(body.order, body.signature)
+        if not created:
+            response.status_code = 200
+        return record
+
+    @app.get("/v1/orders", response_model=OrderPage, tags=["orders"], responses=_RESPONSES)
+    async def list_orders(
+        kind: OrderKind | None = None,
+        status: Annotated[
+            Literal["open", "filled", "cancelled", "dead", "any"],
+            Query(description="Order status; `any` for all."),
+        ] = "open",
+        category: Uint = None,
+        tag: Annotated[
+            str | None,
+            Query(
+                description=(
+                    "Bitmask (0x-hex or decimal). Workerpool orders match when they offer "
+                    "every bit of it; other orders match when they require only bits of it."
+                )
+            ),
+        ] = None,
+        min_trust: Uint = None,
+        min_remaining: Annotated[
+            int | None,
+            Query(ge=0, le=MAX_UINT256, description=("Orders with at least this volume left.")),
+        ] = None,
+        max_price: Annotated[
+            int | None,
+            Query(
+                ge=0,
+                le=MAX_UINT256,
+                description=(
+                    "Price per task at most this (for requests: the sum of their maxima)."
+                ),
+            ),
+        ] = None,
+        app: Annotated[
+            int | None,
+            Query(
+                ge=0,
+                le=MAX_UINT256,
+                description=("Orders naming this app (app orders and requests)."),
+            ),
+        ] = None,
+        dataset: Uint = None,
+        workerpool: Uint = None,
+        requester: Annotated[
+            str | None, Query(description="Request orders of this requester.")
+        ] = None,
+        owner: Annotated[str | None, Query(description="Orders signed by this address.")] = None,
+        usable_by_requester: Annotated[
+            str | None,
+            Query(description=("Orders whose requester restriction is none or this address.")),
+        ] = None,
+        usable_with_app: Annotated[
+            int | None,
+            Query(
+                ge=0,
+                le=MAX_UINT256,
+                description=("Orders whose app restriction is none or this app."),
+            ),
+        ] = None,
+        usable_with_dataset: Uint = None,
+        usable_with_workerpool: Annotated[
+            int | None,
+            Query(
+                ge=0,
+                le=MAX_UINT256,
+                description=(
+                    "Orders whose workerpool restriction (for requests: workerpool) "
+                    "is none or this."
+                ),
+            ),
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> OrderPage:
+        """Lists orders, cheapest first (then oldest first)."""
+        query = OrderQuery(
+            kind=kind,
+            status=None if status == "any" else status,
+            category=category,
+            tag=_tag(tag),
+            min_trust=min_trust,
+            min_remaining=min_remaining,
+            max_price=max_price,
+            app=app,
+            dataset=dataset,
+            workerpool=workerpool,
+            requester=_address("requester", requester),
+            owner=_address("owner", owner),
+            usable_by_requester=_address("usable_by_requester", usable_by_requester),
+            usable_with_app=usable_with_app,
+            usable_with_dataset=usable_with_dataset,
+            usable_with_workerpool=usable_with_workerpool,
+            limit=limit,
+            offset=offset,
+        )
+        return await book.list(query)
+
+    @app.get(
+        "/v1/orders/{order_hash}",
+        response_model=OrderRecord,
+        tags=["orders"],
+        responses={404: {"model": ErrorBody, "description": "Not listed."}, **_RESPONSES},
+    )
+    async def get_order(
+        order_hash: Annotated[str, Path(description="EIP-712 hash, 0x + 64 hex.")],
+    ) -> OrderRecord:
+        return await book.get(_hash(order_hash))
+
+    @app.delete(
+        "/v1/orders/{order_hash}",
+        response_model=OrderRecord,
+        tags=["orders"],
+        responses={404: {"model": ErrorBody, "description": "Not listed."}, **_RESPONSES},
+    )
+    async def cancel_order(
+        order_hash: str,
+        body: Annotated[CancelBody | None, Body()] = None,
+        signature: Annotated[str | None, Query(description="Alternative to the JSON body.")] = None,
+    ) -> OrderRecord:
+        """Withdraws a listing. Sign with personal_sign (EIP-191) the text
+        `Comptoir market: cancel order <hash> (chain <chain id>, hub <checksummed hub>)`.
+        The order remains valid on-chain: cancel it on the hub to be sure it never matches."""
+        if body is not None:
+            sig = body.signature
+        elif signature is not None:
+            try:
+                sig = parse_signature(signature)
+            except ValueError as e:
+                raise InvalidOrder(f"The signature {e}.") from e
+        else:
+            raise InvalidOrder("A cancel needs the owner's signature, in the body or ?signature=.")
+        return await book.cancel(_hash(order_hash), sig)
+
+    @app.post(
+        "/v1/sync",
+        response_model=SyncReport,
+        tags=["admin"],
+        responses={401: {"model": ErrorBody, "description": "Wrong or missing admin token."}},
+    )
+    async def sync(authorization: Annotated[str | None, Header()] = None) -> Response | SyncReport:
+        """Runs one synchronization pass with the chain now (needs `Authorization: Bearer
+        <admin token>` when the server has one)."""
+        if settings.admin_token is not None:
+            expected = f"Bearer {settings.admin_token}"
+            if authorization is None or not hmac.compare_digest(authorization, expected):
+                return JSONResponse(
+                    {"detail": "This endpoint needs the admin token."}, status_code=401
+                )
+        return await market.sync.run_once()
+
+    @app.get("/v1/prices", response_model=list[LatestPrice], tags=["prices"])
+    async def latest_prices() -> list[LatestPrice]:
+        """Latest workerpool price per category."""
+        return [
+            LatestPrice(category=d.category, price=d.price, timestamp=d.timestamp, deals=n)
+            for d, n in await book.latest_prices()
+        ]
+
+    @app.get(
+        "/v1/prices/{category}", response_model=CandleSeries, tags=["prices"], responses=_RESPONSES
+    )
+    async def price_candles(
+        category: Annotated[int, Path(ge=0, le=MAX_UINT256)],
+        interval: Annotated[
+            int, Query(ge=1, le=366 * 86400, description="Candle length, seconds.")
+        ] = 3600,
+        start: Annotated[float | None, Query(description="Unix time, inclusive.")] = None,
+        end: Annotated[float | None, Query(description="Unix time, exclusive.")] = None,
+    ) -> CandleSeries:
+        """OHLC candles of the workerpool price per task of the deals matched in a category
+        (the cloud price index); intervals without deals are omitted."""
+        found = await book.candles(category, interval, start, end)
+        return CandleSeries(
+            category=category,
+            interval=interval,
+            candles=[
+                Candle(
+                    start=c.start,
+                    open=c.open,
+                    high=c.high,
+                    low=c.low,
+                    close=c.close,
+                    volume=c.volume,
+                    deals=c.deals,
+                )
+                for c in found[-MAX_CANDLES:]
+            ],
+        )
+
+    @app.get(
+        "/v1/stream",
+        tags=["stream"],
+        responses={
+            200: {
+                "content": {"text/event-stream": {}},
+                "description": (
+                    "Server-Sent Events: order.published, order.updated, order.cancelled (data: "
+                    "an OrderRecord) and deal.recorded."
+                ),
+            }
+        },
+    )
+    async def stream(
+        max_events: Annotated[
+            int | None, Query(ge=1, description="Close after this many events.")
+        ] = None,
+    ) -> StreamingResponse:
+        """Live feed of the order book."""
+        return StreamingResponse(
+            market.events.subscribe(max_events=max_events),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    return app

@@ -1,0 +1,258 @@
+"""What the market reads from the chain, behind a small protocol.
+
+`Web3ChainView` reads the Registry and the Hub over JSON-RPC; `InMemoryChainView` is a
+stand-in chain for tests of the API logic, driven by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from eth_utils import to_checksum_address
+
+from comptoir.chain.types import ZERO_ADDRESS
+
+KIND_APP, KIND_DATASET, KIND_WORKERPOOL = 1, 2, 3
+ASSET_KINDS = {"app": KIND_APP, "dataset": KIND_DATASET, "workerpool": KIND_WORKERPOOL}
+CANCELLED = 2**256 - 1  # orders.vy: a cancel sets consumed to max_value(uint256)
+
+
+@runtime_checkable
+class ChainView(Protocol):
+    """Read-only chain state the order book depends on."""
+
+    async def owner_of(self, asset_id: int) -> str | None:
+        """Checksummed owner of a registered asset, None when unknown."""
+        ...
+
+    async def kind_of(self, asset_id: int) -> int:
+        """1 app, 2 dataset, 3 workerpool, 0 unknown (Registry.kind_of)."""
+        ...
+
+    async def consumed(self, order_hash: bytes) -> int:
+        """Volume of the order already used by deals; 2**256 - 1 once cancelled on-chain."""
+        ...
+
+    async def block_number(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class DealEvent:
+    """What the market needs from a DealCreated event."""
+
+    deal_id: bytes
+    category: int
+    workerpool_price: int
+    volume: int
+    timestamp: float
+    order_hashes: tuple[bytes, ...] = ()  # app, dataset (if any), workerpool, request
+    block: int | None = None
+
+
+# Returns the deals created in blocks [from_block, to_block].
+DealSource = Callable[[int, int], Awaitable[Iterable[DealEvent]]]
+
+
+class InMemoryChainView:
+    """A hand-driven chain: set owners, kinds and consumed volumes, then sync."""
+
+    def __init__(self) -> None:
+        self.owners: dict[int, str] = {}
+        self.kinds: dict[int, int] = {}
+        self.consumed_volumes: dict[bytes, int] = {}
+        self.block = 1
+        self.deals: list[DealEvent] = []
+
+    def register(self, asset_id: int, owner: str, kind: int | str) -> None:
+        self.owners[asset_id] = str(to_checksum_address(owner))
+        self.kinds[asset_id] = ASSET_KINDS[kind] if isinstance(kind, str) else kind
+
+    def consume(self, order_hash: bytes, volume: int) -> None:
+        self.consumed_volumes[order_hash] = self.consumed_volumes.get(order_hash, 0) + volume
+        self.block += 1
+
+    def cancel(self, order_hash: bytes) -> None:
+        self.consumed_volumes[order_hash] = CANCELLED
+        self.block += 1
+
+    def add_deal(self, deal: DealEvent) -> None:
+        """Record a deal at a new block and consume the volume of the orders it names."""
+        self.block += 1
+        self.deals.append(
+            DealEvent(
+                deal.deal_id,
+                deal.category,
+                deal.workerpool_price,
+                deal.volume,
+                deal.timestamp,
+                deal.order_hashes,
+                self.block,
+            )
+        )
+        for h in deal.order_hashes:
+            self.consumed_volumes[h] = self.consumed_volumes.get(h, 0) + deal.volume
+
+    async def deal_source(self, from_block: int, to_block: int) -> list[DealEvent]:
+        return [d for d in self.deals if d.block is not None and from_block <= d.block <= to_block]
+
+    async def owner_of(self, asset_id: int) -> str | None:
+        return self.owners.get(asset_id)
+
+    async def kind_of(self, asset_id: int) -> int:
+        return self.kinds.get(asset_id, 0)
+
+    async def consumed(self, order_hash: bytes) -> int:
+        return self.consumed_volumes.get(order_hash, 0)
+
+    async def block_number(self) -> int:
+        return self.block
+
+
+# Minimal ABIs: only the views the market calls, so no build artifact is needed.
+REGISTRY_VIEW_ABI: list[dict[str, Any]] = [
+    {
+        "type": "function",
+        "name": "owner_of",
+        "stateMutability": "view",
+        "inputs": [{"name": "asset", "type": "uint256"}],
+        "outputs": [{"name": "", "type": "address"}],
+    },
+    {
+        "type": "function",
+        "name": "kind_of",
+        "stateMutability": "view",
+        "inputs": [{"name": "asset", "type": "uint256"}],
+        "outputs": [{"name": "", "type": "uint8"}],
+    },
+]
+_DEAL_COMPONENTS = [
+    {"name": n, "type": t}
+    for n, t in (
+        ("request_hash", "bytes32"),
+        ("first_task", "uint256"),
+        ("volume", "uint256"),
+        ("requester", "address"),
+        ("app_owner", "address"),
+        ("app_price", "uint256"),
+        ("dataset_owner", "address"),
+        ("dataset_price", "uint256"),
+        ("scheduler", "address"),
+        ("workerpool_price", "uint256"),
+        ("scheduler_stake", "uint256"),
+        ("worker_stake", "uint256"),
+        ("scheduler_reward_ratio", "uint256"),
+        ("trust", "uint256"),
+        ("contribution_deadline", "uint256"),
+        ("final_deadline", "uint256"),
+        ("callback", "address"),
+    )
+]
+HUB_VIEW_ABI: list[dict[str, Any]] = [
+    {
+        "type": "function",
+        "name": "consumed",
+        "stateMutability": "view",
+        "inputs": [{"name": "arg0", "type": "bytes32"}],
+        "outputs": [{"name": "", "type": "uint256"}],
+    },
+    {
+        "type": "event",
+        "name": "DealCreated",
+        "anonymous": False,
+        "inputs": [
+            {"name": "deal_id", "type": "bytes32", "indexed": True},
+            {"name": "workerpool", "type": "uint256", "indexed": True},
+            {"name": "requester", "type": "address", "indexed": True},
+            {"name": "deal", "type": "tuple", "components": _DEAL_COMPONENTS, "indexed": False},
+            {"name": "app", "type": "uint256", "indexed": False},
+            {"name": "dataset", "type": "uint256", "indexed": False},
+            {"name": "category", "type": "uint256", "indexed": False},
+            {"name": "tag", "type": "bytes32", "indexed": False},
+            {"name": "beneficiary", "type": "address", "indexed": False},
+            {"name": "params", "type": "string", "indexed": False},
+            {"name": "app_order_hash", "type": "bytes32", "indexed": False},
+            {"name": "dataset_order_hash", "type": "bytes32", "indexed": False},
+            {"name": "workerpool_order_hash", "type": "bytes32", "indexed": False},
+        ],
+    },
+]
+
+
+class Web3ChainView:
+    """Reads the Registry and the Hub through an async JSON-RPC client.
+
+    `registry_abi` / `hub_abi` may be the full build artifacts; the defaults hold just the
+    views (and the DealCreated event) used here.
+    """
+
+    def __init__(
+        self,
+        rpc_url: str,
+        registry: str,
+        hub: str,
+        registry_abi: Sequence[dict[str, Any]] | None = None,
+        hub_abi: Sequence[dict[str, Any]] | None = None,
+        max_concurrency: int = 16,
+    ) -> None:
+        from web3 import AsyncHTTPProvider, AsyncWeb3
+
+        self.w3 = AsyncWeb3(AsyncHTTPProvider(rpc_url))
+        self.registry = self.w3.eth.contract(
+            address=to_checksum_address(registry), abi=list(registry_abi or REGISTRY_VIEW_ABI)
+        )
+        self.hub = self.w3.eth.contract(
+            address=to_checksum_address(hub), abi=list(hub_abi or HUB_VIEW_ABI)
+        )
+        # bounds parallel RPC calls when a sync reads thousands of orders
+        self._limit = asyncio.Semaphore(max_concurrency)
+
+    async def owner_of(self, asset_id: int) -> str | None:
+        async with self._limit:
+            owner = await self.registry.functions.owner_of(asset_id).call()
+        return None if int(owner, 16) == 0 else str(to_checksum_address(owner))
+
+    async def kind_of(self, asset_id: int) -> int:
+        async with self._limit:
+            return int(await self.registry.functions.kind_of(asset_id).call())
+
+    async def consumed(self, order_hash: bytes) -> int:
+        async with self._limit:
+            return int(await self.hub.functions.consumed(order_hash).call())
+
+    async def block_number(self) -> int:
+        return int(await self.w3.eth.block_number)
+
+    async def deal_source(self, from_block: int, to_block: int) -> list[DealEvent]:
+        """DealCreated events of the hub in [from_block, to_block], timestamped by their block."""
+        logs = await self.hub.events.DealCreated.get_logs(from_block=from_block, to_block=to_block)
+        times: dict[int, float] = {}
+        out: list[DealEvent] = []
+        for log in logs:
+            number = int(log["blockNumber"])
+            if number not in times:
+                times[number] = float((await self.w3.eth.get_block(number))["timestamp"])
+            args = log["args"]
+            deal = args["deal"]
+            hashes = [bytes(args["app_order_hash"]), bytes(args["workerpool_order_hash"])]
+            if int(args["dataset"]):
+                hashes.append(bytes(args["dataset_order_hash"]))
+            hashes.append(bytes(deal["request_hash"]))
+            out.append(
+                DealEvent(
+                    deal_id=bytes(args["deal_id"]),
+                    category=int(args["category"]),
+                    workerpool_price=int(deal["workerpool_price"]),
+                    volume=int(deal["volume"]),
+                    timestamp=times[number],
+                    order_hashes=tuple(hashes),
+                    block=number,
+                )
+            )
+        return out
+
+
+def is_zero_address(address: str | None) -> bool:
+    return address is None or int(address, 16) == 0 or address == ZERO_ADDRESS

@@ -1,0 +1,265 @@
+"""The order book's rules, independent of HTTP: publish, list, cancel, chain state, prices."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from eth_account.signers.local import LocalAccount
+from eth_utils import to_checksum_address
+
+from comptoir.chain.eip712 import order_hash, recover_order_signer
+from comptoir.chain.types import _Struct
+from comptoir.exceptions import ChainError, ForgedSignature, InvalidOrder, OrderNotFound
+from comptoir.market import events
+from comptoir.market.chainview import ASSET_KINDS, CANCELLED, ChainView
+from comptoir.market.prices import OHLC, PricePoint, candles
+from comptoir.market.schemas import (
+    KIND_OF_STRUCT,
+    MODELS,
+    OrderPage,
+    OrderRecord,
+    _OrderModel,
+)
+from comptoir.market.store import DealRow, MarketStore, OrderQuery, StoredOrder, row_for
+
+FORGED = "signature does not match the order owner"
+
+
+def cancel_message(order_hash_hex: str, chain_id: int, hub: str) -> str:
+    """The text an owner signs (EIP-191 personal_sign) to withdraw a listing.
+
+    Bound to the chain and hub so a cancel cannot be replayed on another market."""
+    return (
+        f"Comptoir market: cancel order {order_hash_hex.lower()} "
+        f"(chain {chain_id}, hub {to_checksum_address(hub)})"
+    )
+
+
+def sign_cancel(order_hash_hex: str, account: LocalAccount, chain_id: int, hub: str) -> str:
+    message = encode_defunct(text=cancel_message(order_hash_hex, chain_id, hub))
+    return "0x" + bytes(account.sign_message(message).signature).hex()
+
+
+def chain_status(volume: int, consumed: int) -> tuple[str, int, str | None]:
+    """(status, remaining, reason) from the hub's consumed counter (orders.vy `_remaining`)."""
+    if consumed == CANCELLED:
+        return "cancelled", 0, "cancelled on-chain"
+    remaining = max(volume - consumed, 0)
+    return ("filled", 0, None) if remaining == 0 else ("open", remaining, None)
+
+
+def to_record(stored: StoredOrder) -> OrderRecord:
+    return OrderRecord(
+        hash=stored.hash,
+        kind=stored.kind,  # type: ignore[arg-type]
+        order=MODELS[stored.kind].model_validate(stored.order),
+        signature=stored.signature,
+        owner=stored.owner,
+        status=stored.status,  # type: ignore[arg-type]
+        status_reason=stored.status_reason,
+        volume=stored.volume,
+        remaining=stored.remaining,
+        price=stored.price,
+        published_at=stored.published_at,
+        updated_at=stored.updated_at,
+    )
+
+
+def _hex(data: bytes) -> str:
+    return "0x" + data.hex()
+
+
+async def _read_chain(what: str, coro: Any) -> Any:
+    try:
+        return await coro
+    except Exception as e:
+        raise ChainError(
+            f"Could not read {what} from the chain ({type(e).__name__}); "
+            "retry when the node answers."
+        ) from e
+
+
+class OrderBook:
+    """Validated, signed orders kept in step with the chain, and the deals price feed."""
+
+    def __init__(
+        self,
+        store: MarketStore,
+        chain: ChainView,
+        chain_id: int,
+        hub: str,
+        broadcaster: events.Broadcaster | None = None,
+    ) -> None:
+        self.store, self.chain = store, chain
+        self.chain_id, self.hub = chain_id, str(to_checksum_address(hub))
+        self.events = broadcaster or events.Broadcaster()
+
+    # ------------------------------------------------------------ orders
+
+    async def publish(
+        self, order: _Struct | _OrderModel, signature: str | bytes
+    ) -> tuple[OrderRecord, bool]:
+        """Checks the signature against the order's owner and lists the order.
+
+        Returns (record, created); publishing a listed order again returns it unchanged:
+        in particular an order cancelled here stays cancelled, since anyone who saw the
+        signed order could otherwise re-list it."""
+        struct = order.to_struct() if isinstance(order, _OrderModel) else order
+        kind = KIND_OF_STRUCT[type(struct)]
+        sig = (
+            signature
+            if isinstance(signature, bytes)
+            else bytes.fromhex(signature.removeprefix("0x"))
+        )
+        if len(sig) != 65:
+            raise InvalidOrder("The signature must be 65 bytes (r, s, v).")
+        digest = _hex(order_hash(struct, self.chain_id, self.hub))
+        try:
+            signer = recover_order_signer(struct, sig, self.chain_id, self.hub)
+        except Exception as e:  # malformed r/s/v: no signer at all
+            raise ForgedSignature(FORGED) from e
+
+        existing = await self.store.get_order(digest)
+        if existing is not None:
+            if existing.owner != signer:
+                raise ForgedSignature(FORGED)
+            return to_record(existing), False
+
+        owner = await self._owner(kind, struct)
+        if signer != owner:
+            raise ForgedSignature(FORGED)
+        consumed = await _read_chain(
+            "the consumed volume", self.chain.consumed(bytes.fromhex(digest[2:]))
+        )
+        status, remaining, reason = chain_status(struct.volume, consumed)  # type: ignore[attr-defined]
+        now = time.time()
+        row = row_for(
+            order_hash=digest,
+            kind=kind,
+            order_json=struct.to_json(),
+            signature=_hex(sig),
+            owner=owner,
+            status=status,
+            status_reason=reason,
+            remaining=remaining,
+            published_at=now,
+        )
+        created = await self.store.insert_order(row)
+        stored = await self.store.get_order(digest)
+        assert stored is not None
+        record = to_record(stored)
+        if created:
+            self.events.publish(events.PUBLISHED, record.model_dump(mode="json"))
+        return record, created
+
+    async def _owner(self, kind: str, struct: _Struct) -> str:
+        if kind == "request":
+            return str(struct.requester)  # type: ignore[attr-defined]
+        asset = int(getattr(struct, kind))
+        found = await _read_chain("the asset kind", self.chain.kind_of(asset))
+        if found != ASSET_KINDS[kind]:
+            raise InvalidOrder(f"Asset {asset} is not a registered {kind}; register it first.")
+        owner = await _read_chain("the asset owner", self.chain.owner_of(asset))
+        if owner is None:
+            raise InvalidOrder(f"Asset {asset} has no owner on-chain; register it first.")
+        return str(to_checksum_address(owner))
+
+    async def get(self, order_hash_hex: str) -> OrderRecord:
+        stored = await self.store.get_order(order_hash_hex.lower())
+        if stored is None:
+            raise OrderNotFound(f"No order {order_hash_hex} is listed; publish it first.")
+        return to_record(stored)
+
+    async def list(self, query: OrderQuery) -> OrderPage:
+        rows, total = await self.store.list_orders(query)
+        return OrderPage(
+            orders=[to_record(r) for r in rows], total=total, limit=query.limit, offset=query.offset
+        )
+
+    async def cancel(self, order_hash_hex: str, signature: str) -> OrderRecord:
+        """Withdraws a listing when `signature` is the owner's EIP-191 signature of
+        `cancel_message`; the order stays valid on-chain (cancel it there to be safe)."""
+        order_hash_hex = order_hash_hex.lower()
+        stored = await self.store.get_order(order_hash_hex)
+        if stored is None:
+            raise OrderNotFound(f"No order {order_hash_hex} is listed; nothing to cancel.")
+        message = encode_defunct(text=cancel_message(order_hash_hex, self.chain_id, self.hub))
+        try:
+            signer = Account.recover_message(message, signature=signature)
+        except Exception as e:
+            raise ForgedSignature(FORGED) from e
+        if signer != stored.owner:
+            raise ForgedSignature(FORGED)
+        if stored.status != "open":
+            return to_record(stored)  # already closed: idempotent
+        await self.store.update_order(
+            order_hash_hex, status="cancelled", status_reason="cancelled off-chain by the owner"
+        )
+        record = await self.get(order_hash_hex)
+        self.events.publish(events.CANCELLED, record.model_dump(mode="json"))
+        return record
+
+    async def apply_chain_state(
+        self,
+        stored: StoredOrder,
+        consumed: int,
+        owner: str | None = None,
+        check_owner: bool = False,
+    ) -> bool:
+        """Updates an open order from the chain; True when something changed."""
+        status, remaining, reason = chain_status(stored.volume, consumed)
+        if status == "open" and check_owner and owner != stored.owner:
+            status = "dead"
+            reason = "asset unknown on-chain" if owner is None else "asset owner changed"
+        if status == stored.status and remaining == stored.remaining:
+            return False
+        await self.store.update_order(
+            stored.hash, status=status, status_reason=reason, remaining=remaining
+        )
+        record = await self.get(stored.hash)
+        event = events.CANCELLED if status == "cancelled" else events.UPDATED
+        self.events.publish(event, record.model_dump(mode="json"))
+        return True
+
+    # ------------------------------------------------------------ prices
+
+    async def record_deal(
+        self,
+        category: int,
+        price: int,
+        volume: int,
+        timestamp: float,
+        deal_id: str | bytes | None = None,
+        block: int | None = None,
+    ) -> bool:
+        """Adds a matched deal (workerpool price per task) to the price index; a deal id
+        seen before is ignored, so replaying events does not count a deal twice."""
+        if isinstance(deal_id, bytes):
+            deal_id = _hex(deal_id)
+        deal = DealRow(deal_id or "local:" + uuid.uuid4().hex, category, price, volume, timestamp)
+        created = await self.store.insert_deal(deal, block)
+        if created:
+            self.events.publish(
+                events.DEAL,
+                {
+                    "deal_id": deal.deal_id,
+                    "category": category,
+                    "price": price,
+                    "volume": volume,
+                    "timestamp": timestamp,
+                },
+            )
+        return created
+
+    async def candles(
+        self, category: int, interval: int, start: float | None = None, end: float | None = None
+    ) -> list[OHLC]:
+        deals = await self.store.deals_in(category, start, end)
+        return candles((PricePoint(d.timestamp, d.price, d.volume) for d in deals), interval)
+
+    async def latest_prices(self) -> list[tuple[DealRow, int]]:
+        return await self.store.latest_prices()

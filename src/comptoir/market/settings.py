@@ -1,0 +1,75 @@
+"""Configuration of a market server."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from comptoir.exceptions import ConfigError
+from comptoir.market.chainview import ChainView, DealSource, Web3ChainView
+
+
+@dataclass
+class MarketSettings:
+    """`chain_id` and `hub` fix the EIP-712 domain orders are checked against.
+
+    The chain is read through `chain` when given, else through `rpc_url` + `registry`.
+    `database` is a SQLite file path, ":memory:", or a SQLAlchemy URL
+    (``postgresql+psycopg://user:pass@host/db``).
+    """
+
+    chain_id: int
+    hub: str
+    database: str | Path = "market.db"
+    chain: ChainView | None = None
+    rpc_url: str | None = None
+    registry: str | None = None
+    # None: the chain view's own `deal_source` if it has one; False: no price feed from events
+    deal_source: DealSource | bool | None = None
+    sync_interval: float | None = 5.0  # None: no background loop (POST /v1/sync only)
+    start_block: int = 0
+    admin_token: str | None = None  # required by POST /v1/sync when set
+
+    def chain_view(self) -> ChainView:
+        if self.chain is not None:
+            return self.chain
+        if not (self.rpc_url and self.registry):
+            raise ConfigError(
+                "The market needs a chain: set COMPTOIR_RPC_URL and COMPTOIR_REGISTRY "
+                "(or pass a ChainView)."
+            )
+        self.chain = Web3ChainView(self.rpc_url, self.registry, self.hub)
+        return self.chain
+
+    def deals(self) -> DealSource | None:
+        if self.deal_source is False:
+            return None
+        if self.deal_source is None or self.deal_source is True:
+            return getattr(self.chain_view(), "deal_source", None)
+        return self.deal_source
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> MarketSettings:
+        """COMPTOIR_CHAIN_ID, COMPTOIR_HUB, COMPTOIR_REGISTRY, COMPTOIR_RPC_URL,
+        COMPTOIR_MARKET_DB, COMPTOIR_MARKET_SYNC_INTERVAL, COMPTOIR_MARKET_ADMIN_TOKEN."""
+        env = os.environ if environ is None else environ
+        missing = [k for k in ("COMPTOIR_CHAIN_ID", "COMPTOIR_HUB") if not env.get(k)]
+        if missing:
+            raise ConfigError(f"Set {' and '.join(missing)} to run the market.")
+        try:
+            chain_id = int(env["COMPTOIR_CHAIN_ID"])
+            interval = float(env.get("COMPTOIR_MARKET_SYNC_INTERVAL", "5"))
+        except ValueError as e:
+            raise ConfigError(
+                "COMPTOIR_CHAIN_ID must be an integer and COMPTOIR_MARKET_SYNC_INTERVAL a number."
+            ) from e
+        return cls(
+            chain_id=chain_id,
+            hub=env["COMPTOIR_HUB"],
+            database=env.get("COMPTOIR_MARKET_DB", "market.db"),
+            rpc_url=env.get("COMPTOIR_RPC_URL", "http://127.0.0.1:8545"),
+            registry=env.get("COMPTOIR_REGISTRY"),
+            sync_interval=interval if interval > 0 else None,
+            admin_token=env.get("COMPTOIR_MARKET_ADMIN_TOKEN") or None,
+        )

@@ -1,0 +1,522 @@
+"""Persistence of the order book and the deals feed (async SQLAlchemy Core).
+
+Portable across SQLite and PostgreSQL: uint256 values are stored as zero-padded decimal
+strings, so string order is numeric order and range filters work in SQL; a tag is split
+into eight 32-bit words so tag-coverage filters are bitwise ANDs in SQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    create_engine,
+    func,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import StaticPool
+
+T = TypeVar("T")
+
+WIDTH = 80  # a sum of three uint256 prices has at most 78 digits
+TAG_WORDS = 8
+WORD_MASK = 0xFFFFFFFF
+
+
+def pad(value: int) -> str:
+    return str(value).zfill(WIDTH)
+
+
+def unpad(value: str | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def tag_words(tag: int) -> list[int]:
+    """Word i holds bits 32*i .. 32*i+31 of the tag."""
+    return [(tag >> (32 * i)) & WORD_MASK for i in range(TAG_WORDS)]
+
+
+def database_url(database: str | Path) -> str:
+    """A synchronous SQLAlchemy URL from a URL or a SQLite file path (":memory:" allowed).
+
+    Async driver names (sqlite+aiosqlite, postgresql+asyncpg) are accepted and mapped to
+    their synchronous counterparts, so one configured URL serves every component."""
+    text = str(database)
+    if "://" not in text:
+        if text == ":memory:":
+            return "sqlite:///:memory:"
+        return "sqlite:///" + str(Path(text).expanduser().resolve())
+    scheme, rest = text.split("://", 1)
+    if scheme in ("sqlite", "sqlite+aiosqlite", "sqlite+pysqlite"):
+        return "sqlite://" + rest
+    if scheme in ("postgresql", "postgres", "postgresql+asyncpg", "postgresql+psycopg_async"):
+        return "postgresql+psycopg://" + rest
+    return text
+
+
+metadata = MetaData()
+
+orders = Table(
+    "market_orders",
+    metadata,
+    Column("hash", String(66), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("order_json", Text, nullable=False),
+    Column("signature", String(132), nullable=False),
+    Column("owner", String(42), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("status_reason", String(200)),
+    Column("volume", String(WIDTH), nullable=False),
+    Column("remaining", String(WIDTH), nullable=False),
+    Column("price", String(WIDTH), nullable=False),
+    Column("category", String(WIDTH)),
+    Column("trust", String(WIDTH)),
+    Column("app", String(WIDTH)),
+    Column("dataset", String(WIDTH)),
+    Column("workerpool", String(WIDTH)),
+    Column("requester", String(42)),
+    Column("app_restrict", String(WIDTH)),
+    Column("dataset_restrict", String(WIDTH)),
+    Column("workerpool_restrict", String(WIDTH)),
+    Column("requester_restrict", String(42)),
+    *[Column(f"tag{i}", BigInteger, nullable=False) for i in range(TAG_WORDS)],
+    Column("published_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_market_orders_book", "kind", "status", "price", "published_at"),
+    Index("ix_market_orders_owner", "owner"),
+    Index("ix_market_orders_category", "category"),
+)
+
+deals = Table(
+    "market_deals",
+    metadata,
+    Column("deal_id", String(66), primary_key=True),
+    Column("category", String(WIDTH), nullable=False),
+    Column("price", String(WIDTH), nullable=False),
+    Column("volume", String(WIDTH), nullable=False),
+    Column("timestamp", Float, nullable=False),
+    Column("block", BigInteger),
+    Index("ix_market_deals_category_time", "category", "timestamp"),
+)
+
+meta = Table(
+    "market_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+
+@dataclass
+class StoredOrder:
+    hash: str
+    kind: str
+    order: dict[str, Any]
+    signature: str
+    owner: str
+    status: str
+    status_reason: str | None
+    volume: int
+    remaining: int
+    price: int
+    published_at: float
+    updated_at: float
+
+    @classmethod
+    def from_row(cls, row: Any) -> StoredOrder:
+        return cls(
+            hash=row.hash,
+            kind=row.kind,
+            order=json.loads(row.order_json),
+            signature=row.signature,
+            owner=row.owner,
+            status=row.status,
+            status_reason=row.status_reason,
+            volume=int(row.volume),
+            remaining=int(row.remaining),
+            price=int(row.price),
+            published_at=row.published_at,
+            updated_at=row.updated_at,
+        )
+
+
+@dataclass
+class OrderQuery:
+    """Filters of GET /v1/orders; None means "any"."""
+
+    kind: str | None = None
+    status: str | None = "open"
+    category: int | None = None
+    tag: int | None = None
+    min_trust: int | None = None
+    min_remaining: int | None = None
+    max_price: int | None = None
+    app: int | None = None
+    dataset: int | None = None
+    workerpool: int | None = None
+    requester: str | None = None
+    owner: str | None = None
+    usable_by_requester: str | None = None
+    usable_with_app: int | None = None
+    usable_with_dataset: int | None = None
+    usable_with_workerpool: int | None = None
+    limit: int = 100
+    offset: int = 0
+
+
+@dataclass
+class DealRow:
+    deal_id: str
+    category: int
+    price: int
+    volume: int
+    timestamp: float
+
+
+class MarketStore:
+    """The tables, behind async methods; the schema is created on first use.
+
+    SQLAlchemy's asyncio extension needs greenlet, which the pinned dependencies do not
+    ship, so a synchronous engine runs on a private thread pool instead: one thread for
+    SQLite (a single writer anyway, and it keeps ":memory:" on one connection), several
+    for a server database. Callers never block the event loop either way.
+    """
+
+    def __init__(self, database: str | Path, threads: int = 8) -> None:
+        url = database_url(database)
+        kwargs: dict[str, Any] = {}
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            # the API and the sync loop wait on SQLite's lock instead of failing
+            kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+            if ":memory:" in url:
+                kwargs["poolclass"] = StaticPool  # one connection, or each sees its own db
+        else:
+            kwargs["pool_pre_ping"] = True
+        self.url = url
+        self.engine: Engine = create_engine(url, **kwargs)
+        self._executor = ThreadPoolExecutor(
+            max_workers=1 if self.is_sqlite else threads, thread_name_prefix="market-db"
+        )
+        self._ready = False
+        self._lock = asyncio.Lock()
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        if not self._ready:
+            await self.ready()
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def ready(self) -> None:
+        if self._ready:
+            return
+        async with self._lock:
+            if not self._ready:
+                await asyncio.get_running_loop().run_in_executor(
+                    self._executor, metadata.create_all, self.engine
+                )
+                self._ready = True
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.engine.dispose)
+        self._executor.shutdown(wait=False)
+
+    # ------------------------------------------------------------ orders
+
+    async def insert_order(self, row: dict[str, Any]) -> bool:
+        """Insert unless the hash is listed already; True when inserted."""
+
+        def run() -> bool:
+            with self.engine.begin() as conn:
+                found = conn.scalar(select(orders.c.hash).where(orders.c.hash == row["hash"]))
+                if found is not None:
+                    return False
+                try:
+                    conn.execute(orders.insert().values(**row))
+                except IntegrityError:  # a concurrent publish of the same order won
+                    return False
+            return True
+
+        return await self._run(run)
+
+    async def get_order(self, order_hash: str) -> StoredOrder | None:
+        def run() -> StoredOrder | None:
+            with self.engine.connect() as conn:
+                row = conn.execute(select(orders).where(orders.c.hash == order_hash)).first()
+            return None if row is None else StoredOrder.from_row(row)
+
+        return await self._run(run)
+
+    async def update_order(self, order_hash: str, **values: Any) -> None:
+        values.setdefault("updated_at", time.time())
+        if isinstance(values.get("remaining"), int):
+            values["remaining"] = pad(values["remaining"])
+
+        def run() -> None:
+            with self.engine.begin() as conn:
+                conn.execute(orders.update().where(orders.c.hash == order_hash).values(**values))
+
+        await self._run(run)
+
+    async def open_orders(self, after: str = "", limit: int = 500) -> list[StoredOrder]:
+        """Open orders by hash, a page at a time (keyset pagination for the sync loop)."""
+        query = (
+            select(orders)
+            .where(orders.c.status == "open", orders.c.hash > after)
+            .order_by(orders.c.hash)
+            .limit(limit)
+        )
+
+        def run() -> list[StoredOrder]:
+            with self.engine.connect() as conn:
+                return [StoredOrder.from_row(r) for r in conn.execute(query)]
+
+        return await self._run(run)
+
+    async def list_orders(self, q: OrderQuery) -> tuple[list[StoredOrder], int]:
+        where = and_(true(), *_conditions(q))
+        count = select(func.count()).select_from(orders).where(where)
+        page = (
+            select(orders)
+            .where(where)
+            .order_by(orders.c.price, orders.c.published_at, orders.c.hash)
+            .limit(q.limit)
+            .offset(q.offset)
+        )
+
+        def run() -> tuple[list[StoredOrder], int]:
+            with self.engine.connect() as conn:
+                total = int(conn.scalar(count) or 0)
+                return [StoredOrder.from_row(r) for r in conn.execute(page)], total
+
+        return await self._run(run)
+
+    # ------------------------------------------------------------ deals
+
+    async def insert_deal(self, deal: DealRow, block: int | None = None) -> bool:
+        def run() -> bool:
+            with self.engine.begin() as conn:
+                found = conn.scalar(select(deals.c.deal_id).where(deals.c.deal_id == deal.deal_id))
+                if found is not None:
+                    return False
+                conn.execute(
+                    deals.insert().values(
+                        deal_id=deal.deal_id,
+                        category=pad(deal.category),
+                        price=pad(deal.price),
+                        volume=pad(deal.volume),
+                        timestamp=deal.timestamp,
+                        block=block,
+                    )
+                )
+            return True
+
+        return await self._run(run)
+
+    async def deals_in(
+        self, category: int, start: float | None = None, end: float | None = None
+    ) -> list[DealRow]:
+        query = select(deals).where(deals.c.category == pad(category))
+        if start is not None:
+            query = query.where(deals.c.timestamp >= start)
+        if end is not None:
+            query = query.where(deals.c.timestamp < end)
+        # deal ids are unique, so equal timestamps still come back in a fixed order
+        query = query.order_by(deals.c.timestamp, deals.c.block, deals.c.deal_id)
+
+        def run() -> list[DealRow]:
+            with self.engine.connect() as conn:
+                return [_deal(r) for r in conn.execute(query)]
+
+        return await self._run(run)
+
+    async def latest_prices(self) -> list[tuple[DealRow, int]]:
+        """Per category, the latest deal and the number of deals."""
+        stats = (
+            select(
+                deals.c.category,
+                func.max(deals.c.timestamp).label("ts"),
+                func.count().label("n"),
+            )
+            .group_by(deals.c.category)
+            .subquery()
+        )
+        same = and_(deals.c.category == stats.c.category, deals.c.timestamp == stats.c.ts)
+        query = (
+            select(deals, stats.c.n)
+            .join(stats, same)
+            .order_by(deals.c.category, deals.c.block.desc(), deals.c.deal_id.desc())
+        )
+
+        def run() -> list[tuple[DealRow, int]]:
+            out: dict[int, tuple[DealRow, int]] = {}
+            with self.engine.connect() as conn:
+                for r in conn.execute(query):
+                    d = _deal(r)
+                    out.setdefault(d.category, (d, int(r.n)))
+            return list(out.values())
+
+        return await self._run(run)
+
+    # ------------------------------------------------------------ meta
+
+    async def get_meta(self, key: str) -> str | None:
+        def run() -> str | None:
+            with self.engine.connect() as conn:
+                return conn.scalar(select(meta.c.value).where(meta.c.key == key))
+
+        return await self._run(run)
+
+    async def set_meta(self, key: str, value: str) -> None:
+        def run() -> None:
+            with self.engine.begin() as conn:
+                done = conn.execute(meta.update().where(meta.c.key == key).values(value=value))
+                if done.rowcount == 0:
+                    conn.execute(meta.insert().values(key=key, value=value))
+
+        await self._run(run)
+
+
+def _deal(row: Any) -> DealRow:
+    return DealRow(row.deal_id, int(row.category), int(row.price), int(row.volume), row.timestamp)
+
+
+def _unrestricted_or(column: Any, value: str) -> Any:
+    """Restriction semantics of poco.vy: absent, zero, or equal to the value."""
+    zero = "0x" + "00" * 20 if len(value) == 42 else pad(0)
+    return or_(column.is_(None), column == zero, column == value)
+
+
+def _conditions(q: OrderQuery) -> Sequence[Any]:
+    c = orders.c
+    out: list[Any] = []
+    if q.kind is not None:
+        out.append(c.kind == q.kind)
+    if q.status is not None:
+        out.append(c.status == q.status)
+    if q.category is not None:
+        out.append(c.category == pad(q.category))
+    if q.min_trust is not None:
+        out.append(c.trust >= pad(q.min_trust))
+    if q.min_remaining is not None:
+        out.append(c.remaining >= pad(q.min_remaining))
+    if q.max_price is not None:
+        out.append(c.price <= pad(q.max_price))
+    for name in ("app", "dataset", "workerpool"):
+        value = getattr(q, name)
+        if value is not None:
+            out.append(c[name] == pad(value))
+    if q.requester is not None:
+        out.append(c.requester == q.requester)
+    if q.owner is not None:
+        out.append(c.owner == q.owner)
+    if q.usable_by_requester is not None:
+        out.append(_unrestricted_or(c.requester_restrict, q.usable_by_requester))
+    if q.usable_with_app is not None:
+        out.append(_unrestricted_or(c.app_restrict, pad(q.usable_with_app)))
+    if q.usable_with_dataset is not None:
+        out.append(_unrestricted_or(c.dataset_restrict, pad(q.usable_with_dataset)))
+    if q.usable_with_workerpool is not None:
+        out.append(_unrestricted_or(c.workerpool_restrict, pad(q.usable_with_workerpool)))
+    if q.tag is not None:
+        words = tag_words(q.tag)
+        # A workerpool order must offer every requested bit; any other order must
+        # require only bits the given tag offers (poco.vy: required & ~pool_tag == 0).
+        pool = and_(true(), *[c[f"tag{i}"].op("&")(w) == w for i, w in enumerate(words) if w])
+        other = and_(
+            true(),
+            *[
+                c[f"tag{i}"].op("&")(~w & WORD_MASK) == 0
+                for i, w in enumerate(words)
+                if w != WORD_MASK
+            ],
+        )
+        out.append(or_(and_(c.kind == "workerpool", pool), and_(c.kind != "workerpool", other)))
+    return out
+
+
+def row_for(
+    *,
+    order_hash: str,
+    kind: str,
+    order_json: dict[str, Any],
+    signature: str,
+    owner: str,
+    status: str,
+    status_reason: str | None,
+    remaining: int,
+    published_at: float,
+) -> dict[str, Any]:
+    """The orders row of a validated order (fields as from `_Struct.to_json`)."""
+    o = order_json
+    price = {
+        "app": lambda: o["app_price"],
+        "dataset": lambda: o["dataset_price"],
+        "workerpool": lambda: o["workerpool_price"],
+        "request": lambda: o["app_max_price"] + o["dataset_max_price"] + o["workerpool_max_price"],
+    }[kind]()
+
+    def opt(name: str) -> str | None:
+        return pad(o[name]) if name in o else None
+
+    if kind == "app":
+        assets = {"app": pad(o["app"]), "dataset": None, "workerpool": None}
+    elif kind == "dataset":
+        assets = {"app": None, "dataset": pad(o["dataset"]), "workerpool": None}
+    elif kind == "workerpool":
+        assets = {"app": None, "dataset": None, "workerpool": pad(o["workerpool"])}
+    else:
+        assets = {
+            "app": pad(o["app"]),
+            "dataset": pad(o["dataset"]),
+            "workerpool": pad(o["workerpool"]),
+        }
+    restricts = {
+        "app_restrict": opt("app_restrict"),
+        "dataset_restrict": opt("dataset_restrict"),
+        # a request naming a workerpool restricts itself to that pool
+        "workerpool_restrict": pad(o["workerpool"])
+        if kind == "request"
+        else opt("workerpool_restrict"),
+        "requester_restrict": o.get("requester_restrict"),
+    }
+    tag = int(o["tag"], 16)
+    return {
+        "hash": order_hash,
+        "kind": kind,
+        "order_json": json.dumps(o),
+        "signature": signature,
+        "owner": owner,
+        "status": status,
+        "status_reason": status_reason,
+        "volume": pad(o["volume"]),
+        "remaining": pad(remaining),
+        "price": pad(price),
+        "category": opt("category"),
+        "trust": opt("trust"),
+        "requester": o.get("requester"),
+        **assets,
+        **restricts,
+        **{f"tag{i}": w for i, w in enumerate(tag_words(tag))},
+        "published_at": published_at,
+        "updated_at": published_at,
+    }

@@ -1,0 +1,44 @@
+"""Market API fixtures: the real app over a stand-in chain (InMemoryChainView)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from comptoir.market import InMemoryChainView, MarketSettings, create_market_app
+
+from .support import ACTORS, APP, CHAIN_ID, DATASET, HUB, POOL, POOL2
+
+
+@pytest.fixture
+def chain() -> InMemoryChainView:
+    view = InMemoryChainView()
+    view.register(APP, ACTORS.app_owner.address, "app")
+    view.register(DATASET, ACTORS.dataset_owner.address, "dataset")
+    view.register(POOL, ACTORS.pool_owner.address, "workerpool")
+    view.register(POOL2, ACTORS.pool_owner.address, "workerpool")
+    return view
+
+
+@pytest.fixture
+def settings(tmp_path: Path, chain: InMemoryChainView) -> MarketSettings:
+    return MarketSettings(
+        chain_id=CHAIN_ID,
+        hub=HUB,
+        database=tmp_path / "market.db",
+        chain=chain,
+        sync_interval=None,
+    )
+
+
+@pytest.fixture
+async def client(settings: MarketSettings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_market_app(settings)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://market") as c:
+        c.app = app  # type: ignore[attr-defined]
+        yield c
+    await app.state.market.store.close()
