@@ -1,0 +1,90 @@
+"""Over real HTTP (uvicorn): the SSE feed, and the background sync loop driving it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import uvicorn
+
+from comptoir.market import InMemoryChainView, MarketSettings, create_market_app, sign_cancel
+
+from .support import ACTORS, CHAIN_ID, HUB, app_order, hash_of, pool_order, signed
+
+
+@contextmanager
+def serve(app: Any) -> Iterator[str]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+async def events(response: httpx.Response) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    """Parsed SSE events; waits for the ': connected' comment before yielding anything."""
+    name = None
+    async for line in response.aiter_lines():
+        if line.startswith(": connected"):
+            yield "connected", {}
+        elif line.startswith("event: "):
+            name = line.removeprefix("event: ")
+        elif line.startswith("data: ") and name:
+            yield name, json.loads(line.removeprefix("data: "))
+            name = None
+
+
+async def test_stream_receives_publish_and_cancel(settings: MarketSettings) -> None:
+    order = app_order()
+    with serve(create_market_app(settings)) as url:
+        async with (
+            httpx.AsyncClient(base_url=url, timeout=10) as client,
+            client.stream("GET", "/v1/stream", params={"max_events": 2}) as r,
+        ):
+            assert r.headers["content-type"].startswith("text/event-stream")
+            feed = events(r)
+            assert (await anext(feed))[0] == "connected"
+            posted = await client.post("/v1/orders", json=signed(order))
+            assert posted.status_code == 201
+            name, data = await asyncio.wait_for(anext(feed), 5)
+            assert name == "order.published"
+            assert data["hash"] == hash_of(order) and data["status"] == "open"
+            sig = sign_cancel(data["hash"], ACTORS.app_owner, CHAIN_ID, HUB)
+            await client.request("DELETE", f"/v1/orders/{data['hash']}", json={"signature": sig})
+            name, data = await asyncio.wait_for(anext(feed), 5)
+            assert (name, data["status"]) == ("order.cancelled", "cancelled")
+
+
+async def test_background_sync_loop_emits_updates(
+    settings: MarketSettings, chain: InMemoryChainView
+) -> None:
+    settings.sync_interval = 0.05
+    order = pool_order(volume=4)
+    with serve(create_market_app(settings)) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            assert (await client.post("/v1/orders", json=signed(order))).status_code == 201
+            async with client.stream("GET", "/v1/stream", params={"max_events": 1}) as r:
+                feed = events(r)
+                await anext(feed)
+                chain.consume(bytes.fromhex(hash_of(order)[2:]), 1)
+                name, data = await asyncio.wait_for(anext(feed), 5)
+    assert name == "order.updated"
+    assert (data["status"], data["remaining"]) == ("open", 3)
