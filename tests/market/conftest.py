@@ -20,7 +20,7 @@ POSTGRES_ENV = "COMPTOIR_TEST_POSTGRES_URL"
 
 
 @pytest.fixture
-def chain() -> InMemoryChainView:
+def memchain() -> InMemoryChainView:
     view = InMemoryChainView()
     view.register(APP, ACTORS.app_owner.address, "app")
     view.register(DATASET, ACTORS.dataset_owner.address, "dataset")
@@ -54,12 +54,12 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def settings(database: str, chain: InMemoryChainView) -> MarketSettings:
+def settings(database: str, memchain: InMemoryChainView) -> MarketSettings:
     return MarketSettings(
         chain_id=CHAIN_ID,
         hub=HUB,
         database=database,
-        chain=chain,
+        chain=memchain,
         sync_interval=None,
     )
 

@@ -74,7 +74,7 @@ async def test_stream_receives_publish_and_cancel(settings: MarketSettings) -> N
 
 
 async def test_background_sync_loop_emits_updates(
-    settings: MarketSettings, chain: InMemoryChainView
+    settings: MarketSettings, memchain: InMemoryChainView
 ) -> None:
     settings.sync_interval = 0.05
     order = pool_order(volume=4)
@@ -84,7 +84,7 @@ async def test_background_sync_loop_emits_updates(
             async with client.stream("GET", "/v1/stream", params={"max_events": 1}) as r:
                 feed = events(r)
                 await anext(feed)
-                chain.consume(bytes.fromhex(hash_of(order)[2:]), 1)
+                memchain.consume(bytes.fromhex(hash_of(order)[2:]), 1)
                 name, data = await asyncio.wait_for(anext(feed), 5)
     assert name == "order.updated"
     assert (data["status"], data["remaining"]) == ("open", 3)

@@ -36,56 +36,56 @@ async def status(client: httpx.AsyncClient, h: str) -> tuple[str, int, str | Non
     return o["status"], o["remaining"], o["status_reason"]
 
 
-async def test_partial_then_filled(client: httpx.AsyncClient, chain: InMemoryChainView) -> None:
+async def test_partial_then_filled(client: httpx.AsyncClient, memchain: InMemoryChainView) -> None:
     h = (await publish(client, app_order(volume=10)))["hash"]
-    chain.consume(raw(h), 4)
+    memchain.consume(raw(h), 4)
     report = await sync(client)
     assert (report["checked"], report["updated"]) == (1, 1)
     assert await status(client, h) == ("open", 6, None)
     assert (await sync(client))["updated"] == 0  # nothing new
-    chain.consume(raw(h), 6)
+    memchain.consume(raw(h), 6)
     await sync(client)
     assert await status(client, h) == ("filled", 0, None)
     assert (await client.get("/v1/orders")).json()["total"] == 0
     assert (await sync(client))["checked"] == 0  # closed orders are no longer polled
 
 
-async def test_cancelled_on_chain(client: httpx.AsyncClient, chain: InMemoryChainView) -> None:
+async def test_cancelled_on_chain(client: httpx.AsyncClient, memchain: InMemoryChainView) -> None:
     h = (await publish(client, request_order()))["hash"]
-    chain.cancel(raw(h))
+    memchain.cancel(raw(h))
     await sync(client)
     assert await status(client, h) == ("cancelled", 0, "cancelled on-chain")
 
 
 async def test_owner_change_kills_asset_orders(
-    client: httpx.AsyncClient, chain: InMemoryChainView
+    client: httpx.AsyncClient, memchain: InMemoryChainView
 ) -> None:
     a = (await publish(client, app_order()))["hash"]
     r = (await publish(client, request_order()))["hash"]
-    chain.register(APP, ACTORS.stranger.address, "app")
+    memchain.register(APP, ACTORS.stranger.address, "app")
     await sync(client)
     assert await status(client, a) == ("dead", 10, "asset owner changed")
     assert (await status(client, r))[0] == "open"  # the requester still owns its request
 
 
-async def test_unknown_asset_kills(client: httpx.AsyncClient, chain: InMemoryChainView) -> None:
+async def test_unknown_asset_kills(client: httpx.AsyncClient, memchain: InMemoryChainView) -> None:
     p = (await publish(client, pool_order()))["hash"]
-    del chain.owners[POOL]
+    del memchain.owners[POOL]
     await sync(client)
     assert await status(client, p) == ("dead", 10, "asset unknown on-chain")
 
 
 async def test_publishing_a_consumed_order_shows_its_state(
-    client: httpx.AsyncClient, chain: InMemoryChainView
+    client: httpx.AsyncClient, memchain: InMemoryChainView
 ) -> None:
     order = app_order(volume=3)
-    chain.consume(order_hash(order, CHAIN_ID, HUB), 3)
+    memchain.consume(order_hash(order, CHAIN_ID, HUB), 3)
     record = await publish(client, order)
     assert (record["status"], record["remaining"]) == ("filled", 0)
 
 
 async def test_deal_events_feed_prices_and_orders(
-    client: httpx.AsyncClient, chain: InMemoryChainView
+    client: httpx.AsyncClient, memchain: InMemoryChainView
 ) -> None:
     pool = (await publish(client, pool_order(volume=5, workerpool_price=20)))["hash"]
     req = (await publish(client, request_order(volume=2)))["hash"]
@@ -97,7 +97,7 @@ async def test_deal_events_feed_prices_and_orders(
         timestamp=7200.0,
         order_hashes=(raw(pool), raw(req)),
     )
-    chain.add_deal(deal)
+    memchain.add_deal(deal)
     report = await sync(client)
     assert report["deals"] == 1
     assert await status(client, pool) == ("open", 3, None)
@@ -120,11 +120,11 @@ async def test_admin_token(settings: MarketSettings) -> None:
     await app.state.market.store.close()
 
 
-async def test_chain_down_is_503(client: httpx.AsyncClient, chain: InMemoryChainView) -> None:
+async def test_chain_down_is_503(client: httpx.AsyncClient, memchain: InMemoryChainView) -> None:
     async def broken(order_hash: bytes) -> int:
         raise ConnectionError("node down")
 
-    chain.consumed = broken  # type: ignore[method-assign]
+    memchain.consumed = broken  # type: ignore[method-assign]
     r = await client.post("/v1/orders", json=signed(app_order()))
     assert r.status_code == 503
     assert r.json()["detail"].startswith("Could not read the consumed volume from the chain")
