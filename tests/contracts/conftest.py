@@ -74,5 +74,15 @@ def _actor(seed: str) -> Actor:
 
 @pytest.fixture
 def actors() -> dict[str, Actor]:
-    names = ["requester", "app_dev", "dataset_owner", "scheduler", "w1", "w2", "w3", "w4", "stranger"]
+    names = [
+        "requester",
+        "app_dev",
+        "dataset_owner",
+        "scheduler",
+        "w1",
+        "w2",
+        "w3",
+        "w4",
+        "stranger",
+    ]
     return {name: _actor(name) for name in names}

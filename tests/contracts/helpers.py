@@ -67,16 +67,27 @@ class Market:
             workerpool=self.workerpool, workerpool_price=POOL_PRICE, volume=1000, trust=100
         )
         request = RequestOrder(
-            app=self.app, app_max_price=APP_PRICE, dataset=self.dataset if with_dataset else 0,
-            dataset_max_price=DATASET_PRICE if with_dataset else 0, workerpool=0,
-            workerpool_max_price=POOL_PRICE, requester=self.actors["requester"].address,
-            volume=volume, trust=trust, params='{"args": "42"}',
+            app=self.app,
+            app_max_price=APP_PRICE,
+            dataset=self.dataset if with_dataset else 0,
+            dataset_max_price=DATASET_PRICE if with_dataset else 0,
+            workerpool=0,
+            workerpool_max_price=POOL_PRICE,
+            requester=self.actors["requester"].address,
+            volume=volume,
+            trust=trust,
+            params='{"args": "42"}',
         )
         return app_order, dataset_order, pool_order, request.replace(**request_changes)
 
     def match(
-        self, app_order: AppOrder, dataset_order: DatasetOrder, pool_order: WorkerpoolOrder,
-        request: RequestOrder, sender: str = "stranger", sigs: dict[str, bytes] | None = None,
+        self,
+        app_order: AppOrder,
+        dataset_order: DatasetOrder,
+        pool_order: WorkerpoolOrder,
+        request: RequestOrder,
+        sender: str = "stranger",
+        sigs: dict[str, bytes] | None = None,
     ) -> Deal:
         sigs = sigs or {}
         app_sig = sigs.get("app", self.sign(app_order, "app_dev"))
@@ -87,13 +98,21 @@ class Market:
         request_sig = sigs.get("request", self.sign(request, "requester"))
         with boa.env.prank(self.actors[sender].address):
             self.hub.match_orders(
-                app_order.as_tuple(), app_sig, dataset_order.as_tuple(), dataset_sig,
-                pool_order.as_tuple(), pool_sig, request.as_tuple(), request_sig,
+                app_order.as_tuple(),
+                app_sig,
+                dataset_order.as_tuple(),
+                dataset_sig,
+                pool_order.as_tuple(),
+                pool_sig,
+                request.as_tuple(),
+                request_sig,
             )
         event = [e for e in self.hub.get_logs() if type(e).__name__ == "DealCreated"][-1]
         return deal_from_event(event.deal)
 
-    def deal(self, volume: int = 1, trust: int = 1, with_dataset: bool = False, **changes: Any) -> Deal:
+    def deal(
+        self, volume: int = 1, trust: int = 1, with_dataset: bool = False, **changes: Any
+    ) -> Deal:
         return self.match(*self.orders(volume, trust, with_dataset, **changes))
 
 
@@ -105,7 +124,9 @@ def deal_from_event(raw: Any) -> Deal:
 def setup_market(protocol: Any, actors: dict[str, Any], fund: int = 10**9) -> Market:
     market = Market(protocol, actors)
     with boa.env.prank(actors["app_dev"].address):
-        market.app = protocol.registry.register_app("echo", BUNDLE, "cas://app", b"\x11" * 32, b"\x00" * 32)
+        market.app = protocol.registry.register_app(
+            "echo", BUNDLE, "cas://app", b"\x11" * 32, b"\x00" * 32
+        )
     with boa.env.prank(actors["dataset_owner"].address):
         market.dataset = protocol.registry.register_dataset("data", "cas://data", b"\x22" * 32)
     with boa.env.prank(actors["scheduler"].address):
@@ -117,17 +138,25 @@ def setup_market(protocol: Any, actors: dict[str, Any], fund: int = 10**9) -> Ma
     return market
 
 
-def winner_sig(market: Market, worker: str, deal: Deal, index: int, digest: bytes) -> tuple[Any, ...]:
+def winner_sig(
+    market: Market, worker: str, deal: Deal, index: int, digest: bytes
+) -> tuple[Any, ...]:
     account = market.actors[worker].account
     task = deal.task_id(index)
     r, vs = eip712.sign_contribution(
-        account, task, result_hash(task, digest), result_seal(account.address, task, digest),
-        chain_id(), market.hub.address,
+        account,
+        task,
+        result_hash(task, digest),
+        result_seal(account.address, task, digest),
+        chain_id(),
+        market.hub.address,
     )
     return (account.address, r, vs)
 
 
-def loser_sig(market: Market, worker: str, deal: Deal, index: int, digest: bytes) -> tuple[Any, ...]:
+def loser_sig(
+    market: Market, worker: str, deal: Deal, index: int, digest: bytes
+) -> tuple[Any, ...]:
     account = market.actors[worker].account
     task = deal.task_id(index)
     h, s = result_hash(task, digest), result_seal(account.address, task, digest)
@@ -140,8 +169,11 @@ def by_address(entries: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
 
 
 def finalize(
-    market: Market, deal: Deal, results: dict[int, tuple[bytes, list[str], list[tuple[str, bytes]]]],
-    callback_data: bytes = b"", sender: str = "scheduler",
+    market: Market,
+    deal: Deal,
+    results: dict[int, tuple[bytes, list[str], list[tuple[str, bytes]]]],
+    callback_data: bytes = b"",
+    sender: str = "scheduler",
 ) -> None:
     """results: index -> (digest, winner names, [(loser name, loser digest)])."""
     tasks, winners, losers = [], [], []

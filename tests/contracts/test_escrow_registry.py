@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import boa
 import pytest
-
 from helpers import BUNDLE
 
 
@@ -80,24 +79,39 @@ def test_deposit_with_permit(protocol, actors):
     document = {
         "types": {
             "EIP712Domain": [
-                {"name": "name", "type": "string"}, {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"},
+                {"name": "name", "type": "string"},
+                {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"},
             ],
             "Permit": [
-                {"name": "owner", "type": "address"}, {"name": "spender", "type": "address"},
-                {"name": "value", "type": "uint256"}, {"name": "nonce", "type": "uint256"},
+                {"name": "owner", "type": "address"},
+                {"name": "spender", "type": "address"},
+                {"name": "value", "type": "uint256"},
+                {"name": "nonce", "type": "uint256"},
                 {"name": "deadline", "type": "uint256"},
             ],
         },
         "primaryType": "Permit",
-        "domain": {"name": "ComptoirToken", "version": "1", "chainId": boa.env.evm.patch.chain_id,
-                   "verifyingContract": protocol.token.address},
-        "message": {"owner": alice.address, "spender": protocol.hub.address, "value": 77,
-                    "nonce": 0, "deadline": deadline},
+        "domain": {
+            "name": "ComptoirToken",
+            "version": "1",
+            "chainId": boa.env.evm.patch.chain_id,
+            "verifyingContract": protocol.token.address,
+        },
+        "message": {
+            "owner": alice.address,
+            "spender": protocol.hub.address,
+            "value": 77,
+            "nonce": 0,
+            "deadline": deadline,
+        },
     }
     signed = alice.account.sign_message(encode_typed_data(full_message=document))
     with boa.env.prank(alice.address):
-        protocol.hub.deposit_with_permit(77, deadline, signed.v, signed.r.to_bytes(32, "big"), signed.s.to_bytes(32, "big"))
+        protocol.hub.deposit_with_permit(
+            77, deadline, signed.v, signed.r.to_bytes(32, "big"), signed.s.to_bytes(32, "big")
+        )
     assert protocol.hub.balance_of(alice.address) == 77
 
 
@@ -154,7 +168,10 @@ def test_workerpool_policy_update_and_refusals(protocol, actors):
             protocol.registry.set_workerpool_policy(pool, 101, 0)
         with boa.reverts("registry: scheduler reward ratio above 100"):
             protocol.registry.register_workerpool("p2", 0, 101)
-    with boa.env.prank(actors["stranger"].address), boa.reverts("registry: caller is not the owner"):
+    with (
+        boa.env.prank(actors["stranger"].address),
+        boa.reverts("registry: caller is not the owner"),
+    ):
         protocol.registry.set_workerpool_policy(pool, 1, 1)
 
 
@@ -175,7 +192,7 @@ def test_match_info_checks_kinds(protocol, actors):
         app = protocol.registry.register_app("echo", BUNDLE, "x", b"\x01" * 32, b"\x00" * 32)
     with boa.env.prank(actors["scheduler"].address):
         pool = protocol.registry.register_workerpool("pool", 10, 20)
-    owner, dataset_owner, record, time_ref = protocol.registry.match_info(app, 0, pool, 0)
+    owner, _, _, time_ref = protocol.registry.match_info(app, 0, pool, 0)
     assert owner == actors["app_dev"].address and time_ref == 100
     with boa.reverts("registry: unknown asset or wrong kind"):
         protocol.registry.match_info(pool, 0, pool, 0)

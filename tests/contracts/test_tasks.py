@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import boa
 import pytest
-
-from comptoir.chain import eip712
-from comptoir.chain.types import result_hash, result_seal
-from conftest import load
 from helpers import (
     APP_PRICE,
     POOL_PRICE,
@@ -19,6 +15,10 @@ from helpers import (
     setup_market,
     winner_sig,
 )
+
+from comptoir.chain import eip712
+from comptoir.chain.types import result_hash, result_seal
+from conftest import load
 
 GOOD, BAD, OTHER = digest_of("good"), digest_of("bad"), digest_of("other")
 
@@ -68,10 +68,13 @@ def test_liar_score_drops_by_a_third(market):
 
 def test_bag_of_tasks_in_one_batch(market):
     deal = market.deal(volume=300)
-    finalize(market, deal, {i: (digest_of(str(i)), ["w1"], []) for i in range(64)})
-    finalize(market, deal, {i: (digest_of(str(i)), ["w1"], []) for i in range(250, 300)})
-    assert all(market.hub.is_settled(deal.deal_id, i) for i in (0, 63, 250, 299))
-    assert not market.hub.is_settled(deal.deal_id, 64)
+    finalize(market, deal, {i: (digest_of(str(i)), ["w1"], []) for i in range(32)})
+    # indices straddling bitmap words (127 tasks per word)
+    finalize(market, deal, {i: (digest_of(str(i)), ["w1"], []) for i in range(120, 140)})
+    finalize(market, deal, {i: (digest_of(str(i)), ["w1"], []) for i in range(280, 300)})
+    settled = (0, 31, 120, 126, 127, 139, 280, 299)
+    assert all(market.hub.is_settled(deal.deal_id, i) for i in settled)
+    assert not any(market.hub.is_settled(deal.deal_id, i) for i in (32, 119, 140, 279))
 
 
 def test_credibility_needs_enough_replicas(market):
@@ -164,7 +167,10 @@ def test_loser_lists_are_checked(market):
 def test_claim_refunds_requester_with_scheduler_stake(market):
     deal = market.deal(volume=3)
     finalize(market, deal, {1: (GOOD, ["w1"], [])})
-    with boa.env.prank(market.actors["stranger"].address), boa.reverts("poco: final deadline not reached"):
+    with (
+        boa.env.prank(market.actors["stranger"].address),
+        boa.reverts("poco: final deadline not reached"),
+    ):
         market.hub.claim(deal.as_tuple(), [0, 2])
     boa.env.time_travel(seconds=1000)
     before = balances(market, "requester", "scheduler")
@@ -181,6 +187,7 @@ def test_claim_refunds_requester_with_scheduler_stake(market):
 
 # ------------------------------------------------------------------ callbacks
 
+
 def _callback_deal(market, mode):
     receiver = load("CallbackReceiver", market.hub.address, mode)
     return receiver, market.deal(callback=receiver.address)
@@ -196,7 +203,9 @@ def test_callback_receives_the_result(market):
 def test_callback_data_must_match_the_digest(market):
     _, deal = _callback_deal(market, 0)
     with boa.reverts("poco: callback data does not match the digest"):
-        finalize(market, deal, {0: (digest_of("checkmate"), ["w1"], [])}, callback_data=b"stalemate")
+        finalize(
+            market, deal, {0: (digest_of("checkmate"), ["w1"], [])}, callback_data=b"stalemate"
+        )
 
 
 @pytest.mark.parametrize("mode", [1, 2])
@@ -221,10 +230,14 @@ def test_callback_gas_cannot_be_starved(market):
 
 # ------------------------------------------------------------------ on-chain path
 
+
 def _authorize(market, worker, deal, index):
     return eip712.sign_authorization(
-        market.actors["scheduler"].account, market.actors[worker].address, deal.task_id(index),
-        chain_id(), market.protocol.contributions.address,
+        market.actors["scheduler"].account,
+        market.actors[worker].address,
+        deal.task_id(index),
+        chain_id(),
+        market.protocol.contributions.address,
     )
 
 
@@ -233,7 +246,10 @@ def _contribute(market, worker, deal, index, digest, auth=None):
     address = market.actors[worker].address
     with boa.env.prank(address):
         market.protocol.contributions.contribute(
-            deal.as_tuple(), index, result_hash(task, digest), result_seal(address, task, digest),
+            deal.as_tuple(),
+            index,
+            result_hash(task, digest),
+            result_seal(address, task, digest),
             auth if auth is not None else _authorize(market, worker, deal, index),
         )
 
@@ -280,8 +296,13 @@ def test_onchain_contribution_refusals(market):
     _contribute(market, "w1", deal, 0, GOOD)
     with boa.reverts("contributions: already contributed"):
         _contribute(market, "w1", deal, 0, GOOD)
-    with boa.env.prank(market.actors["w1"].address), boa.reverts("contributions: empty result hash"):
-        market.protocol.contributions.contribute(deal.as_tuple(), 0, b"\x00" * 32, b"\x00" * 32, b"")
+    with (
+        boa.env.prank(market.actors["w1"].address),
+        boa.reverts("contributions: empty result hash"),
+    ):
+        market.protocol.contributions.contribute(
+            deal.as_tuple(), 0, b"\x00" * 32, b"\x00" * 32, b""
+        )
     with boa.env.prank(market.actors["w2"].address):
         market.hub.withdraw(market.hub.balance_of(market.actors["w2"].address))
     with boa.reverts("poco: worker stake too low"):

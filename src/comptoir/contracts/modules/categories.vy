@@ -52,5 +52,7 @@ def create_category(name: String[32], time_ref: uint256) -> uint256:
 @internal
 @view
 def _time_ref(category: uint256) -> uint256:
-    assert category < self.category_count, "categories: unknown category"
-    return self.category_time_ref[category]
+    # every category has a non-zero reference, so zero means unknown: one read, not two
+    time_ref: uint256 = self.category_time_ref[category]
+    assert time_ref != 0, "categories: unknown category"
+    return time_ref

@@ -96,10 +96,10 @@ MAX_WEIGHT: constant(uint256) = 1000
 MAX_TRUST: constant(uint256) = 1000000
 MAX_PRICE: constant(uint256) = 2**128
 MAX_VOLUME: constant(uint256) = 2**64
-MAX_BATCH: constant(uint256) = 64
+MAX_BATCH: constant(uint256) = 32
 MAX_CONTRIBUTORS: constant(uint256) = 16
-MAX_WINNER_SIGS: constant(uint256) = 256
-MAX_LOSER_SIGS: constant(uint256) = 64
+MAX_WINNER_SIGS: constant(uint256) = 128
+MAX_LOSER_SIGS: constant(uint256) = 32
 MAX_CLAIM: constant(uint256) = 256
 CALLBACK_GAS: constant(uint256) = 100000
 MAX_CALLBACK_DATA: constant(uint256) = 1024
@@ -156,11 +156,11 @@ event CallbackFailed:
 
 # ---------------------------------------------------------------- storage
 
-# @dev Task bitmap per deal. Bit p = index + 1 of word p // 256 marks a settled task
-# (finalized or claimed); bit 0 of word 0 marks that the deal exists.
-settled_bits: HashMap[bytes32, HashMap[uint256, uint256]]
-# @dev Same layout: tasks that have on-chain contributions (fast path closed).
-onchain_bits: HashMap[bytes32, HashMap[uint256, uint256]]
+# @dev Two bits per task, so one storage read serves both checks of the fast path: with
+# b = 2 * (index + 1), bit b % 256 of word b // 256 marks a settled task (finalized or
+# claimed) and the bit above it a task with on-chain contributions (fast path closed).
+# Bit 0 of word 0 marks that the deal exists.
+task_bits: HashMap[bytes32, HashMap[uint256, uint256]]
 score: public(HashMap[address, uint256])
 
 # @dev Worker stakes held for on-chain contributions (part of the escrow invariant).
@@ -285,8 +285,8 @@ def match_orders(
     )
     # @dev (request_hash, first_task) is unique, so the hash of the deal is a unique id.
     deal_id: bytes32 = keccak256(abi_encode(deal))
-    assert self.settled_bits[deal_id][0] == 0, "poco: deal exists"
-    self.settled_bits[deal_id][0] = 1
+    assert self.task_bits[deal_id][0] == 0, "poco: deal exists"
+    self.task_bits[deal_id][0] = 1
 
     task_price: uint256 = deal.app_price + deal.dataset_price + deal.workerpool_price
     escrow._debit(request.requester, task_price * volume, "poco: requester balance too low")
@@ -333,27 +333,27 @@ def finalize(deal: Deal, tasks: DynArray[TaskResult, MAX_BATCH], winners: DynArr
     l_at: uint256 = 0
     word_index: uint256 = max_value(uint256)
     word: uint256 = 0
-    onchain_word: uint256 = 0
     for t: TaskResult in tasks:
         assert t.index < deal.volume, "poco: task index out of range"
         assert t.winners > 0, "poco: task without winners"
         assert t.winners + t.losers <= MAX_CONTRIBUTORS, "poco: too many contributions"
-        position: uint256 = t.index + 1
+        position: uint256 = 2 * (t.index + 1)
         if position // 256 != word_index:
             if word_index != max_value(uint256):
-                self.settled_bits[deal_id][word_index] = word
+                self.task_bits[deal_id][word_index] = word
             word_index = position // 256
-            word = self.settled_bits[deal_id][word_index]
-            onchain_word = self.onchain_bits[deal_id][word_index]
+            word = self.task_bits[deal_id][word_index]
         bit: uint256 = 1 << (position % 256)
         assert word & bit == 0, "poco: task already settled"
-        assert onchain_word & bit == 0, "poco: task has on-chain contributions"
+        assert word & (bit << 1) == 0, "poco: task has on-chain contributions"
         word |= bit
         task_id: bytes32 = keccak256(abi_encode(deal_id, t.index))
         consensus_hash: bytes32 = keccak256(abi_encode(task_id, t.digest))
         replicated: bool = t.winners + t.losers > 1
 
-        # winners: check signatures, weigh them, reward them later
+        # winners: check signatures, weigh them, reward them later; a lone contribution
+        # needs no weight (trust 1 is always met, and it takes the whole reward)
+        weighed: bool = replicated or deal.trust > 1
         group: uint256 = 1
         weight_sum: uint256 = 0
         previous: address = empty(address)
@@ -363,7 +363,9 @@ def finalize(deal: Deal, tasks: DynArray[TaskResult, MAX_BATCH], winners: DynArr
             previous = ws.worker
             seal: bytes32 = keccak256(abi_encode(ws.worker, task_id, t.digest))
             self._check_contribution_sig(ws.worker, task_id, consensus_hash, seal, ws.r, ws.vs)
-            w: uint256 = self._weight(ws.worker)
+            w: uint256 = 1
+            if weighed:
+                w = self._weight(ws.worker)
             group *= w
             weight_sum += w
 
@@ -402,7 +404,9 @@ def finalize(deal: Deal, tasks: DynArray[TaskResult, MAX_BATCH], winners: DynArr
         paid: uint256 = 0
         for i: uint256 in range(w_at, w_at + t.winners, bound=MAX_WINNER_SIGS):
             worker: address = winners[i].worker
-            share: uint256 = reward * self._weight(worker) // weight_sum
+            share: uint256 = reward
+            if weighed:
+                share = reward * self._weight(worker) // weight_sum
             escrow._credit(worker, share)
             paid += share
             if replicated:
@@ -414,7 +418,7 @@ def finalize(deal: Deal, tasks: DynArray[TaskResult, MAX_BATCH], winners: DynArr
         log TaskFinalized(task_id=task_id, deal_id=deal_id, index=t.index, digest=t.digest)
 
     assert w_at == len(winners) and l_at == len(losers), "poco: unused signatures"
-    self.settled_bits[deal_id][word_index] = word
+    self.task_bits[deal_id][word_index] = word
     n: uint256 = len(tasks)
     escrow._credit(deal.app_owner, deal.app_price * n)
     escrow._credit(deal.dataset_owner, deal.dataset_price * n)
@@ -439,7 +443,7 @@ def onchain_open(deal: Deal, index: uint256, worker: address) -> bytes32:
     deal_id: bytes32 = self._check_deal(deal)
     position: uint256 = self._check_open_task(deal_id, deal, index)
     assert block.timestamp < deal.contribution_deadline, "poco: contribution deadline passed"
-    self.onchain_bits[deal_id][position // 256] |= 1 << (position % 256)
+    self.task_bits[deal_id][position // 256] |= 2 << (position % 256)
     escrow._debit(worker, deal.worker_stake, "poco: worker stake too low")
     self.held_stakes += deal.worker_stake
     return keccak256(abi_encode(deal_id, index))
@@ -465,7 +469,7 @@ def onchain_settle(deal: Deal, index: uint256, digest: bytes32, workers: DynArra
     assert block.timestamp < deal.final_deadline, "poco: final deadline passed"
     held: uint256 = deal.worker_stake * len(workers)
     self.held_stakes -= held
-    self.settled_bits[deal_id][position // 256] |= 1 << (position % 256)
+    self.task_bits[deal_id][position // 256] |= 1 << (position % 256)
     task_id: bytes32 = keccak256(abi_encode(deal_id, index))
     paid: uint256 = 0
     replicated: bool = len(workers) > 1
@@ -518,9 +522,10 @@ def claim(deal: Deal, indices: DynArray[uint256, MAX_CLAIM]):
     refund: uint256 = 0
     for index: uint256 in indices:
         position: uint256 = self._check_open_task(deal_id, deal, index)
-        self.settled_bits[deal_id][position // 256] |= 1 << (position % 256)
+        word: uint256 = self.task_bits[deal_id][position // 256]
+        self.task_bits[deal_id][position // 256] = word | (1 << (position % 256))
         task_id: bytes32 = keccak256(abi_encode(deal_id, index))
-        if (self.onchain_bits[deal_id][position // 256] >> (position % 256)) & 1 == 1:
+        if (word >> (position % 256)) & 2 == 2:
             # on-chain contributors are not at fault: their stakes go back
             for worker: address in staticcall IContributions(self.onchain_path).contributors(task_id):
                 escrow._credit(worker, deal.worker_stake)
@@ -540,7 +545,7 @@ def deal_exists(deal_id: bytes32) -> bool:
     @param deal_id keccak256(abi_encode(deal)).
     @return True if it exists.
     """
-    return self.settled_bits[deal_id][0] & 1 == 1
+    return self.task_bits[deal_id][0] & 1 == 1
 
 
 @external
@@ -552,8 +557,8 @@ def is_settled(deal_id: bytes32, index: uint256) -> bool:
     @param index Task index in the deal.
     @return True once settled.
     """
-    position: uint256 = index + 1
-    return (self.settled_bits[deal_id][position // 256] >> (position % 256)) & 1 == 1
+    position: uint256 = 2 * (index + 1)
+    return (self.task_bits[deal_id][position // 256] >> (position % 256)) & 1 == 1
 
 
 # ---------------------------------------------------------------- internal
@@ -568,7 +573,7 @@ def _deal_id(deal: Deal) -> bytes32:
 @view
 def _check_deal(deal: Deal) -> bytes32:
     deal_id: bytes32 = keccak256(abi_encode(deal))
-    assert self.settled_bits[deal_id][0] & 1 == 1, "poco: unknown deal"
+    assert self.task_bits[deal_id][0] & 1 == 1, "poco: unknown deal"
     return deal_id
 
 
@@ -577,8 +582,8 @@ def _check_deal(deal: Deal) -> bytes32:
 def _check_open_task(deal_id: bytes32, deal: Deal, index: uint256) -> uint256:
     """@dev Returns the task's bit position, reverting when out of range or settled."""
     assert index < deal.volume, "poco: task index out of range"
-    position: uint256 = index + 1
-    assert (self.settled_bits[deal_id][position // 256] >> (position % 256)) & 1 == 0, "poco: task already settled"
+    position: uint256 = 2 * (index + 1)
+    assert (self.task_bits[deal_id][position // 256] >> (position % 256)) & 1 == 0, "poco: task already settled"
     return position
 
 
