@@ -18,6 +18,7 @@ and ``COMPTOIR_DEPLOYMENT`` at the deployment record (or keep one per chain id u
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -54,6 +55,22 @@ class Settings:
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
+
+    def resolved_rpc_url(self) -> str:
+        """COMPTOIR_RPC_URL when set; else the devnet recorded under this home; else the default."""
+        if self.rpc_url_explicit:
+            return self.rpc_url
+        try:
+            info = json.loads((self.devnet_dir / "devnet.json").read_text())
+            return str(info["rpc_url"])
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            return self.rpc_url
+
+    def deployment_candidates(self, chain_id: int) -> list[Path]:
+        """Where a deployment record for `chain_id` may be, first match wins."""
+        if self.deployment_file is not None:
+            return [self.deployment_file]
+        return [self.deployments_dir / f"{chain_id}.json", self.devnet_dir / "deployment.json"]
 
     def deployment_path(self, chain_id: int) -> Path:
         """Where the deployment record for `chain_id` is read from and written to.

@@ -50,6 +50,7 @@ from comptoir.exceptions import ChainError, ChainUnreachable, OrderError, Transa
 
 if TYPE_CHECKING:
     from comptoir.chain.deploy import Deployment
+    from comptoir.config import Settings
 
 APP_TYPE_OCI = 1
 APP_TYPE_BUNDLE = 2
@@ -120,6 +121,13 @@ class Transactor:
         self.w3 = w3
         self.account = account
         self.tx_timeout = tx_timeout
+        self._cached_chain_id: int | None = None
+
+    def _chain_id(self) -> int:
+        # an endpoint's chain id never changes: ask once
+        if self._cached_chain_id is None:
+            self._cached_chain_id = int(self.w3.eth.chain_id)
+        return self._cached_chain_id
 
     @property
     def address(self) -> str:
@@ -179,7 +187,7 @@ class Transactor:
                 raise self._rpc_rejection(exc) from None
         tx.update(self._fees())
         tx["gas"] = gas
-        tx["chainId"] = self.w3.eth.chain_id
+        tx["chainId"] = self._chain_id()
         tx_hash = self._sign_and_send(tx)
         try:
             receipt = self.w3.eth.wait_for_transaction_receipt(
@@ -393,6 +401,19 @@ class ChainClient:
             to_checksum_address(deployment.contributions), abi=artifact("Contributions").abi
         )
         self.last_receipt: Any = None
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, account: LocalAccount | None = None, verify: bool = True
+    ) -> ChainClient:
+        """Connect where the settings point and find this chain's deployment record."""
+        from comptoir.chain.deploy import find_deployment
+
+        w3 = connect(settings.resolved_rpc_url(), settings.rpc_timeout)
+        deployment = find_deployment(settings, int(w3.eth.chain_id))
+        if verify:
+            deployment.verify(w3)
+        return cls(w3, deployment, account, settings.tx_timeout)
 
     def with_account(self, account: LocalAccount) -> ChainClient:
         """The same deployment and connection, another signer."""

@@ -30,6 +30,7 @@ from web3 import Web3
 
 from comptoir.chain.build import artifact
 from comptoir.chain.client import ChainClient, Transactor
+from comptoir.config import Settings
 from comptoir.exceptions import ConfigError, NotDeployed
 
 DEFAULT_CATEGORIES: tuple[tuple[str, int], ...] = (
@@ -166,3 +167,18 @@ def deploy_protocol(
     for name, time_ref in categories:
         client.create_category(name, time_ref)
     return deployment
+
+
+def find_deployment(settings: Settings, chain_id: int) -> Deployment:
+    """The recorded deployment for `chain_id` (see Settings.deployment_candidates)."""
+    candidates = settings.deployment_candidates(chain_id)
+    for path in candidates:
+        if path.exists():
+            deployment = Deployment.load(path)
+            if deployment.chain_id == chain_id or settings.deployment_file is not None:
+                return deployment
+    raise NotDeployed(
+        f"No Comptoir deployment is recorded for chain {chain_id} (looked in "
+        f"{', '.join(str(p) for p in candidates)}); run 'comptoir devnet up' for a local chain, "
+        "or set COMPTOIR_DEPLOYMENT to your chain's deployment record."
+    )

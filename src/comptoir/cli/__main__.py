@@ -1,0 +1,5 @@
+"""python -m comptoir.cli"""
+
+from comptoir.cli.app import main
+
+main()

@@ -1,0 +1,83 @@
+"""Root typer app, automatic registration of command groups, and the error boundary."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from comptoir.cli.output import err_console
+from comptoir.exceptions import ComptoirError
+
+# modules of this package that are plumbing, not command groups
+_NOT_GROUPS = {"app", "output", "context"}
+
+app = typer.Typer(
+    name="comptoir",
+    help="Comptoir: a decentralized cloud marketplace (requesters, apps, datasets, workerpools).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,  # main() turns errors into one sentence
+    add_completion=False,
+)
+
+
+@app.callback()
+def _root(
+    home: Annotated[
+        Path | None, typer.Option(help="State folder (default $COMPTOIR_HOME or ./.comptoir).")
+    ] = None,
+    rpc_url: Annotated[
+        str | None, typer.Option(help="JSON-RPC endpoint (default $COMPTOIR_RPC_URL).")
+    ] = None,
+) -> None:
+    # global options travel as environment so every module reads one source: load_settings()
+    if home is not None:
+        os.environ["COMPTOIR_HOME"] = str(home)
+    if rpc_url is not None:
+        os.environ["COMPTOIR_RPC_URL"] = rpc_url
+
+
+def _register_groups() -> None:
+    package = Path(__file__).parent
+    for info in sorted(pkgutil.iter_modules([str(package)]), key=lambda i: i.name):
+        if info.name.startswith("_") or info.name in _NOT_GROUPS:
+            continue
+        module = importlib.import_module(f"comptoir.cli.{info.name}")
+        group = getattr(module, "app", None)
+        if isinstance(group, typer.Typer):
+            name = getattr(module, "NAME", info.name.replace("_", "-"))
+            app.add_typer(group, name=name)
+
+
+_register_groups()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI; errors become one red sentence and exit status 1."""
+    try:
+        app(args=argv, prog_name="comptoir")
+    except ComptoirError as exc:
+        err_console.print(f"[red]{_escape(str(exc))}[/red]")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err_console.print("[red]Interrupted.[/red]")
+        sys.exit(130)
+    except Exception as exc:  # a bug: still no traceback unless asked for
+        if os.environ.get("COMPTOIR_DEBUG"):
+            raise
+        err_console.print(
+            f"[red]Unexpected error ({type(exc).__name__}: {_escape(str(exc))}); "
+            "rerun with COMPTOIR_DEBUG=1 to see the traceback.[/red]"
+        )
+        sys.exit(1)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)

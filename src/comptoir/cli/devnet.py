@@ -1,0 +1,101 @@
+"""comptoir devnet up|down|status: a local anvil chain with the protocol deployed."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from comptoir.cli.output import console, key_value_table, print_json, success
+from comptoir.config import load_settings
+
+# the SDK (web3, eth-account) is imported inside commands: 'comptoir --help' stays fast
+
+app = typer.Typer(
+    help="Run a local chain (anvil) with the protocol deployed.", no_args_is_help=True
+)
+
+
+@app.command()
+def up(
+    port: Annotated[
+        int | None, typer.Option(help="Port (default $COMPTOIR_DEVNET_PORT or 8545; 0 = any).")
+    ] = None,
+    chain_id: Annotated[int | None, typer.Option(help="Chain id (default 31337).")] = None,
+) -> None:
+    """Start the devnet (or reuse it), deploy the protocol if needed, fund the test accounts."""
+    from comptoir import devnet as sdk
+
+    settings = load_settings()
+    with console.status("Starting the devnet..."):
+        net = sdk.up(settings, port=port, chain_id=chain_id)
+    d = net.deployment
+    rows = [
+        ("RPC URL", net.rpc_url),
+        ("chain id", net.chain_id),
+        ("pid", net.pid),
+        ("token", d.token),
+        ("registry", d.registry),
+        ("hub", d.hub),
+        ("contributions", d.contributions),
+        ("state", settings.devnet_dir),
+    ]
+    console.print(key_value_table(rows, title="Comptoir devnet"))
+    console.print(f"Test accounts (mnemonic: [bold]{sdk.ANVIL_MNEMONIC}[/bold]):")
+    for i, account in enumerate(net.accounts):
+        console.print(f"  {i}: {account.address}")
+    success("Devnet ready.")
+
+
+@app.command()
+def down() -> None:
+    """Stop the devnet; its chain state is kept for the next 'up'."""
+    from comptoir import devnet as sdk
+
+    settings = load_settings()
+    if sdk.down(settings):
+        success(f"Devnet stopped; state kept in {settings.devnet_dir}.")
+    else:
+        console.print("No devnet is running.")
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Say whether the devnet runs, at which block, and where the protocol is deployed."""
+    from comptoir import devnet as sdk
+
+    st = sdk.status(load_settings())
+    if as_json:
+        print_json(
+            {
+                "running": st.running,
+                "pid": st.pid,
+                "rpc_url": st.rpc_url,
+                "chain_id": st.chain_id,
+                "block": st.block,
+                "deployed": st.deployed,
+                "deployment": st.deployment.to_json() if st.deployment else None,
+                "home": str(st.home),
+            }
+        )
+        return
+    if not st.running:
+        console.print("Devnet: [yellow]not running[/yellow] (start it with 'comptoir devnet up').")
+        return
+    rows = [
+        ("status", "running"),
+        ("pid", st.pid),
+        ("RPC URL", st.rpc_url),
+        ("chain id", st.chain_id),
+        ("block", st.block),
+    ]
+    if st.deployment is not None:
+        rows += [
+            ("hub", st.deployment.hub),
+            ("deployed", "yes" if st.deployed else "no (code missing)"),
+        ]
+    else:
+        rows.append(("deployed", "no"))
+    console.print(key_value_table(rows, title="Comptoir devnet"))

@@ -1,0 +1,30 @@
+"""Shared rich consoles and small printing helpers for command modules."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def print_json(data: Any) -> None:
+    # plain print: scripts parse it, so no rich wrapping or colouring
+    print(json.dumps(data, indent=2, default=str))
+
+
+def key_value_table(rows: list[tuple[str, Any]], title: str | None = None) -> Table:
+    table = Table(title=title, show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in rows:
+        table.add_row(key, str(value))
+    return table
+
+
+def success(message: str) -> None:
+    console.print(f"[green]{message}[/green]")
