@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from comptoir.chain.eip712 import order_hash
+from comptoir.exceptions import ConfigError
 from comptoir.market import DealEvent, InMemoryChainView, MarketSettings, create_market_app
 
 from .support import (
@@ -128,3 +130,41 @@ async def test_chain_down_is_503(client: httpx.AsyncClient, memchain: InMemoryCh
     r = await client.post("/v1/orders", json=signed(app_order()))
     assert r.status_code == 503
     assert r.json()["detail"].startswith("Could not read the consumed volume from the chain")
+
+
+async def test_deal_scan_in_block_chunks(
+    settings: MarketSettings, memchain: InMemoryChainView
+) -> None:
+    settings.max_block_range = 2
+    for n in range(5):  # blocks 2..6
+        memchain.add_deal(DealEvent(bytes([n]) * 32, 1, 10 + n, 1, 100.0 * n))
+    memchain.block += 3
+    app = create_market_app(settings)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://market"
+    ) as client:
+        assert (await sync(client))["deals"] == 5
+        assert await app.state.market.store.get_meta("deals_block") == str(memchain.block)
+        memchain.add_deal(DealEvent(b"\x09" * 32, 1, 50, 1, 900.0))
+        assert (await sync(client))["deals"] == 1
+        candles = (await client.get("/v1/prices/1", params={"interval": 1000})).json()["candles"]
+        assert [(c["open"], c["close"], c["deals"]) for c in candles] == [(10, 50, 6)]
+    await app.state.market.store.close()
+
+
+def test_settings_from_env() -> None:
+    env = {
+        "COMPTOIR_CHAIN_ID": "5",
+        "COMPTOIR_HUB": HUB,
+        "COMPTOIR_REGISTRY": HUB,
+        "COMPTOIR_MARKET_SYNC_INTERVAL": "0",
+        "COMPTOIR_MARKET_START_BLOCK": "7",
+    }
+    s = MarketSettings.from_env(env)
+    assert (s.chain_id, s.sync_interval, s.start_block, s.database) == (5, None, 7, "market.db")
+    with pytest.raises(ConfigError, match="COMPTOIR_HUB"):
+        MarketSettings.from_env({"COMPTOIR_CHAIN_ID": "5"})
+    with pytest.raises(ConfigError, match="integers"):
+        MarketSettings.from_env({**env, "COMPTOIR_CHAIN_ID": "five"})
+    with pytest.raises(ConfigError, match="needs a chain"):
+        MarketSettings(chain_id=1, hub=HUB).chain_view()

@@ -73,6 +73,7 @@ class Market:
             settings.deals(),
             interval=settings.sync_interval or 5.0,
             start_block=settings.start_block,
+            max_block_range=settings.max_block_range,
         )
 
     async def record_deal(self, category: int, price: int, volume: int, timestamp: float) -> bool:
@@ -120,6 +121,12 @@ def _validation_sentence(exc: RequestValidationError) -> str:
         return f"Unknown order kind {tag!r}: use app, dataset, workerpool or request."
     if err.get("type") == "union_tag_not_found":
         return "Missing field kind: use app, dataset, workerpool or request."
+    if err.get("type") == "json_invalid":
+        return "The request body is not valid JSON."
+    if err.get("type") == "missing" and tuple(err.get("loc", ())) == ("body",):
+        return "The request needs a JSON body."
+    if err.get("type") == "less_than_equal" and (err.get("ctx") or {}).get("le") == MAX_UINT256:
+        err = {**err, "msg": "must be at most 2**256 - 1"}
     loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
     if len(loc) > 1 and loc[0] in ("app", "dataset", "workerpool", "request"):
         loc = loc[1:]  # the discriminator tag pydantic inserts
@@ -285,7 +292,7 @@ def create_market_app(settings: MarketSettings) -> FastAPI:
             limit=limit,
             offset=offset,
         )
-        return await book.list(query)
+        return await book.list_orders(query)
 
     @app.get(
         "/v1/orders/{order_hash}",

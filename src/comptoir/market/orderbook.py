@@ -56,7 +56,7 @@ def to_record(stored: StoredOrder) -> OrderRecord:
     return OrderRecord(
         hash=stored.hash,
         kind=stored.kind,  # type: ignore[arg-type]
-        order=MODELS[stored.kind].model_validate(stored.order),
+        order=MODELS[stored.kind].model_validate(stored.order),  # type: ignore[arg-type]
         signature=stored.signature,
         owner=stored.owner,
         status=stored.status,  # type: ignore[arg-type]
@@ -174,7 +174,7 @@ class OrderBook:
             raise OrderNotFound(f"No order {order_hash_hex} is listed; publish it first.")
         return to_record(stored)
 
-    async def list(self, query: OrderQuery) -> OrderPage:
+    async def list_orders(self, query: OrderQuery) -> OrderPage:
         rows, total = await self.store.list_orders(query)
         return OrderPage(
             orders=[to_record(r) for r in rows], total=total, limit=query.limit, offset=query.offset

@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from comptoir.exceptions import ConfigError
 from comptoir.market.chainview import ChainView, DealSource, Web3ChainView
+
+if TYPE_CHECKING:
+    from comptoir.chain.deploy import Deployment
 
 
 @dataclass
@@ -30,6 +34,7 @@ class MarketSettings:
     sync_interval: float | None = 5.0  # None: no background loop (POST /v1/sync only)
     start_block: int = 0
     admin_token: str | None = None  # required by POST /v1/sync when set
+    max_block_range: int = 2000  # blocks per eth_getLogs call (providers cap the range)
 
     def chain_view(self) -> ChainView:
         if self.chain is not None:
@@ -50,9 +55,23 @@ class MarketSettings:
         return self.deal_source
 
     @classmethod
+    def from_deployment(cls, deployment: Deployment, rpc_url: str, **kw: Any) -> MarketSettings:
+        """Settings for a recorded deployment (comptoir.chain.deploy.Deployment): its chain,
+        hub and registry; DealCreated events are scanned from its first block."""
+        kw.setdefault("start_block", deployment.block)
+        return cls(
+            chain_id=deployment.chain_id,
+            hub=deployment.hub,
+            registry=deployment.registry,
+            rpc_url=rpc_url,
+            **kw,
+        )
+
+    @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> MarketSettings:
         """COMPTOIR_CHAIN_ID, COMPTOIR_HUB, COMPTOIR_REGISTRY, COMPTOIR_RPC_URL,
-        COMPTOIR_MARKET_DB, COMPTOIR_MARKET_SYNC_INTERVAL, COMPTOIR_MARKET_ADMIN_TOKEN."""
+        COMPTOIR_MARKET_DB, COMPTOIR_MARKET_SYNC_INTERVAL, COMPTOIR_MARKET_ADMIN_TOKEN,
+        COMPTOIR_MARKET_START_BLOCK."""
         env = os.environ if environ is None else environ
         missing = [k for k in ("COMPTOIR_CHAIN_ID", "COMPTOIR_HUB") if not env.get(k)]
         if missing:
@@ -60,9 +79,11 @@ class MarketSettings:
         try:
             chain_id = int(env["COMPTOIR_CHAIN_ID"])
             interval = float(env.get("COMPTOIR_MARKET_SYNC_INTERVAL", "5"))
+            start_block = int(env.get("COMPTOIR_MARKET_START_BLOCK", "0") or 0)
         except ValueError as e:
             raise ConfigError(
-                "COMPTOIR_CHAIN_ID must be an integer and COMPTOIR_MARKET_SYNC_INTERVAL a number."
+                "COMPTOIR_CHAIN_ID and COMPTOIR_MARKET_START_BLOCK must be integers and "
+                "COMPTOIR_MARKET_SYNC_INTERVAL a number."
             ) from e
         return cls(
             chain_id=chain_id,
@@ -72,4 +93,5 @@ class MarketSettings:
             registry=env.get("COMPTOIR_REGISTRY"),
             sync_interval=interval if interval > 0 else None,
             admin_token=env.get("COMPTOIR_MARKET_ADMIN_TOKEN") or None,
+            start_block=start_block,
         )

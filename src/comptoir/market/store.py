@@ -246,14 +246,14 @@ class MarketStore:
         """Insert unless the hash is listed already; True when inserted."""
 
         def run() -> bool:
-            with self.engine.begin() as conn:
-                found = conn.scalar(select(orders.c.hash).where(orders.c.hash == row["hash"]))
-                if found is not None:
-                    return False
-                try:
+            try:
+                with self.engine.begin() as conn:
+                    found = conn.scalar(select(orders.c.hash).where(orders.c.hash == row["hash"]))
+                    if found is not None:
+                        return False
                     conn.execute(orders.insert().values(**row))
-                except IntegrityError:  # a concurrent publish of the same order won
-                    return False
+            except IntegrityError:  # a concurrent publish of the same order won
+                return False
             return True
 
         return await self._run(run)

@@ -30,12 +30,14 @@ class MarketSync:
         interval: float = 5.0,
         start_block: int = 0,
         page_size: int = 500,
+        max_block_range: int = 2000,
     ) -> None:
         self.book = book
         self.deal_source = deal_source
         self.interval = interval
         self.start_block = start_block
         self.page_size = page_size
+        self.max_block_range = max_block_range
         self._lock = asyncio.Lock()  # the loop and POST /v1/sync never overlap
         self._task: asyncio.Task[None] | None = None
 
@@ -50,8 +52,12 @@ class MarketSync:
         if self.deal_source is not None:
             last = await store.get_meta(DEALS_BLOCK_KEY)
             first = int(last) + 1 if last is not None else self.start_block
-            if first <= block:
-                found = await _read_chain("DealCreated events", self.deal_source(first, block))
+            # in chunks, remembering progress, so a long history resumes where it stopped
+            while first <= block:
+                last_of_chunk = min(first + self.max_block_range - 1, block)
+                found = await _read_chain(
+                    "DealCreated events", self.deal_source(first, last_of_chunk)
+                )
                 for deal in found:
                     created = await self.book.record_deal(
                         deal.category,
@@ -62,7 +68,8 @@ class MarketSync:
                         block=deal.block,
                     )
                     new_deals += created
-                await store.set_meta(DEALS_BLOCK_KEY, str(block))
+                await store.set_meta(DEALS_BLOCK_KEY, str(last_of_chunk))
+                first = last_of_chunk + 1
 
         checked = updated = 0
         owners: dict[int, str | None] = {}  # one read per asset per pass
