@@ -7,6 +7,7 @@ import pytest
 from comptoir.chain import events as ev
 from comptoir.chain.client import TASK_ACTIVE, TASK_DONE, TASK_REVEALING
 from comptoir.chain.deploy import TEST_CATEGORY
+from comptoir.chain.types import result_hash
 from comptoir.devnet import Devnet, increase_time
 from comptoir.exceptions import TransactionRejected
 
@@ -19,6 +20,7 @@ WORKERS_BASE = POOL_PRICE * 90 // 100
 
 
 def test_contribute_reveal_finalize_onchain(market: Market) -> None:
+    start = market["stranger"].block_number()
     deal = market.deal(volume=1, trust=3)
     task = deal.task_id(0)
     digest = b"\x42" * 32
@@ -56,6 +58,19 @@ def test_contribute_reveal_finalize_onchain(market: Market) -> None:
     assert after["scheduler"] == before["scheduler"] + STAKE + POOL_PRICE - 2 * share
     assert market["stranger"].held_stakes() == held_before
     assert market["stranger"].score(market["w1"].address) == 1  # replicated
+    # the whole story, read back from the chain's logs
+    kinds = [ev.Contributed, ev.ConsensusReached, ev.Revealed, ev.TaskFinalized]
+    story = market["stranger"].events(start, kinds=kinds)
+    assert [type(e).__name__ for e in story] == [
+        "Contributed",
+        "Contributed",
+        "ConsensusReached",
+        "Revealed",
+        "Revealed",
+        "TaskFinalized",
+    ]
+    assert {e.task_id for e in story} == {task}  # type: ignore[attr-defined]
+    assert story[2].result_hash == result_hash(task, digest)  # type: ignore[attr-defined]
 
 
 def test_silent_consensus_is_reopened_and_its_stake_seized(market: Market) -> None:
@@ -97,6 +112,8 @@ def test_claim_after_final_deadline_refunds_requester_and_onchain_workers(
     with pytest.raises(TransactionRejected, match="final deadline"):
         market["stranger"].claim(deal, [0, 1])
     increase_time(chain.w3, 10 * TIME_REF + 1)
+    with pytest.raises(TransactionRejected, match="only be claimed now"):
+        market["scheduler"].finalize_tasks(deal, [])  # too late for the scheduler
     claimed = market["stranger"].claim(deal, [1, 0])
 
     assert sorted(e.index for e in claimed) == [0, 1]

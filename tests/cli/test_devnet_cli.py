@@ -31,8 +31,6 @@ def test_status_when_nothing_runs(tmp_path: Path) -> None:
     proc = run(tmp_path, "devnet", "status")
     assert proc.returncode == 0, proc.stderr
     assert "not running" in proc.stdout
-    data = json.loads(run(tmp_path, "devnet", "status", "--json").stdout)
-    assert data["running"] is False and data["deployment"] is None
 
 
 def test_up_status_down_through_the_cli(tmp_path: Path) -> None:
@@ -42,13 +40,10 @@ def test_up_status_down_through_the_cli(tmp_path: Path) -> None:
         assert "Devnet ready." in up.stdout
         data = json.loads(run(tmp_path, "devnet", "status", "--json").stdout)
         assert data["running"] and data["deployed"] and data["chain_id"] == 31337
-        assert data["deployment"]["hub"] in up.stdout
-        human = run(tmp_path, "devnet", "status")
-        assert "running" in human.stdout and data["rpc_url"] in human.stdout
+        assert data["deployment"]["hub"] in up.stdout and data["rpc_url"] in up.stdout
     finally:
         down = run(tmp_path, "devnet", "down")
     assert down.returncode == 0 and "Devnet stopped" in down.stdout
-    assert json.loads(run(tmp_path, "devnet", "status", "--json").stdout)["running"] is False
     assert "No devnet is running." in run(tmp_path, "devnet", "down").stdout
 
 

@@ -177,6 +177,17 @@ def size_report() -> list[tuple[str, int, bool]]:
     return [(n, arts[n].runtime_size, arts[n].fits_eip170) for n in DEPLOYABLE]
 
 
+def main() -> None:
+    """python -m comptoir.chain.build: compile (if needed) and print the EIP-170 report."""
+    for name, size, fits in size_report():
+        status = "ok" if fits else "TOO LARGE"
+        print(f"{name:<15} {size:>6} bytes  {size * 100 / EIP170_LIMIT:5.1f}% of EIP-170  {status}")
+
+
+if __name__ == "__main__":
+    main()
+
+
 __all__ = [
     "EIP170_LIMIT",
     "SNEKMATE_ROOT",

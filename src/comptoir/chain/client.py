@@ -209,7 +209,9 @@ class Transactor:
             lock = _NONCE_LOCKS.setdefault(key, threading.Lock())
         with lock:
             for attempt in range(2):
-                chain_next = self.w3.eth.get_transaction_count(self.address, "pending")
+                chain_next = self.w3.eth.get_transaction_count(
+                    to_checksum_address(self.address), "pending"
+                )
                 # the chain's pending count lags when our previous tx is still propagating
                 nonce = max(chain_next, _NEXT_NONCE.get(key, 0)) if attempt == 0 else chain_next
                 signed = self.account.sign_transaction({**tx, "nonce": nonce})
@@ -227,7 +229,7 @@ class Transactor:
 
     def _explain_failure(self, tx: dict[str, Any], receipt: Any) -> TransactionRejected:
         # replay at the failing block to recover the reason the receipt does not carry
-        call = {k: tx[k] for k in ("from", "to", "data", "value") if k in tx}
+        call: dict[str, Any] = {k: tx[k] for k in ("from", "to", "data", "value") if k in tx}
         call["gas"] = tx["gas"]
         try:
             self.w3.eth.call(call, receipt["blockNumber"] - 1)  # type: ignore[arg-type]
@@ -448,7 +450,7 @@ class ChainClient:
         return int(self.w3.eth.get_block("latest")["timestamp"])
 
     def eth_balance(self, address: str | None = None) -> int:
-        return int(self.w3.eth.get_balance(self._me(address)))
+        return int(self.w3.eth.get_balance(to_checksum_address(self._me(address))))
 
     # ------------------------------------------------------------ token
 
@@ -736,6 +738,7 @@ class ChainClient:
         callback_data: bytes = b"",
     ) -> list[ev.TaskFinalized]:
         """Settle a batch of tasks from worker-signed commitments (scheduler only)."""
+        self._before_deadline(deal.final_deadline, "poco: final deadline passed")
         receipt = self._send(
             self.hub,
             "finalize",
@@ -764,6 +767,11 @@ class ChainClient:
         return sign_contribution(
             self.account, deal.task_id(index), digest, self.chain_id, self.deployment.hub
         )
+
+    def _before_deadline(self, deadline: int, reason: str) -> None:
+        # the chain's clock, not ours: the next block must still be before the deadline
+        if self.timestamp() >= deadline:
+            raise rejected(reason)
 
     def claim(self, deal: Deal, indices: Sequence[int]) -> list[ev.TaskClaimed]:
         """Refund unfinished tasks after the final deadline (anyone)."""
@@ -810,6 +818,7 @@ class ChainClient:
 
     def contribute(self, deal: Deal, index: int, digest: bytes, authorization: bytes) -> list[Any]:
         """Worker side: commit to `digest` on-chain; the hub holds the worker stake."""
+        self._before_deadline(deal.contribution_deadline, "poco: contribution deadline passed")
         free = self.balance()
         if free < deal.worker_stake:
             raise TransactionRejected(

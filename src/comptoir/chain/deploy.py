@@ -111,7 +111,9 @@ class Deployment:
     def missing_code(self, w3: Web3) -> list[str]:
         """Names of the contracts with no code at their recorded address."""
         return [
-            name for name, address in self.addresses.items() if len(w3.eth.get_code(address)) == 0
+            name
+            for name, address in self.addresses.items()
+            if len(w3.eth.get_code(to_checksum_address(address))) == 0
         ]
 
     def verify(self, w3: Web3) -> None:

@@ -305,7 +305,7 @@ def decode_log(log: Any) -> ChainEvent | None:
     decoded = abi_decode([_abi_type(p) for p in plain], _as_bytes(log["data"]))
     for param, value in zip(plain, decoded, strict=True):
         values[param["name"]] = _normalize(value, _abi_type(param))
-    meta = {
+    meta: dict[str, Any] = {
         "address": to_checksum_address(log["address"]),
         "block_number": int(log["blockNumber"]),
         "tx_hash": _as_bytes(log["transactionHash"]),

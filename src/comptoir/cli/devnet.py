@@ -24,9 +24,9 @@ def up(
     chain_id: Annotated[int | None, typer.Option(help="Chain id (default 31337).")] = None,
 ) -> None:
     """Start the devnet (or reuse it), deploy the protocol if needed, fund the test accounts."""
+    settings = load_settings()  # bad configuration fails before the slow imports
     from comptoir import devnet as sdk
 
-    settings = load_settings()
     with console.status("Starting the devnet..."):
         net = sdk.up(settings, port=port, chain_id=chain_id)
     d = net.deployment
@@ -50,9 +50,9 @@ def up(
 @app.command()
 def down() -> None:
     """Stop the devnet; its chain state is kept for the next 'up'."""
+    settings = load_settings()  # bad configuration fails before the slow imports
     from comptoir import devnet as sdk
 
-    settings = load_settings()
     if sdk.down(settings):
         success(f"Devnet stopped; state kept in {settings.devnet_dir}.")
     else:
@@ -64,9 +64,10 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Say whether the devnet runs, at which block, and where the protocol is deployed."""
+    settings = load_settings()
     from comptoir import devnet as sdk
 
-    st = sdk.status(load_settings())
+    st = sdk.status(settings)
     if as_json:
         print_json(
             {
