@@ -30,7 +30,7 @@ sysdeps:
 
 test: setup sysdeps
 	$(PY) -m ruff check src tests bench
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	COMPTOIR_TEST_POSTGRES_URL="$$(scripts/postgres-test-db.sh)" $(PY) -m pytest -q -n 2 --dist loadfile
 
 lint: setup
 	$(PY) -m ruff check src tests bench
