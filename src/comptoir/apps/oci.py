@@ -1,0 +1,251 @@
+"""OCI images as image-layout tarballs, built and unpacked with umoci (no Docker daemon).
+
+An OCI app is a tar of an OCI image layout directory (``oci-layout``, ``index.json``,
+``blobs/sha256/…``), addressed on-chain by the sha256 of that tarball.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from comptoir.apps.contract import DETERMINISM_LABEL, _entry, check_relative_path
+from comptoir.exceptions import AppPackageError, ChecksumMismatch, ConfigError
+from comptoir.storage.digest import sha256_file
+
+MANIFEST_TYPES = {
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+}
+INDEX_TYPES = {
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+}
+# Directories the sandbox mounts over inside an image's rootfs.
+MOUNT_POINTS = ("proc", "dev", "tmp", "comptoir", "comptoir/in", "comptoir/out", "comptoir/app")
+_TAG = "comptoir"
+
+
+@dataclass(frozen=True)
+class OciConfig:
+    entrypoint: tuple[str, ...] = ()
+    cmd: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    workdir: str = "/"
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        return self.entrypoint + self.cmd
+
+    @property
+    def determinism(self) -> str | None:
+        det = self.labels.get(DETERMINISM_LABEL)
+        return check_relative_path(det) if det else None
+
+    @classmethod
+    def from_image_config(cls, doc: Mapping[str, Any]) -> OciConfig:
+        cfg = doc.get("config") or {}
+        env: list[tuple[str, str]] = []
+        for item in cfg.get("Env") or []:
+            key, sep, value = str(item).partition("=")
+            if sep:
+                env.append((key, value))
+        return cls(
+            entrypoint=tuple(str(a) for a in cfg.get("Entrypoint") or ()),
+            cmd=tuple(str(a) for a in cfg.get("Cmd") or ()),
+            env=tuple(env),
+            workdir=str(cfg.get("WorkingDir") or "/"),
+            labels={str(k): str(v) for k, v in (cfg.get("Labels") or {}).items()},
+        )
+
+
+def _umoci(*args: str | Path) -> None:
+    exe = shutil.which("umoci")
+    if exe is None:
+        raise ConfigError("umoci is not installed; install it (apt-get install umoci) to run "
+                          "OCI images.")
+    proc = subprocess.run([exe, *map(str, args)], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise AppPackageError(f"umoci {args[0]} failed: {proc.stderr.strip()[-500:]}")
+
+
+def _rootless() -> list[str]:
+    return [] if os.geteuid() == 0 else ["--rootless"]
+
+
+def build_oci_image(
+    rootfs_dir: str | Path,
+    *,
+    entrypoint: Sequence[str] = (),
+    cmd: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    workdir: str | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> bytes:
+    """A single-layer OCI image-layout tarball of ``rootfs_dir`` (for tests and demos)."""
+    with tempfile.TemporaryDirectory(prefix="comptoir-oci-") as tmp:
+        layout = Path(tmp) / "layout"
+        image = f"{layout}:{_TAG}"
+        _umoci("init", "--layout", layout)
+        _umoci("new", "--image", image)
+        _umoci("insert", *_rootless(), "--image", image, Path(rootfs_dir), "/")
+        args: list[str] = []
+        args += [f"--config.entrypoint={a}" for a in entrypoint]
+        args += [f"--config.cmd={a}" for a in cmd]
+        args += [f"--config.env={k}={v}" for k, v in (env or {}).items()]
+        args += [f"--config.label={k}={v}" for k, v in (labels or {}).items()]
+        if workdir:
+            args.append(f"--config.workingdir={workdir}")
+        if args:
+            _umoci("config", "--image", image, *args)
+        _umoci("gc", "--layout", layout)
+        return deterministic_tar(layout)
+
+
+def deterministic_tar(directory: str | Path) -> bytes:
+    """Uncompressed tar of a directory's files and dirs, sorted, with zeroed metadata."""
+    base = Path(directory)
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        paths = sorted(base.rglob("*"), key=lambda p: p.relative_to(base).as_posix().encode())
+        for path in paths:
+            rel = path.relative_to(base).as_posix()
+            st = path.lstat()
+            if stat.S_ISDIR(st.st_mode):
+                tar.addfile(_entry(rel, tarfile.DIRTYPE, 0o755, 0))
+            elif stat.S_ISREG(st.st_mode):
+                with open(path, "rb") as f:
+                    tar.addfile(_entry(rel, tarfile.REGTYPE, 0o644, st.st_size), f)
+    return raw.getvalue()
+
+
+def _blob(layout: Path, digest: str) -> Path:
+    algo, _, hexdigest = digest.partition(":")
+    if algo != "sha256" or not re.fullmatch(r"[0-9a-f]{64}", hexdigest):
+        raise AppPackageError(f"Unsupported blob digest {digest!r} in the OCI image.")
+    path = layout / "blobs" / "sha256" / hexdigest
+    if not path.is_file():
+        raise AppPackageError(f"The OCI image lacks blob {digest}.")
+    if sha256_file(path) != hexdigest:
+        raise ChecksumMismatch(f"Blob {digest} of the OCI image is corrupted.")
+    return path
+
+
+def _pick_manifest(layout: Path, index: Mapping[str, Any], depth: int = 0) -> dict[str, Any]:
+    manifests = [m for m in index.get("manifests") or [] if isinstance(m, dict)]
+    if not manifests or depth > 2:
+        raise AppPackageError("The OCI image index lists no usable manifest.")
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
+
+    def score(m: Mapping[str, Any]) -> int:
+        plat = m.get("platform") or {}
+        return int(plat.get("os", "linux") == "linux") + int(plat.get("architecture", arch) == arch)
+
+    best = max(manifests, key=score)
+    if best.get("mediaType") in INDEX_TYPES:
+        nested = json.loads(_blob(layout, str(best["digest"])).read_bytes())
+        return _pick_manifest(layout, nested, depth + 1)
+    return dict(best)
+
+
+def unpack_oci_image(image: bytes | str | Path, dest: str | Path) -> OciConfig:
+    """Unpack an image-layout tarball: ``dest/layout`` (the layout) and ``dest/rootfs``.
+
+    The rootfs is owned by root (or by the worker's user when not root) and gets the
+    sandbox mount points as real directories, so nothing in the image (e.g. a ``/proc``
+    symlink to a host path) can redirect the sandbox's mounts.
+    """
+    dest = Path(dest)
+    layout, rootfs = dest / "layout", dest / "rootfs"
+    layout.mkdir(parents=True, exist_ok=True)
+    try:
+        source = io.BytesIO(image) if isinstance(image, bytes) else open(image, "rb")  # noqa: SIM115
+        with source, tarfile.open(fileobj=source, mode="r:*") as tar:
+            tar.extractall(layout, filter="data")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise AppPackageError(f"The OCI image is not a readable layout tarball ({exc}).") from None
+    # Accept a tarball whose layout sits in a single top-level directory.
+    if not (layout / "index.json").is_file():
+        subdirs = [p for p in layout.iterdir() if p.is_dir()]
+        if len(subdirs) == 1 and (subdirs[0] / "index.json").is_file():
+            layout = subdirs[0]
+        else:
+            raise AppPackageError("The OCI image tarball has no index.json.")
+    try:
+        index = json.loads((layout / "index.json").read_bytes())
+        desc = _pick_manifest(layout, index)
+        manifest = json.loads(_blob(layout, str(desc["digest"])).read_bytes())
+        config_doc = json.loads(_blob(layout, str(manifest["config"]["digest"])).read_bytes())
+    except (ValueError, KeyError, TypeError) as exc:
+        raise AppPackageError(f"The OCI image metadata is malformed ({exc}).") from None
+    # umoci addresses images by tag: re-tag the chosen manifest in our private copy.
+    desc.setdefault("annotations", {})["org.opencontainers.image.ref.name"] = _TAG
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [desc]}))
+    if rootfs.exists():
+        shutil.rmtree(rootfs)
+    _umoci("raw", "unpack", *_rootless(), "--image", f"{layout}:{_TAG}", rootfs)
+    ensure_mount_points(rootfs)
+    return OciConfig.from_image_config(config_doc)
+
+
+def ensure_mount_points(rootfs: Path) -> None:
+    """Make each sandbox mount point a real directory, replacing whatever the image put
+    there (symlink, file): bwrap must never follow an image-controlled link."""
+    root_fd = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        os.chmod(root_fd, 0o755)
+        for rel in MOUNT_POINTS:
+            parent_fd = root_fd
+            opened: list[int] = []
+            try:
+                parts = rel.split("/")
+                for name in parts:
+                    try:
+                        st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+                        if not stat.S_ISDIR(st.st_mode):
+                            os.unlink(name, dir_fd=parent_fd)
+                            os.mkdir(name, 0o755, dir_fd=parent_fd)
+                    except FileNotFoundError:
+                        os.mkdir(name, 0o755, dir_fd=parent_fd)
+                    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW,
+                                 dir_fd=parent_fd)
+                    opened.append(fd)
+                    parent_fd = fd
+            finally:
+                for fd in opened:
+                    os.close(fd)
+    finally:
+        os.close(root_fd)
+
+
+def copy_host_binaries(rootfs: str | Path, binaries: Iterable[str]) -> None:
+    """Copy host executables and the shared libraries ``ldd`` lists into ``rootfs`` at the
+    same paths: enough to build tiny self-contained images without a registry."""
+    root = Path(rootfs)
+    for name in binaries:
+        exe = shutil.which(name) if "/" not in name else name
+        if exe is None:
+            raise ConfigError(f"{name} is not installed on this host.")
+        target = exe if name.startswith("/") else f"/usr/bin/{Path(exe).name}"
+        files = {target: os.path.realpath(exe)}
+        out = subprocess.run(["ldd", exe], capture_output=True, text=True, check=False).stdout
+        for line in out.splitlines():
+            m = re.search(r"(/\S+) \(0x", line)
+            if m:
+                files[m.group(1)] = os.path.realpath(m.group(1))
+        for dst, src in files.items():
+            path = root / dst.lstrip("/")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, path)

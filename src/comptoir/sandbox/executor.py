@@ -1,0 +1,728 @@
+"""Run untrusted apps under bubblewrap with wall-time, memory, process and output limits.
+
+Isolation (see docs/app-contract.md for what the app sees):
+
+* namespaces: user (app runs as uid/gid 1000, no capabilities, may not create further
+  user namespaces), mount, pid (killing bwrap kills every process of the job), net (only
+  the sandbox's own loopback: no route to the host or the internet), ipc, uts, cgroup;
+* filesystem: a bundle sees a read-only minimal host runtime (/usr and the /lib, /bin
+  links, a few /etc files) and nothing else of the host; an OCI image sees its own
+  read-only rootfs. Both get private /proc, /dev and a size-bounded /tmp;
+* when the worker runs as root, bwrap itself runs as a per-job unprivileged host uid (one
+  lease per concurrent job), so even an escape lands in an account that owns nothing.
+
+Limits, by the strongest mechanism the host offers (``BwrapExecutor.enforcement``):
+
+* processes: cgroup ``pids.max`` (v1 or v2); else RLIMIT_NPROC on the per-job uid (root);
+* memory: cgroup memory limit, out-of-memory kills counted; else RLIMIT_AS;
+* output: a host tmpfs of the limit's size at /comptoir/out (root); else polling of the
+  directory size plus RLIMIT_FSIZE;
+* wall time: the whole job is killed at the deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import errno
+import fcntl
+import glob
+import json
+import os
+import resource
+import shutil
+import signal
+import stat
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from comptoir.apps.contract import (
+    APP_DIR,
+    DATASET_PATH,
+    ENV_ARGS,
+    ENV_DATASET,
+    ENV_TASK_ID,
+    ENV_TASK_INDEX,
+    IN_DIR,
+    OUT_DIR,
+    output_files,
+    result_digest,
+)
+from comptoir.apps.prepare import AppKind, PreparedApp
+from comptoir.exceptions import AppPackageError, ConfigError, SandboxError
+from comptoir.sandbox.cgroups import JobCgroup, create_job_cgroup
+
+SANDBOX_UID = 1000  # the app's uid/gid inside its user namespace
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# bwrap's outer monitor and its pid-1 init live in the job's cgroup too.
+BWRAP_OVERHEAD_PIDS = 2
+# Host paths a bundle needs to run host interpreters; symlinks are mirrored as symlinks.
+HOST_RUNTIME = (
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+    "/etc/alternatives", "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d",
+    "/etc/localtime", "/etc/mime.types",
+)
+GPU_DEVICE_GLOBS = ("nvidia*", "nvidia-caps", "dri", "kfd")
+
+
+class Outcome(StrEnum):
+    SUCCESS = "success"
+    APP_FAILED = "app_failed"
+    TIMEOUT = "timeout"
+    MEMORY_LIMIT = "memory_limit"
+    OUTPUT_LIMIT = "output_limit"
+    PROCESS_LIMIT = "process_limit"
+    SANDBOX_ERROR = "sandbox_error"
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    wall_time_s: float = 600.0
+    memory_bytes: int = 1 << 30
+    output_bytes: int = 256 << 20
+    max_output_files: int = 10_000
+    max_processes: int = 64
+    tmp_bytes: int = 64 << 20
+    log_bytes: int = 64 << 10  # kept per stream (the tail)
+
+
+@dataclass
+class SandboxJob:
+    app: PreparedApp
+    output_dir: Path  # receives the outputs (regular files only); created, must be empty
+    input_dir: Path | None = None  # mounted read-only at /comptoir/in (dataset at ./dataset)
+    task_id: str = ""
+    task_index: int = 0
+    args: str = ""
+    limits: SandboxLimits = field(default_factory=SandboxLimits)
+    gpu: bool = False
+
+
+@dataclass
+class SandboxResult:
+    outcome: Outcome
+    message: str
+    exit_code: int | None
+    stdout: bytes
+    stderr: bytes
+    stdout_truncated: bool
+    stderr_truncated: bool
+    duration_s: float
+    output_dir: Path
+    output_bytes: int = 0
+    result_digest: str | None = None  # set on SUCCESS
+    enforcement: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.SUCCESS
+
+
+def detect_gpu_devices(dev_root: str | Path = "/dev") -> list[str]:
+    """Device nodes/directories to pass through for GPU jobs (NVIDIA, DRI, AMD KFD)."""
+    found: set[str] = set()
+    for pattern in GPU_DEVICE_GLOBS:
+        found.update(glob.glob(os.path.join(str(dev_root), pattern)))
+    return sorted(found)
+
+
+# -- host mounts (root mode) ------------------------------------------------------------
+
+_MS_NOSUID, _MS_NODEV, _MS_BIND, _MS_REC = 2, 4, 4096, 16384
+_MNT_DETACH = 2
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _mount(source: str, target: Path, fstype: str | None, flags: int, data: str = "") -> None:
+    rc = _libc.mount(
+        source.encode(), str(target).encode(), fstype.encode() if fstype else None,
+        ctypes.c_ulong(flags), data.encode() if data else None,
+    )
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {source} on {target}: {os.strerror(err)}")
+
+
+def _umount(target: Path) -> None:
+    if _libc.umount2(str(target).encode(), _MNT_DETACH) != 0:
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOENT):  # not mounted: nothing to undo
+            raise OSError(err, f"umount {target}: {os.strerror(err)}")
+
+
+def _mounts_under(root: Path) -> list[Path]:
+    prefix = str(root).rstrip("/") + "/"
+    points = []
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            point = line.split()[4].replace("\\040", " ")
+            if point.startswith(prefix):
+                points.append(Path(point))
+    return sorted(points, key=lambda p: len(str(p)), reverse=True)
+
+
+# -- the child side (runs between fork and exec: plain os calls only) -------------------
+
+
+def _make_preexec(
+    procs_files: list[str], rlimits: list[tuple[int, int]], uid: int | None
+) -> Callable[[], None]:
+    pid_files = [f.encode() for f in procs_files]
+
+    def preexec() -> None:
+        pid = str(os.getpid()).encode()
+        for f in pid_files:
+            fd = os.open(f, os.O_WRONLY)
+            try:
+                os.write(fd, pid)
+            finally:
+                os.close(fd)
+        for res, value in rlimits:
+            resource.setrlimit(res, (value, value))
+        if uid is not None:
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+
+    return preexec
+
+
+def _pids_of_uid(uid: int) -> list[int]:
+    """Live processes owned by ``uid``. Zombies are skipped: they hold nothing, cannot be
+    killed, and the sandbox's orphaned pid 1 briefly is one until the host init reaps it."""
+    pids = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if os.stat(entry.path).st_uid != uid:
+                    continue
+                with open(f"{entry.path}/stat", "rb") as f:
+                    state = f.read().rpartition(b")")[2][1:2]
+                if state not in (b"Z", b"X"):
+                    pids.append(int(entry.name))
+    return pids
+
+
+async def _drain(stream: asyncio.StreamReader | None, cap: int) -> tuple[bytes, bool]:
+    if stream is None:
+        return b"", False
+    buf, truncated = bytearray(), False
+    while chunk := await stream.read(1 << 16):
+        buf += chunk
+        if len(buf) > cap:
+            del buf[: len(buf) - cap]
+            truncated = True
+    return bytes(buf), truncated
+
+
+def _tree_size(root: Path) -> tuple[int, int]:
+    total = files = 0
+    for dirpath, _dirs, names in os.walk(root):
+        for name in names:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+                files += 1
+    return total, files
+
+
+@dataclass
+class _Run:
+    """Everything one job holds while it runs."""
+
+    job: SandboxJob
+    jobdir: Path
+    out: Path
+    uid: int | None = None
+    cgroup: JobCgroup | None = None
+    out_is_tmpfs: bool = False
+    mounts: list[Path] = field(default_factory=list)
+    fds: list[int] = field(default_factory=list)
+    enforcement: dict[str, str] = field(default_factory=dict)
+
+
+class BwrapExecutor:
+    """Runs :class:`SandboxJob` s under bubblewrap; safe to share between concurrent jobs."""
+
+    def __init__(
+        self,
+        *,
+        work_root: str | Path | None = None,
+        bwrap: str | None = None,
+        use_cgroups: bool = True,
+        cgroup_parent: str | Path | None = None,
+        uid_base: int = 1_500_000_000,
+        uid_count: int = 4096,
+        poll_interval_s: float = 0.05,
+    ) -> None:
+        exe = bwrap or shutil.which("bwrap")
+        if exe is None:
+            raise ConfigError("bubblewrap is not installed; install it (apt-get install "
+                              "bubblewrap) to run apps.")
+        self.bwrap = exe
+        self.privileged = os.geteuid() == 0
+        self.use_cgroups, self.cgroup_parent = use_cgroups, cgroup_parent
+        self.uid_base, self.uid_count = uid_base, uid_count
+        self.poll_interval_s = poll_interval_s
+        default_root = Path(tempfile.gettempdir()) / f"comptoir-sandbox-{os.geteuid()}"
+        self.work_root = Path(work_root) if work_root else default_root
+        self.work_root.mkdir(parents=True, exist_ok=True)
+        (self.work_root / "uids").mkdir(exist_ok=True)
+        # Traversable (not listable) so per-job uids reach their own job directory.
+        os.chmod(self.work_root, 0o711 if self.privileged else 0o700)
+        self._sweep_stale()
+
+    # -- public -------------------------------------------------------------------------
+
+    def run_sync(self, job: SandboxJob) -> SandboxResult:
+        return asyncio.run(self.run(job))
+
+    async def run(self, job: SandboxJob) -> SandboxResult:
+        started = time.monotonic()
+        job_id = uuid.uuid4().hex[:16]
+        lock_fd = os.open(self.work_root / f"{job_id}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        run: _Run | None = None
+        try:
+            run = self._setup(job, job_id)
+            return await self._execute(run, started)
+        except (OSError, SandboxError, ConfigError) as exc:
+            return self._error(job, started, f"The sandbox could not be set up: {exc}.",
+                               run.enforcement if run else {})
+        finally:
+            if run is not None:
+                await asyncio.to_thread(self._teardown, run)
+            os.close(lock_fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.work_root / f"{job_id}.lock")
+
+    @property
+    def enforcement(self) -> dict[str, str]:
+        """Which mechanism enforces each limit on this host (probes a throwaway cgroup)."""
+        cg = create_job_cgroup(f"comptoir-probe-{uuid.uuid4().hex[:8]}", self.cgroup_parent) \
+            if self.use_cgroups else None
+        if cg is not None:
+            cg.remove()
+        return self._mechanisms(cg)
+
+    # -- setup / teardown ---------------------------------------------------------------
+
+    def _mechanisms(self, cg: JobCgroup | None) -> dict[str, str]:
+        ctrls = cg.controllers if cg else set()
+        version = f"cgroup-v{cg.version}" if cg else ""
+        return {
+            "processes": f"{version} pids.max" if "pids" in ctrls
+            else ("RLIMIT_NPROC (per-job uid)" if self.privileged else "RLIMIT_NPROC"),
+            "memory": f"{version} memory limit" if "memory" in ctrls else "RLIMIT_AS",
+            "output": "tmpfs size" if self.privileged else "polling + RLIMIT_FSIZE",
+            "wall_time": "kill at deadline",
+            "network": "empty network namespace",
+        }
+
+    def _setup(self, job: SandboxJob, job_id: str) -> _Run:
+        app = job.app
+        if not app.argv:
+            raise SandboxError("the app has no command to run")
+        if not app.root.is_dir():
+            raise SandboxError(f"the app directory {app.root} does not exist")
+        job.output_dir.mkdir(parents=True, exist_ok=True)
+        if any(job.output_dir.iterdir()):
+            raise SandboxError(f"the output directory {job.output_dir} is not empty")
+        jobdir = self.work_root / job_id
+        jobdir.mkdir(mode=0o700)
+        run = _Run(job=job, jobdir=jobdir, out=jobdir / "out")
+        if self.privileged:
+            run.uid, fd = self._lease_uid()
+            run.fds.append(fd)
+            # Only root and the job's own uid may traverse the job directory.
+            os.chown(jobdir, 0, run.uid)
+            os.chmod(jobdir, 0o710)
+        for name in ("out", "in", "app"):
+            (jobdir / name).mkdir()
+        if self.use_cgroups:
+            run.cgroup = create_job_cgroup(f"comptoir-{job_id}", self.cgroup_parent)
+        run.enforcement = self._mechanisms(run.cgroup)
+        lim = job.limits
+        if run.cgroup is not None:
+            # tmpfs pages (/tmp, outputs) are charged to the job too: budget them on top.
+            run.cgroup.set_limits(
+                lim.memory_bytes + lim.output_bytes + lim.tmp_bytes,
+                lim.max_processes + BWRAP_OVERHEAD_PIDS,
+            )
+        if self.privileged:
+            assert run.uid is not None
+            _mount("tmpfs", run.out, "tmpfs", _MS_NOSUID | _MS_NODEV,
+                   f"size={lim.output_bytes},nr_inodes={lim.max_output_files + 1},"
+                   f"mode=0700,uid={run.uid},gid={run.uid}")
+            run.mounts.append(run.out)
+            run.out_is_tmpfs = True
+            # Bind the app and inputs under the job directory: the per-job uid cannot
+            # traverse the worker's private cache directories to reach them otherwise.
+            _mount(str(app.root), jobdir / "app", None, _MS_BIND | _MS_REC)
+            run.mounts.append(jobdir / "app")
+            if job.input_dir is not None:
+                _make_world_readable(job.input_dir)
+                _mount(str(job.input_dir), jobdir / "in", None, _MS_BIND | _MS_REC)
+                run.mounts.append(jobdir / "in")
+        return run
+
+    def _teardown(self, run: _Run) -> None:
+        if run.cgroup is not None:
+            run.cgroup.kill_all()
+            run.cgroup.remove()
+        if run.uid is not None:
+            self._kill_uid(run.uid)
+        for point in reversed(run.mounts):
+            with contextlib.suppress(OSError):
+                _umount(point)
+        for point in _mounts_under(run.jobdir):  # belt and braces
+            with contextlib.suppress(OSError):
+                _umount(point)
+        shutil.rmtree(run.jobdir, ignore_errors=True)
+        for fd in run.fds:
+            os.close(fd)
+
+    def _lease_uid(self) -> tuple[int, int]:
+        """An unprivileged host uid no other job holds (flock'ed file per uid)."""
+        start = uuid.uuid4().int % self.uid_count
+        for i in range(self.uid_count):
+            uid = self.uid_base + (start + i) % self.uid_count
+            fd = os.open(self.work_root / "uids" / str(uid), os.O_CREAT | os.O_RDWR, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            if _pids_of_uid(uid):  # leftovers of a crashed worker: not this one
+                self._kill_uid(uid)
+            return uid, fd
+        raise SandboxError("every sandbox uid is in use; too many concurrent jobs")
+
+    @staticmethod
+    def _kill_uid(uid: int) -> None:
+        for _ in range(100):
+            pids = _pids_of_uid(uid)
+            if not pids:
+                return
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.01)
+
+    def _sweep_stale(self) -> None:
+        """Undo what a crashed worker left behind (mounts, job directories)."""
+        for lock in self.work_root.glob("*.lock"):
+            try:
+                fd = os.open(lock, os.O_RDWR)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue  # a live job of another executor
+            try:  # keep the lock while cleaning so a job reusing the name waits
+                jobdir = self.work_root / lock.stem
+                for point in _mounts_under(jobdir):
+                    with contextlib.suppress(OSError):
+                        _umount(point)
+                shutil.rmtree(jobdir, ignore_errors=True)
+                lock.unlink(missing_ok=True)
+            finally:
+                os.close(fd)
+
+    # -- running ------------------------------------------------------------------------
+
+    def _argv(self, run: _Run, status_fd: int, files: Mapping[str, int]) -> list[str]:
+        job, app = run.job, run.job.app
+        a = [
+            self.bwrap,
+            "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
+            "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
+            "--unshare-cgroup-try", "--disable-userns",
+            "--die-with-parent", "--new-session", "--hostname", "comptoir",
+            "--json-status-fd", str(status_fd),
+        ]
+        app_src = str(run.jobdir / "app") if self.privileged else str(app.root)
+        if app.kind is AppKind.BUNDLE:
+            for path in HOST_RUNTIME:
+                if os.path.islink(path):
+                    a += ["--symlink", os.readlink(path), path]
+                elif os.path.exists(path):
+                    a += ["--ro-bind", path, path]
+            for dest, fd in files.items():
+                a += ["--file", str(fd), dest]
+            a += ["--ro-bind", app_src, APP_DIR]
+            workdir = APP_DIR
+        else:
+            a += ["--ro-bind", app_src, "/"]
+            workdir = app.workdir or "/"
+        a += ["--proc", "/proc", "--dev", "/dev"]
+        a += ["--size", str(job.limits.tmp_bytes), "--perms", "1777", "--tmpfs", "/tmp"]
+        if job.gpu:
+            for dev in detect_gpu_devices():
+                a += ["--dev-bind", dev, dev]
+        in_src = job.input_dir if (job.input_dir and not self.privileged) else run.jobdir / "in"
+        a += ["--ro-bind", str(in_src), IN_DIR, "--bind", str(run.out), OUT_DIR]
+        a += ["--clearenv"]
+        for key, value in self._env(job).items():
+            a += ["--setenv", key, value]
+        a += ["--chdir", workdir, "--", *app.argv]
+        return a
+
+    @staticmethod
+    def _env(job: SandboxJob) -> dict[str, str]:
+        env = {"PATH": DEFAULT_PATH, "HOME": "/tmp", "LANG": "C.UTF-8", "TMPDIR": "/tmp"}
+        if job.app.kind is AppKind.OCI:
+            env.update(dict(job.app.env))
+        has_dataset = job.input_dir is not None and (job.input_dir / "dataset").is_file()
+        env.update({
+            ENV_TASK_INDEX: str(job.task_index),
+            ENV_TASK_ID: job.task_id,
+            ENV_ARGS: job.args,
+            ENV_DATASET: DATASET_PATH if has_dataset else "",
+        })
+        return env
+
+    def _rlimits(self, run: _Run) -> list[tuple[int, int]]:
+        lim, ctrls = run.job.limits, (run.cgroup.controllers if run.cgroup else set())
+        out: list[tuple[int, int]] = [(resource.RLIMIT_CORE, 0)]
+        nproc = lim.max_processes + BWRAP_OVERHEAD_PIDS
+        if "pids" in ctrls:
+            # A backstop only: pids.max must trip first so the refusal is counted.
+            out.append((resource.RLIMIT_NPROC, nproc + 16))
+        elif self.privileged:
+            out.append((resource.RLIMIT_NPROC, nproc))
+        if "memory" not in ctrls:
+            out.append((resource.RLIMIT_AS, lim.memory_bytes))
+        if not run.out_is_tmpfs:
+            out.append((resource.RLIMIT_FSIZE, lim.output_bytes))
+        return out
+
+    async def _execute(self, run: _Run, started: float) -> SandboxResult:
+        job, lim = run.job, run.job.limits
+        if job.gpu and not detect_gpu_devices():
+            return self._error(job, started, "The job needs a GPU but this worker has none.",
+                               run.enforcement)
+        status_r, status_w = os.pipe()
+        run.fds.append(status_r)
+        files: dict[str, int] = {}
+        child_fds = [status_w]
+        if job.app.kind is AppKind.BUNDLE:
+            for dest, text in (
+                ("/etc/passwd", f"comptoir:x:{SANDBOX_UID}:{SANDBOX_UID}::/tmp:/bin/sh\n"),
+                ("/etc/group", f"comptoir:x:{SANDBOX_UID}:\n"),
+            ):
+                r, w = os.pipe()
+                os.write(w, text.encode())
+                os.close(w)
+                files[dest] = r
+                child_fds.append(r)
+        try:
+            argv = self._argv(run, status_w, files)
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                pass_fds=child_fds,
+                start_new_session=True,
+                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+                preexec_fn=_make_preexec(
+                    run.cgroup.procs_files if run.cgroup else [], self._rlimits(run), run.uid
+                ),
+            )
+        finally:
+            for fd in child_fds:
+                os.close(fd)
+        readers = [
+            asyncio.create_task(_drain(proc.stdout, lim.log_bytes)),
+            asyncio.create_task(_drain(proc.stderr, lim.log_bytes)),
+        ]
+        waiter = asyncio.create_task(proc.wait())
+        deadline = started + lim.wall_time_s
+        violation: Outcome | None = None
+        while True:
+            remaining = deadline - time.monotonic()
+            done, _ = await asyncio.wait({waiter}, timeout=max(0.0, min(self.poll_interval_s,
+                                                                        remaining)))
+            if done:
+                break
+            violation = Outcome.TIMEOUT if remaining <= 0 else self._violation(run)
+            if violation is not None:
+                await asyncio.to_thread(self._kill, run, proc.pid)
+                await waiter
+                break
+        duration = time.monotonic() - started
+        try:
+            (stdout, out_trunc), (stderr, err_trunc) = await asyncio.wait_for(
+                asyncio.gather(*readers), timeout=5
+            )
+        except TimeoutError:
+            for task in readers:
+                task.cancel()
+            (stdout, out_trunc), (stderr, err_trunc) = (b"", True), (b"", True)
+        exit_code = _exit_code(status_r)
+        outcome = violation or self._violation(run, final=True)
+        if outcome is None:
+            outcome = _classify(exit_code, stderr, run)
+        output_bytes = await asyncio.to_thread(
+            _copy_outputs, run.out, job.output_dir, lim.output_bytes
+        )
+        digest = None
+        message = _message(outcome, job, exit_code, stderr)
+        if outcome is Outcome.SUCCESS:
+            try:
+                digest = await asyncio.to_thread(
+                    result_digest, job.output_dir, job.app.determinism
+                )
+            except AppPackageError as exc:
+                outcome, message = Outcome.APP_FAILED, str(exc)
+        return SandboxResult(
+            outcome=outcome, message=message, exit_code=exit_code,
+            stdout=stdout, stderr=stderr, stdout_truncated=out_trunc, stderr_truncated=err_trunc,
+            duration_s=duration, output_dir=job.output_dir, output_bytes=output_bytes,
+            result_digest=digest, enforcement=run.enforcement,
+        )
+
+    def _violation(self, run: _Run, final: bool = False) -> Outcome | None:
+        lim = run.job.limits
+        cg = run.cgroup
+        if cg is not None:
+            if cg.pids_refused() > 0:
+                return Outcome.PROCESS_LIMIT
+            if cg.oom_kills() > 0:
+                return Outcome.MEMORY_LIMIT
+        # RLIMIT_NPROC fallback: the per-job uid at its cap means forks are failing.
+        if (
+            (cg is None or "pids" not in cg.controllers)
+            and run.uid is not None
+            and not final
+            and len(_pids_of_uid(run.uid)) >= lim.max_processes + BWRAP_OVERHEAD_PIDS
+        ):
+            return Outcome.PROCESS_LIMIT
+        if run.out_is_tmpfs:
+            st = os.statvfs(run.out)
+            if st.f_bavail * st.f_frsize < 4096 or st.f_favail == 0:
+                return Outcome.OUTPUT_LIMIT
+        else:
+            size, files = _tree_size(run.out)
+            if size >= lim.output_bytes or files > lim.max_output_files:
+                return Outcome.OUTPUT_LIMIT
+        return None
+
+    def _kill(self, run: _Run, pid: int) -> None:
+        # The outer bwrap's death takes pid 1 of the job (PDEATHSIG), hence the whole
+        # pid namespace; the cgroup and the uid sweep catch anything in between.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        if run.cgroup is not None:
+            run.cgroup.kill_all()
+        if run.uid is not None:
+            self._kill_uid(run.uid)
+
+    @staticmethod
+    def _error(
+        job: SandboxJob, started: float, message: str, enforcement: dict[str, str]
+    ) -> SandboxResult:
+        return SandboxResult(
+            outcome=Outcome.SANDBOX_ERROR, message=message, exit_code=None, stdout=b"",
+            stderr=b"", stdout_truncated=False, stderr_truncated=False,
+            duration_s=time.monotonic() - started, output_dir=job.output_dir,
+            enforcement=enforcement,
+        )
+
+
+def _make_world_readable(root: Path) -> None:
+    """Inputs must be readable by the per-job uid; their directory stays private to the
+    worker (the sandbox reaches it only through the job's bind mount)."""
+    for dirpath, _dirs, names in os.walk(root):
+        os.chmod(dirpath, os.stat(dirpath).st_mode | 0o555)
+        for name in names:
+            p = os.path.join(dirpath, name)
+            st = os.lstat(p)
+            if stat.S_ISREG(st.st_mode):
+                os.chmod(p, st.st_mode | 0o444)
+
+
+def _exit_code(status_fd: int) -> int | None:
+    """The app's exit status from bwrap's JSON status (absent when the app never ran)."""
+    os.set_blocking(status_fd, False)
+    data = b""
+    with contextlib.suppress(BlockingIOError):
+        while chunk := os.read(status_fd, 65536):
+            data += chunk
+    for line in data.decode(errors="replace").splitlines():
+        with contextlib.suppress(ValueError):
+            doc = json.loads(line)
+            if isinstance(doc, dict) and "exit-code" in doc:
+                return int(doc["exit-code"])
+    return None
+
+
+_OOM_HINTS = (b"MemoryError", b"Cannot allocate memory", b"std::bad_alloc", b"out of memory")
+_NPROC_HINTS = (b"Resource temporarily unavailable", b"BlockingIOError: [Errno 11]")
+
+
+def _classify(exit_code: int | None, stderr: bytes, run: _Run) -> Outcome:
+    if exit_code is None:
+        # bwrap never started the app: a bad command is the app's fault, the rest ours.
+        return Outcome.APP_FAILED if b"bwrap: execvp" in stderr else Outcome.SANDBOX_ERROR
+    if exit_code == 0:
+        return Outcome.SUCCESS
+    ctrls = run.cgroup.controllers if run.cgroup else set()
+    # Rlimit fallbacks cannot be observed directly: the app's own error is the evidence.
+    if "memory" not in ctrls and any(h in stderr for h in _OOM_HINTS):
+        return Outcome.MEMORY_LIMIT
+    if "pids" not in ctrls and any(h in stderr for h in _NPROC_HINTS):
+        return Outcome.PROCESS_LIMIT
+    return Outcome.APP_FAILED
+
+
+def _message(outcome: Outcome, job: SandboxJob, exit_code: int | None, stderr: bytes) -> str:
+    lim = job.limits
+    if outcome is Outcome.SUCCESS:
+        return "The app exited with status 0."
+    if outcome is Outcome.APP_FAILED:
+        if exit_code is None:
+            return f"The app's command {job.app.argv[0]!r} could not be started."
+        return f"The app exited with status {exit_code}."
+    if outcome is Outcome.TIMEOUT:
+        return f"The app ran past its {lim.wall_time_s:g} s wall-time limit and was killed."
+    if outcome is Outcome.MEMORY_LIMIT:
+        return f"The app exceeded its {lim.memory_bytes >> 20} MiB memory limit and was killed."
+    if outcome is Outcome.OUTPUT_LIMIT:
+        return (f"The app filled its {lim.output_bytes >> 20} MiB / {lim.max_output_files}-file "
+                "output limit and was stopped.")
+    if outcome is Outcome.PROCESS_LIMIT:
+        return f"The app tried to run more than {lim.max_processes} processes and was killed."
+    tail = stderr.decode(errors="replace").strip().splitlines()
+    return f"The sandbox failed before the app ran: {tail[-1] if tail else 'no detail'}."
+
+
+def _copy_outputs(src: Path, dest: Path, budget: int) -> int:
+    """Copy regular files (never following links) from the job's output to ``dest``."""
+    copied = 0
+    for rel, path in output_files(src):
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except PermissionError:  # unprivileged worker: the app may have chmod'ed it 000
+            os.chmod(path, 0o600, follow_symlinks=False)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as f, open(target, "wb") as out:
+            executable = os.fstat(f.fileno()).st_mode & 0o100
+            while chunk := f.read(1 << 20):
+                copied += len(chunk)
+                if copied > budget:
+                    return copied
+                out.write(chunk)
+        if executable:
+            os.chmod(target, 0o755)
+    return copied
