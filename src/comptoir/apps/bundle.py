@@ -119,6 +119,7 @@ def unpack_bundle(
         for m in members:
             if not (m.isfile() or m.isdir()):
                 raise AppPackageError(f"Bundle entry {m.name} is not a file or directory.")
+            check_relative_path(m.name)  # absolute or '..' names: refuse, don't rewrite
         try:
             tar.extractall(dest, filter="data")
         except tarfile.TarError as exc:
