@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 from fastapi import Body, FastAPI, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from comptoir.exceptions import (
     ChainError,
@@ -81,6 +83,10 @@ class Market:
 
 
 Uint = Annotated[int | None, Query(ge=0, le=MAX_UINT256)]
+ADDRESS = r"^0x[0-9a-fA-F]{40}$"
+HashPath = Annotated[
+    str, Path(pattern=r"^0x[0-9a-fA-F]{64}$", description="EIP-712 order hash, 0x + 64 hex.")
+]
 
 
 def _address(name: str, value: str | None) -> str | None:
@@ -168,6 +174,18 @@ def create_market_app(settings: MarketSettings) -> FastAPI:
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": _validation_sentence(exc)}, status_code=422)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette lists only the first route of the path; list every method it has
+            methods: set[str] = set()
+            for route in app.router.routes:
+                if route.matches(request.scope)[0] != Match.NONE:
+                    methods |= getattr(route, "methods", None) or set()
+            headers["Allow"] = ", ".join(sorted(methods))
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+
     for cls, code in _ERRORS.items():
 
         async def handler(request: Request, exc: Exception, code: int = code) -> JSONResponse:
@@ -209,10 +227,11 @@ def create_market_app(settings: MarketSettings) -> FastAPI:
         tag: Annotated[
             str | None,
             Query(
+                pattern=r"^(0[xX][0-9a-fA-F]{1,64}|[0-9]{1,78})$",
                 description=(
                     "Bitmask (0x-hex or decimal). Workerpool orders match when they offer "
                     "every bit of it; other orders match when they require only bits of it."
-                )
+                ),
             ),
         ] = None,
         min_trust: Uint = None,
@@ -241,12 +260,17 @@ def create_market_app(settings: MarketSettings) -> FastAPI:
         dataset: Uint = None,
         workerpool: Uint = None,
         requester: Annotated[
-            str | None, Query(description="Request orders of this requester.")
+            str | None, Query(pattern=ADDRESS, description="Request orders of this requester.")
         ] = None,
-        owner: Annotated[str | None, Query(description="Orders signed by this address.")] = None,
+        owner: Annotated[
+            str | None, Query(pattern=ADDRESS, description="Orders signed by this address.")
+        ] = None,
         usable_by_requester: Annotated[
             str | None,
-            Query(description=("Orders whose requester restriction is none or this address.")),
+            Query(
+                pattern=ADDRESS,
+                description="Orders whose requester restriction is none or this address.",
+            ),
         ] = None,
         usable_with_app: Annotated[
             int | None,
@@ -301,7 +325,7 @@ def create_market_app(settings: MarketSettings) -> FastAPI:
         responses={404: {"model": ErrorBody, "description": "Not listed."}, **_RESPONSES},
     )
     async def get_order(
-        order_hash: Annotated[str, Path(description="EIP-712 hash, 0x + 64 hex.")],
+        order_hash: HashPath,
     ) -> OrderRecord:
         return await book.get(_hash(order_hash))
 
@@ -312,9 +336,12 @@ def create_market_app(settings: MarketSettings) -> FastAPI:
         responses={404: {"model": ErrorBody, "description": "Not listed."}, **_RESPONSES},
     )
     async def cancel_order(
-        order_hash: str,
+        order_hash: HashPath,
         body: Annotated[CancelBody | None, Body()] = None,
-        signature: Annotated[str | None, Query(description="Alternative to the JSON body.")] = None,
+        signature: Annotated[
+            str | None,
+            Query(pattern=r"^0x[0-9a-fA-F]{130}$", description="Alternative to the JSON body."),
+        ] = None,
     ) -> OrderRecord:
         """Withdraws a listing. Sign with personal_sign (EIP-191) the text
         `Comptoir market: cancel order <hash> (chain <chain id>, hub <checksummed hub>)`.

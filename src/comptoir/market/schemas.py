@@ -89,7 +89,20 @@ Uint256 = Annotated[
     WithJsonSchema(_UINT_SCHEMA, mode="validation"),
     WithJsonSchema({"type": "integer", "minimum": 0}, mode="serialization"),
 ]
-Volume = Annotated[Uint256, Field(ge=1)]
+_VOLUME_SCHEMA = {
+    "anyOf": [
+        {"type": "integer", "minimum": 1, "maximum": MAX_UINT256},
+        {"type": "string", "pattern": "^0*[1-9][0-9]{0,77}$"},
+    ],
+    "description": "uint256 of at least 1, as an integer or a decimal string",
+}
+Volume = Annotated[
+    int,
+    BeforeValidator(parse_uint256),
+    Field(ge=1),
+    WithJsonSchema(_VOLUME_SCHEMA, mode="validation"),
+    WithJsonSchema({"type": "integer", "minimum": 1}, mode="serialization"),
+]
 Address = Annotated[
     str,
     BeforeValidator(parse_address),

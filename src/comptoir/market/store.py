@@ -215,11 +215,17 @@ class MarketStore:
             kwargs["pool_pre_ping"] = True
         self.url = url
         self.engine: Engine = create_engine(url, **kwargs)
-        self._executor = ThreadPoolExecutor(
-            max_workers=1 if self.is_sqlite else threads, thread_name_prefix="market-db"
-        )
+        self._threads = 1 if self.is_sqlite else threads
+        self._pool: ThreadPoolExecutor | None = None
         self._ready = False
         self._lock = asyncio.Lock()
+
+    @property
+    def _executor(self) -> ThreadPoolExecutor:
+        # created on demand: an app's lifespan may close the store and later run again
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="market-db")
+        return self._pool
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         if not self._ready:
@@ -237,8 +243,12 @@ class MarketStore:
                 self._ready = True
 
     async def close(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._executor, self.engine.dispose)
-        self._executor.shutdown(wait=False)
+        """Releases connections and threads; the store reopens if used again."""
+        if self._pool is None:
+            return
+        pool, self._pool = self._pool, None
+        await asyncio.get_running_loop().run_in_executor(pool, self.engine.dispose)
+        pool.shutdown(wait=False)
 
     # ------------------------------------------------------------ orders
 
