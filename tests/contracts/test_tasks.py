@@ -376,3 +376,151 @@ def test_hooks_are_reserved_to_the_contributions_contract(market):
             market.hub.onchain_open(deal.as_tuple(), 0, market.actors["stranger"].address)
         with boa.reverts("poco: caller is not the deployer"):
             market.hub.set_onchain_path(market.actors["stranger"].address)
+
+
+# ------------------------------------------------------------------ remaining refusals
+
+
+def test_too_many_contributions_in_one_task(market):
+    deal = market.deal()
+    with boa.reverts("poco: too many contributions"):
+        _raw_finalize(market, deal, [(0, GOOD, 17, 0)], [], [])
+
+
+def test_losers_must_be_sorted(market):
+    deal = market.deal(trust=1)
+    w = by_address([winner_sig(market, n, deal, 0, GOOD) for n in ("w1", "w2")])
+    losers = by_address([loser_sig(market, n, deal, 0, BAD) for n in ("w3", "w4")])
+    with boa.reverts("poco: losers not sorted or duplicated"):
+        _raw_finalize(market, deal, [(0, GOOD, 2, 2)], w, [losers[1], losers[0]])
+    _raw_finalize(market, deal, [(0, GOOD, 2, 2)], w, losers)
+    assert market.hub.is_settled(deal.deal_id, 0)
+
+
+def test_callback_deals_settle_one_task_per_call(market):
+    receiver = load("CallbackReceiver", market.hub.address, 0)
+    deal = market.deal(volume=2, callback=receiver.address)
+    digest = digest_of("x")
+    with boa.reverts("poco: callback deals settle one task per call"):
+        finalize(
+            market, deal, {0: (digest, ["w1"], []), 1: (digest, ["w1"], [])}, callback_data=b"x"
+        )
+    finalize(market, deal, {1: (digest, ["w1"], [])}, callback_data=b"x")
+    assert receiver.received() == 1
+
+
+def test_starved_callback_reverts_with_its_reason(market):
+    receiver = load("CallbackReceiver", market.hub.address, 0)
+    deal = market.deal(callback=receiver.address)
+    tasks = [(0, digest_of("x"), 1, 0)]
+    winners = [winner_sig(market, "w1", deal, 0, digest_of("x"))]
+    with (
+        boa.env.prank(market.actors["scheduler"].address),
+        boa.reverts("poco: not enough gas left for the callback"),
+    ):
+        market.hub.finalize(deal.as_tuple(), tasks, winners, [], b"x", gas=90_000)
+
+
+def test_dataset_price_above_request_maximum(market):
+    app_order, dataset_order, pool_order, request = market.orders(with_dataset=True)
+    with boa.reverts("poco: dataset price above request maximum"):
+        market.match(app_order, dataset_order, pool_order, request.replace(dataset_max_price=1))
+
+
+def test_onchain_path_is_linked_once(market):
+    with boa.env.prank(market.protocol.owner), boa.reverts("poco: already linked"):
+        market.hub.set_onchain_path(market.actors["stranger"].address)
+
+
+def test_onchain_scheduler_only_actions(market):
+    c = market.protocol.contributions
+    deal = market.deal(trust=1)
+    _contribute(market, "w1", deal, 0, GOOD)
+    with boa.env.prank(market.actors["stranger"].address):
+        with boa.reverts("contributions: caller is not the scheduler"):
+            c.reopen(deal.as_tuple(), 0)
+        with boa.reverts("contributions: caller is not the scheduler"):
+            c.finalize(deal.as_tuple(), 0, b"")
+
+
+def test_onchain_task_state_refusals(market):
+    c = market.protocol.contributions
+    deal = market.deal(volume=2, trust=3)
+    with boa.reverts("contributions: no on-chain contribution for this task"):
+        _reveal(market, "w1", deal, 1, GOOD)
+    _contribute(market, "w1", deal, 0, GOOD)
+    with boa.reverts("contributions: task is not revealing"):
+        _reveal(market, "w1", deal, 0, GOOD)
+    _contribute(market, "w2", deal, 0, GOOD)  # consensus: 4/5 > 2/3
+    with boa.reverts("contributions: task is not accepting contributions"):
+        _contribute(market, "w3", deal, 0, GOOD)
+    _reveal(market, "w1", deal, 0, GOOD)
+    boa.env.time_travel(seconds=201)
+    with boa.reverts("contributions: reveal deadline passed"):
+        _reveal(market, "w2", deal, 0, GOOD)
+    with (
+        boa.env.prank(market.actors["scheduler"].address),
+        boa.reverts("contributions: a winner revealed; finalize instead"),
+    ):
+        c.reopen(deal.as_tuple(), 0)
+
+
+def test_reveal_refuses_minority_and_bad_seal(market):
+    deal = market.deal(trust=3)
+    task = deal.task_id(0)
+    w4 = market.actors["w4"].address
+    with boa.env.prank(w4):  # right hash, seal made for another digest
+        market.protocol.contributions.contribute(
+            deal.as_tuple(),
+            0,
+            result_hash(task, GOOD),
+            result_seal(w4, task, OTHER),
+            _authorize(market, "w4", deal, 0),
+        )
+    _contribute(market, "w3", deal, 0, BAD)
+    _contribute(market, "w1", deal, 0, GOOD)  # 4/(1+4+2) not above 2/3
+    _contribute(market, "w2", deal, 0, GOOD)  # 8/11: consensus on GOOD
+    with boa.reverts("contributions: contribution is not the consensus"):
+        _reveal(market, "w3", deal, 0, BAD)
+    with boa.reverts("contributions: digest does not match the seal"):
+        _reveal(market, "w4", deal, 0, GOOD)
+    _reveal(market, "w1", deal, 0, GOOD)
+
+
+def test_settled_task_refuses_onchain_reveals(market):
+    deal = market.deal(trust=3)
+    _contribute(market, "w1", deal, 0, GOOD)
+    boa.env.time_travel(seconds=1000)
+    with boa.env.prank(market.actors["stranger"].address):
+        market.hub.claim(deal.as_tuple(), [0])
+    with boa.reverts("contributions: task already settled"):
+        _reveal(market, "w1", deal, 0, GOOD)
+
+
+def test_at_most_sixteen_onchain_contributions(market):
+    deal = market.deal(trust=100)  # sixteen rival groups: credibility never reached
+    for i in range(16):
+        address = boa.env.generate_address(f"extra{i}")
+        with boa.env.prank(market.protocol.owner):
+            market.protocol.token.mint(address, 1000)
+        with boa.env.prank(address):
+            market.protocol.token.approve(market.hub.address, 1000)
+            market.hub.deposit(1000)
+        auth = eip712.sign_authorization(
+            market.actors["scheduler"].account,
+            address,
+            deal.task_id(0),
+            chain_id(),
+            market.protocol.contributions.address,
+        )
+        task = deal.task_id(0)
+        with boa.env.prank(address):
+            market.protocol.contributions.contribute(
+                deal.as_tuple(),
+                0,
+                result_hash(task, OTHER),
+                result_seal(address, task, OTHER),
+                auth,
+            )
+    with boa.reverts("contributions: too many contributions"):
+        _contribute(market, "w1", deal, 0, GOOD)
