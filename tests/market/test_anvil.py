@@ -43,6 +43,7 @@ async def market(chain: Devnet, tmp_path: Path) -> AsyncIterator[tuple[httpx.Asy
     ) as client:
         yield client, chain
     await app.state.market.store.close()
+    await app.state.market.close_chain()
 
 
 async def test_real_chain_lifecycle(
@@ -112,3 +113,27 @@ async def test_real_chain_lifecycle(
     assert (app_state["status"], app_state["status_reason"]) == ("cancelled", "cancelled on-chain")
     pool_state = (await http.get(f"/v1/orders/{hashes['workerpool']}")).json()
     assert (pool_state["status"], pool_state["status_reason"]) == ("dead", "asset owner changed")
+
+
+async def test_chain_view_accepts_build_artifact_abis(
+    chain: Devnet, clients: dict[str, ChainClient]
+) -> None:
+    from comptoir.chain.build import artifact
+
+    d = chain.deployment
+    app = clients["app_dev"].register_app("echo", "oci://echo", b"\x11" * 32)
+    full = Web3ChainView(
+        chain.rpc_url,
+        d.registry,
+        d.hub,
+        registry_abi=artifact("Registry").abi,
+        hub_abi=artifact("Hub").abi,
+    )
+    minimal = Web3ChainView(chain.rpc_url, d.registry, d.hub)
+    for view in (full, minimal):
+        assert await view.owner_of(app) == clients["app_dev"].address
+        assert await view.kind_of(app) == 1
+        assert await view.owner_of(10**9) is None and await view.kind_of(10**9) == 0
+        assert await view.consumed(b"\x00" * 32) == 0
+        assert await view.block_number() == chain.w3.eth.block_number
+        await view.close()

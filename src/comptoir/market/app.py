@@ -78,6 +78,11 @@ class Market:
             max_block_range=settings.max_block_range,
         )
 
+    async def close_chain(self) -> None:
+        close = getattr(self.book.chain, "close", None)
+        if close is not None:
+            await close()
+
     async def record_deal(self, category: int, price: int, volume: int, timestamp: float) -> bool:
         return await self.book.record_deal(category, price, volume, timestamp)
 
@@ -155,6 +160,7 @@ def create_market_app(settings: MarketSettings) -> FastAPI:
             await market.sync.stop()
             market.events.close()
             await market.store.close()
+            await market.close_chain()
 
     app = FastAPI(
         title="Comptoir Market API",

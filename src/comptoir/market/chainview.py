@@ -209,6 +209,10 @@ class Web3ChainView:
         # bounds parallel RPC calls when a sync reads thousands of orders
         self._limit = asyncio.Semaphore(max_concurrency)
 
+    async def close(self) -> None:
+        """Closes the HTTP session (the market's lifespan does it on shutdown)."""
+        await self.w3.provider.disconnect()
+
     async def owner_of(self, asset_id: int) -> str | None:
         async with self._limit:
             owner = await self.registry.functions.owner_of(asset_id).call()
