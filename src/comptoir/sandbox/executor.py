@@ -555,9 +555,11 @@ class BwrapExecutor:
                 break
             violation = Outcome.TIMEOUT if remaining <= 0 else self._violation(run)
             if violation is not None:
-                await asyncio.to_thread(self._kill, run, proc.pid)
-                await waiter
                 break
+        # Even after a clean exit, stragglers may still be dying with the pid namespace:
+        # nothing of the job may run while the worker reads its outputs.
+        await asyncio.to_thread(self._kill, run, proc.pid)
+        await waiter
         duration = time.monotonic() - started
         try:
             (stdout, out_trunc), (stderr, err_trunc) = await asyncio.wait_for(
@@ -711,18 +713,23 @@ def _copy_outputs(src: Path, dest: Path, budget: int) -> int:
     for rel, path in output_files(src):
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK  # a FIFO must not block us
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            fd = os.open(path, flags)
         except PermissionError:  # unprivileged worker: the app may have chmod'ed it 000
             os.chmod(path, 0o600, follow_symlinks=False)
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        with os.fdopen(fd, "rb") as f, open(target, "wb") as out:
-            executable = os.fstat(f.fileno()).st_mode & 0o100
-            while chunk := f.read(1 << 20):
-                copied += len(chunk)
-                if copied > budget:
-                    return copied
-                out.write(chunk)
+            fd = os.open(path, flags)
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            executable = st.st_mode & 0o100
+            with open(target, "wb") as out:
+                while chunk := f.read(1 << 20):
+                    copied += len(chunk)
+                    if copied > budget:
+                        return copied
+                    out.write(chunk)
         if executable:
             os.chmod(target, 0o755)
     return copied
