@@ -134,3 +134,12 @@ class ForgedSignature(MarketError):
 
 class OrderNotFound(MarketError):
     """No order with that hash is listed (HTTP 404)."""
+
+
+class SchedulerUnreachable(SchedulerError):
+    """The worker could not reach its scheduler (network error or 5xx)."""
+
+
+class AssignmentRefused(SchedulerError):
+    """A worker refuses an assignment: it does not match the chain, or the app or dataset
+    bytes do not match their on-chain checksum."""
