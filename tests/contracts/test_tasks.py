@@ -518,8 +518,8 @@ def test_at_most_sixteen_onchain_contributions(market):
             market.protocol.contributions.contribute(
                 deal.as_tuple(),
                 0,
-                result_hash(task, OTHER),
-                result_seal(address, task, OTHER),
+                result_hash(task, digest_of(f"r{i}")),
+                result_seal(address, task, digest_of(f"r{i}")),
                 auth,
             )
     with boa.reverts("contributions: too many contributions"):
