@@ -136,16 +136,19 @@ async def test_deal_scan_in_block_chunks(
     settings: MarketSettings, memchain: InMemoryChainView
 ) -> None:
     settings.max_block_range = 2
+    settings.confirmations = 1
     for n in range(5):  # blocks 2..6
         memchain.add_deal(DealEvent(bytes([n]) * 32, 1, 10 + n, 1, 100.0 * n))
-    memchain.block += 3
+    memchain.block += 4  # head 10: blocks up to 9 are read
     app = create_market_app(settings)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://market"
     ) as client:
         assert (await sync(client))["deals"] == 5
-        assert await app.state.market.store.get_meta("deals_block") == str(memchain.block)
-        memchain.add_deal(DealEvent(b"\x09" * 32, 1, 50, 1, 900.0))
+        assert await app.state.market.store.get_meta("deals_block") == str(memchain.block - 1)
+        memchain.add_deal(DealEvent(b"\x09" * 32, 1, 50, 1, 900.0))  # block 11
+        assert (await sync(client))["deals"] == 0  # not confirmed yet
+        memchain.block += 1
         assert (await sync(client))["deals"] == 1
         candles = (await client.get("/v1/prices/1", params={"interval": 1000})).json()["candles"]
         assert [(c["open"], c["close"], c["deals"]) for c in candles] == [(10, 50, 6)]

@@ -76,6 +76,7 @@ class Market:
             interval=settings.sync_interval or 5.0,
             start_block=settings.start_block,
             max_block_range=settings.max_block_range,
+            confirmations=settings.confirmations,
         )
 
     async def close_chain(self) -> None:

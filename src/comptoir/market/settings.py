@@ -35,6 +35,7 @@ class MarketSettings:
     start_block: int = 0
     admin_token: str | None = None  # required by POST /v1/sync when set
     max_block_range: int = 2000  # blocks per eth_getLogs call (providers cap the range)
+    confirmations: int = 0  # read DealCreated this many blocks behind the head (reorgs)
 
     def chain_view(self) -> ChainView:
         if self.chain is not None:

@@ -31,6 +31,7 @@ class MarketSync:
         start_block: int = 0,
         page_size: int = 500,
         max_block_range: int = 2000,
+        confirmations: int = 0,
     ) -> None:
         self.book = book
         self.deal_source = deal_source
@@ -38,6 +39,9 @@ class MarketSync:
         self.start_block = start_block
         self.page_size = page_size
         self.max_block_range = max_block_range
+        # deals are read only this many blocks behind the head, so a reorg cannot
+        # leave a vanished deal in the price index
+        self.confirmations = confirmations
         self._lock = asyncio.Lock()  # the loop and POST /v1/sync never overlap
         self._task: asyncio.Task[None] | None = None
 
@@ -53,8 +57,9 @@ class MarketSync:
             last = await store.get_meta(DEALS_BLOCK_KEY)
             first = int(last) + 1 if last is not None else self.start_block
             # in chunks, remembering progress, so a long history resumes where it stopped
-            while first <= block:
-                last_of_chunk = min(first + self.max_block_range - 1, block)
+            safe = block - self.confirmations
+            while first <= safe:
+                last_of_chunk = min(first + self.max_block_range - 1, safe)
                 found = await _read_chain(
                     "DealCreated events", self.deal_source(first, last_of_chunk)
                 )
