@@ -41,7 +41,11 @@ class UnknownNameError(ConfigError):
     def __init__(self, kind: str, name: str, known: Iterable[str]) -> None:
         self.kind, self.name = kind, name
         self.suggestions = difflib.get_close_matches(name, list(known), n=3)
-        hint = f" Did you mean {', '.join(repr(s) for s in self.suggestions)}?" if self.suggestions else ""
+        hint = (
+            f" Did you mean {', '.join(repr(s) for s in self.suggestions)}?"
+            if self.suggestions
+            else ""
+        )
         super().__init__(f"Unknown {kind} {name!r}.{hint}")
 
 

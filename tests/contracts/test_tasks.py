@@ -524,3 +524,22 @@ def test_at_most_sixteen_onchain_contributions(market):
             )
     with boa.reverts("contributions: too many contributions"):
         _contribute(market, "w1", deal, 0, GOOD)
+
+
+def test_claim_gives_rejected_stakes_to_the_requester(market):
+    c = market.protocol.contributions
+    deal = market.deal(trust=1)
+    _contribute(market, "w1", deal, 0, GOOD)
+    boa.env.time_travel(seconds=201)
+    with boa.env.prank(market.actors["scheduler"].address):
+        c.reopen(deal.as_tuple(), 0)  # w1 never revealed: rejected
+    _contribute(market, "w2", deal, 0, BAD)
+    before = balances(market, "w1", "w2", "requester")
+    boa.env.time_travel(seconds=1000)
+    with boa.env.prank(market.actors["stranger"].address):
+        market.hub.claim(deal.as_tuple(), [0])
+    after = balances(market, "w1", "w2", "requester")
+    assert after["w1"] == before["w1"]
+    assert after["w2"] - before["w2"] == 20
+    assert after["requester"] - before["requester"] == APP_PRICE + POOL_PRICE + 30 + 20
+    assert market.hub.held_stakes() == 0

@@ -33,8 +33,11 @@ def domain(chain_id: int, verifying_contract: str) -> dict[str, Any]:
 
 
 def typed_data(
-    primary: str, members: tuple[tuple[str, str], ...], message: dict[str, Any],
-    chain_id: int, verifying_contract: str,
+    primary: str,
+    members: tuple[tuple[str, str], ...],
+    message: dict[str, Any],
+    chain_id: int,
+    verifying_contract: str,
 ) -> dict[str, Any]:
     """A complete typed-data document, as a wallet's eth_signTypedData_v4 takes it."""
     return {
@@ -72,7 +75,9 @@ def order_hash(order: _Struct, chain_id: int, hub: str) -> bytes:
 
 def sign_order(order: _Struct, account: LocalAccount, chain_id: int, hub: str) -> bytes:
     """65-byte (r, s, v) signature of an order."""
-    signed = account.sign_message(encode_typed_data(full_message=order_typed_data(order, chain_id, hub)))
+    signed = account.sign_message(
+        encode_typed_data(full_message=order_typed_data(order, chain_id, hub))
+    )
     return bytes(signed.signature)
 
 
@@ -89,7 +94,12 @@ def contribution_typed_data(
 
 
 def sign_contribution(
-    account: LocalAccount, task: bytes, result_hash: bytes, result_seal: bytes, chain_id: int, hub: str
+    account: LocalAccount,
+    task: bytes,
+    result_hash: bytes,
+    result_seal: bytes,
+    chain_id: int,
+    hub: str,
 ) -> tuple[bytes, bytes]:
     """A worker's commitment signature, in EIP-2098 compact form (r, vs)."""
     document = contribution_typed_data(task, result_hash, result_seal, chain_id, hub)
@@ -97,7 +107,9 @@ def sign_contribution(
     return compact(bytes(signed.signature))
 
 
-def authorization_typed_data(worker: str, task: bytes, chain_id: int, contributions: str) -> dict[str, Any]:
+def authorization_typed_data(
+    worker: str, task: bytes, chain_id: int, contributions: str
+) -> dict[str, Any]:
     message = {"worker": to_checksum_address(worker), "task": task}
     return typed_data("Authorization", AUTHORIZATION_FIELDS, message, chain_id, contributions)
 
@@ -114,7 +126,9 @@ def recover_authorization_signer(
     worker: str, task: bytes, signature: bytes, chain_id: int, contributions: str
 ) -> str:
     document = authorization_typed_data(worker, task, chain_id, contributions)
-    return str(Account.recover_message(encode_typed_data(full_message=document), signature=signature))
+    return str(
+        Account.recover_message(encode_typed_data(full_message=document), signature=signature)
+    )
 
 
 def compact(signature: bytes) -> tuple[bytes, bytes]:

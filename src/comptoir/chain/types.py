@@ -77,9 +77,14 @@ class AppOrder(_Struct):
     salt: bytes = field(default_factory=random_salt)
 
     EIP712_FIELDS = (
-        ("app", "uint256"), ("app_price", "uint256"), ("volume", "uint256"), ("tag", "bytes32"),
-        ("dataset_restrict", "uint256"), ("workerpool_restrict", "uint256"),
-        ("requester_restrict", "address"), ("salt", "bytes32"),
+        ("app", "uint256"),
+        ("app_price", "uint256"),
+        ("volume", "uint256"),
+        ("tag", "bytes32"),
+        ("dataset_restrict", "uint256"),
+        ("workerpool_restrict", "uint256"),
+        ("requester_restrict", "address"),
+        ("salt", "bytes32"),
     )
 
 
@@ -95,9 +100,14 @@ class DatasetOrder(_Struct):
     salt: bytes = field(default_factory=random_salt)
 
     EIP712_FIELDS = (
-        ("dataset", "uint256"), ("dataset_price", "uint256"), ("volume", "uint256"), ("tag", "bytes32"),
-        ("app_restrict", "uint256"), ("workerpool_restrict", "uint256"),
-        ("requester_restrict", "address"), ("salt", "bytes32"),
+        ("dataset", "uint256"),
+        ("dataset_price", "uint256"),
+        ("volume", "uint256"),
+        ("tag", "bytes32"),
+        ("app_restrict", "uint256"),
+        ("workerpool_restrict", "uint256"),
+        ("requester_restrict", "address"),
+        ("salt", "bytes32"),
     )
 
     @classmethod
@@ -120,10 +130,16 @@ class WorkerpoolOrder(_Struct):
     salt: bytes = field(default_factory=random_salt)
 
     EIP712_FIELDS = (
-        ("workerpool", "uint256"), ("workerpool_price", "uint256"), ("volume", "uint256"),
-        ("tag", "bytes32"), ("category", "uint256"), ("trust", "uint256"),
-        ("app_restrict", "uint256"), ("dataset_restrict", "uint256"),
-        ("requester_restrict", "address"), ("salt", "bytes32"),
+        ("workerpool", "uint256"),
+        ("workerpool_price", "uint256"),
+        ("volume", "uint256"),
+        ("tag", "bytes32"),
+        ("category", "uint256"),
+        ("trust", "uint256"),
+        ("app_restrict", "uint256"),
+        ("dataset_restrict", "uint256"),
+        ("requester_restrict", "address"),
+        ("salt", "bytes32"),
     )
 
 
@@ -146,11 +162,20 @@ class RequestOrder(_Struct):
     salt: bytes = field(default_factory=random_salt)
 
     EIP712_FIELDS = (
-        ("app", "uint256"), ("app_max_price", "uint256"), ("dataset", "uint256"),
-        ("dataset_max_price", "uint256"), ("workerpool", "uint256"),
-        ("workerpool_max_price", "uint256"), ("requester", "address"), ("volume", "uint256"),
-        ("tag", "bytes32"), ("category", "uint256"), ("trust", "uint256"),
-        ("beneficiary", "address"), ("callback", "address"), ("params", "string"),
+        ("app", "uint256"),
+        ("app_max_price", "uint256"),
+        ("dataset", "uint256"),
+        ("dataset_max_price", "uint256"),
+        ("workerpool", "uint256"),
+        ("workerpool_max_price", "uint256"),
+        ("requester", "address"),
+        ("volume", "uint256"),
+        ("tag", "bytes32"),
+        ("category", "uint256"),
+        ("trust", "uint256"),
+        ("beneficiary", "address"),
+        ("callback", "address"),
+        ("params", "string"),
         ("salt", "bytes32"),
     )
 
@@ -191,12 +216,22 @@ class Deal(_Struct):
     callback: str
 
     EIP712_FIELDS = (
-        ("request_hash", "bytes32"), ("first_task", "uint256"), ("volume", "uint256"),
-        ("requester", "address"), ("app_owner", "address"), ("app_price", "uint256"),
-        ("dataset_owner", "address"), ("dataset_price", "uint256"), ("scheduler", "address"),
-        ("workerpool_price", "uint256"), ("scheduler_stake", "uint256"),
-        ("worker_stake", "uint256"), ("scheduler_reward_ratio", "uint256"), ("trust", "uint256"),
-        ("contribution_deadline", "uint256"), ("final_deadline", "uint256"),
+        ("request_hash", "bytes32"),
+        ("first_task", "uint256"),
+        ("volume", "uint256"),
+        ("requester", "address"),
+        ("app_owner", "address"),
+        ("app_price", "uint256"),
+        ("dataset_owner", "address"),
+        ("dataset_price", "uint256"),
+        ("scheduler", "address"),
+        ("workerpool_price", "uint256"),
+        ("scheduler_stake", "uint256"),
+        ("worker_stake", "uint256"),
+        ("scheduler_reward_ratio", "uint256"),
+        ("trust", "uint256"),
+        ("contribution_deadline", "uint256"),
+        ("final_deadline", "uint256"),
         ("callback", "address"),
     )
 

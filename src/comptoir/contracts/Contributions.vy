@@ -257,6 +257,23 @@ def contributors(task_id: bytes32) -> DynArray[address, MAX_CONTRIBUTORS]:
     return self._contributors[task_id]
 
 
+@external
+@view
+def claim_refunds(task_id: bytes32) -> (DynArray[address, MAX_CONTRIBUTORS], uint256):
+    """
+    @notice What a claim of this task gives back: the contributors whose stake returns
+            (all but those rejected by `reopen`) and the number of stakes held.
+    @param task_id keccak256(abi_encode(deal_id, index)).
+    @return Contributors to refund, and the count of all held stakes.
+    """
+    refunds: DynArray[address, MAX_CONTRIBUTORS] = []
+    workers: DynArray[address, MAX_CONTRIBUTORS] = self._contributors[task_id]
+    for worker: address in workers:
+        if self.contribution[task_id][worker].status != REJECTED:
+            refunds.append(worker)
+    return refunds, len(workers)
+
+
 @internal
 @view
 def _task_id(deal: Deal, index: uint256) -> bytes32:

@@ -41,7 +41,7 @@ uses: eip712_domain_separator
 
 
 interface IContributions:
-    def contributors(task_id: bytes32) -> DynArray[address, 16]: view
+    def claim_refunds(task_id: bytes32) -> (DynArray[address, 16], uint256): view
 
 
 # ---------------------------------------------------------------- types
@@ -512,7 +512,7 @@ def claim(deal: Deal, indices: DynArray[uint256, MAX_CLAIM]):
     """
     @notice Refunds unfinished tasks after the final deadline (anyone may call): the
             requester gets the task price and the scheduler's stake; on-chain worker
-            stakes go back to their workers.
+            stakes go back to their workers, but for those rejected after `reopen`.
     @param deal The deal.
     @param indices Task indices to claim, ascending.
     """
@@ -526,10 +526,15 @@ def claim(deal: Deal, indices: DynArray[uint256, MAX_CLAIM]):
         self.task_bits[deal_id][position // 256] = word | (1 << (position % 256))
         task_id: bytes32 = keccak256(abi_encode(deal_id, index))
         if (word >> (position % 256)) & 2 == 2:
-            # on-chain contributors are not at fault: their stakes go back
-            for worker: address in staticcall IContributions(self.onchain_path).contributors(task_id):
+            # on-chain contributors are not at fault and get their stakes back, except those
+            # rejected for not revealing: theirs compensate the requester
+            workers: DynArray[address, 16] = []
+            held: uint256 = 0
+            workers, held = staticcall IContributions(self.onchain_path).claim_refunds(task_id)
+            for worker: address in workers:
                 escrow._credit(worker, deal.worker_stake)
-                self.held_stakes -= deal.worker_stake
+            self.held_stakes -= held * deal.worker_stake
+            refund += (held - len(workers)) * deal.worker_stake
         refund += deal.app_price + deal.dataset_price + deal.workerpool_price + deal.scheduler_stake
         log TaskClaimed(task_id=task_id, deal_id=deal_id, index=index)
     escrow._credit(deal.requester, refund)
