@@ -1,0 +1,5 @@
+import sys
+
+from comptoir.scheduler.server import main
+
+sys.exit(main())

@@ -1,0 +1,293 @@
+"""HTTP API of the scheduler (documented in docs/scheduler-api.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import structlog
+from eth_utils import is_address, to_checksum_address
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
+
+from comptoir.chain.client import SignedContribution
+from comptoir.exceptions import SchedulerError, StorageError
+from comptoir.scheduler import state
+from comptoir.scheduler.db import Database
+from comptoir.scheduler.metrics import SchedulerMetrics
+from comptoir.scheduler.service import Scheduler, contribution_signer
+from comptoir.scheduler.settings import SchedulerSettings
+from comptoir.storage.client import StorageClient
+from comptoir.storage.keys import recover_signer
+
+log = structlog.get_logger("comptoir.scheduler")
+
+HEX32 = r"^0x[0-9a-fA-F]{64}$"
+
+
+class Capabilities(BaseModel):
+    gpu: bool = False
+    cpus: int = Field(1, ge=1, le=1_000_000)
+    memory: int = Field(0, ge=0, description="bytes of memory")
+
+
+class RegisterRequest(BaseModel):
+    address: str
+    nonce: str
+    signature: str
+    capabilities: Capabilities = Field(default_factory=Capabilities)
+
+
+class HeartbeatRequest(BaseModel):
+    cached: list[str] = Field(default_factory=list, max_length=10_000)
+
+
+class CommitRequest(BaseModel):
+    result_hash: str = Field(pattern=HEX32)
+    result_seal: str = Field(pattern=HEX32)
+    r: str = Field(pattern=HEX32)
+    vs: str = Field(pattern=HEX32)
+
+
+class RevealRequest(BaseModel):
+    digest: str = Field(pattern=HEX32)
+    result_blob: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    failure: str | None = Field(None, max_length=4096, description="canonical failure record")
+    callback_data: str | None = Field(None, pattern=r"^0x([0-9a-fA-F]{2}){0,1024}$")
+
+
+class FailRequest(BaseModel):
+    kind: str = Field(max_length=64)
+    message: str = Field("", max_length=2000)
+
+
+def create_scheduler_app(
+    settings: SchedulerSettings, *, run_loops: bool = True, scheduler: Scheduler | None = None
+) -> FastAPI:
+    """The scheduler as an ASGI app; its background loop runs with the app's lifespan."""
+    if scheduler is not None:
+        db, metrics, sched = scheduler.db, scheduler.metrics, scheduler
+    else:
+        db, metrics = Database(settings.db_url), SchedulerMetrics()
+        sched = Scheduler(settings, db, metrics)
+    storage = StorageClient(settings.storage_url) if settings.storage_url else None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(sched.run()) if run_loops else None
+        try:
+            yield
+        finally:
+            sched.stop()
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            if storage is not None:
+                await storage.aclose()
+            db.close()
+
+    app = FastAPI(
+        title="Comptoir scheduler",
+        version="1",
+        description="Workerpool scheduler: worker registration, dispatch, commit-reveal.",
+        lifespan=lifespan,
+    )
+    app.state.scheduler = sched
+    app.state.db = db
+    app.state.metrics = metrics
+
+    @app.exception_handler(SchedulerError)
+    async def _scheduler_error(_request: Request, exc: SchedulerError) -> JSONResponse:
+        code = 400
+        if isinstance(exc, state.NotFound):
+            code = 404
+        elif isinstance(exc, state.Conflict):
+            code = 409
+        return JSONResponse({"detail": str(exc)}, status_code=code)
+
+    async def worker(authorization: Annotated[str | None, Header()] = None) -> str:
+        if not authorization or not authorization.startswith("Bearer "):
+            raise HTTPException(401, "Register first and send 'Authorization: Bearer <token>'.")
+        token = authorization.removeprefix("Bearer ").strip()
+        address = await db.run(lambda c: state.worker_by_token(c, token))
+        if address is None:
+            raise HTTPException(401, "Unknown or superseded token; register again.")
+        return address
+
+    Worker = Annotated[str, Depends(worker)]
+
+    def checksummed(address: str) -> str:
+        if not is_address(address):
+            raise HTTPException(400, f"{address!r} is not an Ethereum address.")
+        return to_checksum_address(address)
+
+    # ---------------------------------------------------------------- registration
+
+    @app.get("/v1/workers/challenge")
+    async def challenge(address: str) -> dict[str, Any]:
+        addr = checksummed(address)
+        nonce = await db.run(
+            lambda c: state.issue_challenge(c, addr, time.time(), settings.challenge_ttl_s)
+        )
+        return {
+            "nonce": nonce,
+            "message": state.registration_message(settings.workerpool, addr, nonce),
+            "expires_in": settings.challenge_ttl_s,
+        }
+
+    @app.post("/v1/workers/register")
+    async def register(req: RegisterRequest) -> dict[str, Any]:
+        addr = checksummed(req.address)
+        fresh = await db.run(lambda c: state.consume_challenge(c, addr, req.nonce, time.time()))
+        if not fresh:
+            raise HTTPException(401, "Unknown or expired challenge; ask for a new one.")
+        message = state.registration_message(settings.workerpool, addr, req.nonce)
+        signer = recover_signer(message, req.signature)
+        if signer is None or signer.lower() != addr.lower():
+            raise HTTPException(401, "The signature is not this worker's over the challenge.")
+        try:
+            score = int(await sched.chain(sched.client.score, addr))
+        except Exception:
+            score = 0  # the chain is down: weight refreshed at the next reconciliation
+        caps = req.capabilities
+        token = await db.run(
+            lambda c: state.register_worker(
+                c, addr, caps.gpu, caps.cpus, caps.memory, score, time.time()
+            )
+        )
+        log.info("worker.registered", worker=addr, gpu=caps.gpu, score=score)
+        return {
+            "token": token,
+            "worker": addr,
+            "workerpool": settings.workerpool,
+            "lease_s": settings.heartbeat_lease_s,
+            "poll_interval_s": settings.poll_interval_s,
+            "chain_id": settings.deployment.chain_id,
+            "hub": settings.deployment.hub,
+            "contributions": settings.deployment.contributions,
+        }
+
+    @app.post("/v1/workers/heartbeat")
+    async def heartbeat(req: HeartbeatRequest, me: Worker) -> dict[str, Any]:
+        cached = [c.lower().removeprefix("0x") for c in req.cached]
+        await db.run(lambda c: state.heartbeat(c, me, cached, time.time()))
+        return {"ok": True, "lease_s": settings.heartbeat_lease_s}
+
+    # ---------------------------------------------------------------- work
+
+    @app.post("/v1/work/next", response_model=None)
+    async def next_work(me: Worker) -> Response | dict[str, Any]:
+        chain_now = sched.clock.now()
+        found = await db.run(
+            lambda c: state.next_work(c, settings, me, chain_now, time.time(), sched.authorize)
+        )
+        if found is None:
+            return Response(status_code=204)
+        metrics.assignments_dispatched.inc()
+        log.info("assignment.new", id=found["id"], worker=me, task=found["task_id"])
+        return found
+
+    @app.get("/v1/assignments/{aid}")
+    async def assignment(aid: int, me: Worker) -> dict[str, Any]:
+        return await db.run(lambda c: state.assignment_state(c, aid, me))
+
+    @app.post("/v1/assignments/{aid}/commit")
+    async def commit(aid: int, req: CommitRequest, me: Worker) -> dict[str, Any]:
+        view = await db.run(lambda c: state.assignment_state(c, aid, me))
+        c = SignedContribution(
+            me,
+            state.unhx(view["task_id"]),
+            state.unhx(req.result_hash),
+            state.unhx(req.result_seal),
+            state.unhx(req.r),
+            state.unhx(req.vs),
+        )
+        signer = contribution_signer(c, settings.deployment.chain_id, settings.deployment.hub)
+        if signer is None or signer != me:
+            raise HTTPException(400, "The contribution is not signed by this worker's key.")
+        out = await db.run(lambda conn: state.commit(conn, aid, me, c, time.time()))
+        log.info("assignment.committed", id=aid, worker=me)
+        return out
+
+    @app.post("/v1/assignments/{aid}/reveal")
+    async def reveal(aid: int, req: RevealRequest, me: Worker) -> dict[str, Any]:
+        if storage is not None and req.result_blob:
+            try:
+                present = await storage.aexists(req.result_blob)
+            except StorageError:
+                present = True  # storage down: do not punish the worker for it
+            if not present:
+                raise HTTPException(400, "Upload the result to storage before revealing it.")
+        digest = state.unhx(req.digest)
+        out = await db.run(
+            lambda c: state.reveal(
+                c, aid, me, digest, req.result_blob, req.failure, req.callback_data, time.time()
+            )
+        )
+        sched.wake.set()
+        log.info("assignment.revealed", id=aid, worker=me)
+        return out
+
+    @app.post("/v1/assignments/{aid}/fail")
+    async def fail(aid: int, req: FailRequest, me: Worker) -> dict[str, Any]:
+        out = await db.run(
+            lambda c: state.fail(
+                c, aid, me, req.kind, req.message, time.time(), settings.max_attempts
+            )
+        )
+        log.info("assignment.failed", id=aid, worker=me, kind=req.kind, message=req.message)
+        return out
+
+    @app.post("/v1/assignments/{aid}/release")
+    async def release(aid: int, me: Worker) -> dict[str, Any]:
+        return await db.run(lambda c: state.release(c, aid, me, time.time()))
+
+    # ---------------------------------------------------------------- public views
+
+    @app.get("/v1/status")
+    async def status() -> dict[str, Any]:
+        counts = await db.run(state.counts)
+        cursor = await db.run(state.get_cursor)
+        return {
+            "scheduler": sched.address,
+            "workerpool": settings.workerpool,
+            "chain_id": settings.deployment.chain_id,
+            "block": cursor,
+            "chain_time": sched.clock.now(),
+            **counts,
+        }
+
+    @app.get("/v1/deals")
+    async def deals(
+        status: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    ) -> list[dict[str, Any]]:
+        return await db.run(lambda c: state.deal_list(c, status, limit))
+
+    @app.get("/v1/deals/{deal_id}")
+    async def deal(deal_id: str) -> dict[str, Any]:
+        return await db.run(lambda c: state.deal_view(c, deal_id))
+
+    @app.get("/v1/tasks/{task_id}")
+    async def task(task_id: str) -> dict[str, Any]:
+        return await db.run(lambda c: state.task_view(c, task_id))
+
+    @app.get("/v1/workers")
+    async def workers() -> list[dict[str, Any]]:
+        return await db.run(state.worker_list)
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        await sched.update_metrics()
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

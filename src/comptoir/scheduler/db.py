@@ -1,0 +1,228 @@
+"""The scheduler's state: deals, tasks, assignments (replicas), workers, chain cursor.
+
+SQLAlchemy Core over a synchronous engine (SQLite file by default, PostgreSQL by URL).
+Every read-modify-write of the scheduler runs as one transaction on one dedicated thread
+(:class:`Database.run`), so the HTTP handlers and the background loops never interleave
+inside a state transition, and SQLite never sees two writers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import StaticPool
+
+T = TypeVar("T")
+
+metadata = MetaData()
+
+# Task states. open: accepting replicas; revealing: a group reached credibility, its
+# members are asked to reveal; ready: digest revealed, waiting for the finalizer;
+# finalized / claimed: settled on-chain by us; settled: found settled on-chain by
+# reconciliation (someone else's transaction); abandoned: too many failed attempts,
+# left for the claimer after the final deadline.
+OPEN, REVEALING, READY = "open", "revealing", "ready"
+FINALIZED, CLAIMED, SETTLED, ABANDONED = "finalized", "claimed", "settled", "abandoned"
+TASK_STATES = (OPEN, REVEALING, READY, FINALIZED, CLAIMED, SETTLED, ABANDONED)
+UNSETTLED = (OPEN, REVEALING, READY, ABANDONED)
+
+# Assignment states. running: handed to a worker; committed: signed contribution
+# received; revealed: digest revealed and checked; failed: the worker reported a
+# non-deterministic failure; lost: the worker stopped heartbeating; released: the worker
+# gave it back; cancelled: not needed any more; unrevealed: asked to reveal, never did.
+RUNNING, COMMITTED, REVEALED = "running", "committed", "revealed"
+FAILED, LOST, RELEASED, CANCELLED, UNREVEALED = (
+    "failed",
+    "lost",
+    "released",
+    "cancelled",
+    "unrevealed",
+)
+ACTIVE = (RUNNING, COMMITTED, REVEALED)
+
+cursor = Table(
+    "scheduler_cursor",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+
+deals = Table(
+    "scheduler_deals",
+    metadata,
+    Column("deal_id", String(66), primary_key=True),
+    Column("deal_json", Text, nullable=False),
+    Column("app", String(78), nullable=False),
+    Column("dataset", String(78), nullable=False),
+    Column("category", Integer, nullable=False),
+    Column("time_ref", BigInteger, nullable=False),
+    Column("tag", String(66), nullable=False),
+    Column("params", Text, nullable=False),
+    Column("beneficiary", String(42), nullable=False),
+    Column("block", BigInteger, nullable=False),
+    Column("app_location", Text, nullable=False),
+    Column("app_checksum", String(64), nullable=False),
+    Column("app_type", Integer, nullable=False),
+    Column("dataset_location", Text, nullable=False, default=""),
+    Column("dataset_checksum", String(64), nullable=False, default=""),
+    Column("trust", BigInteger, nullable=False),
+    Column("volume", BigInteger, nullable=False),
+    Column("contribution_deadline", BigInteger, nullable=False),
+    Column("final_deadline", BigInteger, nullable=False),
+    Column("callback", Boolean, nullable=False, default=False),
+    Column("status", String(16), nullable=False, default="active"),
+    Column("created_at", Float, nullable=False),
+)
+
+tasks = Table(
+    "scheduler_tasks",
+    metadata,
+    Column("task_id", String(66), primary_key=True),
+    Column("deal_id", String(66), nullable=False),
+    Column("idx", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False, default=OPEN),
+    Column("consensus_hash", String(66)),
+    Column("digest", String(66)),
+    Column("result_blob", String(64)),
+    Column("failure", Text),  # canonical failure record when the app failed deterministically
+    Column("callback_data", Text),
+    Column("failures", Integer, nullable=False, default=0),
+    Column("reveal_started", Float),
+    Column("finalize_tx", String(66)),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_tasks_deal", "deal_id", "idx"),
+    Index("ix_tasks_status", "status"),
+)
+
+assignments = Table(
+    "scheduler_assignments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("task_id", String(66), nullable=False),
+    Column("deal_id", String(66), nullable=False),
+    Column("worker", String(42), nullable=False),
+    Column("status", String(16), nullable=False, default=RUNNING),
+    Column("authorization", String(132), nullable=False),
+    Column("assigned_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("result_hash", String(66)),
+    Column("result_seal", String(66)),
+    Column("r", String(66)),
+    Column("vs", String(66)),
+    Column("digest", String(66)),
+    Column("result_blob", String(64)),
+    Column("error", Text),
+    UniqueConstraint("task_id", "worker", name="uq_assignment_task_worker"),
+    Index("ix_assignments_task", "task_id"),
+    Index("ix_assignments_worker", "worker", "status"),
+)
+
+workers = Table(
+    "scheduler_workers",
+    metadata,
+    Column("address", String(42), primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("gpu", Boolean, nullable=False, default=False),
+    Column("cpus", Integer, nullable=False, default=1),
+    Column("memory", BigInteger, nullable=False, default=0),
+    Column("score", BigInteger, nullable=False, default=0),
+    Column("weight", Integer, nullable=False, default=2),
+    Column("cached", Text, nullable=False, default="[]"),
+    Column("online", Boolean, nullable=False, default=True),
+    Column("last_heartbeat", Float, nullable=False),
+    Column("registered_at", Float, nullable=False),
+)
+
+challenges = Table(
+    "scheduler_challenges",
+    metadata,
+    Column("nonce", String(64), primary_key=True),
+    Column("address", String(42), nullable=False),
+    Column("expires", Float, nullable=False),
+)
+
+
+def database_url(database: str | Path) -> str:
+    """A synchronous SQLAlchemy URL from a URL or a SQLite file path.
+
+    Async driver names are mapped to their synchronous twins so one configured URL
+    serves every component (same convention as the market store)."""
+    text = str(database)
+    if "://" not in text:
+        if text == ":memory:":
+            return "sqlite:///:memory:"
+        return "sqlite:///" + str(Path(text).expanduser().resolve())
+    scheme, rest = text.split("://", 1)
+    if scheme in ("sqlite", "sqlite+aiosqlite", "sqlite+pysqlite"):
+        return "sqlite://" + rest
+    if scheme in ("postgresql", "postgres", "postgresql+asyncpg", "postgresql+psycopg_async"):
+        return "postgresql+psycopg://" + rest
+    return text
+
+
+def make_engine(database: str | Path) -> Engine:
+    url = database_url(database)
+    if url.startswith("sqlite"):
+        if url == "sqlite:///:memory:":
+            engine = create_engine(
+                url, poolclass=StaticPool, connect_args={"check_same_thread": False}
+            )
+        else:
+            path = Path(url.removeprefix("sqlite:///"))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, connect_args={"check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # WAL + NORMAL: a crash loses at most the last transactions, never corrupts
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=5000")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+class Database:
+    """One engine, one writer thread."""
+
+    def __init__(self, database: str | Path) -> None:
+        self.engine = make_engine(database)
+        metadata.create_all(self.engine)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scheduler-db")
+
+    def tx(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn` in one transaction on the calling thread."""
+        with self.engine.begin() as conn:
+            return fn(conn)
+
+    async def run(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn` in one transaction on the database thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self.tx, fn)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self.engine.dispose()

@@ -1,0 +1,83 @@
+"""Chain-backed dataset key release: a worker gets a dataset's key only for a live deal
+that includes that dataset, on a task its scheduler authorized it to compute.
+
+Plug it into the key service (comptoir.storage.keys) as the ``deal_check`` of a
+:class:`SignedNoncePolicy` (which proves the worker holds its key first)::
+
+    policy = SignedNoncePolicy(nonces, chain_deal_check(ChainClient(w3, deployment)))
+
+Evidence the worker presents (what the assignment carries): ``deal`` (the Deal as JSON),
+``index``, ``authorization`` (the scheduler's EIP-712 signature, the same one that lets
+the worker contribute on-chain) and ``block`` (where DealCreated was emitted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+
+from comptoir.chain import eip712
+from comptoir.chain import events as ev
+from comptoir.chain.client import ChainClient
+from comptoir.chain.types import Deal
+
+log = structlog.get_logger("comptoir.keys")
+
+
+def check_release(
+    client: ChainClient, worker: str, checksum: str, evidence: dict[str, Any]
+) -> bool:
+    """Synchronous check (chain reads); any malformed evidence is a refusal."""
+    try:
+        deal = Deal.from_json(evidence["deal"])
+        index = int(evidence["index"])
+        block = int(evidence["block"])
+        authorization = bytes.fromhex(str(evidence["authorization"]).removeprefix("0x"))
+    except (KeyError, TypeError, ValueError):
+        return False
+    if not 0 <= index < deal.volume:
+        return False
+    task = deal.task_id(index)
+    signer = eip712.recover_authorization_signer(
+        worker, task, authorization, client.chain_id, client.deployment.contributions
+    )
+    if signer.lower() != deal.scheduler.lower():
+        return False
+    logs = client.w3.eth.get_logs(
+        {
+            "address": client.hub.address,
+            "fromBlock": block,
+            "toBlock": block,
+            "topics": [
+                "0x" + ev.event_topic("DealCreated").hex(),
+                "0x" + deal.deal_id.hex(),
+            ],  # type: ignore[list-item]
+        }
+    )
+    found = [e for e in ev.decode_logs(logs) if isinstance(e, ev.DealCreated)]
+    if not found or found[0].deal != deal or found[0].dataset == 0:
+        return False
+    if client.asset(found[0].dataset).checksum.hex() != checksum.lower().removeprefix("0x"):
+        return False
+    # nothing left to compute once the task is settled or its deadline passed
+    return not (client.is_settled(deal.deal_id, index) or client.timestamp() >= deal.final_deadline)
+
+
+def chain_deal_check(
+    client: ChainClient,
+) -> Callable[[str, str, dict[str, Any]], Awaitable[bool]]:
+    """The async ``deal_check`` for SignedNoncePolicy (chain reads run in a thread)."""
+
+    async def deal_check(worker: str, checksum: str, evidence: dict[str, Any]) -> bool:
+        try:
+            allowed = await asyncio.to_thread(check_release, client, worker, checksum, evidence)
+        except Exception as exc:  # chain unreachable: refuse, the worker retries elsewhere
+            log.warning("keys.check_failed", error=str(exc))
+            return False
+        log.info("keys.release", worker=worker, dataset=checksum, allowed=allowed)
+        return allowed
+
+    return deal_check

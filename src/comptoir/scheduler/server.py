@@ -1,0 +1,64 @@
+"""Running the scheduler under uvicorn, and the process entry point."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import structlog
+import uvicorn
+
+from comptoir.exceptions import ComptoirError
+from comptoir.scheduler.api import create_scheduler_app
+from comptoir.scheduler.settings import SchedulerSettings
+
+
+def configure_logging(json_logs: bool = False, level: int = logging.INFO) -> None:
+    """structlog to stderr: key=value lines, or JSON lines for log collectors."""
+    renderer: structlog.types.Processor = (
+        structlog.processors.JSONRenderer()
+        if json_logs
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso"),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+def run_scheduler(settings: SchedulerSettings, log_level: str = "warning") -> None:
+    """Serve the scheduler API and run its loops until interrupted (blocking)."""
+    configure_logging(settings.json_logs)
+    app = create_scheduler_app(settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m comptoir.scheduler``: settings from COMPTOIR_* variables (see settings)."""
+    parser = argparse.ArgumentParser(prog="comptoir-scheduler", description=main.__doc__)
+    parser.add_argument("--host")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--db")
+    args = parser.parse_args(argv)
+    try:
+        settings = SchedulerSettings.from_env()
+    except ComptoirError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    changes: dict[str, object] = {}
+    if args.host:
+        changes["host"] = args.host
+    if args.port is not None:
+        changes["port"] = args.port
+    if args.db:
+        changes["db_url"] = args.db
+    run_scheduler(settings.with_(**changes))
+    return 0

@@ -1,0 +1,354 @@
+"""The scheduler's chain side: watcher, reconciliation, lease expiry, finalizer, claimer.
+
+One loop runs the steps in order every poll interval; each step catches its own errors
+(an unreachable node, a rejected transaction) so one failure never stops the others.
+Chain calls are synchronous web3 calls run in threads; state changes go through
+:mod:`comptoir.scheduler.state` on the database thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from eth_account.signers.local import LocalAccount
+from eth_utils import to_checksum_address
+
+from comptoir.chain import eip712
+from comptoir.chain import events as ev
+from comptoir.chain.client import AssetInfo, ChainClient, SignedContribution, connect
+from comptoir.chain.types import Deal, result_hash
+from comptoir.exceptions import ChainError, TransactionRejected
+from comptoir.scheduler import consensus, state
+from comptoir.scheduler.db import CLAIMED, FINALIZED, SETTLED, Database
+from comptoir.scheduler.metrics import SchedulerMetrics
+from comptoir.scheduler.settings import SchedulerSettings
+
+log = structlog.get_logger("comptoir.scheduler")
+
+MAX_CLAIM = 256  # hub: indices per claim
+RECONCILE_TASKS = 500  # is_settled checks per reconciliation pass
+
+
+def contribution_signer(c: SignedContribution, chain_id: int, hub: str) -> str | None:
+    """The address that signed a contribution (EIP-712, compact r/vs), or None."""
+    try:
+        doc = eip712.contribution_typed_data(c.task_id, c.result_hash, c.result_seal, chain_id, hub)
+        vs = int.from_bytes(c.vs, "big")
+        s = (vs & ((1 << 255) - 1)).to_bytes(32, "big")
+        v = 27 + (vs >> 255)
+        return str(Account.recover_message(encode_typed_data(full_message=doc), vrs=(v, c.r, s)))
+    except Exception:  # malformed signature material
+        return None
+
+
+class ChainClock:
+    """Chain time estimate: the latest block's timestamp, moved forward by wall time since
+    a new block was last seen (an idle anvil mines no block, and its clock may be shifted
+    by evm_increaseTime, so neither alone is right)."""
+
+    def __init__(self) -> None:
+        self.block = -1
+        self.offset = 0.0
+        self.latest_ts = 0
+
+    def observe(self, block: int, timestamp: int) -> None:
+        if block != self.block:
+            self.block = block
+            self.offset = timestamp - time.time()
+        self.latest_ts = timestamp
+
+    def now(self) -> int:
+        return max(self.latest_ts, int(time.time() + self.offset))
+
+
+class Scheduler:
+    """Background work of one workerpool's scheduler."""
+
+    def __init__(
+        self,
+        settings: SchedulerSettings,
+        db: Database,
+        metrics: SchedulerMetrics,
+        client: ChainClient | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.metrics = metrics
+        if client is None:
+            w3 = connect(settings.rpc_url, settings.rpc_timeout, check=False)
+            account: LocalAccount = Account.from_key(settings.private_key)
+            client = ChainClient(w3, settings.deployment, account, settings.tx_timeout)
+        self.client = client
+        self.address = to_checksum_address(client.address)
+        self.clock = ChainClock()
+        self._categories: dict[int, int] = {}
+        self._last_reconcile = 0.0
+        self._reconcile_after = ""
+        self._stop = asyncio.Event()
+        self.wake = asyncio.Event()  # set by the API when there is work for the finalizer
+
+    # ------------------------------------------------------------ helpers
+
+    async def chain(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.to_thread(fn, *args)
+
+    def authorize(self, worker: str, task_id: bytes) -> bytes:
+        return self.client.authorize(worker, task_id)
+
+    async def refresh_clock(self) -> int:
+        block = await self.chain(self.client.w3.eth.get_block, "latest")
+        self.clock.observe(int(block["number"]), int(block["timestamp"]))
+        return int(block["number"])
+
+    async def scores(self, addresses: set[str]) -> dict[str, int]:
+        out = {}
+        for a in addresses:
+            out[a] = int(await self.chain(self.client.score, a))
+        return out
+
+    # ------------------------------------------------------------ loop
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.wake.set()
+
+    async def run(self) -> None:
+        log.info("scheduler.start", scheduler=self.address, workerpool=self.settings.workerpool)
+        while not self._stop.is_set():
+            await self.step()
+            self.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), timeout=self.settings.poll_interval_s)
+        log.info("scheduler.stop")
+
+    async def step(self) -> None:
+        for name, fn in (
+            ("watch", self.watch),
+            ("leases", self.expire_leases),
+            ("reveal", self.reveal_tick),
+            ("finalize", self.finalize),
+            ("claim", self.claim),
+            ("reconcile", self.maybe_reconcile),
+            ("metrics", self.update_metrics),
+        ):
+            try:
+                await fn()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # keep the other steps going whatever happens
+                log.warning(f"scheduler.{name}_failed", error=str(exc), kind=type(exc).__name__)
+
+    # ------------------------------------------------------------ watcher
+
+    async def watch(self) -> None:
+        head = await self.refresh_clock() - self.settings.confirmations
+        start = await self.db.run(state.get_cursor)
+        if start is None:
+            first = self.settings.start_block
+            start = (first if first is not None else self.settings.deployment.block) - 1
+        if head <= start:
+            return
+        await self.ingest(start + 1, head)
+        await self.db.run(lambda c: state.set_cursor(c, head))
+
+    async def ingest(self, start: int, end: int) -> int:
+        """Record our workerpool's DealCreated events of blocks [start, end]; returns how many
+        deals were new."""
+        found = await self.chain(self._scan, start, end)
+        new = 0
+        for created in found:
+            new += int(await self._add(created))
+        return new
+
+    def _scan(self, start: int, end: int) -> list[ev.DealCreated]:
+        topic0 = "0x" + ev.event_topic("DealCreated").hex()
+        pool = "0x" + self.settings.workerpool.to_bytes(32, "big").hex()
+        out: list[ev.DealCreated] = []
+        step = self.settings.log_chunk_blocks
+        for a in range(start, end + 1, step):
+            logs = self.client.w3.eth.get_logs(
+                {
+                    "address": self.client.hub.address,
+                    "fromBlock": a,
+                    "toBlock": min(a + step - 1, end),
+                    "topics": [topic0, None, pool],  # type: ignore[list-item]
+                }
+            )
+            out += [e for e in ev.decode_logs(logs) if isinstance(e, ev.DealCreated)]
+        return out
+
+    async def _add(self, created: ev.DealCreated) -> bool:
+        deal_id = state.hx(created.deal_id)
+        known = await self.db.run(lambda c: state.deal_known(c, deal_id))
+        if known:
+            return False
+        if created.deal.scheduler != self.address:
+            log.warning("scheduler.foreign_deal", deal=deal_id, scheduler=created.deal.scheduler)
+            return False
+        time_ref = self._categories.get(created.category)
+        if time_ref is None:
+            time_ref = (await self.chain(self.client.category, created.category)).time_ref
+            self._categories[created.category] = time_ref
+        app: AssetInfo = await self.chain(self.client.asset, created.app)
+        dataset = await self.chain(self.client.asset, created.dataset) if created.dataset else None
+        info = state.DealInfo(created, time_ref, app, dataset)
+        added = await self.db.run(lambda c: state.add_deal(c, info, time.time()))
+        if added:
+            log.info("deal.new", deal=deal_id, volume=created.deal.volume, trust=created.deal.trust)
+        return added
+
+    # ------------------------------------------------------------ leases and reveals
+
+    async def expire_leases(self) -> None:
+        s = self.settings
+        lost = await self.db.run(
+            lambda c: state.expire_leases(c, time.time(), s.heartbeat_lease_s, s.assignment_grace_s)
+        )
+        if lost:
+            self.metrics.assignments_lost.inc(len(lost))
+            log.info("assignments.lost", ids=lost)
+
+    async def reveal_tick(self) -> None:
+        await self.db.run(lambda c: state.reveal_tick(c, time.time(), self.settings.reveal_wait_s))
+
+    # ------------------------------------------------------------ finalizer
+
+    async def finalize(self) -> None:
+        now = self.clock.now()
+        batches = await self.db.run(lambda c: state.ready_batches(c, now))
+        for batch in batches:
+            await self._finalize_batch(batch)
+
+    async def _finalize_batch(self, batch: state.Batch) -> None:
+        deal = batch.deal
+        # idempotence: a task settled on-chain (by our own transaction before a crash,
+        # by a claim, by the on-chain path) is recorded, never sent again
+        keep: list[int] = []
+        settled: list[str] = []
+        for k, outcome in enumerate(batch.outcomes):
+            if await self.chain(self.client.is_settled, deal.deal_id, outcome.index):
+                settled.append(batch.task_ids[k])
+            else:
+                keep.append(k)
+        if settled:
+            await self.db.run(lambda c: state.mark_tasks(c, settled, SETTLED, time.time()))
+        # credibility with fresh scores: a group weakened by other deals goes back to open
+        scores = await self.scores(batch.workers)
+        await self.db.run(lambda c: state.set_scores(c, scores))
+        weights = {a: consensus.weight(s) for a, s in scores.items()}
+        weak = [k for k in keep if not _credible(batch, k, deal, weights)]
+        if weak:
+            ids = [batch.task_ids[k] for k in weak]
+            await self.db.run(lambda c: state.reopen(c, ids, time.time()))
+            log.warning("finalize.reopened", tasks=ids)
+        keep = [k for k in keep if k not in weak]
+        if not keep:
+            return
+        outcomes = [batch.outcomes[k] for k in keep]
+        ids = [batch.task_ids[k] for k in keep]
+        try:
+            await self.chain(self.client.finalize_tasks, deal, outcomes, batch.callback_data)
+        except TransactionRejected as exc:
+            log.warning("finalize.rejected", deal=batch.deal_id, tasks=len(ids), error=str(exc))
+            if exc.reason and "consensus not reached" in exc.reason:
+                await self.db.run(lambda c: state.reopen(c, ids, time.time()))
+            return
+        receipt = self.client.last_receipt
+        gas = int(receipt["gasUsed"])
+        tx = "0x" + bytes(receipt["transactionHash"]).hex()
+        await self.db.run(lambda c: state.mark_tasks(c, ids, FINALIZED, time.time(), tx))
+        self.metrics.finalize_gas.observe(gas)
+        self.metrics.finalize_tx.inc()
+        self.metrics.tasks_finalized.inc(len(ids))
+        after = await self.scores(batch.workers)
+        await self.db.run(lambda c: state.set_scores(c, after))
+        log.info("finalize.sent", deal=batch.deal_id, tasks=len(ids), gas=gas, tx=tx)
+
+    # ------------------------------------------------------------ claimer
+
+    async def claim(self) -> None:
+        now = self.clock.now()
+        found = await self.db.run(lambda c: state.claimable(c, now))
+        for deal_id, deal, items in found:
+            if self.clock.latest_ts < deal.final_deadline:
+                continue  # the next block must be past the deadline: wait for one
+            await self._claim_deal(deal_id, deal, items)
+
+    async def _claim_deal(self, deal_id: str, deal: Deal, items: list[tuple[int, str]]) -> None:
+        open_items: list[tuple[int, str]] = []
+        settled: list[str] = []
+        for index, task_id in items:
+            if await self.chain(self.client.is_settled, deal.deal_id, index):
+                settled.append(task_id)
+            else:
+                open_items.append((index, task_id))
+        if settled:
+            await self.db.run(lambda c: state.mark_tasks(c, settled, SETTLED, time.time()))
+        for k in range(0, len(open_items), MAX_CLAIM):
+            chunk = open_items[k : k + MAX_CLAIM]
+            try:
+                await self.chain(self.client.claim, deal, [i for i, _ in chunk])
+            except ChainError as exc:
+                log.warning("claim.rejected", deal=deal_id, error=str(exc))
+                return
+            ids = [t for _, t in chunk]
+            await self.db.run(lambda c, ids=ids: state.mark_tasks(c, ids, CLAIMED, time.time()))
+            self.metrics.claims.inc(len(ids))
+            log.info("claim.sent", deal=deal_id, tasks=len(ids))
+
+    # ------------------------------------------------------------ reconciliation
+
+    async def maybe_reconcile(self) -> None:
+        if time.time() - self._last_reconcile < self.settings.reconcile_interval_s:
+            return
+        self._last_reconcile = time.time()
+        await self.reconcile()
+
+    async def reconcile(self) -> None:
+        """Events get missed (node restarts, dropped subscriptions, reorgs): rescan a
+        window behind the cursor, and ask the chain which open tasks were settled."""
+        s = self.settings
+        head = await self.db.run(state.get_cursor)
+        if head is not None:
+            first = max(head - s.reconcile_window_blocks, s.deployment.block)
+            new = await self.ingest(first, head)
+            if new:
+                log.info("reconcile.recovered_deals", count=new)
+        after = self._reconcile_after
+        page = await self.db.run(lambda c: state.unsettled_tasks(c, after, RECONCILE_TASKS))
+        self._reconcile_after = page[-1][0] if len(page) == RECONCILE_TASKS else ""
+        settled = []
+        for task_id, deal_id, index in page:
+            if await self.chain(self.client.is_settled, state.unhx(deal_id), index):
+                settled.append(task_id)
+        if settled:
+            await self.db.run(lambda c: state.mark_tasks(c, settled, SETTLED, time.time()))
+            log.info("reconcile.settled", count=len(settled))
+        online = await self.db.run(state.worker_addresses)
+        scores = await self.scores(set(online))
+        await self.db.run(lambda c: state.set_scores(c, scores))
+
+    # ------------------------------------------------------------ metrics
+
+    async def update_metrics(self) -> None:
+        counts = await self.db.run(state.counts)
+        self.metrics.update(counts)
+
+
+def _credible(batch: state.Batch, k: int, deal: Deal, weights: dict[str, int]) -> bool:
+    outcome = batch.outcomes[k]
+    consensus_hash = result_hash(deal.task_id(outcome.index), outcome.digest)
+    groups = consensus.group_weights(
+        ((c.result_hash, c.worker) for c in outcome.contributions), weights
+    )
+    g = groups.get(consensus_hash)
+    if g is None:
+        return False
+    return consensus.reached(g, sum(groups.values()) - g, deal.trust)

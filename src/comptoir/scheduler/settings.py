@@ -1,0 +1,94 @@
+"""Scheduler settings: explicit fields, or from ``COMPTOIR_SCHEDULER_*`` environment variables.
+
+| variable | default | meaning |
+|---|---|---|
+| COMPTOIR_RPC_URL | (required) | JSON-RPC endpoint |
+| COMPTOIR_DEPLOYMENT | (required) | deployment record JSON |
+| COMPTOIR_SCHEDULER_KEY | (required) | private key of the workerpool owner (hex) |
+| COMPTOIR_SCHEDULER_WORKERPOOL | (required) | workerpool asset id |
+| COMPTOIR_SCHEDULER_DB | ./scheduler.db | SQLite path or database URL (postgresql://...) |
+| COMPTOIR_STORAGE_URL | (none) | blob server where results are uploaded |
+| COMPTOIR_SCHEDULER_HOST / _PORT | 127.0.0.1 / 8700 | HTTP listen address |
+| COMPTOIR_SCHEDULER_LEASE | 30 | seconds without heartbeat before a worker is lost |
+| COMPTOIR_SCHEDULER_REVEAL_WAIT | 30 | seconds to wait for every winner's reveal |
+| COMPTOIR_SCHEDULER_POLL | 2 | seconds between loop iterations |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from comptoir.chain.deploy import Deployment
+from comptoir.exceptions import ConfigError
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    rpc_url: str
+    deployment: Deployment
+    private_key: str
+    workerpool: int
+    db_url: str = "scheduler.db"
+    storage_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8700
+    heartbeat_lease_s: float = 30.0
+    reveal_wait_s: float = 30.0
+    poll_interval_s: float = 2.0
+    reconcile_interval_s: float = 30.0
+    reconcile_window_blocks: int = 2000
+    log_chunk_blocks: int = 5000
+    confirmations: int = 0  # blocks behind the head the watcher stays (reorg margin)
+    start_block: int | None = None  # first block scanned on an empty database
+    max_attempts: int = 3  # non-deterministic failures of one task before giving up
+    max_replicas: int = 16  # contributions per task (the hub's MAX_CONTRIBUTORS)
+    assignment_grace_s: float = 120.0  # beyond the category time for download + upload
+    challenge_ttl_s: float = 120.0
+    rpc_timeout: float = 30.0
+    tx_timeout: float = 120.0
+    json_logs: bool = False
+
+    def with_(self, **changes: object) -> SchedulerSettings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SchedulerSettings:
+        env = os.environ if env is None else env
+
+        def need(name: str) -> str:
+            value = env.get(name)
+            if not value:
+                raise ConfigError(f"{name} is not set; the scheduler needs it.")
+            return value
+
+        def num(name: str, default: float) -> float:
+            raw = env.get(name)
+            if not raw:
+                return default
+            try:
+                return float(raw)
+            except ValueError:
+                raise ConfigError(f"{name} must be a number, not {raw!r}.") from None
+
+        try:
+            workerpool = int(need("COMPTOIR_SCHEDULER_WORKERPOOL"))
+        except ValueError:
+            raise ConfigError("COMPTOIR_SCHEDULER_WORKERPOOL must be an asset id.") from None
+        return cls(
+            rpc_url=need("COMPTOIR_RPC_URL"),
+            deployment=Deployment.load(Path(need("COMPTOIR_DEPLOYMENT"))),
+            private_key=need("COMPTOIR_SCHEDULER_KEY"),
+            workerpool=workerpool,
+            db_url=env.get("COMPTOIR_SCHEDULER_DB") or "scheduler.db",
+            storage_url=env.get("COMPTOIR_STORAGE_URL") or None,
+            host=env.get("COMPTOIR_SCHEDULER_HOST") or "127.0.0.1",
+            port=int(num("COMPTOIR_SCHEDULER_PORT", 8700)),
+            heartbeat_lease_s=num("COMPTOIR_SCHEDULER_LEASE", 30.0),
+            reveal_wait_s=num("COMPTOIR_SCHEDULER_REVEAL_WAIT", 30.0),
+            poll_interval_s=num("COMPTOIR_SCHEDULER_POLL", 2.0),
+            reconcile_interval_s=num("COMPTOIR_SCHEDULER_RECONCILE", 30.0),
+            json_logs=env.get("COMPTOIR_LOG_JSON", "") not in ("", "0", "false"),
+        )

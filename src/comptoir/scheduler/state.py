@@ -1,0 +1,973 @@
+"""State transitions of the scheduler: each function is one database transaction.
+
+They run on the database thread (:meth:`Database.run`) and never touch the network, so a
+transition is atomic and a restarted scheduler finds every deal, task and replica where
+it was left. Chain reads and transactions happen in :mod:`comptoir.scheduler.service`,
+around these functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from eth_utils import keccak
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.engine import Connection, Row
+
+from comptoir.chain.client import AssetInfo, SignedContribution, TaskOutcome
+from comptoir.chain.events import DealCreated
+from comptoir.chain.types import TAG_GPU, TAG_TEE, Deal, result_hash, result_seal
+from comptoir.exceptions import SchedulerError
+from comptoir.scheduler import consensus
+from comptoir.scheduler.db import (
+    ABANDONED,
+    CANCELLED,
+    CLAIMED,
+    COMMITTED,
+    FAILED,
+    FINALIZED,
+    LOST,
+    OPEN,
+    READY,
+    RELEASED,
+    REVEALED,
+    REVEALING,
+    RUNNING,
+    SETTLED,
+    UNREVEALED,
+    UNSETTLED,
+    assignments,
+    challenges,
+    cursor,
+    deals,
+    tasks,
+    workers,
+)
+from comptoir.scheduler.settings import SchedulerSettings
+
+MAX_BATCH = 32  # hub: tasks per finalize
+MAX_WINNER_SIGS = 128
+MAX_LOSER_SIGS = 32
+DEAL_SCAN = 64  # deals with open tasks looked at per dispatch
+TASK_SCAN = 64  # open tasks of one deal looked at per dispatch
+
+
+class NotFound(SchedulerError):
+    """No such assignment, task or deal (HTTP 404)."""
+
+
+class Conflict(SchedulerError):
+    """The request does not fit the current state (HTTP 409)."""
+
+
+class Invalid(SchedulerError):
+    """A malformed or unverifiable request (HTTP 400)."""
+
+
+def hx(value: bytes) -> str:
+    return "0x" + value.hex()
+
+
+def unhx(value: str) -> bytes:
+    return bytes.fromhex(value.removeprefix("0x"))
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def registration_message(workerpool: int, address: str, nonce: str) -> str:
+    """What a worker signs (EIP-191) to prove it holds its key; bound to this pool."""
+    return (
+        "Comptoir: register worker\n"
+        f"workerpool: {workerpool}\n"
+        f"worker: {address.lower()}\n"
+        f"nonce: {nonce}"
+    )
+
+
+# ---------------------------------------------------------------- cursor
+
+
+def get_cursor(conn: Connection, name: str = "block") -> int | None:
+    value = conn.execute(select(cursor.c.value).where(cursor.c.name == name)).scalar()
+    return None if value is None else int(value)
+
+
+def set_cursor(conn: Connection, value: int, name: str = "block") -> None:
+    if conn.execute(update(cursor).where(cursor.c.name == name).values(value=value)).rowcount:
+        return
+    conn.execute(insert(cursor).values(name=name, value=value))
+
+
+# ---------------------------------------------------------------- deals
+
+
+@dataclass(frozen=True)
+class DealInfo:
+    """A DealCreated event and what the registry says about its assets."""
+
+    event: DealCreated
+    time_ref: int
+    app: AssetInfo
+    dataset: AssetInfo | None
+
+
+def add_deal(conn: Connection, info: DealInfo, now: float) -> bool:
+    """Record a deal and its tasks once; False when it was already known."""
+    ev = info.event
+    deal_id = hx(ev.deal_id)
+    if conn.execute(select(deals.c.deal_id).where(deals.c.deal_id == deal_id)).first():
+        return False
+    deal = ev.deal
+    conn.execute(
+        insert(deals).values(
+            deal_id=deal_id,
+            deal_json=json.dumps(deal.to_json()),
+            app=str(ev.app),
+            dataset=str(ev.dataset),
+            category=ev.category,
+            time_ref=info.time_ref,
+            tag=hx(ev.tag),
+            params=ev.params,
+            beneficiary=ev.beneficiary,
+            block=ev.block_number,
+            app_location=info.app.location,
+            app_checksum=info.app.checksum.hex(),
+            app_type=info.app.app_type,
+            dataset_location=info.dataset.location if info.dataset else "",
+            dataset_checksum=info.dataset.checksum.hex() if info.dataset else "",
+            trust=deal.trust,
+            volume=deal.volume,
+            contribution_deadline=deal.contribution_deadline,
+            final_deadline=deal.final_deadline,
+            callback=int(deal.callback, 16) != 0,
+            status="active",
+            created_at=now,
+        )
+    )
+    rows = [
+        {
+            "task_id": hx(deal.task_id(i)),
+            "deal_id": deal_id,
+            "idx": i,
+            "status": OPEN,
+            "failures": 0,
+            "updated_at": now,
+        }
+        for i in range(deal.volume)
+    ]
+    for start in range(0, len(rows), 1000):
+        conn.execute(insert(tasks), rows[start : start + 1000])
+    return True
+
+
+def deal_known(conn: Connection, deal_id: str) -> bool:
+    return (
+        conn.execute(select(deals.c.deal_id).where(deals.c.deal_id == deal_id)).first() is not None
+    )
+
+
+def load_deal(row: Row[Any] | Any) -> Deal:
+    return Deal.from_json(json.loads(row.deal_json))
+
+
+# ---------------------------------------------------------------- workers
+
+
+def issue_challenge(conn: Connection, address: str, now: float, ttl: float) -> str:
+    nonce = secrets.token_hex(16)
+    conn.execute(challenges.delete().where(challenges.c.expires < now))
+    conn.execute(insert(challenges).values(nonce=nonce, address=address.lower(), expires=now + ttl))
+    return nonce
+
+
+def consume_challenge(conn: Connection, address: str, nonce: str, now: float) -> bool:
+    row = conn.execute(select(challenges).where(challenges.c.nonce == nonce)).first()
+    if row is None:
+        return False
+    conn.execute(challenges.delete().where(challenges.c.nonce == nonce))
+    return bool(row.address == address.lower() and row.expires >= now)
+
+
+def register_worker(
+    conn: Connection,
+    address: str,
+    gpu: bool,
+    cpus: int,
+    memory: int,
+    score: int,
+    now: float,
+) -> str:
+    """(Re-)register a worker; returns a fresh bearer token (the old one stops working)."""
+    token = secrets.token_urlsafe(32)
+    values = {
+        "token_hash": token_hash(token),
+        "gpu": gpu,
+        "cpus": cpus,
+        "memory": memory,
+        "score": score,
+        "weight": consensus.weight(score),
+        "online": True,
+        "last_heartbeat": now,
+    }
+    if conn.execute(update(workers).where(workers.c.address == address).values(**values)).rowcount:
+        return token
+    conn.execute(insert(workers).values(address=address, registered_at=now, cached="[]", **values))
+    return token
+
+
+def worker_by_token(conn: Connection, token: str) -> str | None:
+    return conn.execute(
+        select(workers.c.address).where(workers.c.token_hash == token_hash(token))
+    ).scalar()
+
+
+def heartbeat(conn: Connection, address: str, cached: Sequence[str], now: float) -> None:
+    conn.execute(
+        update(workers)
+        .where(workers.c.address == address)
+        .values(last_heartbeat=now, online=True, cached=json.dumps(sorted(set(cached))[:10_000]))
+    )
+
+
+def set_scores(conn: Connection, scores: dict[str, int]) -> None:
+    for address, score in scores.items():
+        conn.execute(
+            update(workers)
+            .where(workers.c.address == address)
+            .values(score=score, weight=consensus.weight(score))
+        )
+
+
+def worker_addresses(conn: Connection, online_only: bool = True) -> list[str]:
+    q = select(workers.c.address)
+    if online_only:
+        q = q.where(workers.c.online.is_(True))
+    return [str(a) for a in conn.execute(q).scalars()]
+
+
+def expire_leases(conn: Connection, now: float, lease: float, grace: float) -> list[int]:
+    """Workers silent for `lease` go offline and lose their running replicas; replicas
+    running longer than the category time plus `grace` are lost too. Returns the lost
+    assignment ids (their tasks get new replicas at the next dispatch)."""
+    silent = [
+        str(a)
+        for a in conn.execute(
+            select(workers.c.address).where(
+                workers.c.online.is_(True), workers.c.last_heartbeat < now - lease
+            )
+        ).scalars()
+    ]
+    if silent:
+        conn.execute(update(workers).where(workers.c.address.in_(silent)).values(online=False))
+    lost = [
+        int(i)
+        for i in conn.execute(
+            select(assignments.c.id)
+            .select_from(assignments.join(deals, deals.c.deal_id == assignments.c.deal_id))
+            .where(
+                assignments.c.status == RUNNING,
+                (assignments.c.worker.in_(silent))
+                | (assignments.c.assigned_at < now - grace - deals.c.time_ref),
+            )
+        ).scalars()
+    ]
+    if lost:
+        conn.execute(
+            update(assignments)
+            .where(assignments.c.id.in_(lost))
+            .values(status=LOST, updated_at=now, error="worker lost (no heartbeat or overdue)")
+        )
+    return lost
+
+
+# ---------------------------------------------------------------- dispatch
+
+
+def _weights(conn: Connection, addresses: Iterable[str]) -> dict[str, int]:
+    addresses = list(set(addresses))
+    if not addresses:
+        return {}
+    rows = conn.execute(
+        select(workers.c.address, workers.c.weight).where(workers.c.address.in_(addresses))
+    )
+    return {str(a): int(w) for a, w in rows}
+
+
+def _task_replicas(conn: Connection, task_ids: Sequence[str]) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {t: [] for t in task_ids}
+    if not task_ids:
+        return out
+    for row in conn.execute(select(assignments).where(assignments.c.task_id.in_(task_ids))):
+        out[row.task_id].append(row)
+    return out
+
+
+def _extra_needed(
+    trust: int,
+    replicas: Sequence[Any],
+    weights: dict[str, int],
+    online: dict[str, int],
+    limit: int,
+) -> int:
+    committed = [r for r in replicas if r.status in (COMMITTED, REVEALED)]
+    running = [r for r in replicas if r.status == RUNNING]
+    groups = consensus.group_weights(((unhx(r.result_hash), r.worker) for r in committed), weights)
+    involved = {r.worker for r in replicas}
+    candidates = [w for a, w in online.items() if a not in involved]
+    return consensus.extra_replicas(
+        trust,
+        groups,
+        len(committed),
+        [weights.get(r.worker, consensus.DEFAULT_WEIGHT) for r in running],
+        candidates,
+        limit,
+    )
+
+
+def tag_allows(tag_hex: str, gpu: bool) -> bool:
+    tag = int(tag_hex, 16)
+    if tag & TAG_TEE:
+        return False  # no TEE workers yet: such deals wait for their claim
+    return not (tag & TAG_GPU) or gpu
+
+
+def next_work(
+    conn: Connection,
+    settings: SchedulerSettings,
+    address: str,
+    chain_now: int,
+    now: float,
+    authorize: Callable[[str, bytes], bytes],
+) -> dict[str, Any] | None:
+    """Hand `address` one replica, or None.
+
+    Prefers deals whose app and dataset the worker already caches (data locality),
+    then older deals, then lower task indices. A task gets a replica only while its
+    committed and running replicas cannot reach the deal's trust even if they all agree
+    (consensus.extra_replicas), and never twice the same worker.
+    """
+    me = conn.execute(select(workers).where(workers.c.address == address)).first()
+    if me is None:
+        raise NotFound("This worker is not registered; register again.")
+    cached = set(json.loads(me.cached))
+    mine = select(assignments.c.task_id).where(assignments.c.worker == address)
+    open_deals = conn.execute(
+        select(deals)
+        .where(
+            deals.c.status == "active",
+            deals.c.final_deadline > chain_now + deals.c.time_ref,
+            select(tasks.c.task_id)
+            .where(tasks.c.deal_id == deals.c.deal_id, tasks.c.status == OPEN)
+            .exists(),
+        )
+        .order_by(deals.c.created_at)
+        .limit(DEAL_SCAN)
+    ).all()
+    candidates = [d for d in open_deals if tag_allows(d.tag, bool(me.gpu))]
+
+    def locality(d: Any) -> int:
+        hits = int(d.app_checksum in cached)
+        if d.dataset_checksum:
+            hits += int(d.dataset_checksum in cached)
+        return hits
+
+    candidates.sort(key=lambda d: -locality(d))  # stable: age order within a locality level
+    if not candidates:
+        return None
+    online = {
+        str(a): int(w)
+        for a, w in conn.execute(
+            select(workers.c.address, workers.c.weight).where(workers.c.online.is_(True))
+        )
+    }
+    online[address] = int(me.weight)
+    for d in candidates:
+        open_tasks = conn.execute(
+            select(tasks)
+            .where(
+                tasks.c.deal_id == d.deal_id,
+                tasks.c.status == OPEN,
+                tasks.c.task_id.not_in(mine),
+            )
+            .order_by(tasks.c.idx)
+            .limit(TASK_SCAN)
+        ).all()
+        replicas = _task_replicas(conn, [t.task_id for t in open_tasks])
+        weights = _weights(conn, [r.worker for rs in replicas.values() for r in rs])
+        for t in open_tasks:
+            if _extra_needed(d.trust, replicas[t.task_id], weights, online, settings.max_replicas):
+                return _assign(conn, d, t, address, now, authorize)
+    return None
+
+
+def _assign(
+    conn: Connection,
+    deal_row: Any,
+    task_row: Any,
+    address: str,
+    now: float,
+    authorize: Callable[[str, bytes], bytes],
+) -> dict[str, Any]:
+    auth = authorize(address, unhx(task_row.task_id))
+    aid = conn.execute(
+        insert(assignments).values(
+            task_id=task_row.task_id,
+            deal_id=deal_row.deal_id,
+            worker=address,
+            status=RUNNING,
+            authorization=hx(auth),
+            assigned_at=now,
+            updated_at=now,
+        )
+    ).inserted_primary_key[0]
+    row = conn.execute(select(assignments).where(assignments.c.id == aid)).one()
+    return assignment_payload(deal_row, task_row, row)
+
+
+def assignment_payload(d: Any, t: Any, a: Any) -> dict[str, Any]:
+    return {
+        "id": int(a.id),
+        "status": a.status,
+        "deal_id": d.deal_id,
+        "deal": json.loads(d.deal_json),
+        "block": int(d.block),
+        "index": int(t.idx),
+        "task_id": t.task_id,
+        "app": {
+            "id": d.app,
+            "location": d.app_location,
+            "checksum": d.app_checksum,
+            "type": int(d.app_type),
+        },
+        "dataset": (
+            {"id": d.dataset, "location": d.dataset_location, "checksum": d.dataset_checksum}
+            if int(d.dataset)
+            else None
+        ),
+        "category": int(d.category),
+        "time_ref": int(d.time_ref),
+        "params": d.params,
+        "tag": d.tag,
+        "beneficiary": d.beneficiary,
+        "trust": int(d.trust),
+        "callback": bool(d.callback),
+        "contribution_deadline": int(d.contribution_deadline),
+        "final_deadline": int(d.final_deadline),
+        "authorization": a.authorization,
+    }
+
+
+# ---------------------------------------------------------------- commit / reveal
+
+
+def _own(conn: Connection, aid: int, address: str) -> tuple[Any, Any]:
+    a = conn.execute(select(assignments).where(assignments.c.id == aid)).first()
+    if a is None or a.worker != address:
+        raise NotFound(f"Assignment {aid} is not one of this worker's.")
+    t = conn.execute(select(tasks).where(tasks.c.task_id == a.task_id)).one()
+    return a, t
+
+
+def _trust(conn: Connection, deal_id: str) -> int:
+    return int(conn.execute(select(deals.c.trust).where(deals.c.deal_id == deal_id)).scalar_one())
+
+
+def commit(
+    conn: Connection, aid: int, address: str, c: SignedContribution, now: float
+) -> dict[str, Any]:
+    """Store a verified contribution and check whether its task reached consensus."""
+    a, t = _own(conn, aid, address)
+    if hx(c.task_id) != a.task_id:
+        raise Invalid("The contribution is signed for another task.")
+    if a.status in (COMMITTED, REVEALED):
+        if a.result_hash == hx(c.result_hash):
+            return {"status": a.status}
+        raise Conflict("This assignment already holds another commitment.")
+    # a worker presumed lost that comes back in time still counts while the task is open
+    if a.status not in (RUNNING, LOST) or t.status != OPEN:
+        raise Conflict(f"The assignment is {a.status} and its task {t.status}: not accepted.")
+    conn.execute(
+        update(assignments)
+        .where(assignments.c.id == aid)
+        .values(
+            status=COMMITTED,
+            result_hash=hx(c.result_hash),
+            result_seal=hx(c.result_seal),
+            r=hx(c.r),
+            vs=hx(c.vs),
+            updated_at=now,
+        )
+    )
+    evaluate(conn, a.task_id, now)
+    return {"status": COMMITTED}
+
+
+def evaluate(conn: Connection, task_id: str, now: float) -> None:
+    """An open task whose committed groups reached credibility starts its reveal phase."""
+    t = conn.execute(select(tasks).where(tasks.c.task_id == task_id)).one()
+    if t.status != OPEN:
+        return
+    committed = conn.execute(
+        select(assignments).where(
+            assignments.c.task_id == task_id, assignments.c.status.in_((COMMITTED, REVEALED))
+        )
+    ).all()
+    if not committed:
+        return
+    weights = _weights(conn, [r.worker for r in committed])
+    groups = consensus.group_weights(((unhx(r.result_hash), r.worker) for r in committed), weights)
+    win = consensus.winning_group(groups, _trust(conn, t.deal_id))
+    if win is None:
+        return
+    revealed = next(
+        (r for r in committed if r.status == REVEALED and r.result_hash == hx(win)), None
+    )
+    conn.execute(
+        update(tasks)
+        .where(tasks.c.task_id == task_id)
+        .values(
+            status=REVEALING,
+            consensus_hash=hx(win),
+            digest=revealed.digest if revealed else None,
+            result_blob=revealed.result_blob if revealed else None,
+            reveal_started=now,
+            updated_at=now,
+        )
+    )
+    _cancel_running(conn, task_id, now)
+
+
+def _cancel_running(conn: Connection, task_id: str, now: float) -> None:
+    conn.execute(
+        update(assignments)
+        .where(assignments.c.task_id == task_id, assignments.c.status == RUNNING)
+        .values(status=CANCELLED, updated_at=now)
+    )
+
+
+def reveal(
+    conn: Connection,
+    aid: int,
+    address: str,
+    digest: bytes,
+    result_blob: str | None,
+    failure: str | None,
+    callback_data: str | None,
+    now: float,
+) -> dict[str, Any]:
+    a, t = _own(conn, aid, address)
+    if a.status == REVEALED:
+        return {"status": REVEALED}
+    if a.status != COMMITTED or t.status not in (REVEALING, READY):
+        raise Conflict(f"The assignment is {a.status} and its task {t.status}: no reveal expected.")
+    if a.result_hash != t.consensus_hash:
+        raise Conflict("This contribution is not in the consensus group; nothing to reveal.")
+    task = unhx(t.task_id)
+    if hx(result_hash(task, digest)) != a.result_hash:
+        raise Invalid("The digest does not match the committed result hash.")
+    if hx(result_seal(address, task, digest)) != a.result_seal:
+        raise Invalid("The digest does not match the committed result seal.")
+    if failure is not None and digest not in (
+        hashlib.sha256(failure.encode()).digest(),
+        keccak(failure.encode()),  # callback deals: the hub checks keccak256(data)
+    ):
+        raise Invalid("The failure record does not hash to the revealed digest.")
+    if callback_data is not None and keccak(unhx(callback_data)) != digest:
+        raise Invalid("The callback data does not hash (keccak256) to the revealed digest.")
+    conn.execute(
+        update(assignments)
+        .where(assignments.c.id == aid)
+        .values(status=REVEALED, digest=hx(digest), result_blob=result_blob, updated_at=now)
+    )
+    values: dict[str, Any] = {"updated_at": now}
+    if t.digest is None:
+        values.update(
+            digest=hx(digest),
+            result_blob=result_blob,
+            failure=failure,
+            callback_data=callback_data,
+        )
+    elif t.result_blob is None and result_blob:
+        values["result_blob"] = result_blob
+    pending = conn.execute(
+        select(func.count())
+        .select_from(assignments)
+        .where(
+            assignments.c.task_id == t.task_id,
+            assignments.c.status == COMMITTED,
+            assignments.c.result_hash == t.consensus_hash,
+            assignments.c.id != aid,
+        )
+    ).scalar_one()
+    if pending == 0 and t.status == REVEALING:
+        values["status"] = READY
+    conn.execute(update(tasks).where(tasks.c.task_id == t.task_id).values(**values))
+    return {"status": REVEALED}
+
+
+def reveal_tick(conn: Connection, now: float, reveal_wait: float) -> None:
+    """Reveal phases past their wait: ready with the digest we have, or back to open."""
+    for t in conn.execute(
+        select(tasks).where(tasks.c.status == REVEALING, tasks.c.reveal_started < now - reveal_wait)
+    ).all():
+        if t.digest is not None:
+            conn.execute(
+                update(tasks)
+                .where(tasks.c.task_id == t.task_id)
+                .values(status=READY, updated_at=now)
+            )
+            continue
+        # nobody in the winning group revealed: drop them, look for replicas again
+        conn.execute(
+            update(assignments)
+            .where(
+                assignments.c.task_id == t.task_id,
+                assignments.c.status == COMMITTED,
+                assignments.c.result_hash == t.consensus_hash,
+            )
+            .values(status=UNREVEALED, updated_at=now)
+        )
+        conn.execute(
+            update(tasks)
+            .where(tasks.c.task_id == t.task_id)
+            .values(status=OPEN, consensus_hash=None, reveal_started=None, updated_at=now)
+        )
+        evaluate(conn, t.task_id, now)
+
+
+def fail(
+    conn: Connection, aid: int, address: str, kind: str, message: str, now: float, max_attempts: int
+) -> dict[str, Any]:
+    """A non-deterministic failure: the replica goes elsewhere, up to `max_attempts`."""
+    a, t = _own(conn, aid, address)
+    if a.status != RUNNING:
+        return {"status": a.status}
+    conn.execute(
+        update(assignments)
+        .where(assignments.c.id == aid)
+        .values(status=FAILED, error=f"{kind}: {message}"[:2000], updated_at=now)
+    )
+    failures = int(t.failures) + 1
+    values: dict[str, Any] = {"failures": failures, "updated_at": now}
+    if failures >= max_attempts and t.status == OPEN:
+        values["status"] = ABANDONED
+    conn.execute(update(tasks).where(tasks.c.task_id == t.task_id).values(**values))
+    if values.get("status") == ABANDONED:
+        _cancel_running(conn, t.task_id, now)
+    return {"status": FAILED}
+
+
+def release(conn: Connection, aid: int, address: str, now: float) -> dict[str, Any]:
+    a, _ = _own(conn, aid, address)
+    if a.status == RUNNING:
+        conn.execute(
+            update(assignments)
+            .where(assignments.c.id == aid)
+            .values(status=RELEASED, updated_at=now, error="released by the worker")
+        )
+        return {"status": RELEASED}
+    return {"status": a.status}
+
+
+_DONE_TASK = (FINALIZED, CLAIMED, SETTLED)
+
+
+def assignment_state(conn: Connection, aid: int, address: str) -> dict[str, Any]:
+    """What the worker should do next with an assignment: run, wait, reveal, abort, done."""
+    a, t = _own(conn, aid, address)
+    if a.status == RUNNING:
+        action = "run" if t.status == OPEN else "abort"
+    elif a.status == COMMITTED:
+        if t.status in (REVEALING, READY) and a.result_hash == t.consensus_hash:
+            action = "reveal"
+        elif t.status in (*_DONE_TASK, ABANDONED):
+            action = "done"
+        else:
+            action = "wait"
+    elif a.status == REVEALED:
+        action = "done"
+    else:  # failed, lost, released, cancelled, unrevealed
+        action = "abort"
+    return {
+        "id": int(a.id),
+        "status": a.status,
+        "task_id": t.task_id,
+        "task_status": t.status,
+        "action": action,
+    }
+
+
+# ---------------------------------------------------------------- finalize
+
+
+@dataclass
+class Batch:
+    deal_id: str
+    deal: Deal
+    outcomes: list[TaskOutcome] = field(default_factory=list)
+    task_ids: list[str] = field(default_factory=list)
+    callback_data: bytes = b""
+
+    @property
+    def workers(self) -> set[str]:
+        return {c.worker for o in self.outcomes for c in o.contributions}
+
+
+def _contribution(a: Any) -> SignedContribution:
+    return SignedContribution(
+        a.worker, unhx(a.task_id), unhx(a.result_hash), unhx(a.result_seal), unhx(a.r), unhx(a.vs)
+    )
+
+
+def task_outcome(conn: Connection, t: Any, max_contributors: int = 16) -> TaskOutcome:
+    """Winners (consensus hash with a seal matching the revealed digest: they knew the
+    result) and losers (another hash: they get penalized). A winner hash with a wrong
+    seal copied someone's hash without knowing the result: left out."""
+    digest = unhx(t.digest)
+    task = unhx(t.task_id)
+    picked: list[SignedContribution] = []
+    for a in conn.execute(
+        select(assignments)
+        .where(
+            assignments.c.task_id == t.task_id,
+            assignments.c.status.in_((COMMITTED, REVEALED, UNREVEALED)),
+        )
+        .order_by(assignments.c.id)
+    ):
+        if a.result_hash == t.consensus_hash:
+            if a.status == UNREVEALED or hx(result_seal(a.worker, task, digest)) != a.result_seal:
+                continue
+        elif a.status == UNREVEALED:
+            continue
+        picked.append(_contribution(a))
+    return TaskOutcome(int(t.idx), digest, picked[:max_contributors])
+
+
+def ready_batches(conn: Connection, chain_now: int) -> list[Batch]:
+    """Ready tasks grouped per deal into finalize batches the hub accepts."""
+    out: list[Batch] = []
+    ready_deals = conn.execute(
+        select(deals)
+        .where(
+            deals.c.final_deadline > chain_now,
+            select(tasks.c.task_id)
+            .where(tasks.c.deal_id == deals.c.deal_id, tasks.c.status == READY)
+            .exists(),
+        )
+        .order_by(deals.c.created_at)
+    ).all()
+    for d in ready_deals:
+        deal = load_deal(d)
+        batch = Batch(d.deal_id, deal)
+        wins = losses = 0
+        for t in conn.execute(
+            select(tasks)
+            .where(tasks.c.deal_id == d.deal_id, tasks.c.status == READY)
+            .order_by(tasks.c.idx)
+            .limit(MAX_BATCH * 8)
+        ):
+            outcome = task_outcome(conn, t)
+            consensus_hash = unhx(t.consensus_hash)
+            w = sum(1 for c in outcome.contributions if c.result_hash == consensus_hash)
+            lost = len(outcome.contributions) - w
+            full = (
+                len(batch.outcomes) >= MAX_BATCH
+                or wins + w > MAX_WINNER_SIGS
+                or losses + lost > MAX_LOSER_SIGS
+                or (d.callback and batch.outcomes)
+            )
+            if full:
+                out.append(batch)
+                batch, wins, losses = Batch(d.deal_id, deal), 0, 0
+            batch.outcomes.append(outcome)
+            batch.task_ids.append(t.task_id)
+            if d.callback:
+                batch.callback_data = unhx(t.callback_data or "0x")
+            wins, losses = wins + w, losses + lost
+        if batch.outcomes:
+            out.append(batch)
+    return out
+
+
+def mark_tasks(
+    conn: Connection, task_ids: Sequence[str], status: str, now: float, tx: str | None = None
+) -> None:
+    if not task_ids:
+        return
+    values: dict[str, Any] = {"status": status, "updated_at": now}
+    if tx is not None:
+        values["finalize_tx"] = tx
+    conn.execute(update(tasks).where(tasks.c.task_id.in_(task_ids)).values(**values))
+    conn.execute(
+        update(assignments)
+        .where(assignments.c.task_id.in_(task_ids), assignments.c.status == RUNNING)
+        .values(status=CANCELLED, updated_at=now)
+    )
+    deal_ids = {
+        str(d)
+        for d in conn.execute(
+            select(tasks.c.deal_id).where(tasks.c.task_id.in_(task_ids))
+        ).scalars()
+    }
+    for deal_id in deal_ids:
+        left = conn.execute(
+            select(func.count())
+            .select_from(tasks)
+            .where(tasks.c.deal_id == deal_id, tasks.c.status.in_(UNSETTLED))
+        ).scalar_one()
+        if left == 0:
+            conn.execute(update(deals).where(deals.c.deal_id == deal_id).values(status="done"))
+
+
+def reopen(conn: Connection, task_ids: Sequence[str], now: float) -> None:
+    """Ready tasks whose group lost credibility (scores moved): look for more replicas."""
+    for task_id in task_ids:
+        conn.execute(
+            update(tasks)
+            .where(tasks.c.task_id == task_id, tasks.c.status == READY)
+            .values(status=OPEN, consensus_hash=None, reveal_started=None, updated_at=now)
+        )
+
+
+# ---------------------------------------------------------------- claims and reconciliation
+
+
+def claimable(conn: Connection, chain_now: int) -> list[tuple[str, Deal, list[tuple[int, str]]]]:
+    """Deals past their final deadline with unsettled tasks: (deal id, deal, [(index, task)])."""
+    out = []
+    for d in conn.execute(
+        select(deals).where(deals.c.status == "active", deals.c.final_deadline <= chain_now)
+    ).all():
+        rows = conn.execute(
+            select(tasks.c.idx, tasks.c.task_id)
+            .where(tasks.c.deal_id == d.deal_id, tasks.c.status.in_(UNSETTLED))
+            .order_by(tasks.c.idx)
+        ).all()
+        if rows:
+            out.append((d.deal_id, load_deal(d), [(int(i), str(t)) for i, t in rows]))
+        else:
+            conn.execute(update(deals).where(deals.c.deal_id == d.deal_id).values(status="done"))
+    return out
+
+
+def unsettled_tasks(conn: Connection, after: str, limit: int) -> list[tuple[str, str, int]]:
+    """(task id, deal id, index) of unsettled tasks, in task-id order after `after` (paging
+    through them across reconciliation passes)."""
+    rows = conn.execute(
+        select(tasks.c.task_id, tasks.c.deal_id, tasks.c.idx)
+        .where(tasks.c.status.in_(UNSETTLED), tasks.c.task_id > after)
+        .order_by(tasks.c.task_id)
+        .limit(limit)
+    ).all()
+    return [(str(t), str(d), int(i)) for t, d, i in rows]
+
+
+# ---------------------------------------------------------------- views
+
+
+def counts(conn: Connection) -> dict[str, Any]:
+    by_status = {
+        str(s): int(n)
+        for s, n in conn.execute(select(tasks.c.status, func.count()).group_by(tasks.c.status))
+    }
+    online = conn.execute(
+        select(func.count()).select_from(workers).where(workers.c.online.is_(True))
+    ).scalar_one()
+    running = conn.execute(
+        select(func.count()).select_from(assignments).where(assignments.c.status == RUNNING)
+    ).scalar_one()
+    active_deals = conn.execute(
+        select(func.count()).select_from(deals).where(deals.c.status == "active")
+    ).scalar_one()
+    return {
+        "tasks": by_status,
+        "workers_online": int(online),
+        "assignments_running": int(running),
+        "deals_active": int(active_deals),
+    }
+
+
+def task_view(conn: Connection, task_id: str) -> dict[str, Any]:
+    t = conn.execute(select(tasks).where(tasks.c.task_id == task_id.lower())).first()
+    if t is None:
+        raise NotFound(f"No task {task_id} is known to this scheduler.")
+    reps = conn.execute(
+        select(assignments).where(assignments.c.task_id == t.task_id).order_by(assignments.c.id)
+    ).all()
+    return {
+        "task_id": t.task_id,
+        "deal_id": t.deal_id,
+        "index": int(t.idx),
+        "status": t.status,
+        "digest": t.digest,
+        "result_blob": t.result_blob,
+        "failure": json.loads(t.failure) if t.failure else None,
+        "failures": int(t.failures),
+        "finalize_tx": t.finalize_tx,
+        "replicas": [
+            {
+                "id": int(a.id),
+                "worker": a.worker,
+                "status": a.status,
+                "result_hash": a.result_hash,
+                "error": a.error,
+            }
+            for a in reps
+        ],
+    }
+
+
+def deal_view(conn: Connection, deal_id: str) -> dict[str, Any]:
+    d = conn.execute(select(deals).where(deals.c.deal_id == deal_id.lower())).first()
+    if d is None:
+        raise NotFound(f"No deal {deal_id} is known to this scheduler.")
+    rows = conn.execute(
+        select(tasks.c.task_id, tasks.c.idx, tasks.c.status)
+        .where(tasks.c.deal_id == d.deal_id)
+        .order_by(tasks.c.idx)
+        .limit(10_000)
+    ).all()
+    return {
+        "deal_id": d.deal_id,
+        "status": d.status,
+        "app": d.app,
+        "dataset": d.dataset,
+        "category": int(d.category),
+        "trust": int(d.trust),
+        "volume": int(d.volume),
+        "final_deadline": int(d.final_deadline),
+        "tasks": [{"task_id": t, "index": int(i), "status": s} for t, i, s in rows],
+    }
+
+
+def deal_list(conn: Connection, status: str | None, limit: int) -> list[dict[str, Any]]:
+    q = select(deals.c.deal_id, deals.c.status, deals.c.volume, deals.c.created_at)
+    if status:
+        q = q.where(deals.c.status == status)
+    rows = conn.execute(q.order_by(deals.c.created_at.desc()).limit(limit)).all()
+    return [{"deal_id": d, "status": s, "volume": int(v), "created_at": c} for d, s, v, c in rows]
+
+
+def worker_list(conn: Connection) -> list[dict[str, Any]]:
+    rows = conn.execute(select(workers).order_by(workers.c.address)).all()
+    return [
+        {
+            "address": w.address,
+            "online": bool(w.online),
+            "gpu": bool(w.gpu),
+            "cpus": int(w.cpus),
+            "memory": int(w.memory),
+            "score": int(w.score),
+            "weight": int(w.weight),
+            "last_heartbeat": w.last_heartbeat,
+            "cached": len(json.loads(w.cached)),
+        }
+        for w in rows
+    ]

@@ -1,0 +1,568 @@
+"""The worker agent: register, heartbeat, pull, verify, run, commit, reveal.
+
+Trust nothing the scheduler says that the chain can say: every assignment is checked
+against its DealCreated event (deal, app, dataset, params), the scheduler's signed
+authorization, the registry's checksums and the category's time reference. App and
+dataset bytes are used only when their sha256 equals the on-chain checksum.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import structlog
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
+
+from comptoir.apps.contract import result_archive
+from comptoir.apps.prepare import AppKind, prepare_app
+from comptoir.chain import eip712
+from comptoir.chain import events as ev
+from comptoir.chain.client import (
+    APP_TYPE_BUNDLE,
+    AssetInfo,
+    ChainClient,
+    SignedContribution,
+    connect,
+    sign_contribution,
+)
+from comptoir.chain.types import TAG_GPU, Deal
+from comptoir.exceptions import (
+    AppPackageError,
+    AssignmentRefused,
+    BlobNotFound,
+    ChainError,
+    ChecksumMismatch,
+    ComptoirError,
+    SchedulerError,
+    SchedulerUnreachable,
+    StorageError,
+)
+from comptoir.sandbox import BwrapExecutor, Outcome, SandboxJob, SandboxLimits, detect_gpu_devices
+from comptoir.storage.client import StorageClient
+from comptoir.storage.crypto import decrypt_dataset
+from comptoir.storage.keys import KeyServiceClient
+from comptoir.worker.cache import BlobCache
+from comptoir.worker.client import SchedulerClient
+from comptoir.worker.failure import DETERMINISTIC, failure_record
+from comptoir.worker.journal import COMMITTED, Journal
+from comptoir.worker.settings import WorkerSettings
+
+log = structlog.get_logger("comptoir.worker")
+
+COMMITTING = "committing"  # journal phase: digest chosen, commit not yet acknowledged
+CALLBACK_FILE = "callback"  # for deals with a callback: the data delivered on-chain
+MAX_CALLBACK_DATA = 1024
+LIE_PREFIX = b"comptoir-test-lie"
+
+
+class NonDeterministic(ComptoirError):
+    """This worker could not compute the task (download, key, sandbox): another may."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        self.kind = kind
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Verified:
+    """What the chain says about an assignment."""
+
+    created: ev.DealCreated
+    app: AssetInfo
+    dataset: AssetInfo | None
+    time_ref: int
+
+
+@dataclass(frozen=True)
+class Computed:
+    digest: bytes
+    result_path: Path
+    failure: str | None = None
+    callback_data: bytes | None = None
+
+
+def detect_gpu() -> bool:
+    if detect_gpu_devices():
+        return True
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return False
+    try:
+        return subprocess.run([smi, "-L"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def machine_idle(threshold_percent: float, sample_s: float = 1.0) -> bool:
+    """Volunteer mode: the host's CPU load (all processes) is under the threshold."""
+    return psutil.cpu_percent(interval=sample_s) < threshold_percent
+
+
+class WorkerAgent:
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.s = settings
+        self.account: LocalAccount = Account.from_key(settings.private_key)
+        self.address = str(self.account.address)
+        self.chain = ChainClient(
+            connect(settings.rpc_url, settings.rpc_timeout, check=False), settings.deployment
+        )
+        settings.work_dir.mkdir(parents=True, exist_ok=True)
+        self.cache = BlobCache(settings.cache_path, settings.cache_bytes)
+        self.journal = Journal(settings.work_dir / "journal.json")
+        self.results = settings.work_dir / "results"
+        self.jobs = settings.work_dir / "jobs"
+        for d in (self.results, self.jobs):
+            d.mkdir(parents=True, exist_ok=True)
+        self.storage = StorageClient(settings.storage_url, timeout=settings.http_timeout_s)
+        self.keys = KeyServiceClient(settings.key_url, timeout=settings.http_timeout_s)
+        self.gpu = detect_gpu() if settings.gpu is None else settings.gpu
+        capabilities = {
+            "gpu": self.gpu,
+            "cpus": settings.cpus or os.cpu_count() or 1,
+            "memory": settings.memory or psutil.virtual_memory().total,
+        }
+        self.scheduler = SchedulerClient(
+            settings.scheduler_url, self.account, capabilities, settings.http_timeout_s
+        )
+        self._executor: BwrapExecutor | None = None
+        self._stop = asyncio.Event()
+        self.current: int | None = None  # assignment being computed
+
+    @property
+    def executor(self) -> BwrapExecutor:
+        if self._executor is None:
+            self._executor = BwrapExecutor(work_root=self.s.work_dir / "sandbox")
+        return self._executor
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def run(self) -> None:
+        log.info("worker.start", worker=self.address, gpu=self.gpu)
+        while not self._stop.is_set():
+            try:
+                await self.scheduler.register()
+                break
+            except SchedulerUnreachable as exc:
+                log.warning("worker.register_retry", error=str(exc))
+                await self._sleep(self.s.poll_interval_s)
+        await self.resume()
+        background = [
+            asyncio.create_task(self._heartbeat_loop()),
+            asyncio.create_task(self._reveal_loop()),
+        ]
+        try:
+            await self._work_loop()
+        finally:
+            for t in background:
+                t.cancel()
+            for t in background:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
+            await self._release_running()
+            await self.scheduler.aclose()
+            await self.storage.aclose()
+            self.keys.close()
+            log.info("worker.stop", worker=self.address)
+
+    async def resume(self) -> None:
+        """After a restart: release what was running, keep what was committed."""
+        for aid, entry in self.journal.entries().items():
+            if entry.get("phase") in (COMMITTED, COMMITTING):
+                log.info("worker.resume_committed", id=aid)
+                continue
+            with contextlib.suppress(ComptoirError):
+                await self.scheduler.release(aid)
+            self._forget(aid)
+            log.info("worker.released_after_restart", id=aid)
+
+    async def _release_running(self) -> None:
+        for aid, entry in self.journal.entries().items():
+            if entry.get("phase") not in (COMMITTED, COMMITTING):
+                with contextlib.suppress(ComptoirError, httpx.HTTPError):
+                    await self.scheduler.release(aid)
+                self._forget(aid)
+
+    def _forget(self, aid: int) -> None:
+        entry = self.journal.entries().get(aid, {})
+        if entry.get("result_path"):
+            Path(entry["result_path"]).unlink(missing_ok=True)
+        shutil.rmtree(self.jobs / str(aid), ignore_errors=True)
+        self.journal.drop(aid)
+
+    async def _heartbeat_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.scheduler.heartbeat(self.cache.checksums())
+            except ComptoirError as exc:
+                log.warning("worker.heartbeat_failed", error=str(exc))
+            await self._sleep(self.s.heartbeat_interval_s)
+
+    async def _work_loop(self) -> None:
+        while not self._stop.is_set():
+            if self.s.idle_only and not await asyncio.to_thread(
+                machine_idle, self.s.idle_cpu_percent
+            ):
+                await self._sleep(self.s.poll_interval_s)
+                continue
+            try:
+                assignment = await self.scheduler.next_work()
+            except ComptoirError as exc:
+                log.warning("worker.pull_failed", error=str(exc))
+                await self._sleep(self.s.poll_interval_s)
+                continue
+            if assignment is None:
+                await self._sleep(self.s.poll_interval_s)
+                continue
+            await self.process(assignment)
+
+    # ------------------------------------------------------------ one assignment
+
+    async def process(self, a: dict[str, Any]) -> None:
+        aid = int(a["id"])
+        self.current = aid
+        self.journal.put(aid, phase="running", assignment=a)
+        log.info("assignment.start", id=aid, task=a["task_id"], index=a["index"])
+        try:
+            computed = await self.compute(a)
+        except AssignmentRefused as exc:
+            await self._report(aid, "refused", str(exc))
+            return
+        except NonDeterministic as exc:
+            await self._report(aid, exc.kind, str(exc))
+            return
+        except (ChainError, StorageError) as exc:
+            await self._report(aid, type(exc).__name__, str(exc))
+            return
+        finally:
+            self.current = None
+            shutil.rmtree(self.jobs / str(aid), ignore_errors=True)
+        digest = computed.digest
+        if self.s.fault == "lie":  # TEST ONLY: commit to a wrong result
+            digest = hashlib.sha256(LIE_PREFIX + digest).digest()
+        deal = Deal.from_json(a["deal"])
+        c = sign_contribution(
+            self.account,
+            deal.task_id(int(a["index"])),
+            digest,
+            self.s.deployment.chain_id,
+            self.s.deployment.hub,
+        )
+        # journaled before the scheduler sees it: a restart can still reveal
+        self.journal.put(
+            aid,
+            phase=COMMITTING,
+            digest="0x" + digest.hex(),
+            result_path=str(computed.result_path),
+            failure=computed.failure,
+            callback_data=computed.callback_data.hex() if computed.callback_data else None,
+            contribution=_contribution_json(c),
+        )
+        await self._commit(aid, c)
+
+    async def _commit(self, aid: int, c: SignedContribution) -> None:
+        try:
+            await self.scheduler.commit(aid, c)
+        except SchedulerUnreachable as exc:
+            log.warning("assignment.commit_retry", id=aid, error=str(exc))
+            return  # the reveal loop sends it again
+        except SchedulerError as exc:
+            log.warning("assignment.commit_refused", id=aid, error=str(exc))
+            self._forget(aid)
+            return
+        self.journal.put(aid, phase=COMMITTED)
+        log.info("assignment.committed", id=aid)
+
+    async def _report(self, aid: int, kind: str, message: str) -> None:
+        log.warning("assignment.failed", id=aid, kind=kind, error=message)
+        with contextlib.suppress(ComptoirError):
+            await self.scheduler.fail(aid, kind, message)
+        self._forget(aid)
+
+    async def _reveal_loop(self) -> None:
+        while not self._stop.is_set():
+            for aid, entry in self.journal.entries().items():
+                try:
+                    await self._advance(aid, entry)
+                except SchedulerUnreachable as exc:
+                    log.warning("assignment.poll_failed", id=aid, error=str(exc))
+                except (SchedulerError, StorageError) as exc:
+                    log.warning("assignment.reveal_refused", id=aid, error=str(exc))
+                    self._forget(aid)
+            await self._sleep(min(self.s.poll_interval_s, 1.0))
+
+    async def _advance(self, aid: int, entry: dict[str, Any]) -> None:
+        phase = entry.get("phase")
+        if phase == COMMITTING:
+            await self._commit(aid, _contribution_from_json(entry["contribution"]))
+            return
+        if phase != COMMITTED:
+            return
+        st = await self.scheduler.assignment(aid)
+        if st is None or st["action"] in ("done", "abort"):
+            self._forget(aid)
+            return
+        if st["action"] != "reveal":
+            return
+        blob = None
+        path = Path(entry["result_path"])
+        if path.exists():
+            blob = await self.storage.aupload(path)
+        callback = bytes.fromhex(entry["callback_data"]) if entry.get("callback_data") else None
+        await self.scheduler.reveal(
+            aid, bytes.fromhex(entry["digest"][2:]), blob, entry.get("failure"), callback
+        )
+        log.info("assignment.revealed", id=aid, blob=blob)
+        self._forget(aid)
+
+    # ------------------------------------------------------------ computing
+
+    async def compute(self, a: dict[str, Any]) -> Computed:
+        aid = int(a["id"])
+        deal = Deal.from_json(a["deal"])
+        index = int(a["index"])
+        task = deal.task_id(index)
+        if (
+            "0x" + deal.deal_id.hex() != a["deal_id"].lower()
+            or "0x" + task.hex() != a["task_id"].lower()
+        ):
+            raise AssignmentRefused("The assignment's ids do not match its deal.")
+        facts = await asyncio.to_thread(self.verify, a, deal, task)
+        job_dir = self.jobs / str(aid)
+        shutil.rmtree(job_dir, ignore_errors=True)
+        in_dir, out_dir = job_dir / "in", job_dir / "out"
+        in_dir.mkdir(parents=True)
+        app_digest = facts.app.checksum.hex()
+        app_path = await self.fetch(app_digest, facts.app.location)
+        self.cache.pin(app_digest)
+        try:
+            kind = AppKind.BUNDLE if facts.app.app_type == APP_TYPE_BUNDLE else AppKind.OCI
+            try:
+                prepared = await asyncio.to_thread(
+                    prepare_app, kind, app_path, self.cache.apps, expected_digest=app_digest
+                )
+            except ChecksumMismatch as exc:
+                raise AssignmentRefused(str(exc)) from None
+            except AppPackageError:
+                # same verified bytes everywhere: every honest worker fails the same way
+                return self._failure(aid, "APP_INVALID", None, deal)
+            if facts.dataset is not None:
+                await self._stage_dataset(a, facts.dataset, in_dir)
+            limits = SandboxLimits(
+                wall_time_s=float(facts.time_ref),
+                memory_bytes=self.s.memory_limit_bytes,
+                output_bytes=self.s.output_limit_bytes,
+                max_processes=self.s.max_processes,
+                tmp_bytes=self.s.tmp_bytes,
+            )
+            job = SandboxJob(
+                app=prepared,
+                output_dir=out_dir,
+                input_dir=in_dir,
+                task_id="0x" + task.hex(),
+                task_index=index,
+                args=facts.created.params,
+                limits=limits,
+                gpu=bool(int.from_bytes(facts.created.tag, "big") & TAG_GPU),
+            )
+            result = await self.executor.run(job)
+        finally:
+            self.cache.unpin(app_digest)
+        log.info(
+            "assignment.ran",
+            id=aid,
+            outcome=result.outcome.value,
+            seconds=round(result.duration_s, 2),
+            message=result.message,
+        )
+        if result.outcome is Outcome.SANDBOX_ERROR:
+            raise NonDeterministic("sandbox", result.message)
+        if result.outcome in DETERMINISTIC:
+            return self._failure(aid, result.outcome.value.upper(), result.exit_code, deal)
+        return await asyncio.to_thread(self._success, aid, out_dir, result.result_digest, deal)
+
+    def _success(self, aid: int, out_dir: Path, digest_hex: str | None, deal: Deal) -> Computed:
+        path = self.results / f"{aid}.tar.gz"
+        path.write_bytes(result_archive(out_dir))
+        if _has_callback(deal):
+            data = _callback_data(out_dir)
+            if data is None:
+                return self._failure(aid, "CALLBACK_MISSING", None, deal)
+            return Computed(keccak(data), path, callback_data=data)
+        assert digest_hex is not None
+        return Computed(bytes.fromhex(digest_hex), path)
+
+    def _failure(self, aid: int, status: str, exit_code: int | None, deal: Deal) -> Computed:
+        record = failure_record(status, exit_code)
+        path = self.results / f"{aid}.json"
+        path.write_text(record)
+        if _has_callback(deal):  # the hub checks keccak256(callback data) == digest
+            data = record.encode()
+            return Computed(keccak(data), path, failure=record, callback_data=data)
+        return Computed(hashlib.sha256(record.encode()).digest(), path, failure=record)
+
+    def verify(self, a: dict[str, Any], deal: Deal, task: bytes) -> Verified:
+        """Check the assignment against the chain (runs in a thread)."""
+        try:
+            block = int(a["block"])
+            logs = self.chain.w3.eth.get_logs(
+                {
+                    "address": self.chain.hub.address,
+                    "fromBlock": block,
+                    "toBlock": block,
+                    "topics": [
+                        "0x" + ev.event_topic("DealCreated").hex(),
+                        "0x" + deal.deal_id.hex(),
+                    ],  # type: ignore[list-item]
+                }
+            )
+        except (ValueError, KeyError) as exc:
+            raise AssignmentRefused(f"The assignment is malformed ({exc}).") from None
+        found = [e for e in ev.decode_logs(logs) if isinstance(e, ev.DealCreated)]
+        if not found or found[0].deal != deal:
+            raise AssignmentRefused(
+                f"No deal {a['deal_id']} was created at block {a['block']}; refusing the task."
+            )
+        created = found[0]
+        signer = eip712.recover_authorization_signer(
+            self.address,
+            task,
+            bytes.fromhex(str(a["authorization"]).removeprefix("0x")),
+            self.s.deployment.chain_id,
+            self.s.deployment.contributions,
+        )
+        if signer != deal.scheduler:
+            raise AssignmentRefused("The assignment is not authorized by the deal's scheduler.")
+        app = self.chain.asset(created.app)
+        dataset = self.chain.asset(created.dataset) if created.dataset else None
+        time_ref = self.chain.category(created.category).time_ref
+        return Verified(created, app, dataset, time_ref)
+
+    async def fetch(self, checksum: str, location: str) -> Path:
+        """The blob whose sha256 is `checksum` (the on-chain one), from the cache, the
+        storage server, or the asset's location URL, verified in every case."""
+        cached = self.cache.get(checksum)
+        if cached is not None:
+            return cached
+        tmp = self.cache.temp_file()
+        try:
+            try:
+                await self.storage.adownload_to(checksum, tmp)
+            except BlobNotFound:
+                if not location.startswith(("http://", "https://")):
+                    raise NonDeterministic(
+                        "download", f"No copy of blob {checksum} could be found."
+                    ) from None
+                await self._download_url(location, tmp, checksum)
+            return self.cache.add(checksum, tmp)
+        except ChecksumMismatch as exc:
+            raise AssignmentRefused(
+                f"The bytes of {location or checksum} do not match the on-chain checksum "
+                f"{checksum}; refusing to run them ({exc})."
+            ) from None
+        except StorageError as exc:
+            raise NonDeterministic("download", str(exc)) from None
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    async def _download_url(self, url: str, dest: Path, checksum: str) -> None:
+        h = hashlib.sha256()
+        try:
+            async with (
+                httpx.AsyncClient(timeout=self.s.http_timeout_s) as http,
+                http.stream("GET", url) as resp,
+            ):
+                if resp.status_code >= 400:
+                    raise NonDeterministic("download", f"{url} answered {resp.status_code}.")
+                with open(dest, "wb") as f:
+                    async for chunk in resp.aiter_bytes(1 << 20):
+                        h.update(chunk)
+                        f.write(chunk)
+        except httpx.HTTPError as exc:
+            raise NonDeterministic("download", f"{url} could not be fetched ({exc!r}).") from None
+        if h.hexdigest() != checksum:
+            raise ChecksumMismatch(f"{url} has sha256 {h.hexdigest()}")
+
+    async def _stage_dataset(self, a: dict[str, Any], dataset: AssetInfo, in_dir: Path) -> None:
+        checksum = dataset.checksum.hex()
+        encrypted = await self.fetch(checksum, dataset.location)
+        evidence = {
+            "deal": a["deal"],
+            "index": int(a["index"]),
+            "block": int(a["block"]),
+            "authorization": a["authorization"],
+        }
+        try:
+            key = await asyncio.to_thread(
+                self.keys.request_key, checksum, self.account.key, evidence
+            )
+            plain = decrypt_dataset(encrypted.read_bytes(), key)
+        except StorageError as exc:  # key refused, key service down, wrong key
+            raise NonDeterministic("dataset_key", str(exc)) from None
+        (in_dir / "dataset").write_bytes(plain)
+
+
+def _has_callback(deal: Deal) -> bool:
+    return int(deal.callback, 16) != 0
+
+
+def _callback_data(out_dir: Path) -> bytes | None:
+    path = out_dir / CALLBACK_FILE
+    if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_CALLBACK_DATA:
+        return None
+    return path.read_bytes()
+
+
+def _contribution_json(c: SignedContribution) -> dict[str, str]:
+    return {
+        "worker": c.worker,
+        "task_id": c.task_id.hex(),
+        "result_hash": c.result_hash.hex(),
+        "result_seal": c.result_seal.hex(),
+        "r": c.r.hex(),
+        "vs": c.vs.hex(),
+    }
+
+
+def _contribution_from_json(d: dict[str, str]) -> SignedContribution:
+    return SignedContribution(
+        d["worker"],
+        bytes.fromhex(d["task_id"]),
+        bytes.fromhex(d["result_hash"]),
+        bytes.fromhex(d["result_seal"]),
+        bytes.fromhex(d["r"]),
+        bytes.fromhex(d["vs"]),
+    )
+
+
+async def run_worker_async(settings: WorkerSettings) -> None:
+    agent = WorkerAgent(settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, agent.stop)
+    await agent.run()
+
+
+def run_worker(settings: WorkerSettings) -> None:
+    """Run the worker until SIGTERM/SIGINT (blocking)."""
+    asyncio.run(run_worker_async(settings))

@@ -1,0 +1,98 @@
+"""Worker settings: explicit fields, or from ``COMPTOIR_WORKER_*`` environment variables.
+
+| variable | default | meaning |
+|---|---|---|
+| COMPTOIR_WORKER_KEY | (required) | the worker's private key (hex) |
+| COMPTOIR_SCHEDULER_URL | (required) | the pool's scheduler API |
+| COMPTOIR_STORAGE_URL | (required) | blob server (apps, datasets, results) |
+| COMPTOIR_KEY_SERVICE_URL | storage URL | dataset key service |
+| COMPTOIR_RPC_URL / COMPTOIR_DEPLOYMENT | (required) | chain, to verify assignments |
+| COMPTOIR_WORKER_DIR | ./worker | work dir (journal, sandbox, results) |
+| COMPTOIR_WORKER_CACHE | <dir>/cache | app/dataset cache |
+| COMPTOIR_WORKER_CACHE_BYTES | 4 GiB | cache size bound (LRU eviction) |
+| COMPTOIR_WORKER_IDLE_ONLY | 0 | volunteer mode: work only when the CPU is idle |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from comptoir.chain.deploy import Deployment
+from comptoir.exceptions import ConfigError
+
+FAULTS = ("lie",)  # test-only fault injection
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    private_key: str
+    scheduler_url: str
+    storage_url: str
+    rpc_url: str
+    deployment: Deployment
+    work_dir: Path
+    cache_dir: Path | None = None  # default: work_dir / "cache"
+    key_service_url: str | None = None  # default: storage_url
+    cache_bytes: int = 4 << 30
+    idle_only: bool = False
+    idle_cpu_percent: float = 25.0  # volunteer mode: run only below this host CPU load
+    gpu: bool | None = None  # None: detect
+    cpus: int | None = None
+    memory: int | None = None
+    memory_limit_bytes: int = 1 << 30
+    output_limit_bytes: int = 256 << 20
+    max_processes: int = 64
+    tmp_bytes: int = 64 << 20
+    poll_interval_s: float = 2.0
+    heartbeat_interval_s: float = 5.0
+    http_timeout_s: float = 60.0
+    rpc_timeout: float = 30.0
+    # TEST ONLY: "lie" contributes a wrong digest, to exercise the consensus penalties.
+    fault: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.fault is not None and self.fault not in FAULTS:
+            raise ConfigError(f"Unknown fault {self.fault!r}; known: {', '.join(FAULTS)}.")
+
+    @property
+    def cache_path(self) -> Path:
+        return self.cache_dir or self.work_dir / "cache"
+
+    @property
+    def key_url(self) -> str:
+        return self.key_service_url or self.storage_url
+
+    def with_(self, **changes: object) -> WorkerSettings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
+        env = os.environ if env is None else env
+
+        def need(name: str) -> str:
+            value = env.get(name)
+            if not value:
+                raise ConfigError(f"{name} is not set; the worker needs it.")
+            return value
+
+        work = Path(env.get("COMPTOIR_WORKER_DIR") or "worker").expanduser().absolute()
+        cache = env.get("COMPTOIR_WORKER_CACHE")
+        try:
+            cache_bytes = int(env.get("COMPTOIR_WORKER_CACHE_BYTES") or 4 << 30)
+        except ValueError:
+            raise ConfigError("COMPTOIR_WORKER_CACHE_BYTES must be a number of bytes.") from None
+        return cls(
+            private_key=need("COMPTOIR_WORKER_KEY"),
+            scheduler_url=need("COMPTOIR_SCHEDULER_URL"),
+            storage_url=need("COMPTOIR_STORAGE_URL"),
+            key_service_url=env.get("COMPTOIR_KEY_SERVICE_URL") or None,
+            rpc_url=need("COMPTOIR_RPC_URL"),
+            deployment=Deployment.load(Path(need("COMPTOIR_DEPLOYMENT"))),
+            work_dir=work,
+            cache_dir=Path(cache).expanduser().absolute() if cache else None,
+            cache_bytes=cache_bytes,
+            idle_only=env.get("COMPTOIR_WORKER_IDLE_ONLY", "") not in ("", "0", "false"),
+        )
