@@ -289,6 +289,30 @@ async def test_concurrent_jobs(executor: BwrapExecutor, make_app: MakeApp, tmp_p
     assert len({r.result_digest for r in results}) == 4
 
 
+async def test_dangerous_syscalls_are_refused(
+    executor: BwrapExecutor, make_app: MakeApp, tmp_path: Path
+) -> None:
+    app = make_app("""
+        import ctypes, os, subprocess, threading
+        libc = ctypes.CDLL(None, use_errno=True)
+        def errno_of(rc):
+            return ctypes.get_errno() if rc == -1 else 0
+        results = {
+            "unshare_user": errno_of(libc.unshare(0x10000000)),
+            "keyctl": errno_of(libc.syscall(250, 0, -3, 0, 0, 0)),   # KEYCTL_GET_KEYRING_ID
+            "ptrace": errno_of(libc.syscall(101, 16, 1, 0, 0)),       # PTRACE_ATTACH pid 1
+        }
+        # Ordinary process and thread creation still work (clone without CLONE_NEWUSER).
+        t = threading.Thread(target=lambda: None); t.start(); t.join()
+        results["subprocess"] = subprocess.run(["true"]).returncode
+        print(sorted(results.items()))
+    """)
+    r = await executor.run(job(app, tmp_path))
+    assert r.ok, (r.stdout, r.stderr)
+    assert r.enforcement["syscalls"] == "seccomp filter"
+    assert r.stdout == b"[('keyctl', 1), ('ptrace', 1), ('subprocess', 0), ('unshare_user', 1)]\n"
+
+
 def test_gpu_detection(tmp_path: Path) -> None:
     assert detect_gpu_devices(tmp_path) == []
     for name in ("nvidia0", "nvidiactl", "nvidia-uvm", "null"):

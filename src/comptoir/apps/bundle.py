@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from comptoir.apps.contract import _entry, check_relative_path
+from comptoir.apps.contract import _entry, check_relative_path, safe_extract
 from comptoir.exceptions import AppPackageError
 
 MANIFEST = "comptoir.json"
@@ -104,25 +104,17 @@ def unpack_bundle(
 ) -> BundleManifest:
     """Extract into ``dest`` (created; must not exist or be empty) and return the manifest.
 
-    Extraction uses tarfile's ``data`` filter: absolute paths, ``..``, links leaving the
-    tree, devices and setuid bits are refused. Everything ends up world-readable and
+    Only regular files and directories with clean relative names are accepted (see
+    :func:`safe_extract`). Everything ends up world-readable and
     read-only so the sandbox's unprivileged user can run it but nobody can modify it.
     """
     manifest = read_bundle_manifest(bundle)
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     with _open(bundle) as tar:
-        members = tar.getmembers()
-        total = sum(m.size for m in members)
-        if max_bytes is not None and total > max_bytes:
-            raise AppPackageError(f"The bundle unpacks to {total} bytes, over {max_bytes}.")
-        for m in members:
-            if not (m.isfile() or m.isdir()):
-                raise AppPackageError(f"Bundle entry {m.name} is not a file or directory.")
-            check_relative_path(m.name)  # absolute or '..' names: refuse, don't rewrite
         try:
-            tar.extractall(dest, filter="data")
-        except tarfile.TarError as exc:
+            safe_extract(tar, dest, max_bytes=max_bytes)
+        except (tarfile.TarError, OSError) as exc:
             raise AppPackageError(f"The bundle cannot be unpacked safely: {exc}.") from None
     for root, dirs, files in os.walk(dest):
         for d in dirs:

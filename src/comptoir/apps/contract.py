@@ -108,3 +108,40 @@ def _entry(name: str, kind: bytes, mode: int, size: int) -> tarfile.TarInfo:
     info.mtime = info.uid = info.gid = 0
     info.uname = info.gname = ""
     return info
+
+
+def safe_extract(tar: tarfile.TarFile, dest: Path, *, max_bytes: int | None = None) -> None:
+    """Extract only regular files and directories with clean relative names into
+    ``dest``; anything else (links, devices, absolute or ``..`` paths) is refused before a
+    byte is written. Modes become 0644/0755 (0755 for owner-executable files).
+
+    Written by hand rather than relying on tarfile's ``filter="data"``, which Python
+    only has from 3.11.4 on.
+    """
+    members = tar.getmembers()
+    total = 0
+    for m in members:
+        if not (m.isfile() or m.isdir()):
+            raise AppPackageError(f"Archive entry {m.name} is not a file or directory.")
+        check_relative_path(m.name)
+        total += m.size
+    if max_bytes is not None and total > max_bytes:
+        raise AppPackageError(f"The archive unpacks to {total} bytes, over {max_bytes}.")
+    dest.mkdir(parents=True, exist_ok=True)
+    root = dest.resolve()
+    for m in members:
+        target = root / str(PurePosixPath(m.name))
+        if not target.parent.resolve().is_relative_to(root):
+            raise AppPackageError(f"Archive entry {m.name} escapes the destination.")
+        if m.isdir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        src = tar.extractfile(m)
+        assert src is not None
+        mode = 0o755 if m.mode & 0o100 else 0o644
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+        with os.fdopen(fd, "wb") as out:
+            while chunk := src.read(1 << 20):
+                out.write(chunk)
+        os.chmod(target, mode)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from comptoir.apps.contract import DETERMINISM_LABEL, _entry, check_relative_path
+from comptoir.apps.contract import DETERMINISM_LABEL, _entry, check_relative_path, safe_extract
 from comptoir.exceptions import AppPackageError, ChecksumMismatch, ConfigError
 from comptoir.storage.digest import sha256_file
 
@@ -173,7 +173,7 @@ def unpack_oci_image(image: bytes | str | Path, dest: str | Path) -> OciConfig:
     try:
         source = io.BytesIO(image) if isinstance(image, bytes) else open(image, "rb")  # noqa: SIM115
         with source, tarfile.open(fileobj=source, mode="r:*") as tar:
-            tar.extractall(layout, filter="data")
+            safe_extract(tar, layout)
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise AppPackageError(f"The OCI image is not a readable layout tarball ({exc}).") from None
     # Accept a tarball whose layout sits in a single top-level directory.

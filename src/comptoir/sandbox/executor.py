@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+import psutil
+
 from comptoir.apps.contract import (
     APP_DIR,
     DATASET_PATH,
@@ -57,6 +59,7 @@ from comptoir.apps.contract import (
 from comptoir.apps.prepare import AppKind, PreparedApp
 from comptoir.exceptions import AppPackageError, ConfigError, SandboxError
 from comptoir.sandbox.cgroups import JobCgroup, create_job_cgroup
+from comptoir.sandbox.seccomp import seccomp_program
 
 SANDBOX_UID = 1000  # the app's uid/gid inside its user namespace
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -243,6 +246,7 @@ class _Run:
     out_is_tmpfs: bool = False
     mounts: list[Path] = field(default_factory=list)
     fds: list[int] = field(default_factory=list)
+    pid: int | None = None  # the outer bwrap
     enforcement: dict[str, str] = field(default_factory=dict)
 
 
@@ -259,6 +263,7 @@ class BwrapExecutor:
         uid_base: int = 1_500_000_000,
         uid_count: int = 4096,
         poll_interval_s: float = 0.05,
+        seccomp: bool = True,
     ) -> None:
         exe = bwrap or shutil.which("bwrap")
         if exe is None:
@@ -269,6 +274,7 @@ class BwrapExecutor:
         self.use_cgroups, self.cgroup_parent = use_cgroups, cgroup_parent
         self.uid_base, self.uid_count = uid_base, uid_count
         self.poll_interval_s = poll_interval_s
+        self.seccomp = seccomp
         default_root = Path(tempfile.gettempdir()) / f"comptoir-sandbox-{os.geteuid()}"
         self.work_root = Path(work_root) if work_root else default_root
         self.work_root.mkdir(parents=True, exist_ok=True)
@@ -317,11 +323,13 @@ class BwrapExecutor:
         version = f"cgroup-v{cg.version}" if cg else ""
         return {
             "processes": f"{version} pids.max" if "pids" in ctrls
-            else ("RLIMIT_NPROC (per-job uid)" if self.privileged else "RLIMIT_NPROC"),
+            else ("RLIMIT_NPROC (per-job uid)" if self.privileged
+                  else "RLIMIT_NPROC (job user namespace)"),
             "memory": f"{version} memory limit" if "memory" in ctrls else "RLIMIT_AS",
             "output": "tmpfs size" if self.privileged else "polling + RLIMIT_FSIZE",
             "wall_time": "kill at deadline",
             "network": "empty network namespace",
+            "syscalls": "seccomp filter" if self.seccomp and seccomp_program() else "none",
         }
 
     def _setup(self, job: SandboxJob, job_id: str) -> _Run:
@@ -438,16 +446,20 @@ class BwrapExecutor:
 
     # -- running ------------------------------------------------------------------------
 
-    def _argv(self, run: _Run, status_fd: int, files: Mapping[str, int]) -> list[str]:
+    def _argv(
+        self, run: _Run, status_fd: int, files: Mapping[str, int], extra: list[str]
+    ) -> list[str]:
         job, app = run.job, run.job.app
         a = [
             self.bwrap,
             "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
             "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
-            "--unshare-cgroup-try", "--disable-userns",
+            "--unshare-cgroup-try",
             "--die-with-parent", "--new-session", "--hostname", "comptoir",
-            "--json-status-fd", str(status_fd),
+            "--json-status-fd", str(status_fd), *extra,
         ]
+        if not self._userns_nproc(run):  # bwrap refuses it with --userns-block-fd
+            a.append("--disable-userns")
         app_src = str(run.jobdir / "app") if self.privileged else str(app.root)
         if app.kind is AppKind.BUNDLE:
             for path in HOST_RUNTIME:
@@ -489,11 +501,18 @@ class BwrapExecutor:
         })
         return env
 
+    def _userns_nproc(self, run: _Run) -> bool:
+        """Without pids cgroup nor a per-job uid, the process limit is set on the sandbox's
+        first process once it sits in its user namespace, so it counts only the job."""
+        return not self.privileged and not (run.cgroup and "pids" in run.cgroup.controllers)
+
     def _rlimits(self, run: _Run) -> list[tuple[int, int]]:
         lim, ctrls = run.job.limits, (run.cgroup.controllers if run.cgroup else set())
         out: list[tuple[int, int]] = [(resource.RLIMIT_CORE, 0)]
         nproc = lim.max_processes + BWRAP_OVERHEAD_PIDS
-        if "pids" in ctrls:
+        # Only on a per-job uid: for an ordinary user RLIMIT_NPROC would also count all
+        # of that user's other processes (see _userns_nproc for that case).
+        if self.privileged and "pids" in ctrls:
             # A backstop only: pids.max must trip first so the refusal is counted.
             out.append((resource.RLIMIT_NPROC, nproc + 16))
         elif self.privileged:
@@ -523,8 +542,23 @@ class BwrapExecutor:
                 os.close(w)
                 files[dest] = r
                 child_fds.append(r)
+        extra: list[str] = []
+        program = seccomp_program() if self.seccomp else None
+        if program is not None:
+            r, w = os.pipe()
+            os.write(w, program)  # a few hundred bytes: fits the pipe buffer
+            os.close(w)
+            child_fds.append(r)
+            extra += ["--seccomp", str(r)]
+        userns_fds: tuple[int, int, int, int] | None = None
+        if self._userns_nproc(run):
+            info_r, info_w = os.pipe()
+            block_r, block_w = os.pipe()
+            userns_fds = (info_r, info_w, block_r, block_w)
+            child_fds += [info_w, block_r]
+            extra += ["--info-fd", str(info_w), "--userns-block-fd", str(block_r)]
         try:
-            argv = self._argv(run, status_w, files)
+            argv = self._argv(run, status_w, files, extra)
             proc = await asyncio.create_subprocess_exec(
                 *argv,
                 stdin=asyncio.subprocess.DEVNULL,
@@ -537,9 +571,28 @@ class BwrapExecutor:
                     run.cgroup.procs_files if run.cgroup else [], self._rlimits(run), run.uid
                 ),
             )
+        except BaseException:
+            if userns_fds is not None:
+                os.close(userns_fds[0])
+                os.close(userns_fds[3])
+            raise
         finally:
             for fd in child_fds:
                 os.close(fd)
+        if userns_fds is not None:
+            try:
+                await asyncio.to_thread(
+                    _map_and_limit, userns_fds[0], userns_fds[3],
+                    lim.max_processes + BWRAP_OVERHEAD_PIDS - 1,
+                )
+            except OSError as exc:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                _, err = await proc.communicate()
+                detail = err.decode(errors="replace").strip() or str(exc)
+                return self._error(job, started, f"The sandbox could not be set up: {detail}.",
+                                   run.enforcement)
+        run.pid = proc.pid
         readers = [
             asyncio.create_task(_drain(proc.stdout, lim.log_bytes)),
             asyncio.create_task(_drain(proc.stderr, lim.log_bytes)),
@@ -600,14 +653,15 @@ class BwrapExecutor:
                 return Outcome.PROCESS_LIMIT
             if cg.oom_kills() > 0:
                 return Outcome.MEMORY_LIMIT
-        # RLIMIT_NPROC fallback: the per-job uid at its cap means forks are failing.
-        if (
-            (cg is None or "pids" not in cg.controllers)
-            and run.uid is not None
-            and not final
-            and len(_pids_of_uid(run.uid)) >= lim.max_processes + BWRAP_OVERHEAD_PIDS
-        ):
-            return Outcome.PROCESS_LIMIT
+        # RLIMIT_NPROC fallbacks: the job at its cap means forks are failing.
+        if (cg is None or "pids" not in cg.controllers) and not final:
+            cap = lim.max_processes + BWRAP_OVERHEAD_PIDS
+            if run.uid is not None:
+                count = len(_pids_of_uid(run.uid))
+            else:
+                count = 1 + _descendants(run.pid) if run.pid else 0
+            if count >= cap:
+                return Outcome.PROCESS_LIMIT
         if run.out_is_tmpfs:
             st = os.statvfs(run.out)
             if st.f_bavail * st.f_frsize < 4096 or st.f_favail == 0:
@@ -638,6 +692,36 @@ class BwrapExecutor:
             duration_s=time.monotonic() - started, output_dir=job.output_dir,
             enforcement=enforcement,
         )
+
+
+def _descendants(pid: int) -> int:
+    try:
+        return len(psutil.Process(pid).children(recursive=True))
+    except psutil.Error:
+        return 0
+
+
+def _map_and_limit(info_fd: int, block_fd: int, nproc: int) -> None:
+    """Finish bwrap's user namespace from outside: map uid/gid 1000 to ours, cap the
+    process count of that namespace, then let bwrap go on (``--userns-block-fd``)."""
+    try:
+        data = b""
+        while chunk := os.read(info_fd, 65536):
+            data += chunk
+        try:
+            child = int(json.loads(data)["child-pid"])
+        except (ValueError, KeyError, TypeError):
+            raise OSError(errno.ESRCH, "bwrap exited before creating the sandbox") from None
+        Path(f"/proc/{child}/setgroups").write_text("deny")
+        Path(f"/proc/{child}/uid_map").write_text(f"{SANDBOX_UID} {os.getuid()} 1")
+        Path(f"/proc/{child}/gid_map").write_text(f"{SANDBOX_UID} {os.getgid()} 1")
+        # Counted per (user namespace, uid) from now on: the user's other processes
+        # do not eat into the job's allowance, and the job cannot exceed it.
+        resource.prlimit(child, resource.RLIMIT_NPROC, (nproc, nproc))
+        os.write(block_fd, b"1")
+    finally:
+        os.close(info_fd)
+        os.close(block_fd)
 
 
 def _make_world_readable(root: Path) -> None:
