@@ -98,13 +98,16 @@ async def test_wall_time_limit_kills_everything(
     marker = f"comptoir-sleeper-{os.getpid()}"
     app = make_app(f"""
         import subprocess, time
-        subprocess.Popen(["sh", "-c", "exec -a {marker} sleep 300"], start_new_session=True)
+        child = subprocess.Popen(["python3", "-c", "import time; time.sleep(300)", "{marker}"],
+                                 start_new_session=True)  # tries to escape the job's session
+        print("spawned", child.pid, flush=True)
         time.sleep(300)
     """)
     limits = SandboxLimits(wall_time_s=1.5, memory_bytes=256 << 20, output_bytes=1 << 20)
     start = time.monotonic()
     r = await executor.run(job(app, tmp_path, limits=limits))
     assert r.outcome is Outcome.TIMEOUT, (r.message, r.stderr)
+    assert r.stdout.startswith(b"spawned ")
     assert 1.4 < time.monotonic() - start < 10
     await asyncio.sleep(0.2)
     leftovers = [p for p in psutil.process_iter(["cmdline"]) if marker in (p.info["cmdline"] or [])]

@@ -121,3 +121,21 @@ def test_ipfs_backend(serve: Callable[[Any], Any], tmp_path: Path) -> None:
         assert not store.has(digest) and cid not in blocks
         with pytest.raises(BlobNotFound):
             store.get(digest)
+
+
+def test_open_blob_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from comptoir.exceptions import ConfigError
+    from comptoir.storage import LocalBlobStore, open_blob_store
+
+    local = open_blob_store(str(tmp_path / "a"))
+    assert isinstance(local, LocalBlobStore) and local.root == tmp_path / "a"
+    assert isinstance(open_blob_store(f"file://{tmp_path}/b"), LocalBlobStore)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    s3 = open_blob_store("s3://bucket/apps?endpoint_url=http://127.0.0.1:9&region=us-east-1")
+    assert isinstance(s3, S3BlobStore) and (s3.bucket, s3.prefix) == ("bucket", "apps/")
+    ipfs = open_blob_store(f"ipfs+http://127.0.0.1:5001?index={tmp_path}/i.db")
+    assert isinstance(ipfs, IpfsBlobStore) and ipfs.api_url == "http://127.0.0.1:5001"
+    for bad in ("ftp://x", "ipfs+http://127.0.0.1:5001", "s3:///nobucket"):
+        with pytest.raises(ConfigError):
+            open_blob_store(bad)
