@@ -316,6 +316,23 @@ async def test_dangerous_syscalls_are_refused(
     assert r.stdout == b"[('keyctl', 1), ('ptrace', 1), ('subprocess', 0), ('unshare_user', 1)]\n"
 
 
+async def test_setup_failure_is_a_sandbox_error_and_leaves_nothing(
+    executor: BwrapExecutor, make_app: MakeApp, tmp_path: Path
+) -> None:
+    app = make_app("pass")
+    r = await executor.run(job(app, tmp_path, input_dir=tmp_path / "missing"))
+    assert r.outcome is Outcome.SANDBOX_ERROR and r.message.startswith("The sandbox could not")
+    assert (app.root / "main.py").is_file()  # the cached app survived the cleanup
+    mounts = Path("/proc/self/mountinfo").read_text()
+    assert str(executor.work_root) not in mounts
+    assert not [p for p in executor.work_root.iterdir() if p.name != "uids"]
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "x").touch()
+    r = await executor.run(job(app, tmp_path, "busy"))
+    assert r.outcome is Outcome.SANDBOX_ERROR and "not empty" in r.message
+
+
 def test_gpu_detection(tmp_path: Path) -> None:
     assert detect_gpu_devices(tmp_path) == []
     for name in ("nvidia0", "nvidiactl", "nvidia-uvm", "null"):

@@ -290,19 +290,16 @@ class BwrapExecutor:
 
     async def run(self, job: SandboxJob) -> SandboxResult:
         started = time.monotonic()
-        job_id = uuid.uuid4().hex[:16]
-        lock_fd = os.open(self.work_root / f"{job_id}.lock", os.O_CREAT | os.O_RDWR, 0o600)
-        fcntl.flock(lock_fd, fcntl.LOCK_EX)
-        run: _Run | None = None
+        job_id, lock_fd = self._lock_new_job()
+        run = _Run(job=job, jobdir=self.work_root / job_id, out=self.work_root / job_id / "out")
         try:
-            run = self._setup(job, job_id)
+            self._setup(run)
             return await self._execute(run, started)
         except (OSError, SandboxError, ConfigError) as exc:
             return self._error(job, started, f"The sandbox could not be set up: {exc}.",
-                               run.enforcement if run else {})
+                               run.enforcement)
         finally:
-            if run is not None:
-                await asyncio.to_thread(self._teardown, run)
+            await asyncio.to_thread(self._teardown, run)
             os.close(lock_fd)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.work_root / f"{job_id}.lock")
@@ -332,8 +329,10 @@ class BwrapExecutor:
             "syscalls": "seccomp filter" if self.seccomp and seccomp_program() else "none",
         }
 
-    def _setup(self, job: SandboxJob, job_id: str) -> _Run:
-        app = job.app
+    def _setup(self, run: _Run) -> None:
+        """Everything acquired is recorded in ``run`` as it is acquired, so that
+        :meth:`_teardown` releases it even when setup fails half-way."""
+        job, app, jobdir = run.job, run.job.app, run.jobdir
         if not app.argv:
             raise SandboxError("the app has no command to run")
         if not app.root.is_dir():
@@ -341,9 +340,7 @@ class BwrapExecutor:
         job.output_dir.mkdir(parents=True, exist_ok=True)
         if any(job.output_dir.iterdir()):
             raise SandboxError(f"the output directory {job.output_dir} is not empty")
-        jobdir = self.work_root / job_id
         jobdir.mkdir(mode=0o700)
-        run = _Run(job=job, jobdir=jobdir, out=jobdir / "out")
         if self.privileged:
             run.uid, fd = self._lease_uid()
             run.fds.append(fd)
@@ -353,7 +350,7 @@ class BwrapExecutor:
         for name in ("out", "in", "app"):
             (jobdir / name).mkdir()
         if self.use_cgroups:
-            run.cgroup = create_job_cgroup(f"comptoir-{job_id}", self.cgroup_parent)
+            run.cgroup = create_job_cgroup(f"comptoir-{jobdir.name}", self.cgroup_parent)
         run.enforcement = self._mechanisms(run.cgroup)
         lim = job.limits
         if run.cgroup is not None:
@@ -377,7 +374,6 @@ class BwrapExecutor:
                 _make_world_readable(job.input_dir)
                 _mount(str(job.input_dir), jobdir / "in", None, _MS_BIND | _MS_REC)
                 run.mounts.append(jobdir / "in")
-        return run
 
     def _teardown(self, run: _Run) -> None:
         if run.cgroup is not None:
@@ -388,10 +384,7 @@ class BwrapExecutor:
         for point in reversed(run.mounts):
             with contextlib.suppress(OSError):
                 _umount(point)
-        for point in _mounts_under(run.jobdir):  # belt and braces
-            with contextlib.suppress(OSError):
-                _umount(point)
-        shutil.rmtree(run.jobdir, ignore_errors=True)
+        _remove_jobdir(run.jobdir)
         for fd in run.fds:
             os.close(fd)
 
@@ -422,25 +415,36 @@ class BwrapExecutor:
                     os.kill(pid, signal.SIGKILL)
             time.sleep(0.01)
 
-    def _sweep_stale(self) -> None:
-        """Undo what a crashed worker left behind (mounts, job directories)."""
-        for lock in self.work_root.glob("*.lock"):
-            try:
-                fd = os.open(lock, os.O_RDWR)
+    def _lock_new_job(self) -> tuple[str, int]:
+        """A fresh job id and its held lock; a live job's directory is never swept."""
+        while True:
+            job_id = uuid.uuid4().hex[:16]
+            path = self.work_root / f"{job_id}.lock"
+            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:  # a sweeper may have unlinked the file between open and flock
+                if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                    return job_id, fd
             except FileNotFoundError:
-                continue
+                pass
+            os.close(fd)
+
+    def _sweep_stale(self) -> None:
+        """Undo what a crashed worker left behind (mounts, job directories): every job
+        directory or lock whose lock nobody holds."""
+        names = {p.stem for p in self.work_root.glob("*.lock")}
+        names |= {p.name for p in self.work_root.iterdir() if p.is_dir() and p.name != "uids"}
+        for name in names:
+            lock = self.work_root / f"{name}.lock"
+            fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
                 continue  # a live job of another executor
             try:  # keep the lock while cleaning so a job reusing the name waits
-                jobdir = self.work_root / lock.stem
-                for point in _mounts_under(jobdir):
-                    with contextlib.suppress(OSError):
-                        _umount(point)
-                shutil.rmtree(jobdir, ignore_errors=True)
-                lock.unlink(missing_ok=True)
+                if _remove_jobdir(self.work_root / name):
+                    lock.unlink(missing_ok=True)
             finally:
                 os.close(fd)
 
@@ -692,6 +696,18 @@ class BwrapExecutor:
             duration_s=time.monotonic() - started, output_dir=job.output_dir,
             enforcement=enforcement,
         )
+
+
+def _remove_jobdir(jobdir: Path) -> bool:
+    """Unmount what lies under ``jobdir`` and delete it. Never deletes while a mount is
+    left: the app and input bind mounts are the worker's cache and the caller's files."""
+    for point in _mounts_under(jobdir):
+        with contextlib.suppress(OSError):
+            _umount(point)
+    if _mounts_under(jobdir):
+        return False
+    shutil.rmtree(jobdir, ignore_errors=True)
+    return True
 
 
 def _descendants(pid: int) -> int:
