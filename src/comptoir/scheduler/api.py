@@ -66,6 +66,24 @@ class FailRequest(BaseModel):
     message: str = Field("", max_length=2000)
 
 
+async def current_worker(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> str:
+    """The worker a bearer token belongs to (tokens are stored hashed)."""
+    if not authorization or not authorization.startswith("Bearer "):
+        raise HTTPException(401, "Register first and send 'Authorization: Bearer <token>'.")
+    token = authorization.removeprefix("Bearer ").strip()
+    db: Database = request.app.state.db
+    address = await db.run(lambda c: state.worker_by_token(c, token))
+    if address is None:
+        raise HTTPException(401, "Unknown or superseded token; register again.")
+    return address
+
+
+# module level: with postponed annotations FastAPI resolves `Worker` in module globals
+Worker = Annotated[str, Depends(current_worker)]
+
+
 def create_scheduler_app(
     settings: SchedulerSettings, *, run_loops: bool = True, scheduler: Scheduler | None = None
 ) -> FastAPI:
@@ -110,17 +128,6 @@ def create_scheduler_app(
         elif isinstance(exc, state.Conflict):
             code = 409
         return JSONResponse({"detail": str(exc)}, status_code=code)
-
-    async def worker(authorization: Annotated[str | None, Header()] = None) -> str:
-        if not authorization or not authorization.startswith("Bearer "):
-            raise HTTPException(401, "Register first and send 'Authorization: Bearer <token>'.")
-        token = authorization.removeprefix("Bearer ").strip()
-        address = await db.run(lambda c: state.worker_by_token(c, token))
-        if address is None:
-            raise HTTPException(401, "Unknown or superseded token; register again.")
-        return address
-
-    Worker = Annotated[str, Depends(worker)]
 
     def checksummed(address: str) -> str:
         if not is_address(address):

@@ -12,6 +12,9 @@
 | COMPTOIR_SCHEDULER_LEASE | 30 | seconds without heartbeat before a worker is lost |
 | COMPTOIR_SCHEDULER_REVEAL_WAIT | 30 | seconds to wait for every winner's reveal |
 | COMPTOIR_SCHEDULER_POLL | 2 | seconds between loop iterations |
+| COMPTOIR_SCHEDULER_RECONCILE | 30 | seconds between reconciliation passes |
+| COMPTOIR_SCHEDULER_MAX_ATTEMPTS | 3 | failed attempts of a task before it is abandoned |
+| COMPTOIR_SCHEDULER_GRACE | 120 | seconds a replica may exceed the category time |
 """
 
 from __future__ import annotations
@@ -90,5 +93,7 @@ class SchedulerSettings:
             reveal_wait_s=num("COMPTOIR_SCHEDULER_REVEAL_WAIT", 30.0),
             poll_interval_s=num("COMPTOIR_SCHEDULER_POLL", 2.0),
             reconcile_interval_s=num("COMPTOIR_SCHEDULER_RECONCILE", 30.0),
+            max_attempts=int(num("COMPTOIR_SCHEDULER_MAX_ATTEMPTS", 3)),
+            assignment_grace_s=num("COMPTOIR_SCHEDULER_GRACE", 120.0),
             json_logs=env.get("COMPTOIR_LOG_JSON", "") not in ("", "0", "false"),
         )

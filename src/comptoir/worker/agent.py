@@ -144,7 +144,7 @@ class WorkerAgent:
     @property
     def executor(self) -> BwrapExecutor:
         if self._executor is None:
-            self._executor = BwrapExecutor(work_root=self.s.work_dir / "sandbox")
+            self._executor = BwrapExecutor(work_root=self.s.sandbox_root)
         return self._executor
 
     def stop(self) -> None:

@@ -11,6 +11,12 @@
 | COMPTOIR_WORKER_CACHE | <dir>/cache | app/dataset cache |
 | COMPTOIR_WORKER_CACHE_BYTES | 4 GiB | cache size bound (LRU eviction) |
 | COMPTOIR_WORKER_IDLE_ONLY | 0 | volunteer mode: work only when the CPU is idle |
+| COMPTOIR_WORKER_GPU | (detect) | 1/0 to force the GPU capability |
+| COMPTOIR_WORKER_MEMORY_LIMIT | 1 GiB | sandbox memory limit (bytes) |
+| COMPTOIR_WORKER_OUTPUT_LIMIT | 256 MiB | sandbox output limit (bytes) |
+| COMPTOIR_WORKER_MAX_PROCESSES | 64 | sandbox process limit |
+| COMPTOIR_WORKER_POLL / _HEARTBEAT | 2 / 5 | seconds between pulls / heartbeats |
+| COMPTOIR_WORKER_FAULT | (none) | TEST ONLY: "lie" commits wrong digests |
 """
 
 from __future__ import annotations
@@ -35,6 +41,9 @@ class WorkerSettings:
     deployment: Deployment
     work_dir: Path
     cache_dir: Path | None = None  # default: work_dir / "cache"
+    # the sandbox's job root; its parents must be traversable by the per-job uids when
+    # the worker runs as root (default: the executor's own, under the system temp dir)
+    sandbox_root: Path | None = None
     key_service_url: str | None = None  # default: storage_url
     cache_bytes: int = 4 << 30
     idle_only: bool = False
@@ -80,10 +89,17 @@ class WorkerSettings:
 
         work = Path(env.get("COMPTOIR_WORKER_DIR") or "worker").expanduser().absolute()
         cache = env.get("COMPTOIR_WORKER_CACHE")
-        try:
-            cache_bytes = int(env.get("COMPTOIR_WORKER_CACHE_BYTES") or 4 << 30)
-        except ValueError:
-            raise ConfigError("COMPTOIR_WORKER_CACHE_BYTES must be a number of bytes.") from None
+
+        def num(name: str, default: float) -> float:
+            raw = env.get(name)
+            if not raw:
+                return default
+            try:
+                return float(raw)
+            except ValueError:
+                raise ConfigError(f"{name} must be a number, not {raw!r}.") from None
+
+        gpu = env.get("COMPTOIR_WORKER_GPU")
         return cls(
             private_key=need("COMPTOIR_WORKER_KEY"),
             scheduler_url=need("COMPTOIR_SCHEDULER_URL"),
@@ -93,6 +109,13 @@ class WorkerSettings:
             deployment=Deployment.load(Path(need("COMPTOIR_DEPLOYMENT"))),
             work_dir=work,
             cache_dir=Path(cache).expanduser().absolute() if cache else None,
-            cache_bytes=cache_bytes,
+            cache_bytes=int(num("COMPTOIR_WORKER_CACHE_BYTES", 4 << 30)),
             idle_only=env.get("COMPTOIR_WORKER_IDLE_ONLY", "") not in ("", "0", "false"),
+            gpu=None if not gpu else gpu not in ("0", "false"),
+            memory_limit_bytes=int(num("COMPTOIR_WORKER_MEMORY_LIMIT", 1 << 30)),
+            output_limit_bytes=int(num("COMPTOIR_WORKER_OUTPUT_LIMIT", 256 << 20)),
+            max_processes=int(num("COMPTOIR_WORKER_MAX_PROCESSES", 64)),
+            poll_interval_s=num("COMPTOIR_WORKER_POLL", 2.0),
+            heartbeat_interval_s=num("COMPTOIR_WORKER_HEARTBEAT", 5.0),
+            fault=env.get("COMPTOIR_WORKER_FAULT") or None,  # TEST ONLY
         )

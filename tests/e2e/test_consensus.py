@@ -1,0 +1,66 @@
+"""A replicated deal end to end: real anvil, storage, scheduler and worker processes."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import httpx
+
+from comptoir.apps.contract import result_digest
+from comptoir.chain import events as ev
+from comptoir.storage import StorageClient
+
+from .apps import ECHO
+from .conftest import APP_PRICE, DATASET_PRICE, POOL_PRICE, WORKERS_BASE, Pool
+
+
+def test_three_workers_reach_consensus_and_everyone_is_paid(pool: Pool, tmp_path: Path) -> None:
+    app = pool.register_app({"main.py": ECHO})
+    dataset = pool.register_dataset(b"the secret dataset\n")
+    pool.start_scheduler()
+    for w in ("w1", "w2", "w3"):
+        pool.start_worker(w)
+    pool.wait_workers(("w1", "w2", "w3"))
+    before = pool.balances()
+    start = pool["stranger"].block_number()
+
+    # trust 5 with fresh workers (weight 2 each): 2**3 * 5 > (1 + 8) * 4 needs 3 replicas
+    deal = pool.deal(app, dataset=dataset, trust=5, params="hello")
+    pool.wait_settled(deal)
+
+    after = pool.balances()
+    share = WORKERS_BASE * 2 // 6  # pro rata of equal weights
+    assert after["requester"] == before["requester"] - (APP_PRICE + DATASET_PRICE + POOL_PRICE)
+    assert after["app_dev"] == before["app_dev"] + APP_PRICE
+    assert after["dataset_owner"] == before["dataset_owner"] + DATASET_PRICE
+    for w in ("w1", "w2", "w3"):
+        assert after[w] == before[w] + share, w
+        assert pool["stranger"].score(pool.accounts[w].address) == 1  # replicated: +1
+    assert after["w4"] == before["w4"]
+    # stake back, its share, and the rounding remainder
+    assert after["scheduler"] == before["scheduler"] + (POOL_PRICE - WORKERS_BASE) + (
+        WORKERS_BASE - 3 * share
+    )
+    pool.escrow_holds_everything()
+
+    # the requester's view: the result in storage matches the digest on-chain
+    finalized = pool["stranger"].events(start, kinds=[ev.TaskFinalized])
+    assert [e.index for e in finalized] == [0]  # type: ignore[attr-defined]
+    view = pool.task(deal)
+    assert view is not None and view["status"] == "finalized" and view["failure"] is None
+    assert view["digest"] == "0x" + finalized[0].digest.hex()  # type: ignore[attr-defined]
+    assert sorted(r["status"] for r in view["replicas"]) == ["revealed"] * 3
+    with StorageClient(pool.storage.url) as client:
+        archive = client.download(view["result_blob"])
+    out = tmp_path / "result"
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+        tar.extractall(out, filter="data")
+    assert "0x" + result_digest(out) == view["digest"]
+    text = (out / "result.txt").read_text()
+    assert text == "task 0 args 'hello' dataset b'the secret dataset\\n' square 0\n"
+
+    metrics = httpx.get(f"{pool.scheduler_url}/metrics").text
+    assert 'comptoir_scheduler_tasks{status="finalized"} 1.0' in metrics
+    assert "comptoir_scheduler_finalize_gas_count 1.0" in metrics
