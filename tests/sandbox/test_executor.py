@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import shutil
 import socket
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -283,6 +285,16 @@ async def test_stdout_is_truncated_to_its_tail(
     assert r.stderr == b"the end\n"
 
 
+async def test_private_work_root(make_app: MakeApp, tmp_path: Path) -> None:
+    """A worker's work dir is usually private (0700, under a private parent)."""
+    private = tmp_path / "private" / "sandbox"
+    private.mkdir(parents=True)
+    private.parent.chmod(0o700)
+    executor = BwrapExecutor(work_root=private)
+    r = await executor.run(job(make_app(HELLO), tmp_path))
+    assert r.ok, (r.message, r.stderr)
+
+
 async def test_concurrent_jobs(executor: BwrapExecutor, make_app: MakeApp, tmp_path: Path) -> None:
     app = make_app(HELLO)
     results = await asyncio.gather(
@@ -317,20 +329,27 @@ async def test_dangerous_syscalls_are_refused(
 
 
 async def test_setup_failure_is_a_sandbox_error_and_leaves_nothing(
-    executor: BwrapExecutor, make_app: MakeApp, tmp_path: Path
+    make_app: MakeApp, tmp_path: Path
 ) -> None:
-    app = make_app("pass")
-    r = await executor.run(job(app, tmp_path, input_dir=tmp_path / "missing"))
-    assert r.outcome is Outcome.SANDBOX_ERROR and r.message.startswith("The sandbox could not")
-    assert (app.root / "main.py").is_file()  # the cached app survived the cleanup
-    mounts = Path("/proc/self/mountinfo").read_text()
-    assert str(executor.work_root) not in mounts
-    assert not [p for p in executor.work_root.iterdir() if p.name != "uids"]
-    busy = tmp_path / "busy"
-    busy.mkdir()
-    (busy / "x").touch()
-    r = await executor.run(job(app, tmp_path, "busy"))
-    assert r.outcome is Outcome.SANDBOX_ERROR and "not empty" in r.message
+    own = Path(tempfile.mkdtemp(prefix="comptoir-test-"))  # traversable: holds the job dirs
+    own.chmod(0o711)
+    try:
+        executor = BwrapExecutor(work_root=own)
+        assert executor.jobs_root == own
+        app = make_app("pass")
+        r = await executor.run(job(app, tmp_path, input_dir=tmp_path / "missing"))
+        assert r.outcome is Outcome.SANDBOX_ERROR
+        assert r.message.startswith("The sandbox could not")
+        assert (app.root / "main.py").is_file()  # the cached app survived the cleanup
+        assert str(own) not in Path("/proc/self/mountinfo").read_text()
+        assert [p.name for p in own.iterdir()] == []
+        busy = tmp_path / "busy"
+        busy.mkdir()
+        (busy / "x").touch()
+        r = await executor.run(job(app, tmp_path, "busy"))
+        assert r.outcome is Outcome.SANDBOX_ERROR and "not empty" in r.message
+    finally:
+        shutil.rmtree(own)
 
 
 def test_gpu_detection(tmp_path: Path) -> None:

@@ -278,9 +278,23 @@ class BwrapExecutor:
         default_root = Path(tempfile.gettempdir()) / f"comptoir-sandbox-{os.geteuid()}"
         self.work_root = Path(work_root) if work_root else default_root
         self.work_root.mkdir(parents=True, exist_ok=True)
-        (self.work_root / "uids").mkdir(exist_ok=True)
-        # Traversable (not listable) so per-job uids reach their own job directory.
-        os.chmod(self.work_root, 0o711 if self.privileged else 0o700)
+        if self.privileged:
+            # uid leases must be host-wide: two workers must never share a sandbox uid.
+            state = _host_state_dir()
+            self.uid_dir = state / "uids"
+            self.uid_dir.mkdir(parents=True, exist_ok=True)
+            # bwrap runs as the per-job uid and must traverse every ancestor of the job
+            # directory (it resolves bind sources by path): a private work_root (e.g. in
+            # the worker's 0700 home) cannot hold job directories.
+            if work_root is None:
+                os.chmod(self.work_root, 0o711)  # ours: traversable, not listable
+            self.jobs_root = self.work_root if _traversable(self.work_root) else state / "jobs"
+            self.jobs_root.mkdir(exist_ok=True)
+            os.chmod(self.jobs_root, 0o711)  # traversable, not listable
+        else:
+            self.uid_dir = self.work_root / "uids"
+            self.jobs_root = self.work_root
+            os.chmod(self.work_root, 0o700)
         self._sweep_stale()
 
     # -- public -------------------------------------------------------------------------
@@ -291,7 +305,7 @@ class BwrapExecutor:
     async def run(self, job: SandboxJob) -> SandboxResult:
         started = time.monotonic()
         job_id, lock_fd = self._lock_new_job()
-        run = _Run(job=job, jobdir=self.work_root / job_id, out=self.work_root / job_id / "out")
+        run = _Run(job=job, jobdir=self.jobs_root / job_id, out=self.jobs_root / job_id / "out")
         try:
             self._setup(run)
             return await self._execute(run, started)
@@ -302,7 +316,7 @@ class BwrapExecutor:
             await asyncio.to_thread(self._teardown, run)
             os.close(lock_fd)
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.work_root / f"{job_id}.lock")
+                os.unlink(self.jobs_root / f"{job_id}.lock")
 
     @property
     def enforcement(self) -> dict[str, str]:
@@ -393,7 +407,7 @@ class BwrapExecutor:
         start = uuid.uuid4().int % self.uid_count
         for i in range(self.uid_count):
             uid = self.uid_base + (start + i) % self.uid_count
-            fd = os.open(self.work_root / "uids" / str(uid), os.O_CREAT | os.O_RDWR, 0o600)
+            fd = os.open(self.uid_dir / str(uid), os.O_CREAT | os.O_RDWR, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -419,7 +433,7 @@ class BwrapExecutor:
         """A fresh job id and its held lock; a live job's directory is never swept."""
         while True:
             job_id = uuid.uuid4().hex[:16]
-            path = self.work_root / f"{job_id}.lock"
+            path = self.jobs_root / f"{job_id}.lock"
             fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:  # a sweeper may have unlinked the file between open and flock
@@ -432,10 +446,10 @@ class BwrapExecutor:
     def _sweep_stale(self) -> None:
         """Undo what a crashed worker left behind (mounts, job directories): every job
         directory or lock whose lock nobody holds."""
-        names = {p.stem for p in self.work_root.glob("*.lock")}
-        names |= {p.name for p in self.work_root.iterdir() if p.is_dir() and p.name != "uids"}
+        names = {p.stem for p in self.jobs_root.glob("*.lock")}
+        names |= {p.name for p in self.jobs_root.iterdir() if _is_job_dir(p)}
         for name in names:
-            lock = self.work_root / f"{name}.lock"
+            lock = self.jobs_root / f"{name}.lock"
             fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -443,7 +457,7 @@ class BwrapExecutor:
                 os.close(fd)
                 continue  # a live job of another executor
             try:  # keep the lock while cleaning so a job reusing the name waits
-                if _remove_jobdir(self.work_root / name):
+                if _remove_jobdir(self.jobs_root / name):
                     lock.unlink(missing_ok=True)
             finally:
                 os.close(fd)
@@ -696,6 +710,26 @@ class BwrapExecutor:
             duration_s=time.monotonic() - started, output_dir=job.output_dir,
             enforcement=enforcement,
         )
+
+
+def _host_state_dir() -> Path:
+    """Root-owned, host-wide: /run/comptoir-sandbox, or a directory in the temp dir."""
+    run = Path("/run")
+    base = run if run.is_dir() and os.access(run, os.W_OK) else Path(tempfile.gettempdir())
+    state = base / "comptoir-sandbox"
+    state.mkdir(exist_ok=True)
+    os.chmod(state, 0o711)
+    return state
+
+
+def _traversable(path: Path) -> bool:
+    """Whether a user that is neither owner nor group may walk down to ``path``."""
+    p = path.resolve()
+    return all(os.stat(a).st_mode & 0o001 for a in (p, *p.parents))
+
+
+def _is_job_dir(p: Path) -> bool:
+    return p.is_dir() and len(p.name) == 16 and all(c in "0123456789abcdef" for c in p.name)
 
 
 def _remove_jobdir(jobdir: Path) -> bool:
