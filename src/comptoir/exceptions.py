@@ -147,3 +147,16 @@ class SchedulerUnreachable(SchedulerError):
 class AssignmentRefused(SchedulerError):
     """A worker refuses an assignment: it does not match the chain, or the app or dataset
     bytes do not match their on-chain checksum."""
+
+
+class WalletError(ConfigError):
+    """A wallet (encrypted keystore) is missing, malformed, or the password is wrong."""
+
+
+class NoMatchingOrder(OrderError):
+    """The order book holds no set of orders that a request can be matched with."""
+
+
+class ResultError(ComptoirError):
+    """A task's result cannot be found, downloaded, or does not match its on-chain digest."""
+

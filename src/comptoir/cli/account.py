@@ -1,0 +1,75 @@
+"""comptoir account deposit|withdraw|show: the escrow balance deals are paid from."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from comptoir.cli._common import (
+    JsonOpt,
+    WalletOpt,
+    parse_amount,
+    print_rows,
+    sdk,
+    units,
+    wallet_address,
+)
+from comptoir.cli.output import print_json, success
+
+app = typer.Typer(help="Deposit, withdraw and show escrow balances.", no_args_is_help=True)
+
+Amount = Annotated[str, typer.Argument(help="Token units (e.g. 1000) or tokens (e.g. 5CPT).")]
+
+
+def _show(balance: object, as_json: bool) -> None:
+    from comptoir.sdk import Balance
+
+    assert isinstance(balance, Balance)
+    if as_json:
+        print_json(balance.to_json())
+        return
+    print_rows(
+        [
+            ("address", balance.address),
+            ("free (escrow)", units(balance.free)),
+            ("locked in deals", units(balance.locked)),
+            ("staked (scheduler)", units(balance.staked)),
+            ("wallet tokens", units(balance.wallet)),
+            ("ether (gas)", f"{balance.eth / 10**18:,.4f} ETH"),
+        ]
+    )
+
+
+@app.command()
+def deposit(amount: Amount, wallet: WalletOpt = None, as_json: JsonOpt = False) -> None:
+    """Move tokens from your wallet into the escrow (approves the hub first if needed)."""
+    value = parse_amount(amount)
+    with sdk(wallet) as c:
+        balance = c.deposit(value)
+    if not as_json:
+        success(f"Deposited {units(value)} token units.")
+    _show(balance, as_json)
+
+
+@app.command()
+def withdraw(amount: Amount, wallet: WalletOpt = None, as_json: JsonOpt = False) -> None:
+    """Move free tokens from the escrow back to your wallet."""
+    value = parse_amount(amount)
+    with sdk(wallet) as c:
+        balance = c.withdraw(value)
+    if not as_json:
+        success(f"Withdrew {units(value)} token units.")
+    _show(balance, as_json)
+
+
+@app.command()
+def show(
+    wallet: WalletOpt = None,
+    address: Annotated[str | None, typer.Option(help="Any address (no wallet needed).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Free balance, tokens locked in unsettled deals, and wallet tokens."""
+    with sdk(need_account=False) as c:
+        balance = c.balance(address or wallet_address(wallet))
+    _show(balance, as_json)

@@ -1,0 +1,96 @@
+"""comptoir app init|build|deploy|publish: package, register and sell an app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from comptoir.cli._common import JsonOpt, WalletOpt, parse_tag, print_rows, sdk
+from comptoir.cli.output import console, print_json, success
+
+NAME = "app"  # module is not app.py: that name is the root CLI's
+app = typer.Typer(help="Package, register and sell apps.", no_args_is_help=True)
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Folder to create.")],
+    name: Annotated[str, typer.Option(help="App name.")] = "primes",
+) -> None:
+    """Write a sample bundle app (Python, deterministic result) to start from."""
+    from comptoir.sdk import init_app
+
+    path = init_app(directory, name)
+    success(f"Sample app written to {path}.")
+    console.print(f"Next: 'comptoir app build {path}' then 'comptoir app deploy {path}'.")
+
+
+@app.command()
+def build(
+    directory: Annotated[Path, typer.Argument(help="App folder (comptoir.json or oci.json).")],
+    output: Annotated[Path | None, typer.Option(help="Archive to write.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Pack the app reproducibly: a bundle (.tgz) or an OCI image archive (.oci.tar)."""
+    from comptoir.sdk import build_app
+
+    built = build_app(directory, output)
+    if as_json:
+        print_json({"path": built.path, "checksum": built.checksum, "kind": built.kind})
+        return
+    print_rows(
+        [
+            ("archive", built.path),
+            ("kind", built.kind),
+            ("sha256", built.checksum),
+            ("determinism", built.determinism or "(outputs manifest)"),
+        ]
+    )
+
+
+@app.command()
+def deploy(
+    source: Annotated[Path, typer.Argument(help="App folder or built archive.")],
+    name: Annotated[str | None, typer.Option(help="On-chain name (default: the app's).")] = None,
+    wallet: WalletOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Upload the app to storage and register it on-chain (owner, location, checksum)."""
+    with sdk(wallet) as c, console.status("Uploading and registering..."):
+        deployed = c.deploy_app(source, name)
+    if as_json:
+        print_json(deployed.to_json())
+        return
+    success(f"App {deployed.name!r} registered with id {deployed.app}.")
+    print_rows([("checksum", deployed.checksum), ("location", deployed.location)])
+
+
+@app.command()
+def publish(
+    app_ref: Annotated[str, typer.Argument(metavar="APP", help="App id or name.")],
+    price: Annotated[int, typer.Option(help="Price per task, token units.")],
+    volume: Annotated[int, typer.Option(help="Tasks on offer.")] = 1_000_000,
+    tag: Annotated[str | None, typer.Option(help="Required features: gpu, tee.")] = None,
+    dataset_restrict: Annotated[int, typer.Option(help="Only with this dataset.")] = 0,
+    workerpool_restrict: Annotated[int, typer.Option(help="Only on this workerpool.")] = 0,
+    requester_restrict: Annotated[str | None, typer.Option(help="Only for this address.")] = None,
+    wallet: WalletOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Sign an app order and list it on the market."""
+    with sdk(wallet) as c:
+        listed = c.publish_app_order(
+            app_ref,
+            price,
+            volume,
+            tag=parse_tag(tag),
+            dataset_restrict=dataset_restrict,
+            workerpool_restrict=workerpool_restrict,
+            requester_restrict=requester_restrict,
+        )
+    if as_json:
+        print_json({"hash": listed.hash, "order": listed.order.to_json()})
+        return
+    success(f"App order {listed.hash} listed: app {listed.asset} at {listed.price} per task.")

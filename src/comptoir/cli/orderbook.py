@@ -1,0 +1,116 @@
+"""comptoir orderbook: list and filter the market's orders; orderbook prices."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from comptoir.cli._common import JsonOpt, parse_tag, sdk
+from comptoir.cli.output import console, print_json
+
+app = typer.Typer(help="Browse the order book (cheapest first) and the cloud price index.")
+
+
+@app.callback(invoke_without_command=True)
+def orderbook(
+    ctx: typer.Context,
+    kind: Annotated[
+        str | None, typer.Option(help="app, dataset, workerpool or request (default: all).")
+    ] = None,
+    app_: Annotated[int | None, typer.Option("--app", help="Orders naming this app.")] = None,
+    dataset: Annotated[int | None, typer.Option(help="Orders of this dataset.")] = None,
+    workerpool: Annotated[int | None, typer.Option(help="Orders of this workerpool.")] = None,
+    category: Annotated[int | None, typer.Option(help="Workerpool category id.")] = None,
+    min_trust: Annotated[int | None, typer.Option(help="Workerpools offering this trust.")] = None,
+    max_price: Annotated[int | None, typer.Option(help="Price per task at most this.")] = None,
+    tag: Annotated[str | None, typer.Option(help="gpu, tee or a bitmask.")] = None,
+    status: Annotated[str, typer.Option(help="open, filled, cancelled, dead or any.")] = "open",
+    limit: Annotated[int, typer.Option(help="At most this many orders.")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """List open orders, cheapest first; filters narrow the list."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from comptoir.exceptions import UnknownNameError
+
+    kinds = ("app", "dataset", "workerpool", "request")
+    if kind is not None and kind not in kinds:
+        raise UnknownNameError("order kind", kind, kinds)
+    with sdk(need_account=False) as c:
+        orders = c.orderbook(
+            kind,
+            app=app_,
+            dataset=dataset,
+            workerpool=workerpool,
+            category=category,
+            min_trust=min_trust,
+            max_price=max_price,
+            tag=hex(parse_tag(tag)) if tag else None,
+            status=status,
+            limit=limit,
+        )
+    if as_json:
+        print_json(
+            [
+                {
+                    "hash": o.hash,
+                    "kind": o.kind,
+                    "asset": o.asset,
+                    "price": o.price,
+                    "remaining": o.remaining,
+                    "volume": o.volume,
+                    "status": o.status,
+                    "owner": o.owner,
+                    "order": o.order.to_json(),
+                }
+                for o in orders
+            ]
+        )
+        return
+    if not orders:
+        console.print("No order matches; widen the filters or publish one.")
+        return
+    from rich.table import Table
+
+    table = Table(title="Order book")
+    for col in (
+        "kind",
+        "asset",
+        "price",
+        "left/volume",
+        "category",
+        "trust",
+        "tag",
+        "owner",
+        "hash",
+    ):
+        table.add_column(col)
+    for o in orders:
+        order = o.order
+        table.add_row(
+            o.kind,
+            str(o.asset),
+            str(o.price),
+            f"{o.remaining}/{o.volume}",
+            str(getattr(order, "category", "")),
+            str(getattr(order, "trust", "")),
+            hex(int.from_bytes(order.tag, "big")),
+            o.owner[:10] + "…",
+            o.hash[:12] + "…",
+        )
+    console.print(table)
+
+
+@app.command()
+def prices(as_json: JsonOpt = False) -> None:
+    """Latest workerpool price per category (the cloud price index)."""
+    with sdk(need_account=False) as c:
+        found = c.market.prices()
+    if as_json:
+        print_json(found)
+        return
+    if not found:
+        console.print("No deal has been made yet.")
+    for p in found:
+        console.print(f"category {p['category']}: {p['price']} per task ({p['deals']} deals)")

@@ -1,0 +1,33 @@
+"""comptoir result get TASK_ID: download a result and verify it against the chain."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from comptoir.cli._common import JsonOpt, sdk
+from comptoir.cli.output import console, print_json
+
+app = typer.Typer(help="Download and verify results.", no_args_is_help=True)
+
+
+@app.command()
+def get(
+    task_id: Annotated[str, typer.Argument(help="Task id (0x + 64 hex).")],
+    output: Annotated[Path, typer.Option(help="Where to unpack it.")] = Path("comptoir-results"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Fetch a settled task's result and check its digest against the on-chain one."""
+    with sdk(need_account=False) as c:
+        r = c.result(task_id, output)
+    if as_json:
+        print_json(r.to_json())
+    else:
+        colour = "green" if r.status == "verified" else "yellow"
+        console.print(f"task {r.index}: [{colour}]{r.status}[/{colour}] ({r.message})")
+        if r.path:
+            console.print(f"files in {r.path}: {', '.join(r.files) or '(none)'}")
+    if r.status == "mismatch":
+        raise typer.Exit(3)

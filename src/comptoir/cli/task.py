@@ -1,0 +1,47 @@
+"""comptoir task show TASK_ID [--watch]."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from comptoir.cli._common import JsonOpt, sdk
+from comptoir.cli.output import console, print_json
+
+app = typer.Typer(help="Inspect tasks.", no_args_is_help=True)
+
+
+def _line(t: object) -> str:
+    from comptoir.sdk import TaskStatus
+
+    assert isinstance(t, TaskStatus)
+    replicas = ", ".join(f"{r.get('worker', '?')[:10]}…:{r.get('status')}" for r in t.replicas)
+    text = f"task {t.index} of deal {t.deal_id[:12]}…: [bold]{t.status}[/bold]"
+    if t.digest:
+        text += f"  digest {t.digest}"
+    if replicas:
+        text += f"  replicas [{replicas}]"
+    return text
+
+
+@app.command()
+def show(
+    task_id: Annotated[str, typer.Argument(help="Task id (0x + 64 hex).")],
+    watch: Annotated[bool, typer.Option(help="Follow it until it is settled.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """A task's status: settled on-chain (digest), or its scheduler's view."""
+    with sdk(need_account=False) as c:
+        if not watch:
+            st = c.task(task_id)
+            if as_json:
+                print_json(st.to_json())
+            else:
+                console.print(_line(st))
+            return
+        for st in c.watch_task(task_id):
+            if as_json:
+                print_json(st.to_json())
+            else:
+                console.print(_line(st))

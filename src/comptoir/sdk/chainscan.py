@@ -1,0 +1,155 @@
+"""Blocking chain reads the SDK needs beyond ChainClient: finding deals, settled tasks,
+assets by name, and what an account has locked in deals (all from event logs)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from eth_utils import to_checksum_address
+
+from comptoir.chain import events as ev
+from comptoir.chain.client import KIND_APP, KIND_DATASET, KIND_WORKERPOOL, ChainClient
+from comptoir.exceptions import ConfigError, UnknownNameError
+
+KIND_NAMES = {KIND_APP: "app", KIND_DATASET: "dataset", KIND_WORKERPOOL: "workerpool"}
+KIND_IDS = {v: k for k, v in KIND_NAMES.items()}
+
+
+def _topic(name: str) -> str:
+    return "0x" + ev.event_topic(name).hex()
+
+
+def _b32(value: bytes | str) -> str:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    return "0x" + value.lower().removeprefix("0x").rjust(64, "0")
+
+
+def logs(
+    client: ChainClient,
+    topics: list[Any],
+    from_block: int | None = None,
+    to_block: int | str = "latest",
+    address: str | None = None,
+) -> list[ev.ChainEvent]:
+    """Decoded hub (or `address`) events matching `topics`, chunked like events.get_events."""
+    start = client.deployment.block if from_block is None else max(from_block, 0)
+    end = client.block_number() if to_block == "latest" else int(to_block)
+    out: list[ev.ChainEvent] = []
+    step = 10_000
+    for a in range(start, end + 1, step):
+        raw = client.w3.eth.get_logs(
+            {
+                "address": to_checksum_address(address or client.deployment.hub),
+                "fromBlock": a,
+                "toBlock": min(a + step - 1, end),
+                "topics": topics,
+            }  # type: ignore[typeddict-item]
+        )
+        out.extend(ev.decode_logs(raw))
+    return out
+
+
+def find_deal(client: ChainClient, deal_id: bytes | str) -> ev.DealCreated | None:
+    found = logs(client, [_topic("DealCreated"), _b32(deal_id)])
+    deals = [e for e in found if isinstance(e, ev.DealCreated)]
+    return deals[0] if deals else None
+
+
+def settlements(
+    client: ChainClient,
+    deal_ids: Iterable[bytes | str],
+    from_block: int | None = None,
+    to_block: int | str = "latest",
+) -> list[ev.TaskFinalized | ev.TaskClaimed]:
+    """TaskFinalized and TaskClaimed events of the given deals."""
+    ids = [_b32(d) for d in deal_ids]
+    if not ids:
+        return []
+    found = logs(
+        client, [[_topic("TaskFinalized"), _topic("TaskClaimed")], None, ids], from_block, to_block
+    )
+    return [e for e in found if isinstance(e, ev.TaskFinalized | ev.TaskClaimed)]
+
+
+def task_settlement(
+    client: ChainClient, task_id: bytes | str
+) -> ev.TaskFinalized | ev.TaskClaimed | None:
+    found = logs(client, [[_topic("TaskFinalized"), _topic("TaskClaimed")], _b32(task_id)])
+    hits = [e for e in found if isinstance(e, ev.TaskFinalized | ev.TaskClaimed)]
+    return hits[0] if hits else None
+
+
+def all_deals(client: ChainClient, requester: str | None = None) -> list[ev.DealCreated]:
+    topics: list[Any] = [_topic("DealCreated")]
+    if requester:
+        topics += [None, None, "0x" + requester[2:].lower().rjust(64, "0")]
+    return [e for e in logs(client, topics) if isinstance(e, ev.DealCreated)]
+
+
+def locked_in_deals(client: ChainClient, address: str) -> tuple[int, int]:
+    """(paid as requester, staked as scheduler) for the tasks of `address`'s deals that are
+    not settled yet: the escrow keeps no per-account locked balance, the deals do."""
+    me = to_checksum_address(address)
+    mine = [e for e in all_deals(client) if me in (e.deal.requester, e.deal.scheduler)]
+    if not mine:
+        return 0, 0
+    settled: dict[bytes, int] = defaultdict(int)
+    for s in settlements(client, [e.deal_id for e in mine]):
+        settled[s.deal_id] += 1
+    paid = staked = 0
+    for e in mine:
+        open_tasks = max(e.deal.volume - settled[e.deal_id], 0)
+        if e.deal.requester == me:
+            paid += open_tasks * e.deal.task_price
+        if e.deal.scheduler == me:
+            staked += open_tasks * e.deal.scheduler_stake
+    return paid, staked
+
+
+def registered_assets(client: ChainClient, kind: int) -> list[ev.AssetRegistered]:
+    topics = [_topic("AssetRegistered"), None, _b32(kind.to_bytes(32, "big"))]
+    found = logs(client, topics, address=client.deployment.registry)
+    return [e for e in found if isinstance(e, ev.AssetRegistered)]
+
+
+def resolve_asset(
+    client: ChainClient, kind: str, ref: int | str, prefer_owner: str | None = None
+) -> int:
+    """An asset id from its id or its registered name (the newest of that name, preferring
+    `prefer_owner`'s); unknown names raise UnknownNameError with close matches."""
+    kind_id = KIND_IDS[kind]
+    if isinstance(ref, int) or str(ref).isdigit():
+        asset = int(ref)
+        info = client.asset(asset)
+        if info.kind == 0:
+            raise ConfigError(f"No asset has id {asset}; list them with 'comptoir orderbook'.")
+        if info.kind != kind_id:
+            raise ConfigError(
+                f"Asset {asset} is a {KIND_NAMES.get(info.kind, 'thing')}, not a {kind}; "
+                f"give the id or the name of a {kind}."
+            )
+        return asset
+    assets = registered_assets(client, kind_id)
+    named = [a for a in assets if a.name == ref]
+    if not named:
+        raise UnknownNameError(kind, str(ref), sorted({a.name for a in assets}))
+    if prefer_owner:
+        own = [a for a in named if client.owner_of(a.asset) == to_checksum_address(prefer_owner)]
+        named = own or named
+    return int(named[-1].asset)
+
+
+def resolve_category(client: ChainClient, ref: int | str) -> int:
+    cats = client.categories()
+    if isinstance(ref, int) or str(ref).isdigit():
+        category = int(ref)
+        if category >= len(cats):
+            raise UnknownNameError("category", str(ref), [c.name for c in cats])
+        return category
+    for c in cats:
+        if c.name.lower() == str(ref).lower():
+            return c.category
+    raise UnknownNameError("category", str(ref), [c.name for c in cats])

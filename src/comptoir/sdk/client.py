@@ -1,0 +1,922 @@
+"""The async SDK: :class:`Comptoir`, one object per account and network.
+
+Every method does one thing and is what one CLI command calls. Chain calls are
+blocking web3 calls run in worker threads; HTTP calls are native async.
+
+Requester flow::
+
+    async with Comptoir(config, "devnet:1") as c:
+        async for task in c.run("primes", volume=5, trust=5, category="TEST"):
+            print(task.index, task.status)   # "verified" when the digest matches the chain
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from eth_account.signers.local import LocalAccount
+from eth_utils import to_checksum_address
+
+from comptoir.chain import events as ev
+from comptoir.chain.client import ChainClient
+from comptoir.chain.types import (
+    ZERO_ADDRESS,
+    AppOrder,
+    DatasetOrder,
+    RequestOrder,
+    WorkerpoolOrder,
+    tag_bytes,
+)
+from comptoir.config import Settings
+from comptoir.exceptions import (
+    ChainError,
+    ComptoirError,
+    ConfigError,
+    NoMatchingOrder,
+    ResultError,
+    StorageError,
+    TransactionRejected,
+)
+from comptoir.sdk import chainscan
+from comptoir.sdk.apps import app_determinism, build_app, read_app
+from comptoir.sdk.config import Config, as_config
+from comptoir.sdk.market import ListedOrder, MarketClient
+from comptoir.sdk.results import check_result
+from comptoir.sdk.types import (
+    AppDeployment,
+    Balance,
+    DatasetDeployment,
+    DealHandle,
+    DealStatus,
+    OrderSelection,
+    PoolDeployment,
+    Progress,
+    TaskResult,
+    TaskStatus,
+)
+from comptoir.sdk.wallet import PasswordSource, resolve_account
+from comptoir.storage.client import StorageClient
+
+T = TypeVar("T")
+ProgressCallback = Callable[[Progress], None]
+POLL_S = 0.5
+RESULT_WAIT_S = 30.0  # how long a settled task's result may take to be listed
+CANDIDATES = 100  # orders of each kind considered per search
+
+
+def _hex(value: bytes) -> str:
+    return "0x" + value.hex()
+
+
+def _unhex(value: str) -> bytes:
+    return bytes.fromhex(value.removeprefix("0x"))
+
+
+def _norm_id(value: str) -> str:
+    raw = value.lower().removeprefix("0x")
+    if len(raw) != 64 or any(c not in "0123456789abcdef" for c in raw):
+        raise ConfigError(f"{value!r} is not an id; give 0x followed by 64 hex digits.")
+    return "0x" + raw
+
+
+class Comptoir:
+    """The async SDK for one account (None: read-only) on one network.
+
+    ``config``: a :class:`Config`, chain :class:`Settings`, a home folder, or None (the
+    environment and the local stack). ``account``: a LocalAccount, an account spec
+    (wallet name or ``devnet:N``) or None.
+    """
+
+    def __init__(
+        self,
+        config: Config | Settings | str | Path | None = None,
+        account: LocalAccount | str | None = None,
+        *,
+        password: PasswordSource = None,
+    ) -> None:
+        self.config = as_config(config)
+        if isinstance(account, str):
+            account = resolve_account(self.config.settings, account, password)
+        self.account: LocalAccount | None = account
+        self._chain: ChainClient | None = None
+        self._market: MarketClient | None = None
+        self._storage: StorageClient | None = None
+        self._http: httpx.AsyncClient | None = None
+        self._determinism: dict[int, str | None] = {}
+
+    # ------------------------------------------------------------ plumbing
+
+    async def __aenter__(self) -> Comptoir:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._market is not None:
+            await self._market.aclose()
+        if self._storage is not None:
+            await self._storage.aclose()
+        if self._http is not None:
+            await self._http.aclose()
+        self._market = self._storage = self._http = None
+
+    @property
+    def address(self) -> str:
+        if self.account is None:
+            raise ConfigError("This needs an account; pass --wallet (or a wallet to the SDK).")
+        return str(self.account.address)
+
+    async def _call(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        return await asyncio.to_thread(fn, *args, **kw)
+
+    async def chain(self) -> ChainClient:
+        """The chain client (connects on first use; ChainUnreachable/NotDeployed otherwise)."""
+        if self._chain is None:
+            self._chain = await self._call(
+                ChainClient.from_settings, self.config.settings, self.account
+            )
+        return self._chain
+
+    @property
+    def market(self) -> MarketClient:
+        if self._market is None:
+            self._market = MarketClient(self.config.need_market())
+        return self._market
+
+    @property
+    def storage(self) -> StorageClient:
+        if self._storage is None:
+            self._storage = StorageClient(self.config.need_storage())
+        return self._storage
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=15.0)
+        return self._http
+
+    # ------------------------------------------------------------ accounts
+
+    async def balance(self, address: str | None = None) -> Balance:
+        """Wallet tokens, free escrow balance, and what is locked in unsettled deals."""
+        c = await self.chain()
+        who = to_checksum_address(address) if address else self.address
+
+        def read() -> Balance:
+            paid, staked = chainscan.locked_in_deals(c, who)
+            return Balance(
+                who, c.token_balance(who), c.balance(who), paid, staked, c.eth_balance(who)
+            )
+
+        return await self._call(read)
+
+    async def deposit(self, amount: int) -> Balance:
+        """Move `amount` tokens from the wallet into the escrow (approving the hub if needed)."""
+        c = await self.chain()
+        await self._call(c.deposit, amount)
+        return await self.balance()
+
+    async def withdraw(self, amount: int) -> Balance:
+        """Move `amount` free tokens from the escrow back to the wallet."""
+        c = await self.chain()
+        await self._call(c.withdraw, amount)
+        return await self.balance()
+
+    # ------------------------------------------------------------ names
+
+    async def resolve(self, kind: str, ref: int | str) -> int:
+        """Asset id of an app, dataset or workerpool given by id or by registered name."""
+        c = await self.chain()
+        owner = self.account.address if self.account is not None else None
+        return await self._call(chainscan.resolve_asset, c, kind, ref, owner)
+
+    async def resolve_category(self, ref: int | str) -> int:
+        c = await self.chain()
+        return await self._call(chainscan.resolve_category, c, ref)
+
+    # ------------------------------------------------------------ order book
+
+    async def orderbook(self, kind: str | None = None, **filters: Any) -> list[ListedOrder]:
+        """Orders listed by the market, cheapest first (filters: see the market API)."""
+        return await self.market.aorders(kind=kind, **filters)
+
+    async def _publish(self, order: Any) -> ListedOrder:
+        c = await self.chain()
+        signature = c.sign_order(order)
+        return await self.market.apublish(order, signature)
+
+    # ------------------------------------------------------------ app developers
+
+    async def deploy_app(self, source: str | Path, name: str | None = None) -> AppDeployment:
+        """Build (a folder) or read (an archive), upload to storage, register on-chain."""
+        path = Path(source)
+        built = await self._call(build_app if path.is_dir() else read_app, path)
+        checksum = await self.storage.aupload(built.path)
+        location = self.storage.url(checksum)
+        c = await self.chain()
+        name = name or built.name
+        app = await self._call(c.register_app, name, location, _unhex(checksum), built.app_type)
+        return AppDeployment(app, name, checksum, location, built.kind)
+
+    async def publish_app_order(
+        self,
+        app: int | str,
+        price: int,
+        volume: int = 1_000_000,
+        *,
+        tag: int = 0,
+        dataset_restrict: int = 0,
+        workerpool_restrict: int = 0,
+        requester_restrict: str | None = None,
+    ) -> ListedOrder:
+        """Sign and list an offer to run `app` at `price` per task, `volume` times."""
+        order = AppOrder(
+            app=await self.resolve("app", app),
+            app_price=price,
+            volume=volume,
+            tag=tag_bytes(tag),
+            dataset_restrict=dataset_restrict,
+            workerpool_restrict=workerpool_restrict,
+            requester_restrict=requester_restrict or ZERO_ADDRESS,
+        )
+        return await self._publish(order)
+
+    # ------------------------------------------------------------ dataset owners
+
+    async def deploy_dataset(
+        self, source: str | Path, name: str | None = None
+    ) -> DatasetDeployment:
+        """Encrypt a file, upload the ciphertext, register it, and deposit its key with the
+        key service (released only to workers of deals that use it)."""
+        from comptoir.storage.crypto import encrypt_dataset
+        from comptoir.storage.keys import KeyServiceClient
+
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"{path} is not a file; give the dataset file to encrypt.")
+        account = self.account
+        if account is None:
+            raise ConfigError("Deploying a dataset needs the owner's wallet.")
+        blob, key = await self._call(encrypt_dataset, path.read_bytes())
+        checksum = await self.storage.aupload(blob)
+        location = self.storage.url(checksum)
+        c = await self.chain()
+        name = name or path.name
+        dataset = await self._call(c.register_dataset, name, location, _unhex(checksum))
+        # the owner's copy of the key: without it the dataset cannot be re-registered
+        key_dir = self.config.settings.home / "dataset-keys"
+        key_dir.mkdir(parents=True, exist_ok=True)
+        key_file = key_dir / f"{checksum}.key"
+        key_file.write_text(key.hex() + "\n")
+        os.chmod(key_file, 0o600)
+        keys = KeyServiceClient(self.config.need_keys())
+        try:
+            await self._call(keys.register_key, checksum, key, account.key)
+        finally:
+            keys.close()
+        return DatasetDeployment(dataset, name, checksum, location, True, key_file)
+
+    async def publish_dataset_order(
+        self,
+        dataset: int | str,
+        price: int,
+        volume: int = 1_000_000,
+        *,
+        tag: int = 0,
+        app_restrict: int = 0,
+        workerpool_restrict: int = 0,
+        requester_restrict: str | None = None,
+    ) -> ListedOrder:
+        """Sign and list an offer of `dataset`, optionally only to one app, pool or requester."""
+        order = DatasetOrder(
+            dataset=await self.resolve("dataset", dataset),
+            dataset_price=price,
+            volume=volume,
+            tag=tag_bytes(tag),
+            app_restrict=app_restrict,
+            workerpool_restrict=workerpool_restrict,
+            requester_restrict=requester_restrict or ZERO_ADDRESS,
+        )
+        return await self._publish(order)
+
+    # ------------------------------------------------------------ workerpool managers
+
+    async def deploy_pool(
+        self, name: str, worker_stake_ratio: int = 10, scheduler_reward_ratio: int = 10
+    ) -> PoolDeployment:
+        """Register a workerpool (this account is its scheduler)."""
+        c = await self.chain()
+        pool = await self._call(
+            c.register_workerpool, name, worker_stake_ratio, scheduler_reward_ratio
+        )
+        return PoolDeployment(pool, name, worker_stake_ratio, scheduler_reward_ratio)
+
+    async def publish_pool_order(
+        self,
+        workerpool: int | str,
+        price: int,
+        volume: int = 1_000_000,
+        *,
+        category: int | str = 0,
+        trust: int = 1,
+        tag: int = 0,
+        app_restrict: int = 0,
+        dataset_restrict: int = 0,
+        requester_restrict: str | None = None,
+    ) -> ListedOrder:
+        """Sign and list an offer of `volume` tasks in `category` at up to `trust`."""
+        order = WorkerpoolOrder(
+            workerpool=await self.resolve("workerpool", workerpool),
+            workerpool_price=price,
+            volume=volume,
+            tag=tag_bytes(tag),
+            category=await self.resolve_category(category),
+            trust=trust,
+            app_restrict=app_restrict,
+            dataset_restrict=dataset_restrict,
+            requester_restrict=requester_restrict or ZERO_ADDRESS,
+        )
+        return await self._publish(order)
+
+    # ------------------------------------------------------------ requesters: finding orders
+
+    async def find_orders(
+        self,
+        app: int | str,
+        *,
+        dataset: int | str = 0,
+        category: int | str = 0,
+        trust: int = 1,
+        tag: int = 0,
+        workerpool: int | str = 0,
+        max_price: int | None = None,
+        exclude: Sequence[str] = (),
+    ) -> OrderSelection:
+        """The cheapest set of listed orders a request with these terms can be matched with."""
+        app_id = await self.resolve("app", app)
+        dataset_id = await self.resolve("dataset", dataset) if dataset else 0
+        pool_id = await self.resolve("workerpool", workerpool) if workerpool else 0
+        cat = await self.resolve_category(category)
+        me = self.address
+        common = {"usable_by_requester": me, "min_remaining": 1, "limit": CANDIDATES}
+        apps, pools = await asyncio.gather(
+            self.market.aorders(kind="app", app=app_id, **common),
+            self.market.aorders(
+                kind="workerpool",
+                category=cat,
+                min_trust=trust,
+                usable_with_app=app_id,
+                usable_with_dataset=dataset_id,
+                workerpool=pool_id or None,
+                **common,
+            ),
+        )
+        datasets: list[ListedOrder | None] = [None]
+        if dataset_id:
+            datasets = list(
+                await self.market.aorders(
+                    kind="dataset", dataset=dataset_id, usable_with_app=app_id, **common
+                )
+            )
+        skip = set(exclude)
+        apps = [o for o in apps if o.hash not in skip]
+        pools = [o for o in pools if o.hash not in skip]
+        datasets = [o for o in datasets if o is None or o.hash not in skip]
+        if not apps:
+            raise NoMatchingOrder(
+                f"No open app order for app {app_id} is usable by {me}; ask the app's owner "
+                "to publish one ('comptoir app publish')."
+            )
+        if not datasets:
+            raise NoMatchingOrder(
+                f"No open order of dataset {dataset_id} allows app {app_id} for {me}; ask the "
+                "dataset's owner to publish one ('comptoir dataset publish')."
+            )
+        if not pools:
+            raise NoMatchingOrder(
+                f"No workerpool offers category {cat} at trust {trust} or more for app "
+                f"{app_id}; try another --category or a lower --trust (see 'comptoir orderbook "
+                "--kind workerpool')."
+            )
+        best: OrderSelection | None = None
+        for a in apps:
+            for d in datasets:
+                for p in pools:
+                    if _compatible(a, d, p, tag) and (best is None or _price(a, d, p) < best.price):
+                        best = OrderSelection(a, p, d)
+        if best is None:
+            raise NoMatchingOrder(
+                "The listed app, dataset and workerpool orders restrict each other or lack "
+                f"the tag {tag:#x}; no set of them can be matched together."
+            )
+        if max_price is not None and best.price > max_price:
+            raise NoMatchingOrder(
+                f"The cheapest compatible orders cost {best.price} per task, above your max "
+                f"price of {max_price}; raise --max-price to at least {best.price}."
+            )
+        return best
+
+    # ------------------------------------------------------------ requesters: buying
+
+    async def request(
+        self,
+        app: int | str,
+        *,
+        dataset: int | str = 0,
+        args: str = "",
+        volume: int = 1,
+        trust: int = 1,
+        category: int | str = 0,
+        max_price: int | None = None,
+        tag: int = 0,
+        workerpool: int | str = 0,
+        callback: str | None = None,
+        beneficiary: str | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> list[DealHandle]:
+        """Find the best orders, sign a request for `volume` tasks, pre-check the balance
+        and match it on-chain (several deals when one set of orders cannot hold the bag)."""
+        if volume < 1:
+            raise ConfigError("The volume must be at least 1 task.")
+        if trust < 1:
+            raise ConfigError("The trust must be at least 1.")
+        notify = on_progress or (lambda p: None)
+        c = await self.chain()
+        app_id = await self.resolve("app", app)
+        dataset_id = await self.resolve("dataset", dataset) if dataset else 0
+        pool_id = await self.resolve("workerpool", workerpool) if workerpool else 0
+        cat = await self.resolve_category(category)
+        notify(Progress("searching", "looking for the cheapest compatible orders", 0, volume))
+        search = {
+            "dataset": dataset_id,
+            "category": cat,
+            "trust": trust,
+            "tag": tag,
+            "workerpool": pool_id,
+        }
+        sel = await self.find_orders(app_id, max_price=max_price, **search)  # type: ignore[arg-type]
+        dataset_price = sel.dataset.price if sel.dataset else 0
+        free = await self._call(c.balance, self.address)
+        needed = sel.price * volume
+        if free < needed:
+            raise TransactionRejected(
+                f"Your free balance ({free}) cannot pay {volume} task(s) at {sel.price} "
+                f"= {needed}; deposit at least {needed - free} more with "
+                f"'comptoir account deposit {needed - free}'.",
+                reason="poco: requester balance too low",
+            )
+        # the pool price may rise up to max_price for later partial fills of the same request
+        pool_max = max_price - sel.app.price - dataset_price if max_price else sel.workerpool.price
+        request = RequestOrder(
+            app=app_id,
+            app_max_price=sel.app.price,
+            dataset=dataset_id,
+            dataset_max_price=dataset_price,
+            workerpool=pool_id,
+            workerpool_max_price=pool_max,
+            requester=self.address,
+            volume=volume,
+            tag=tag_bytes(tag),
+            category=cat,
+            trust=trust,
+            beneficiary=to_checksum_address(beneficiary) if beneficiary else self.address,
+            callback=to_checksum_address(callback) if callback else ZERO_ADDRESS,
+            params=args,
+        )
+        signature = c.sign_order(request)
+        deals: list[DealHandle] = []
+        matched = 0
+        tried: list[str] = []
+        while matched < volume:
+            try:
+                deal = await self._call(self._match, c, sel, request, signature)
+            except TransactionRejected as exc:
+                # the market may still list an order consumed or cancelled on-chain
+                if not (exc.reason and "cancelled or fully consumed" in exc.reason):
+                    raise
+                tried += [o.hash for o in (sel.app, sel.workerpool, sel.dataset) if o]
+            else:
+                deals.append(deal)
+                matched += deal.volume
+                notify(
+                    Progress(
+                        "matched",
+                        f"deal {deal.deal_id} of {deal.volume} task(s) at "
+                        f"{deal.deal.task_price} per task with workerpool {deal.workerpool}",
+                        matched,
+                        volume,
+                    )
+                )
+                if matched >= volume:
+                    break
+                tried += [
+                    o.hash
+                    for o in (sel.app, sel.workerpool, sel.dataset)
+                    if o and o.remaining <= deal.volume
+                ]
+            try:
+                nxt = await self.find_orders(
+                    app_id,
+                    max_price=sel.app.price + dataset_price + pool_max,
+                    exclude=tried,
+                    **search,  # type: ignore[arg-type]
+                )
+            except NoMatchingOrder:
+                if not deals:
+                    raise
+                notify(
+                    Progress(
+                        "matched",
+                        f"only {matched} of {volume} task(s) found orders",
+                        matched,
+                        volume,
+                    )
+                )
+                break
+            if (
+                nxt.app.price > sel.app.price
+                or (nxt.dataset.price if nxt.dataset else 0) > dataset_price
+            ):
+                break  # the request's signed maxima no longer fit: keep what was matched
+            sel = nxt
+        return deals
+
+    def _match(
+        self, c: ChainClient, sel: OrderSelection, request: RequestOrder, sig: bytes
+    ) -> DealHandle:
+        c.match_orders(
+            sel.app.order,
+            sel.app.signature,
+            sel.dataset.order if sel.dataset else None,
+            sel.dataset.signature if sel.dataset else b"",
+            sel.workerpool.order,
+            sel.workerpool.signature,
+            request,
+            sig,
+        )
+        created = c.deal_created(c.last_receipt)
+        return _handle(created)
+
+    async def run(
+        self,
+        app: int | str,
+        *,
+        dataset: int | str = 0,
+        args: str = "",
+        volume: int = 1,
+        trust: int = 1,
+        category: int | str = 0,
+        max_price: int | None = None,
+        tag: int = 0,
+        workerpool: int | str = 0,
+        callback: str | None = None,
+        output: str | Path | None = None,
+        timeout: float | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> AsyncIterator[TaskResult]:
+        """Request, match, then yield each task as it settles, its result downloaded and
+        checked against the on-chain digest (``status == "verified"``)."""
+        deals = await self.request(
+            app,
+            dataset=dataset,
+            args=args,
+            volume=volume,
+            trust=trust,
+            category=category,
+            max_price=max_price,
+            tag=tag,
+            workerpool=workerpool,
+            callback=callback,
+            on_progress=on_progress,
+        )
+        async for task in self.watch(
+            deals, output=output, timeout=timeout, on_progress=on_progress
+        ):
+            yield task
+
+    async def watch(
+        self,
+        deals: Sequence[DealHandle],
+        *,
+        output: str | Path | None = None,
+        timeout: float | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> AsyncIterator[TaskResult]:
+        """Yield the tasks of `deals` as they settle (TaskFinalized / TaskClaimed), each
+        result fetched and verified; claims refunds for tasks past their final deadline."""
+        notify = on_progress or (lambda p: None)
+        c = await self.chain()
+        out = Path(output) if output else self.config.settings.home / "results"
+        by_id = {d.deal_id: d for d in deals}
+        pending = {(d.deal_id, i) for d in deals for i in range(d.volume)}
+        total, done = len(pending), 0
+        cursor = min((d.block for d in deals), default=0)
+        started = time.monotonic()
+        notify(Progress("waiting", f"waiting for {total} task(s) to settle", 0, total))
+        while pending:
+            head = await self._call(c.block_number)
+            found = await self._call(chainscan.settlements, c, list(by_id), cursor, head)
+            cursor = head + 1
+            for e in found:
+                key = (_hex(e.deal_id), int(e.index))
+                if key not in pending:
+                    continue
+                pending.discard(key)
+                task = await self._settled(by_id[key[0]], e, out)
+                done += 1
+                notify(Progress("task", f"task {task.index}: {task.status}", done, total, task))
+                yield task
+            if not pending:
+                break
+            if timeout is not None and time.monotonic() - started > timeout:
+                raise ResultError(
+                    f"{len(pending)} task(s) still running after {timeout:.0f} s; follow them "
+                    f"with 'comptoir deal show {next(iter(pending))[0]}'."
+                )
+            await self._claim_expired(c, by_id, pending)
+            await asyncio.sleep(POLL_S)
+        notify(Progress("done", f"{done} task(s) settled", done, total))
+
+    async def _claim_expired(
+        self, c: ChainClient, deals: dict[str, DealHandle], pending: set[tuple[str, int]]
+    ) -> None:
+        now = await self._call(c.timestamp)
+        for deal_id, d in deals.items():
+            if now < d.deal.final_deadline:
+                continue
+            indices = sorted(i for did, i in pending if did == deal_id)
+            if indices:
+                with contextlib.suppress(ChainError):  # someone else may have claimed first
+                    await self._call(c.claim, d.deal, indices)
+
+    async def _settled(
+        self, deal: DealHandle, e: ev.TaskFinalized | ev.TaskClaimed, out: Path
+    ) -> TaskResult:
+        task_id = _hex(e.task_id)
+        if isinstance(e, ev.TaskClaimed):
+            return TaskResult(
+                deal.deal_id,
+                task_id,
+                e.index,
+                "claimed",
+                None,
+                message="not computed before the deadline; the price was refunded",
+            )
+        dest = out / deal.deal_id[:18] / str(e.index)
+        return await self._fetch_result(deal, task_id, int(e.index), e.digest, dest)
+
+    async def _fetch_result(
+        self, deal: DealHandle, task_id: str, index: int, digest: bytes, dest: Path
+    ) -> TaskResult:
+        base = TaskResult(deal.deal_id, task_id, index, "unavailable", _hex(digest))
+        url = self.config.scheduler_url(deal.workerpool)
+        if url is None:
+            return dataclasses.replace(
+                base,
+                message=f"no scheduler URL is known for workerpool {deal.workerpool}; set "
+                f"COMPTOIR_SCHEDULER_URLS={deal.workerpool}=<url> to fetch its results",
+            )
+        blob = await self._result_blob(url, task_id)
+        if blob is None:
+            return TaskResult(
+                deal.deal_id,
+                task_id,
+                index,
+                "unavailable",
+                _hex(digest),
+                message=f"the scheduler at {url} lists no result for this task",
+            )
+        try:
+            data = await self.storage.adownload(blob)
+        except StorageError as exc:
+            return TaskResult(
+                deal.deal_id, task_id, index, "unavailable", _hex(digest), message=str(exc)
+            )
+        determinism = await self._app_determinism(deal.app)
+        has_callback = int(deal.deal.callback, 16) != 0
+        checked = await self._call(check_result, data, digest, dest, determinism, has_callback)
+        return TaskResult(
+            deal.deal_id,
+            task_id,
+            index,
+            checked.status,
+            _hex(digest),
+            dest,
+            checked.files,
+            checked.message,
+            checked.preview,
+        )
+
+    async def _result_blob(self, scheduler_url: str, task_id: str) -> str | None:
+        deadline = time.monotonic() + RESULT_WAIT_S
+        while True:
+            try:
+                resp = await self.http.get(f"{scheduler_url}/v1/tasks/{task_id}")
+                if resp.status_code == 200 and resp.json().get("result_blob"):
+                    return str(resp.json()["result_blob"])
+            except (httpx.HTTPError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                return None
+            await asyncio.sleep(POLL_S)
+
+    async def _app_determinism(self, app: int) -> str | None:
+        if app not in self._determinism:
+            c = await self.chain()
+            info = await self._call(c.asset, app)
+            package = await self.storage.adownload(info.checksum.hex())
+            self._determinism[app] = await self._call(app_determinism, package, info.app_type)
+        return self._determinism[app]
+
+    # ------------------------------------------------------------ deals, tasks, results
+
+    async def deal(self, deal_id: str) -> DealStatus:
+        """A deal's terms and the state of each of its tasks (chain, plus the scheduler's view)."""
+        c = await self.chain()
+        did = _norm_id(deal_id)
+        created = await self._call(chainscan.find_deal, c, did)
+        if created is None:
+            raise ConfigError(f"No deal {did} exists on this chain; check the id.")
+        settled = {int(e.index): e for e in await self._call(chainscan.settlements, c, [did])}
+        sched = await self._scheduler_deal(created.workerpool, did)
+        tasks = []
+        for i in range(created.deal.volume):
+            tid = _hex(created.deal.task_id(i))
+            s = settled.get(i)
+            if isinstance(s, ev.TaskFinalized):
+                tasks.append(TaskStatus(tid, did, i, "finalized", _hex(s.digest)))
+            elif isinstance(s, ev.TaskClaimed):
+                tasks.append(TaskStatus(tid, did, i, "claimed"))
+            else:
+                tasks.append(TaskStatus(tid, did, i, sched.get(tid, "pending")))
+        d = created.deal
+        return DealStatus(
+            did,
+            d.requester,
+            created.app,
+            created.dataset,
+            created.workerpool,
+            created.category,
+            d.trust,
+            d.volume,
+            d.task_price,
+            d.scheduler,
+            d.final_deadline,
+            created.block_number,
+            created.params,
+            tuple(tasks),
+        )
+
+    async def _scheduler_deal(self, workerpool: int, deal_id: str) -> dict[str, str]:
+        url = self.config.scheduler_url(workerpool)
+        if url is None:
+            return {}
+        try:
+            resp = await self.http.get(f"{url}/v1/deals/{deal_id}")
+            if resp.status_code != 200:
+                return {}
+            return {t["task_id"].lower(): str(t["status"]) for t in resp.json().get("tasks", [])}
+        except (httpx.HTTPError, ValueError, KeyError):
+            return {}
+
+    async def task(self, task_id: str) -> TaskStatus:
+        """One task: settled on-chain (digest), else what its scheduler says."""
+        c = await self.chain()
+        tid = _norm_id(task_id)
+        s = await self._call(chainscan.task_settlement, c, tid)
+        view: dict[str, Any] = {}
+        for url in self.config.schedulers.values():
+            try:
+                resp = await self.http.get(f"{url}/v1/tasks/{tid}")
+            except httpx.HTTPError:
+                continue
+            if resp.status_code == 200:
+                view = resp.json()
+                break
+        replicas = tuple(view.get("replicas") or ())
+        blob = view.get("result_blob")
+        if isinstance(s, ev.TaskFinalized):
+            return TaskStatus(
+                tid, _hex(s.deal_id), s.index, "finalized", _hex(s.digest), blob, replicas
+            )
+        if isinstance(s, ev.TaskClaimed):
+            return TaskStatus(tid, _hex(s.deal_id), s.index, "claimed", None, blob, replicas)
+        if view:
+            return TaskStatus(
+                tid,
+                str(view["deal_id"]),
+                int(view["index"]),
+                str(view["status"]),
+                view.get("digest"),
+                blob,
+                replicas,
+            )
+        found = await self._call(self._find_task, c, tid)
+        if found is None:
+            raise ConfigError(f"No task {tid} is known on this chain or to the known schedulers.")
+        return TaskStatus(tid, found[0], found[1], "pending")
+
+    @staticmethod
+    def _find_task(c: ChainClient, tid: str) -> tuple[str, int] | None:
+        for created in chainscan.all_deals(c):
+            for i in range(min(created.deal.volume, 100_000)):
+                if _hex(created.deal.task_id(i)) == tid:
+                    return _hex(created.deal_id), i
+        return None
+
+    async def watch_task(self, task_id: str, interval: float = 1.0) -> AsyncIterator[TaskStatus]:
+        """Yield the task's status each time it changes, until it is settled."""
+        last: tuple[str, int] | None = None
+        while True:
+            st = await self.task(task_id)
+            key = (st.status, len([r for r in st.replicas if r.get("status")]))
+            if key != last:
+                last = key
+                yield st
+            if st.status in ("finalized", "claimed"):
+                return
+            await asyncio.sleep(interval)
+
+    async def result(self, task_id: str, output: str | Path | None = None) -> TaskResult:
+        """Download a settled task's result and verify it against the on-chain digest."""
+        c = await self.chain()
+        tid = _norm_id(task_id)
+        s = await self._call(chainscan.task_settlement, c, tid)
+        if s is None:
+            raise ResultError(
+                f"Task {tid} is not settled yet; follow it with 'comptoir task show {tid} --watch'."
+            )
+        created = await self._call(chainscan.find_deal, c, s.deal_id)
+        if created is None:  # pragma: no cover - a settled task always has its deal
+            raise ResultError(f"The deal of task {tid} cannot be found.")
+        handle = _handle(created)
+        if isinstance(s, ev.TaskClaimed):
+            return TaskResult(
+                handle.deal_id,
+                tid,
+                s.index,
+                "claimed",
+                None,
+                message="the task expired and was refunded; it has no result",
+            )
+        out = Path(output) if output else self.config.settings.home / "results"
+        result = await self._fetch_result(
+            handle, tid, s.index, s.digest, out / handle.deal_id[:18] / str(s.index)
+        )
+        if result.status == "unavailable":
+            raise ResultError(f"The result of task {tid} cannot be fetched: {result.message}.")
+        return result
+
+
+def _handle(created: ev.DealCreated) -> DealHandle:
+    return DealHandle(
+        _hex(created.deal_id),
+        created.deal,
+        created.block_number,
+        created.app,
+        created.dataset,
+        created.workerpool,
+        created.category,
+        created.params,
+    )
+
+
+def _price(a: ListedOrder, d: ListedOrder | None, p: ListedOrder) -> int:
+    return a.price + p.price + (d.price if d else 0)
+
+
+def _compatible(a: ListedOrder, d: ListedOrder | None, p: ListedOrder, tag: int) -> bool:
+    """The hub's cross-restrictions and tag rule (poco.vy match_orders)."""
+    app, pool = a.order, p.order
+    dataset_id = d.order.dataset if d else 0
+    required = (
+        tag | int.from_bytes(app.tag, "big") | (int.from_bytes(d.order.tag, "big") if d else 0)
+    )
+    if required & ~int.from_bytes(pool.tag, "big"):
+        return False
+    if app.dataset_restrict not in (0, dataset_id) or app.workerpool_restrict not in (
+        0,
+        pool.workerpool,
+    ):
+        return False
+    if pool.app_restrict not in (0, app.app) or pool.dataset_restrict not in (0, dataset_id):
+        return False
+    return not (
+        d is not None
+        and (
+            d.order.app_restrict not in (0, app.app)
+            or d.order.workerpool_restrict not in (0, pool.workerpool)
+        )
+    )
+
+
+__all__ = ["Comptoir", "ComptoirError", "ProgressCallback"]
