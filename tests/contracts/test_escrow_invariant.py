@@ -81,7 +81,7 @@ class EscrowMachine(RuleBasedStateMachine):
         try:
             finalize(self.market, deal, {task: (digest_of("ok"), ["w1", "w2", "w3"], losers)})
         except boa.BoaError as error:
-            assert "consensus not reached" in str(error)
+            assert "consensus not reached" in str(error) or "winner stake too low" in str(error)
             return
         settled.add(task)
 

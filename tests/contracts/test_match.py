@@ -211,11 +211,11 @@ def _mismatches(market):
     """(description, order changes, expected revert) for every compatibility check."""
     m = market
     return [
-        ("app differs", {3: {"app": m.dataset}}, "poco: request and app order name different apps"),
+        ("app differs", {3: {"app": m.dataset}}, "poco: app order for another app"),
         (
             "dataset differs",
             {3: {"dataset": m.dataset}},
-            "poco: request and dataset order name different datasets",
+            "poco: dataset order for another dataset",
         ),
         (
             "pool restricted",
@@ -226,7 +226,7 @@ def _mismatches(market):
         (
             "trust",
             {2: {"trust": 3}, 3: {"trust": 4}},
-            "poco: workerpool does not offer the requested trust",
+            "poco: trust above workerpool's",
         ),
         (
             "app price",

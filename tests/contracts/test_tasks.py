@@ -155,7 +155,7 @@ def test_loser_lists_are_checked(market):
     with boa.reverts("poco: loser agrees with the consensus"):
         _raw_finalize(market, deal, [(0, GOOD, 3, 1)], w, [agreeing])
     double = loser_sig(market, "w1", deal, 0, BAD)
-    with boa.reverts("poco: worker both winner and loser"):
+    with boa.reverts("poco: worker is winner and loser"):
         _raw_finalize(market, deal, [(0, GOOD, 3, 1)], w, [double])
     liar = loser_sig(market, "w4", deal, 0, BAD)
     forged = (liar[0], liar[1], liar[2], liar[3], winner_sig(market, "w4", deal, 0, GOOD)[2])
@@ -202,7 +202,7 @@ def test_callback_receives_the_result(market):
 
 def test_callback_data_must_match_the_digest(market):
     _, deal = _callback_deal(market, 0)
-    with boa.reverts("poco: callback data does not match the digest"):
+    with boa.reverts("poco: callback data is not the result"):
         finalize(
             market, deal, {0: (digest_of("checkmate"), ["w1"], [])}, callback_data=b"stalemate"
         )
@@ -308,7 +308,7 @@ def test_onchain_contribution_refusals(market):
     with boa.reverts("poco: worker stake too low"):
         _contribute(market, "w2", deal, 0, GOOD)
     boa.env.time_travel(seconds=700)
-    with boa.reverts("poco: contribution deadline passed"):
+    with boa.reverts("poco: past contribution deadline"):
         _contribute(market, "w3", deal, 0, GOOD)
 
 
@@ -372,7 +372,7 @@ def test_claim_returns_onchain_stakes(market):
 def test_hooks_are_reserved_to_the_contributions_contract(market):
     deal = market.deal()
     with boa.env.prank(market.actors["stranger"].address):
-        with boa.reverts("poco: caller is not the contributions contract"):
+        with boa.reverts("poco: caller not Contributions"):
             market.hub.onchain_open(deal.as_tuple(), 0, market.actors["stranger"].address)
         with boa.reverts("poco: caller is not the deployer"):
             market.hub.set_onchain_path(market.actors["stranger"].address)
@@ -543,3 +543,14 @@ def test_claim_gives_rejected_stakes_to_the_requester(market):
     assert after["w2"] - before["w2"] == 20
     assert after["requester"] - before["requester"] == APP_PRICE + POOL_PRICE + 30 + 20
     assert market.hub.held_stakes() == 0
+
+
+def test_winner_without_stake_is_refused(market):
+    deal = market.deal()
+    with boa.env.prank(market.actors["w1"].address):
+        market.hub.withdraw(market.hub.balance_of(market.actors["w1"].address) - 19)
+    with boa.reverts("poco: winner stake too low"):
+        finalize(market, deal, {0: (GOOD, ["w1"], [])})
+    market.protocol.fund(market.actors["w1"], 1)  # exactly the stake (20) is enough
+    finalize(market, deal, {0: (GOOD, ["w1"], [])})
+    assert market.hub.is_settled(deal.deal_id, 0)

@@ -199,11 +199,11 @@ def match_orders(
     @return The deal id.
     """
     # what matches what
-    assert request.app == app_order.app, "poco: request and app order name different apps"
-    assert request.dataset == dataset_order.dataset, "poco: request and dataset order name different datasets"
+    assert request.app == app_order.app, "poco: app order for another app"
+    assert request.dataset == dataset_order.dataset, "poco: dataset order for another dataset"
     assert request.workerpool == 0 or request.workerpool == workerpool_order.workerpool, "poco: request restricted to another workerpool"
     assert request.category == workerpool_order.category, "poco: category mismatch"
-    assert request.trust <= workerpool_order.trust, "poco: workerpool does not offer the requested trust"
+    assert request.trust <= workerpool_order.trust, "poco: trust above workerpool's"
     assert request.trust <= MAX_TRUST, "poco: trust too high"
     assert app_order.app_price <= request.app_max_price, "poco: app price above request maximum"
     assert dataset_order.dataset_price <= request.dataset_max_price, "poco: dataset price above request maximum"
@@ -325,7 +325,7 @@ def finalize(deal: Deal, tasks: DynArray[TaskResult, MAX_BATCH], winners: DynArr
     assert len(tasks) > 0, "poco: empty batch"
     if deal.callback != empty(address):
         assert len(tasks) == 1, "poco: callback deals settle one task per call"
-        assert keccak256(callback_data) == tasks[0].digest, "poco: callback data does not match the digest"
+        assert keccak256(callback_data) == tasks[0].digest, "poco: callback data is not the result"
 
     workers_base: uint256 = deal.workerpool_price * (100 - deal.scheduler_reward_ratio) // 100
     scheduler_total: uint256 = 0
@@ -363,6 +363,8 @@ def finalize(deal: Deal, tasks: DynArray[TaskResult, MAX_BATCH], winners: DynArr
             previous = ws.worker
             seal: bytes32 = keccak256(abi_encode(ws.worker, task_id, t.digest))
             self._check_contribution_sig(ws.worker, task_id, consensus_hash, seal, ws.r, ws.vs)
+            # skin in the game: the fast path holds no stake, so a winner must still have one
+            assert escrow.balance_of[ws.worker] >= deal.worker_stake, "poco: winner stake too low"
             w: uint256 = 1
             if weighed:
                 w = self._weight(ws.worker)
@@ -379,7 +381,7 @@ def finalize(deal: Deal, tasks: DynArray[TaskResult, MAX_BATCH], winners: DynArr
             previous = ls.worker
             assert ls.result_hash != consensus_hash, "poco: loser agrees with the consensus"
             for i: uint256 in range(w_at, w_at + t.winners, bound=MAX_WINNER_SIGS):
-                assert winners[i].worker != ls.worker, "poco: worker both winner and loser"
+                assert winners[i].worker != ls.worker, "poco: worker is winner and loser"
             self._check_contribution_sig(ls.worker, task_id, ls.result_hash, ls.result_seal, ls.r, ls.vs)
             # rival group weight: product over losers sharing this hash, counted once
             first_of_group: bool = True
@@ -439,10 +441,10 @@ def onchain_open(deal: Deal, index: uint256, worker: address) -> bytes32:
     @param worker The contributing worker.
     @return The task id.
     """
-    assert msg.sender == self.onchain_path, "poco: caller is not the contributions contract"
+    assert msg.sender == self.onchain_path, "poco: caller not Contributions"
     deal_id: bytes32 = self._check_deal(deal)
     position: uint256 = self._check_open_task(deal_id, deal, index)
-    assert block.timestamp < deal.contribution_deadline, "poco: contribution deadline passed"
+    assert block.timestamp < deal.contribution_deadline, "poco: past contribution deadline"
     self.task_bits[deal_id][position // 256] |= 2 << (position % 256)
     escrow._debit(worker, deal.worker_stake, "poco: worker stake too low")
     self.held_stakes += deal.worker_stake
@@ -463,7 +465,7 @@ def onchain_settle(deal: Deal, index: uint256, digest: bytes32, workers: DynArra
     @param won Whether each was in the revealed consensus.
     @param callback_data Result for the requester contract.
     """
-    assert msg.sender == self.onchain_path, "poco: caller is not the contributions contract"
+    assert msg.sender == self.onchain_path, "poco: caller not Contributions"
     deal_id: bytes32 = self._check_deal(deal)
     position: uint256 = self._check_open_task(deal_id, deal, index)
     assert block.timestamp < deal.final_deadline, "poco: final deadline passed"
@@ -490,7 +492,7 @@ def onchain_settle(deal: Deal, index: uint256, digest: bytes32, workers: DynArra
     escrow._credit(deal.scheduler, deal.workerpool_price + deal.scheduler_stake + held - paid)
     log TaskFinalized(task_id=task_id, deal_id=deal_id, index=index, digest=digest)
     if deal.callback != empty(address):
-        assert keccak256(callback_data) == digest, "poco: callback data does not match the digest"
+        assert keccak256(callback_data) == digest, "poco: callback data is not the result"
         self._callback(deal.callback, task_id, callback_data)
 
 
