@@ -10,10 +10,19 @@ import httpx
 
 from comptoir.apps.contract import result_digest
 from comptoir.chain import events as ev
+from comptoir.chain.client import TaskOutcome
 from comptoir.storage import StorageClient
 
 from .apps import ECHO
-from .conftest import APP_PRICE, DATASET_PRICE, POOL_PRICE, WORKERS_BASE, Pool
+from .conftest import (
+    APP_PRICE,
+    DATASET_PRICE,
+    POOL_PRICE,
+    WORKER_STAKE,
+    WORKERS_BASE,
+    Pool,
+    wait_for,
+)
 
 
 def test_three_workers_reach_consensus_and_everyone_is_paid(pool: Pool, tmp_path: Path) -> None:
@@ -64,3 +73,59 @@ def test_three_workers_reach_consensus_and_everyone_is_paid(pool: Pool, tmp_path
     metrics = httpx.get(f"{pool.scheduler_url}/metrics").text
     assert 'comptoir_scheduler_tasks{status="finalized"} 1.0' in metrics
     assert "comptoir_scheduler_finalize_gas_count 1.0" in metrics
+
+
+def test_a_lying_worker_is_outvoted_penalized_and_loses_score(pool: Pool) -> None:
+    app = pool.register_app({"main.py": ECHO})
+    roles = ("w1", "w2", "w3", "w4")
+    # warm-up straight on-chain: every worker agrees on three tasks, score 3 each
+    warm = pool.deal(app, volume=3)
+    pool["scheduler"].finalize_tasks(
+        warm,
+        [
+            TaskOutcome(
+                i,
+                bytes([i + 1]) * 32,
+                [pool[w].sign_contribution(warm, i, bytes([i + 1]) * 32) for w in roles],
+            )
+            for i in range(3)
+        ],
+    )
+    liar = pool.accounts["w4"].address
+    assert pool["stranger"].score(liar) == 3
+    pool.start_scheduler(COMPTOIR_SCHEDULER_START_BLOCK=str(pool["stranger"].block_number() + 1))
+    pool.start_worker("w4", COMPTOIR_WORKER_FAULT="lie")
+    pool.wait_workers(("w4",))
+    before = pool.balances()
+
+    # trust 3: two agreeing replicas would do; the liar holds one of them
+    deal = pool.deal(app, trust=3)
+    wait_for(
+        lambda: any(r["worker"] == liar for r in (pool.task(deal) or {}).get("replicas", [])),
+        30,
+        "the liar to get a replica",
+        pool,
+    )
+    for w in ("w1", "w2", "w3"):
+        pool.start_worker(w)
+    pool.wait_settled(deal)
+
+    # 2 (honest) vs 2 (liar) is no consensus at trust 3: the scheduler asked for two
+    # more replicas; 8 vs 2 wins (24 > 22) and the liar's stake joins the reward
+    view = pool.task(deal)
+    assert view is not None
+    statuses = {r["worker"]: r["status"] for r in view["replicas"]}
+    assert statuses[liar] == "committed"
+    assert len(statuses) == 4
+    after = pool.balances()
+    reward = WORKERS_BASE + WORKER_STAKE
+    share = reward * 2 // 6
+    for w in ("w1", "w2", "w3"):
+        assert after[w] == before[w] + share, w
+        assert pool["stranger"].score(pool.accounts[w].address) == 4
+    assert after["w4"] == before["w4"] - WORKER_STAKE
+    assert pool["stranger"].score(liar) == 2  # 3 * 2 // 3
+    assert after["scheduler"] == before["scheduler"] + (POOL_PRICE - WORKERS_BASE) + (
+        reward - 3 * share
+    )
+    pool.escrow_holds_everything()

@@ -15,6 +15,7 @@
 | COMPTOIR_SCHEDULER_RECONCILE | 30 | seconds between reconciliation passes |
 | COMPTOIR_SCHEDULER_MAX_ATTEMPTS | 3 | failed attempts of a task before it is abandoned |
 | COMPTOIR_SCHEDULER_GRACE | 120 | seconds a replica may exceed the category time |
+| COMPTOIR_SCHEDULER_START_BLOCK | deployment block | first block scanned on an empty database |
 """
 
 from __future__ import annotations
@@ -94,6 +95,9 @@ class SchedulerSettings:
             poll_interval_s=num("COMPTOIR_SCHEDULER_POLL", 2.0),
             reconcile_interval_s=num("COMPTOIR_SCHEDULER_RECONCILE", 30.0),
             max_attempts=int(num("COMPTOIR_SCHEDULER_MAX_ATTEMPTS", 3)),
+            start_block=int(env["COMPTOIR_SCHEDULER_START_BLOCK"])
+            if env.get("COMPTOIR_SCHEDULER_START_BLOCK")
+            else None,
             assignment_grace_s=num("COMPTOIR_SCHEDULER_GRACE", 120.0),
             json_logs=env.get("COMPTOIR_LOG_JSON", "") not in ("", "0", "false"),
         )
