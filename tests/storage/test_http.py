@@ -53,6 +53,10 @@ async def test_roundtrip_async(
             assert await client.adownload(digest) == b"async payload"
             out = await client.adownload_to(digest, tmp_path / "a")
             assert out.read_bytes() == b"async payload"
+            big = tmp_path / "big"
+            big.write_bytes(os.urandom(3 << 20))
+            big_digest = await client.aupload(big)
+            assert store.get(big_digest) == big.read_bytes()
             with pytest.raises(BlobNotFound):
                 await client.adownload("1" * 64)
 

@@ -155,7 +155,7 @@ class StorageClient:
     async def aupload(self, body: Body, expected: str | None = None) -> str:
         local, payload = self._prepare(body)
         check_digest(local, expected, "upload")
-        content = payload.read_bytes() if isinstance(payload, Path) else payload
+        content = _aiter_file(payload) if isinstance(payload, Path) else payload
         with self._net():
             resp = await self.ahttp.put(
                 f"{self.base_url}/blobs", params={"expected": local}, content=content
@@ -198,6 +198,13 @@ class StorageClient:
         finally:
             Path(tmp).unlink(missing_ok=True)
         return dest
+
+
+async def _aiter_file(path: Path) -> AsyncIterator[bytes]:
+    # Streams large files instead of loading them; 1 MiB reads block the loop only briefly.
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            yield chunk
 
 
 def _write_verified(chunks: Iterator[bytes], d: str, dest: Path, source: str) -> Path:
