@@ -25,9 +25,12 @@ from comptoir.exceptions import AppPackageError, ChecksumMismatch
 
 def make_src(root: Path, manifest: dict[str, object] | None = None) -> Path:
     root.mkdir(parents=True)
-    (root / "comptoir.json").write_text(json.dumps(
-        manifest or {"name": "demo", "command": ["python3", "main.py"], "determinism": "out.txt"}
-    ))
+    (root / "comptoir.json").write_text(
+        json.dumps(
+            manifest
+            or {"name": "demo", "command": ["python3", "main.py"], "determinism": "out.txt"}
+        )
+    )
     (root / "main.py").write_text("print('hi')\n")
     (root / "lib").mkdir()
     (root / "lib" / "tool.sh").write_text("#!/bin/sh\necho tool\n")
@@ -63,13 +66,16 @@ def test_unpack_and_prepare(tmp_path: Path) -> None:
         prepare_app("bundle", blob, tmp_path / "cache", expected_digest="1" * 64)
 
 
-@pytest.mark.parametrize("manifest", [
-    {"command": ["x"]},
-    {"name": "x", "command": []},
-    {"name": "x", "command": "python3 main.py"},
-    {"name": "x", "command": ["x"], "determinism": "../etc/passwd"},
-    {"name": "x", "command": ["x"], "determinism": "/abs"},
-])
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        {"command": ["x"]},
+        {"name": "x", "command": []},
+        {"name": "x", "command": "python3 main.py"},
+        {"name": "x", "command": ["x"], "determinism": "../etc/passwd"},
+        {"name": "x", "command": ["x"], "determinism": "/abs"},
+    ],
+)
 def test_bad_manifests_are_refused(tmp_path: Path, manifest: dict[str, object]) -> None:
     with pytest.raises(AppPackageError):
         build_bundle(make_src(tmp_path / "s", manifest))
@@ -87,19 +93,21 @@ def _evil_bundle(entry: tarfile.TarInfo, data: bytes = b"") -> bytes:
     return gzip.compress(raw.getvalue())
 
 
-@pytest.mark.parametrize("name,kind", [
-    ("../escape", tarfile.REGTYPE),
-    ("/etc/evil", tarfile.REGTYPE),
-    ("link", tarfile.SYMTYPE),
-    ("dev", tarfile.CHRTYPE),
-])
+@pytest.mark.parametrize(
+    "name,kind",
+    [
+        ("../escape", tarfile.REGTYPE),
+        ("/etc/evil", tarfile.REGTYPE),
+        ("link", tarfile.SYMTYPE),
+        ("dev", tarfile.CHRTYPE),
+    ],
+)
 def test_unsafe_bundles_are_refused(tmp_path: Path, name: str, kind: bytes) -> None:
     entry = tarfile.TarInfo(name)
     entry.type = kind
     entry.linkname = "/etc/shadow"
     with pytest.raises(AppPackageError):
-        unpack_bundle(_evil_bundle(entry, b"x" if kind == tarfile.REGTYPE else b""),
-                      tmp_path / "d")
+        unpack_bundle(_evil_bundle(entry, b"x" if kind == tarfile.REGTYPE else b""), tmp_path / "d")
     assert not (tmp_path / "escape").exists()
     with pytest.raises(AppPackageError):
         unpack_bundle(b"garbage", tmp_path / "g")

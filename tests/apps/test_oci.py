@@ -37,8 +37,12 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     (rootfs / "app").mkdir()
     (rootfs / "app" / "run.sh").write_text(SCRIPT)
     return build_oci_image(
-        rootfs, entrypoint=["/bin/sh"], cmd=["/app/run.sh"], env={"GREETING": "bonjour"},
-        workdir="/app", labels={"org.comptoir.determinism": "answer"},
+        rootfs,
+        entrypoint=["/bin/sh"],
+        cmd=["/app/run.sh"],
+        env={"GREETING": "bonjour"},
+        workdir="/app",
+        labels={"org.comptoir.determinism": "answer"},
     )
 
 
@@ -63,8 +67,14 @@ def test_oci_app_runs_in_the_sandbox(image: bytes, tmp_path: Path) -> None:
     inputs = tmp_path / "in"
     inputs.mkdir()
     (inputs / "dataset").write_text("rows")
-    job = SandboxJob(app=app, output_dir=tmp_path / "out", input_dir=inputs, task_index=5,
-                     args="a b", limits=SandboxLimits(wall_time_s=20))
+    job = SandboxJob(
+        app=app,
+        output_dir=tmp_path / "out",
+        input_dir=inputs,
+        task_index=5,
+        args="a b",
+        limits=SandboxLimits(wall_time_s=20),
+    )
     r = BwrapExecutor().run_sync(job)
     assert r.outcome is Outcome.SUCCESS, (r.message, r.stderr)
     assert r.stdout == b"args=a b\n"  # and no LEAK line

@@ -23,12 +23,18 @@ def make_app(tmp_path: Path) -> MakeApp:
     """A bundle app whose command runs ``code`` with the host's python3."""
     counter = iter(range(1000))
 
-    def make(code: str, *, determinism: str | None = None, command: list[str] | None = None,
-             files: dict[str, str] | None = None) -> PreparedApp:
+    def make(
+        code: str,
+        *,
+        determinism: str | None = None,
+        command: list[str] | None = None,
+        files: dict[str, str] | None = None,
+    ) -> PreparedApp:
         src = tmp_path / f"src{next(counter)}"
         src.mkdir()
         manifest: dict[str, object] = {
-            "name": "test-app", "command": command or ["python3", "main.py"],
+            "name": "test-app",
+            "command": command or ["python3", "main.py"],
         }
         if determinism:
             manifest["determinism"] = determinism

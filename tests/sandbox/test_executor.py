@@ -26,8 +26,13 @@ from comptoir.sandbox import (
 
 from .conftest import MakeApp
 
-FAST = SandboxLimits(wall_time_s=20, memory_bytes=256 << 20, output_bytes=8 << 20,
-                     max_processes=32, tmp_bytes=16 << 20)
+FAST = SandboxLimits(
+    wall_time_s=20,
+    memory_bytes=256 << 20,
+    output_bytes=8 << 20,
+    max_processes=32,
+    tmp_bytes=16 << 20,
+)
 
 HELLO = """
 import os
@@ -68,11 +73,14 @@ async def test_hello_world_is_deterministic(
 def test_sync_wrapper_and_determinism_file(
     executor: BwrapExecutor, make_app: MakeApp, tmp_path: Path
 ) -> None:
-    app = make_app("""
+    app = make_app(
+        """
         import random, time
         open("/comptoir/out/answer", "w").write("42\\n")
         open("/comptoir/out/log", "w").write(f"{time.time()} {random.random()}\\n")
-    """, determinism="answer")
+    """,
+        determinism="answer",
+    )
     r1 = executor.run_sync(job(app, tmp_path, "a"))
     r2 = executor.run_sync(job(app, tmp_path, "b"))
     assert r1.ok and r2.ok
@@ -121,8 +129,9 @@ async def test_memory_limit(executor: BwrapExecutor, make_app: MakeApp, tmp_path
         blob = b"x" * (1 << 30)   # touches every page
         print(len(blob))
     """)
-    limits = SandboxLimits(wall_time_s=30, memory_bytes=256 << 20, output_bytes=1 << 20,
-                           tmp_bytes=1 << 20)
+    limits = SandboxLimits(
+        wall_time_s=30, memory_bytes=256 << 20, output_bytes=1 << 20, tmp_bytes=1 << 20
+    )
     r = await executor.run(job(app, tmp_path, limits=limits))
     assert r.outcome is Outcome.MEMORY_LIMIT, (r.message, r.stderr)
     assert "256 MiB" in r.message
@@ -164,8 +173,9 @@ while True:
 async def test_fork_bomb_is_contained(
     executor: BwrapExecutor, make_app: MakeApp, tmp_path: Path
 ) -> None:
-    limits = SandboxLimits(wall_time_s=20, memory_bytes=512 << 20, output_bytes=1 << 20,
-                           max_processes=16)
+    limits = SandboxLimits(
+        wall_time_s=20, memory_bytes=512 << 20, output_bytes=1 << 20, max_processes=16
+    )
     before = len(psutil.pids())
     start = time.monotonic()
     r = await executor.run(job(make_app(FORK_BOMB), tmp_path, limits=limits))
@@ -178,8 +188,9 @@ async def test_fork_bomb_is_contained(
 async def test_fallbacks_without_cgroups(make_app: MakeApp, tmp_path: Path) -> None:
     """RLIMIT_NPROC on a per-job uid and RLIMIT_AS, for hosts without usable cgroups."""
     executor = BwrapExecutor(use_cgroups=False)
-    limits = SandboxLimits(wall_time_s=20, memory_bytes=256 << 20, output_bytes=1 << 20,
-                           max_processes=16)
+    limits = SandboxLimits(
+        wall_time_s=20, memory_bytes=256 << 20, output_bytes=1 << 20, max_processes=16
+    )
     r = await executor.run(job(make_app(FORK_BOMB), tmp_path, "a", limits=limits))
     assert r.outcome is Outcome.PROCESS_LIMIT, (r.message, r.stderr, r.enforcement)
     assert r.enforcement["processes"].startswith("RLIMIT_NPROC")
@@ -244,8 +255,18 @@ async def test_host_files_are_invisible(
     inputs = tmp_path / "in"
     inputs.mkdir()
     (inputs / "dataset").write_bytes(b"the dataset")
-    probes = [str(secret), str(tmp_path), "/root", "/home", "/work", "/etc/shadow",
-              "/etc/hostname", "/var", "/proc/1/root/etc/shadow", "/sys"]
+    probes = [
+        str(secret),
+        str(tmp_path),
+        "/root",
+        "/home",
+        "/work",
+        "/etc/shadow",
+        "/etc/hostname",
+        "/var",
+        "/proc/1/root/etc/shadow",
+        "/sys",
+    ]
     app = make_app(f"""
         import os, sys
         visible = [p for p in {probes!r} if os.path.exists(p)]

@@ -59,16 +59,28 @@ def world_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"),
-                    reason="needs root to become another user (the suite runs as root here)")
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("setpriv"),
+    reason="needs root to become another user (the suite runs as root here)",
+)
 def test_executor_as_an_unprivileged_user(world_dir: Path) -> None:
     (world_dir / "secret.txt").write_text("host secret")
     os.chown(world_dir / "secret.txt", NOBODY, NOBODY)
     src_root = Path(__file__).resolve().parents[2] / "src"
     proc = subprocess.run(
-        ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-         sys.executable, "-c", SCRIPT, str(world_dir)],
-        capture_output=True, text=True, timeout=120,
+        [
+            "setpriv",
+            f"--reuid={NOBODY}",
+            f"--regid={NOBODY}",
+            "--clear-groups",
+            sys.executable,
+            "-c",
+            SCRIPT,
+            str(world_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={"PATH": os.environ["PATH"], "PYTHONPATH": str(src_root), "HOME": str(world_dir)},
     )
     assert proc.returncode == 0, proc.stderr

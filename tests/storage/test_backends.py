@@ -24,9 +24,7 @@ from comptoir.storage.s3 import S3BlobStore
 def fake_s3() -> tuple[FastAPI, dict[str, bytes]]:
     objects: dict[str, bytes] = {}
     app = FastAPI()
-    missing = (
-        '<?xml version="1.0"?><Error><Code>NoSuchKey</Code><Message>no</Message></Error>'
-    )
+    missing = '<?xml version="1.0"?><Error><Code>NoSuchKey</Code><Message>no</Message></Error>'
 
     @app.put("/{bucket}/{key:path}")
     async def put(bucket: str, key: str, request: Request) -> Response:

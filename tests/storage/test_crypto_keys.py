@@ -112,10 +112,14 @@ def test_forged_and_replayed_requests_are_refused(
         KeyServiceClient(url).register_key(checksum, key, OWNER.key)
 
         def release(worker: str, nonce: str, signature: str) -> httpx.Response:
-            return httpx.post(f"{url}/keys/release", json={
-                "worker": worker, "dataset_checksum": checksum,
-                "evidence": {"deal_id": "d", "nonce": nonce, "signature": signature},
-            })
+            return httpx.post(
+                f"{url}/keys/release",
+                json={
+                    "worker": worker,
+                    "dataset_checksum": checksum,
+                    "evidence": {"deal_id": "d", "nonce": nonce, "signature": signature},
+                },
+            )
 
         nonce = httpx.post(f"{url}/keys/nonce", json={"worker": WORKER.address}).json()["nonce"]
         # The intruder signs for the worker's identity: the recovered signer differs.
@@ -140,12 +144,16 @@ def test_registration_needs_the_owner_signature(
     owners = {checksum: OWNER.address}
     nonces = NonceBook()
     app = create_key_service_app(
-        KeyVault(), SignedNoncePolicy(nonces, lambda *_: True), nonces=nonces,
+        KeyVault(),
+        SignedNoncePolicy(nonces, lambda *_: True),
+        nonces=nonces,
         owner_of=owners.get,
     )
     with serve(app) as url:
         body = {
-            "dataset_checksum": checksum, "key": key.hex(), "owner": OWNER.address,
+            "dataset_checksum": checksum,
+            "key": key.hex(),
+            "owner": OWNER.address,
             "signature": sign_text(INTRUDER.key, registration_message(checksum, key)),
         }
         assert httpx.post(f"{url}/keys/register", json=body).status_code == 401

@@ -80,8 +80,9 @@ def build_bundle(src_dir: str | Path) -> bytes:
                 with open(path, "rb") as f:
                     tar.addfile(_entry(rel, tarfile.REGTYPE, mode, st.st_size), f)
             else:
-                raise AppPackageError(f"{rel} is not a regular file or directory; bundles "
-                                      "may only contain those.")
+                raise AppPackageError(
+                    f"{rel} is not a regular file or directory; bundles may only contain those."
+                )
     return gzip.compress(raw.getvalue(), mtime=0)
 
 

@@ -74,8 +74,9 @@ class OciConfig:
 def _umoci(*args: str | Path) -> None:
     exe = shutil.which("umoci")
     if exe is None:
-        raise ConfigError("umoci is not installed; install it (apt-get install umoci) to run "
-                          "OCI images.")
+        raise ConfigError(
+            "umoci is not installed; install it (apt-get install umoci) to run OCI images."
+        )
     proc = subprocess.run([exe, *map(str, args)], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise AppPackageError(f"umoci {args[0]} failed: {proc.stderr.strip()[-500:]}")
@@ -219,8 +220,9 @@ def ensure_mount_points(rootfs: Path) -> None:
                             os.mkdir(name, 0o755, dir_fd=parent_fd)
                     except FileNotFoundError:
                         os.mkdir(name, 0o755, dir_fd=parent_fd)
-                    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW,
-                                 dir_fd=parent_fd)
+                    fd = os.open(
+                        name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent_fd
+                    )
                     opened.append(fd)
                     parent_fd = fd
             finally:

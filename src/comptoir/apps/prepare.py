@@ -39,19 +39,28 @@ class PreparedApp:
     digest: str | None = None
 
     def to_json(self) -> str:
-        return json.dumps({
-            "kind": self.kind.value, "argv": list(self.argv), "workdir": self.workdir,
-            "env": [list(kv) for kv in self.env], "determinism": self.determinism,
-            "digest": self.digest,
-        })
+        return json.dumps(
+            {
+                "kind": self.kind.value,
+                "argv": list(self.argv),
+                "workdir": self.workdir,
+                "env": [list(kv) for kv in self.env],
+                "determinism": self.determinism,
+                "digest": self.digest,
+            }
+        )
 
     @classmethod
     def from_json(cls, root: Path, raw: str) -> PreparedApp:
         doc = json.loads(raw)
         return cls(
-            kind=AppKind(doc["kind"]), root=root, argv=tuple(doc["argv"]),
-            workdir=doc["workdir"], env=tuple((k, v) for k, v in doc["env"]),
-            determinism=doc["determinism"], digest=doc["digest"],
+            kind=AppKind(doc["kind"]),
+            root=root,
+            argv=tuple(doc["argv"]),
+            workdir=doc["workdir"],
+            env=tuple((k, v) for k, v in doc["env"]),
+            determinism=doc["determinism"],
+            digest=doc["digest"],
         )
 
 
@@ -82,15 +91,23 @@ def prepare_app(
         os.chmod(tmp, 0o755)
         if kind is AppKind.BUNDLE:
             manifest = unpack_bundle(package, tmp / "app")
-            app = PreparedApp(kind, final / "app", manifest.command, APP_DIR, (),
-                              manifest.determinism, digest)
+            app = PreparedApp(
+                kind, final / "app", manifest.command, APP_DIR, (), manifest.determinism, digest
+            )
         else:
             config = unpack_oci_image(package, tmp)
             shutil.rmtree(tmp / "layout")  # the rootfs is all the sandbox needs
             if not config.argv:
                 raise AppPackageError("The OCI image has neither Entrypoint nor Cmd to run.")
-            app = PreparedApp(kind, final / "rootfs", config.argv, config.workdir,
-                              config.env, config.determinism, digest)
+            app = PreparedApp(
+                kind,
+                final / "rootfs",
+                config.argv,
+                config.workdir,
+                config.env,
+                config.determinism,
+                digest,
+            )
         (tmp / _READY).write_text(app.to_json())
         try:
             os.rename(tmp, final)

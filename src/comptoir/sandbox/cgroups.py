@@ -189,9 +189,7 @@ def _create_v2(d: Path) -> JobCgroup | None:
         if missing:
             # Fails (EBUSY) when the parent holds processes itself: no internal processes.
             with contextlib.suppress(OSError):
-                (parent / "cgroup.subtree_control").write_text(
-                    " ".join(f"+{c}" for c in missing)
-                )
+                (parent / "cgroup.subtree_control").write_text(" ".join(f"+{c}" for c in missing))
         d.mkdir()
     except OSError:
         return None

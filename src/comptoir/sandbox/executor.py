@@ -67,9 +67,19 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 BWRAP_OVERHEAD_PIDS = 2
 # Host paths a bundle needs to run host interpreters; symlinks are mirrored as symlinks.
 HOST_RUNTIME = (
-    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
-    "/etc/alternatives", "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d",
-    "/etc/localtime", "/etc/mime.types",
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/etc/alternatives",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/localtime",
+    "/etc/mime.types",
 )
 GPU_DEVICE_GLOBS = ("nvidia*", "nvidia-caps", "dri", "kfd")
 
@@ -144,8 +154,11 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 def _mount(source: str, target: Path, fstype: str | None, flags: int, data: str = "") -> None:
     rc = _libc.mount(
-        source.encode(), str(target).encode(), fstype.encode() if fstype else None,
-        ctypes.c_ulong(flags), data.encode() if data else None,
+        source.encode(),
+        str(target).encode(),
+        fstype.encode() if fstype else None,
+        ctypes.c_ulong(flags),
+        data.encode() if data else None,
     )
     if rc != 0:
         err = ctypes.get_errno()
@@ -267,8 +280,9 @@ class BwrapExecutor:
     ) -> None:
         exe = bwrap or shutil.which("bwrap")
         if exe is None:
-            raise ConfigError("bubblewrap is not installed; install it (apt-get install "
-                              "bubblewrap) to run apps.")
+            raise ConfigError(
+                "bubblewrap is not installed; install it (apt-get install bubblewrap) to run apps."
+            )
         self.bwrap = exe
         self.privileged = os.geteuid() == 0
         self.use_cgroups, self.cgroup_parent = use_cgroups, cgroup_parent
@@ -310,8 +324,9 @@ class BwrapExecutor:
             self._setup(run)
             return await self._execute(run, started)
         except (OSError, SandboxError, ConfigError) as exc:
-            return self._error(job, started, f"The sandbox could not be set up: {exc}.",
-                               run.enforcement)
+            return self._error(
+                job, started, f"The sandbox could not be set up: {exc}.", run.enforcement
+            )
         finally:
             await asyncio.to_thread(self._teardown, run)
             os.close(lock_fd)
@@ -321,8 +336,11 @@ class BwrapExecutor:
     @property
     def enforcement(self) -> dict[str, str]:
         """Which mechanism enforces each limit on this host (probes a throwaway cgroup)."""
-        cg = create_job_cgroup(f"comptoir-probe-{uuid.uuid4().hex[:8]}", self.cgroup_parent) \
-            if self.use_cgroups else None
+        cg = (
+            create_job_cgroup(f"comptoir-probe-{uuid.uuid4().hex[:8]}", self.cgroup_parent)
+            if self.use_cgroups
+            else None
+        )
         if cg is not None:
             cg.remove()
         return self._mechanisms(cg)
@@ -333,9 +351,13 @@ class BwrapExecutor:
         ctrls = cg.controllers if cg else set()
         version = f"cgroup-v{cg.version}" if cg else ""
         return {
-            "processes": f"{version} pids.max" if "pids" in ctrls
-            else ("RLIMIT_NPROC (per-job uid)" if self.privileged
-                  else "RLIMIT_NPROC (job user namespace)"),
+            "processes": f"{version} pids.max"
+            if "pids" in ctrls
+            else (
+                "RLIMIT_NPROC (per-job uid)"
+                if self.privileged
+                else "RLIMIT_NPROC (job user namespace)"
+            ),
             "memory": f"{version} memory limit" if "memory" in ctrls else "RLIMIT_AS",
             "output": "tmpfs size" if self.privileged else "polling + RLIMIT_FSIZE",
             "wall_time": "kill at deadline",
@@ -375,9 +397,14 @@ class BwrapExecutor:
             )
         if self.privileged:
             assert run.uid is not None
-            _mount("tmpfs", run.out, "tmpfs", _MS_NOSUID | _MS_NODEV,
-                   f"size={lim.output_bytes},nr_inodes={lim.max_output_files + 1},"
-                   f"mode=0700,uid={run.uid},gid={run.uid}")
+            _mount(
+                "tmpfs",
+                run.out,
+                "tmpfs",
+                _MS_NOSUID | _MS_NODEV,
+                f"size={lim.output_bytes},nr_inodes={lim.max_output_files + 1},"
+                f"mode=0700,uid={run.uid},gid={run.uid}",
+            )
             run.mounts.append(run.out)
             run.out_is_tmpfs = True
             # Bind the app and inputs under the job directory: the per-job uid cannot
@@ -470,11 +497,23 @@ class BwrapExecutor:
         job, app = run.job, run.job.app
         a = [
             self.bwrap,
-            "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
-            "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
+            "--unshare-user",
+            "--uid",
+            str(SANDBOX_UID),
+            "--gid",
+            str(SANDBOX_UID),
+            "--unshare-ipc",
+            "--unshare-pid",
+            "--unshare-net",
+            "--unshare-uts",
             "--unshare-cgroup-try",
-            "--die-with-parent", "--new-session", "--hostname", "comptoir",
-            "--json-status-fd", str(status_fd), *extra,
+            "--die-with-parent",
+            "--new-session",
+            "--hostname",
+            "comptoir",
+            "--json-status-fd",
+            str(status_fd),
+            *extra,
         ]
         if not self._userns_nproc(run):  # bwrap refuses it with --userns-block-fd
             a.append("--disable-userns")
@@ -511,12 +550,14 @@ class BwrapExecutor:
         if job.app.kind is AppKind.OCI:
             env.update(dict(job.app.env))
         has_dataset = job.input_dir is not None and (job.input_dir / "dataset").is_file()
-        env.update({
-            ENV_TASK_INDEX: str(job.task_index),
-            ENV_TASK_ID: job.task_id,
-            ENV_ARGS: job.args,
-            ENV_DATASET: DATASET_PATH if has_dataset else "",
-        })
+        env.update(
+            {
+                ENV_TASK_INDEX: str(job.task_index),
+                ENV_TASK_ID: job.task_id,
+                ENV_ARGS: job.args,
+                ENV_DATASET: DATASET_PATH if has_dataset else "",
+            }
+        )
         return env
 
     def _userns_nproc(self, run: _Run) -> bool:
@@ -544,8 +585,9 @@ class BwrapExecutor:
     async def _execute(self, run: _Run, started: float) -> SandboxResult:
         job, lim = run.job, run.job.limits
         if job.gpu and not detect_gpu_devices():
-            return self._error(job, started, "The job needs a GPU but this worker has none.",
-                               run.enforcement)
+            return self._error(
+                job, started, "The job needs a GPU but this worker has none.", run.enforcement
+            )
         status_r, status_w = os.pipe()
         run.fds.append(status_r)
         files: dict[str, int] = {}
@@ -600,7 +642,9 @@ class BwrapExecutor:
         if userns_fds is not None:
             try:
                 await asyncio.to_thread(
-                    _map_and_limit, userns_fds[0], userns_fds[3],
+                    _map_and_limit,
+                    userns_fds[0],
+                    userns_fds[3],
                     lim.max_processes + BWRAP_OVERHEAD_PIDS - 1,
                 )
             except OSError as exc:
@@ -608,8 +652,9 @@ class BwrapExecutor:
                     os.killpg(proc.pid, signal.SIGKILL)
                 _, err = await proc.communicate()
                 detail = err.decode(errors="replace").strip() or str(exc)
-                return self._error(job, started, f"The sandbox could not be set up: {detail}.",
-                                   run.enforcement)
+                return self._error(
+                    job, started, f"The sandbox could not be set up: {detail}.", run.enforcement
+                )
         run.pid = proc.pid
         readers = [
             asyncio.create_task(_drain(proc.stdout, lim.log_bytes)),
@@ -620,8 +665,9 @@ class BwrapExecutor:
         violation: Outcome | None = None
         while True:
             remaining = deadline - time.monotonic()
-            done, _ = await asyncio.wait({waiter}, timeout=max(0.0, min(self.poll_interval_s,
-                                                                        remaining)))
+            done, _ = await asyncio.wait(
+                {waiter}, timeout=max(0.0, min(self.poll_interval_s, remaining))
+            )
             if done:
                 break
             violation = Outcome.TIMEOUT if remaining <= 0 else self._violation(run)
@@ -651,16 +697,22 @@ class BwrapExecutor:
         message = _message(outcome, job, exit_code, stderr)
         if outcome is Outcome.SUCCESS:
             try:
-                digest = await asyncio.to_thread(
-                    result_digest, job.output_dir, job.app.determinism
-                )
+                digest = await asyncio.to_thread(result_digest, job.output_dir, job.app.determinism)
             except AppPackageError as exc:
                 outcome, message = Outcome.APP_FAILED, str(exc)
         return SandboxResult(
-            outcome=outcome, message=message, exit_code=exit_code,
-            stdout=stdout, stderr=stderr, stdout_truncated=out_trunc, stderr_truncated=err_trunc,
-            duration_s=duration, output_dir=job.output_dir, output_bytes=output_bytes,
-            result_digest=digest, enforcement=run.enforcement,
+            outcome=outcome,
+            message=message,
+            exit_code=exit_code,
+            stdout=stdout,
+            stderr=stderr,
+            stdout_truncated=out_trunc,
+            stderr_truncated=err_trunc,
+            duration_s=duration,
+            output_dir=job.output_dir,
+            output_bytes=output_bytes,
+            result_digest=digest,
+            enforcement=run.enforcement,
         )
 
     def _violation(self, run: _Run, final: bool = False) -> Outcome | None:
@@ -705,9 +757,15 @@ class BwrapExecutor:
         job: SandboxJob, started: float, message: str, enforcement: dict[str, str]
     ) -> SandboxResult:
         return SandboxResult(
-            outcome=Outcome.SANDBOX_ERROR, message=message, exit_code=None, stdout=b"",
-            stderr=b"", stdout_truncated=False, stderr_truncated=False,
-            duration_s=time.monotonic() - started, output_dir=job.output_dir,
+            outcome=Outcome.SANDBOX_ERROR,
+            message=message,
+            exit_code=None,
+            stdout=b"",
+            stderr=b"",
+            stdout_truncated=False,
+            stderr_truncated=False,
+            duration_s=time.monotonic() - started,
+            output_dir=job.output_dir,
             enforcement=enforcement,
         )
 
@@ -833,8 +891,10 @@ def _message(outcome: Outcome, job: SandboxJob, exit_code: int | None, stderr: b
     if outcome is Outcome.MEMORY_LIMIT:
         return f"The app exceeded its {lim.memory_bytes >> 20} MiB memory limit and was killed."
     if outcome is Outcome.OUTPUT_LIMIT:
-        return (f"The app filled its {lim.output_bytes >> 20} MiB / {lim.max_output_files}-file "
-                "output limit and was stopped.")
+        return (
+            f"The app filled its {lim.output_bytes >> 20} MiB / {lim.max_output_files}-file "
+            "output limit and was stopped."
+        )
     if outcome is Outcome.PROCESS_LIMIT:
         return f"The app tried to run more than {lim.max_processes} processes and was killed."
     tail = stderr.decode(errors="replace").strip().splitlines()

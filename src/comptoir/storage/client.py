@@ -23,9 +23,7 @@ Body = bytes | str | Path
 class StorageClient:
     """Sync methods (``upload``, ``download``…) and async twins prefixed with ``a``."""
 
-    def __init__(
-        self, base_url: str, *, token: str | None = None, timeout: float = 60.0
-    ) -> None:
+    def __init__(self, base_url: str, *, token: str | None = None, timeout: float = 60.0) -> None:
         self.base_url = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._timeout = timeout

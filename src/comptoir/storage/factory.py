@@ -38,8 +38,9 @@ def open_blob_store(spec: str) -> BlobStore:
 
         if "index" not in query:
             raise ConfigError(f"{spec!r} needs ?index=/path/to/index.db (sha256 -> CID map).")
-        return IpfsBlobStore(f"{url.scheme.removeprefix('ipfs+')}://{url.netloc}",
-                             index_path=query["index"])
+        return IpfsBlobStore(
+            f"{url.scheme.removeprefix('ipfs+')}://{url.netloc}", index_path=query["index"]
+        )
     raise ConfigError(
         f"Unknown storage {spec!r}; use a directory, s3://bucket/prefix or ipfs+http://host:port."
     )

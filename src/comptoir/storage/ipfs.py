@@ -98,8 +98,9 @@ class IpfsBlobStore(BlobStore):
                 resp.raise_for_status()
                 yield from resp.iter_bytes(chunk_size)
         except httpx.HTTPError as exc:
-            raise StorageError(f"The IPFS node at {self.api_url} could not cat {cid} ({exc}).")\
-                from exc
+            raise StorageError(
+                f"The IPFS node at {self.api_url} could not cat {cid} ({exc})."
+            ) from exc
 
     def has(self, digest: str) -> bool:
         try:

@@ -281,8 +281,9 @@ class KeyServiceClient:
         try:
             resp = self._http.post(f"{self.base_url}/keys/{path}", json=body)
         except httpx.HTTPError as exc:
-            raise StorageError(f"The key service at {self.base_url} is unreachable ({exc}).")\
-                from exc
+            raise StorageError(
+                f"The key service at {self.base_url} is unreachable ({exc})."
+            ) from exc
         if resp.status_code in (401, 403):
             raise KeyReleaseDenied(str(resp.json().get("detail", "refused")))
         if resp.status_code >= 400:
@@ -292,12 +293,17 @@ class KeyServiceClient:
 
     def register_key(self, dataset_checksum: str, key: bytes, owner_private_key: Any) -> None:
         owner = Account.from_key(owner_private_key).address
-        self._post("register", {
-            "dataset_checksum": normalize_digest(dataset_checksum),
-            "key": key.hex(),
-            "owner": owner,
-            "signature": sign_text(owner_private_key, registration_message(dataset_checksum, key)),
-        })
+        self._post(
+            "register",
+            {
+                "dataset_checksum": normalize_digest(dataset_checksum),
+                "key": key.hex(),
+                "owner": owner,
+                "signature": sign_text(
+                    owner_private_key, registration_message(dataset_checksum, key)
+                ),
+            },
+        )
 
     def request_key(
         self, dataset_checksum: str, worker_private_key: Any, evidence: dict[str, Any] | None = None

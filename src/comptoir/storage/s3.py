@@ -43,7 +43,10 @@ class S3BlobStore(BlobStore):
                 s3={"addressing_style": "path"} if endpoint_url else None,
             )
             client = boto3.client(
-                "s3", endpoint_url=endpoint_url, region_name=region_name, config=config,
+                "s3",
+                endpoint_url=endpoint_url,
+                region_name=region_name,
+                config=config,
                 **client_kwargs,
             )
         self._s3 = client
@@ -102,8 +105,9 @@ class S3BlobStore(BlobStore):
             head = self._s3.head_object(Bucket=self.bucket, Key=self.key(digest))
         except Exception as exc:
             if self._missing(exc):
-                raise BlobNotFound(f"No blob {normalize_digest(digest)} in s3://{self.bucket}.")\
-                    from None
+                raise BlobNotFound(
+                    f"No blob {normalize_digest(digest)} in s3://{self.bucket}."
+                ) from None
             raise StorageError(f"s3://{self.bucket} did not answer ({exc}).") from exc
         return int(head["ContentLength"])
 

@@ -67,7 +67,8 @@ def create_storage_app(
             digest = h.hexdigest()
             if want is not None and digest != want:
                 raise HTTPException(
-                    400, f"Body has sha256 {digest} but {want} was expected; nothing was stored.",
+                    400,
+                    f"Body has sha256 {digest} but {want} was expected; nothing was stored.",
                     headers=_MISMATCH,
                 )
             try:
@@ -97,7 +98,8 @@ def create_storage_app(
         # A corrupted blob raises ChecksumMismatch mid-stream: the connection is cut
         # and the client, which verifies too, never accepts the bytes.
         return StreamingResponse(
-            iterate_in_threadpool(chunks), media_type="application/octet-stream",
+            iterate_in_threadpool(chunks),
+            media_type="application/octet-stream",
             headers=_headers(d, size),
         )
 
