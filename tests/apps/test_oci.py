@@ -83,6 +83,25 @@ def test_oci_app_runs_in_the_sandbox(image: bytes, tmp_path: Path) -> None:
     assert r.result_digest == hashlib.sha256(b"42\n").hexdigest()
 
 
+def test_missing_workdir_is_created(tmp_path: Path) -> None:
+    rootfs = tmp_path / "rootfs"
+    copy_host_binaries(rootfs, ["/bin/sh"])
+    (rootfs / "etc").mkdir()
+    (rootfs / "link").symlink_to("/etc")  # must not lead to the host's /etc
+    image = build_oci_image(
+        rootfs, entrypoint=["/bin/sh", "-c", "pwd > /comptoir/out/cwd"], workdir="/srv/job"
+    )
+    app = prepare_app("oci", image, tmp_path / "cache")
+    assert (app.root / "srv" / "job").is_dir()
+    r = BwrapExecutor().run_sync(SandboxJob(app=app, output_dir=tmp_path / "out"))
+    assert r.ok, (r.message, r.stderr)
+    assert (tmp_path / "out" / "cwd").read_text() == "/srv/job\n"
+    linked = build_oci_image(rootfs, entrypoint=["/bin/sh"], workdir="/link/new")
+    before = set(Path("/etc").iterdir())
+    prepare_app("oci", linked, tmp_path / "cache2")
+    assert set(Path("/etc").iterdir()) == before
+
+
 def test_wrong_digest_and_corrupted_images(image: bytes, tmp_path: Path) -> None:
     with pytest.raises(ChecksumMismatch):
         prepare_app("oci", image, tmp_path / "c", expected_digest="0" * 64)

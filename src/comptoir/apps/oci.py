@@ -198,7 +198,33 @@ def unpack_oci_image(image: bytes | str | Path, dest: str | Path) -> OciConfig:
         shutil.rmtree(rootfs)
     _umoci("raw", "unpack", *_rootless(), "--image", f"{layout}:{_TAG}", rootfs)
     ensure_mount_points(rootfs)
-    return OciConfig.from_image_config(config_doc)
+    config = OciConfig.from_image_config(config_doc)
+    _ensure_workdir(rootfs, config.workdir)
+    return config
+
+
+def _ensure_workdir(rootfs: Path, workdir: str) -> None:
+    """Create a missing WorkingDir as container runtimes do, without ever following a link
+    of the image on the host: a symlinked component is left for the sandbox to resolve
+    inside the image's own root."""
+    parts = [p for p in workdir.split("/") if p and p != "."]
+    if ".." in parts:
+        raise AppPackageError(f"The image's WorkingDir {workdir!r} must not contain '..'.")
+    fd = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        for name in parts:
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                os.mkdir(name, 0o755, dir_fd=fd)
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            if not stat.S_ISDIR(st.st_mode):
+                return
+            nxt = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+    finally:
+        os.close(fd)
 
 
 def ensure_mount_points(rootfs: Path) -> None:
