@@ -22,11 +22,23 @@ def up(
         int | None, typer.Option(help="Port (default $COMPTOIR_DEVNET_PORT or 8545; 0 = any).")
     ] = None,
     chain_id: Annotated[int | None, typer.Option(help="Chain id (default 31337).")] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Also start the full local stack (storage, market, a workerpool and its "
+            "scheduler, a sample app) with this many workers; 0: the chain only."
+        ),
+    ] = 0,
 ) -> None:
     """Start the devnet (or reuse it), deploy the protocol if needed, fund the test accounts."""
     settings = load_settings()  # bad configuration fails before the slow imports
     from comptoir import devnet as sdk
 
+    if workers > 0:
+        from comptoir import stack
+
+        with console.status("Starting the local stack...") as spinner:
+            stack.up(settings, workers, port=port, notify=lambda m: spinner.update(m))
     with console.status("Starting the devnet..."):
         net = sdk.up(settings, port=port, chain_id=chain_id)
     d = net.deployment
@@ -44,18 +56,52 @@ def up(
     console.print(f"Test accounts (mnemonic: [bold]{sdk.ANVIL_MNEMONIC}[/bold]):")
     for i, account in enumerate(net.accounts):
         console.print(f"  {i}: {account.address}")
+    if workers > 0:
+        _print_services(settings)
+        console.print(
+            "Try: comptoir run primes --volume 3 --trust 4 --category TEST --wallet devnet:1"
+        )
     success("Devnet ready.")
+
+
+def _print_services(settings: object) -> None:
+    from comptoir import stack
+    from comptoir.config import Settings
+
+    assert isinstance(settings, Settings)
+    states = stack.status(settings)
+    if not states:
+        return
+    from rich.table import Table
+
+    table = Table(title="Local stack", box=None)
+    for col in ("service", "status", "pid", "url / account", "log"):
+        table.add_column(col)
+    for s in states:
+        table.add_row(
+            s.name,
+            "[green]running[/green]" if s.running else "[red]stopped[/red]",
+            str(s.pid),
+            s.url or s.address or "",
+            s.log,
+        )
+    console.print(table)
 
 
 @app.command()
 def down() -> None:
-    """Stop the devnet; its chain state is kept for the next 'up'."""
+    """Stop the local stack's services and the devnet; its chain state is kept for the next
+    'up'."""
     settings = load_settings()  # bad configuration fails before the slow imports
-    from comptoir import devnet as sdk
+    from comptoir import stack
 
-    if sdk.down(settings):
+    stopped = stack.down(settings)
+    services = [s for s in stopped if s != "chain"]
+    if services:
+        success(f"Stopped {len(services)} service(s): {', '.join(services)}.")
+    if "chain" in stopped:
         success(f"Devnet stopped; state kept in {settings.devnet_dir}.")
-    else:
+    elif not services:
         console.print("No devnet is running.")
 
 
@@ -68,6 +114,9 @@ def status(
     from comptoir import devnet as sdk
 
     st = sdk.status(settings)
+    from comptoir import stack
+
+    services = stack.status(settings)
     if as_json:
         print_json(
             {
@@ -79,6 +128,7 @@ def status(
                 "deployed": st.deployed,
                 "deployment": st.deployment.to_json() if st.deployment else None,
                 "home": str(st.home),
+                "services": [s.__dict__ for s in services],
             }
         )
         return
@@ -100,3 +150,4 @@ def status(
     else:
         rows.append(("deployed", "no"))
     console.print(key_value_table(rows, title="Comptoir devnet"))
+    _print_services(settings)

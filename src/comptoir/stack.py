@@ -1,0 +1,579 @@
+"""The local stack: everything Comptoir needs on one machine, started and stopped as one.
+
+``up(settings, workers=N)`` starts, each as its own process with its log under
+``<home>/devnet/logs`` and its pid recorded in ``<home>/devnet/stack.json``:
+
+1. the chain (:mod:`comptoir.devnet`: anvil, protocol deployed, test accounts funded);
+2. the blob storage server with the dataset key service (chain-backed key release);
+3. the market (order book) API;
+4. one workerpool: registered on-chain, its orders published in every category, its
+   scheduler running (``python -m comptoir.scheduler``);
+5. N workers (``python -m comptoir.worker``), each with its own funded account;
+
+and registers a sample app (``primes``, see :func:`comptoir.sdk.init_app`) with an app
+order, so ``comptoir run primes`` works at once. ``down`` stops it all (SIGTERM, then
+SIGKILL after a grace period) and the chain last, so its state is dumped; ``status``
+reports each service. The SDK finds the services through the record
+(:class:`comptoir.sdk.Config`).
+
+Test accounts (anvil's mnemonic): 0 deployer, 1 requester, 2 app developer, 3 dataset
+owner, 4 scheduler, 5-8 then 10+ workers (9 is left to tests as a stranger).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from eth_account.signers.local import LocalAccount
+from web3.types import RPCEndpoint
+
+from comptoir import devnet
+from comptoir.chain.client import ChainClient
+from comptoir.config import Settings
+from comptoir.exceptions import ComptoirError, DevnetError
+
+STACK_FILE = "stack.json"
+REQUESTER, APP_OWNER, DATASET_OWNER, SCHEDULER = 1, 2, 3, 4
+WORKER_SLOTS = (5, 6, 7, 8)  # then 10, 11, ...
+POOL_NAME = "devnet-pool"
+POOL_PRICE = 100
+APP_PRICE = 5
+WORKER_STAKE_RATIO = 10
+SCHEDULER_REWARD_RATIO = 10
+SCHEDULER_DEPOSIT = 10**24  # the scheduler stakes 30 % of the pool price per task
+WORKER_DEPOSIT = 10**21
+SAMPLE_APP = "primes"
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 10.0
+FAST_ENV = {  # quick loops: a local stack is for trying things out and for tests
+    "COMPTOIR_SCHEDULER_POLL": "0.3",
+    "COMPTOIR_SCHEDULER_REVEAL_WAIT": "5",
+    "COMPTOIR_SCHEDULER_LEASE": "15",
+    "COMPTOIR_SCHEDULER_RECONCILE": "10",
+    "COMPTOIR_SCHEDULER_GRACE": "60",
+    "COMPTOIR_WORKER_POLL": "0.3",
+    "COMPTOIR_WORKER_HEARTBEAT": "2",
+    "COMPTOIR_WORKER_GPU": "0",
+    "COMPTOIR_WORKER_MEMORY_LIMIT": str(256 << 20),
+    "COMPTOIR_WORKER_OUTPUT_LIMIT": str(16 << 20),
+}
+
+
+def worker_account_index(i: int) -> int:
+    return WORKER_SLOTS[i] if i < len(WORKER_SLOTS) else 10 + i - len(WORKER_SLOTS)
+
+
+def account(index: int) -> LocalAccount:
+    from comptoir.sdk.wallet import devnet_account
+
+    return devnet_account(index)
+
+
+# ---------------------------------------------------------------- records
+
+
+@dataclass
+class Service:
+    name: str
+    pid: int
+    create_time: float
+    log: str
+    url: str | None = None
+    address: str | None = None  # the account a scheduler or worker signs with
+
+    @property
+    def running(self) -> bool:
+        try:
+            proc = psutil.Process(self.pid)
+            # same pid and same start time: not a recycled pid
+            return (
+                abs(proc.create_time() - self.create_time) < 1.0
+                and proc.status() != psutil.STATUS_ZOMBIE
+            )
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return False
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    rpc_url: str = ""
+    urls: dict[str, str] = field(default_factory=dict)
+    schedulers: dict[int, str] = field(default_factory=dict)
+    workerpool: int = 0
+    app: int = 0
+    app_checksum: str = ""
+    services: list[Service] = field(default_factory=list)
+
+    @property
+    def path(self) -> Path:
+        return self.settings.devnet_dir / STACK_FILE
+
+    @property
+    def logs(self) -> Path:
+        return self.settings.devnet_dir / "logs"
+
+    def workers(self) -> list[Service]:
+        return [s for s in self.services if s.name.startswith("worker-")]
+
+    def service(self, name: str) -> Service | None:
+        return next((s for s in self.services if s.name == name), None)
+
+    def save(self) -> None:
+        doc = {
+            "rpc_url": self.rpc_url,
+            "urls": self.urls,
+            "schedulers": {str(k): v for k, v in self.schedulers.items()},
+            "workerpool": self.workerpool,
+            "app": self.app,
+            "app_checksum": self.app_checksum,
+            "services": [s.__dict__ for s in self.services],
+        }
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+        os.replace(tmp, self.path)
+
+    @classmethod
+    def load(cls, settings: Settings) -> Stack:
+        stack = cls(settings)
+        try:
+            doc = json.loads(stack.path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return stack
+        stack.rpc_url = str(doc.get("rpc_url", ""))
+        stack.urls = dict(doc.get("urls", {}))
+        stack.schedulers = {int(k): str(v) for k, v in doc.get("schedulers", {}).items()}
+        stack.workerpool = int(doc.get("workerpool", 0))
+        stack.app = int(doc.get("app", 0))
+        stack.app_checksum = str(doc.get("app_checksum", ""))
+        stack.services = [Service(**s) for s in doc.get("services", [])]
+        return stack
+
+
+# ---------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _child_env(extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMPTOIR_")}
+    env.update(PYTHONUNBUFFERED="1", **FAST_ENV)
+    for key in ("COMPTOIR_ANVIL",):  # tool locations pass through
+        if key in os.environ:
+            env[key] = os.environ[key]
+    env.update(extra)
+    return env
+
+
+def _spawn(stack: Stack, name: str, args: list[str], env: dict[str, str], **info: Any) -> Service:
+    stack.logs.mkdir(parents=True, exist_ok=True)
+    log = stack.logs / f"{name}.log"
+    with open(log, "ab") as fh:
+        # own session: the services outlive the command that started them
+        proc = subprocess.Popen(
+            [sys.executable, *args],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=_child_env(env),
+            start_new_session=True,
+        )
+    service = Service(name, proc.pid, psutil.Process(proc.pid).create_time(), str(log), **info)
+    stack.services.append(service)
+    stack.save()
+    return service
+
+
+def _wait_http(service: Service, url: str, timeout: float = START_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not service.running:
+            raise DevnetError(
+                f"The {service.name} service exited at start; see {service.log}: {_tail(service)}"
+            )
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2.0).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise DevnetError(
+        f"The {service.name} service did not answer within {timeout:.0f} s; see {service.log}."
+    )
+
+
+def _tail(service: Service) -> str:
+    try:
+        lines = Path(service.log).read_text(errors="replace").strip().splitlines()
+    except FileNotFoundError:
+        return "no output"
+    return lines[-1] if lines else "no output"
+
+
+def _terminate(service: Service, timeout: float = STOP_TIMEOUT) -> None:
+    if not service.running:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(service.pid, signal.SIGTERM)
+    try:
+        psutil.Process(service.pid).wait(timeout)
+    except psutil.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(service.pid, signal.SIGKILL)
+        with contextlib.suppress(psutil.Error):
+            psutil.Process(service.pid).wait(5)
+    except psutil.NoSuchProcess:
+        pass
+
+
+# ---------------------------------------------------------------- lifecycle
+
+
+Notify = Callable[[str], None]
+
+
+def up(
+    settings: Settings,
+    workers: int = 3,
+    port: int | None = None,
+    notify: Notify | None = None,
+) -> Stack:
+    """Start the chain and every service (stopping what a previous stack left running)."""
+    say = notify or (lambda message: None)
+    if workers < 1:
+        raise DevnetError("The local stack needs at least one worker (--workers 1 or more).")
+    previous = Stack.load(settings)
+    for service in previous.services:
+        _terminate(service)
+    say("Starting the chain...")
+    net = devnet.up(settings, port=port)
+    stack = Stack(settings, rpc_url=net.rpc_url)
+    stack.workerpool, stack.app, stack.app_checksum = (
+        previous.workerpool,
+        previous.app,
+        previous.app_checksum,
+    )
+    stack.save()
+    try:
+        _start(stack, net, workers, say)
+    except BaseException:
+        down(settings, chain=False)
+        raise
+    return stack
+
+
+def _start(stack: Stack, net: devnet.Devnet, workers: int, say: Notify) -> None:
+    deployment_file = str(stack.settings.devnet_dir / "deployment.json")
+    chain_env = {"COMPTOIR_RPC_URL": net.rpc_url, "COMPTOIR_DEPLOYMENT": deployment_file}
+    data = stack.settings.devnet_dir / "stack"
+    data.mkdir(parents=True, exist_ok=True)
+
+    say("Starting storage and the key service...")
+    port = free_port()
+    storage = _spawn(
+        stack,
+        "storage",
+        ["-m", "comptoir.stack", "storage", "--port", str(port), "--root", str(data)],
+        chain_env,
+        url=f"http://127.0.0.1:{port}",
+    )
+    say("Starting the market API...")
+    mport = free_port()
+    market = _spawn(
+        stack,
+        "market",
+        ["-m", "comptoir.stack", "market", "--port", str(mport), "--db", str(data / "market.db")],
+        chain_env,
+        url=f"http://127.0.0.1:{mport}",
+    )
+    assert storage.url and market.url
+    _wait_http(storage, f"{storage.url}/healthz")
+    _wait_http(market, f"{market.url}/v1/info")
+    stack.urls = {"storage": storage.url, "keys": storage.url, "market": market.url}
+    stack.save()
+
+    say("Registering the workerpool and the sample app...")
+    pool, app = _provision(stack, net, workers)
+    stack.workerpool, stack.app = pool, app
+    stack.save()
+
+    say("Starting the scheduler...")
+    sport = free_port()
+    scheduler = _spawn(
+        stack,
+        "scheduler",
+        ["-m", "comptoir.scheduler"],
+        {
+            **chain_env,
+            "COMPTOIR_STORAGE_URL": storage.url,
+            "COMPTOIR_SCHEDULER_KEY": account(SCHEDULER).key.hex(),
+            "COMPTOIR_SCHEDULER_WORKERPOOL": str(pool),
+            "COMPTOIR_SCHEDULER_DB": str(data / f"scheduler-{pool}.db"),
+            "COMPTOIR_SCHEDULER_PORT": str(sport),
+        },
+        url=f"http://127.0.0.1:{sport}",
+        address=account(SCHEDULER).address,
+    )
+    assert scheduler.url
+    _wait_http(scheduler, f"{scheduler.url}/healthz")
+    stack.schedulers = {pool: scheduler.url}
+    stack.save()
+
+    say(f"Starting {workers} worker(s)...")
+    started = [_start_worker(stack, i, chain_env) for i in range(workers)]
+    _wait_workers(stack, scheduler, started)
+
+
+def _start_worker(stack: Stack, i: int, chain_env: dict[str, str]) -> Service:
+    acct = account(worker_account_index(i))
+    scheduler = stack.service("scheduler")
+    assert scheduler is not None and scheduler.url and stack.urls.get("storage")
+    work = stack.settings.devnet_dir / "workers" / f"worker-{i}"
+    return _spawn(
+        stack,
+        f"worker-{i}",
+        ["-m", "comptoir.worker"],
+        {
+            **chain_env,
+            "COMPTOIR_WORKER_KEY": acct.key.hex(),
+            "COMPTOIR_SCHEDULER_URL": scheduler.url,
+            "COMPTOIR_STORAGE_URL": stack.urls["storage"],
+            "COMPTOIR_WORKER_DIR": str(work),
+        },
+        address=acct.address,
+    )
+
+
+def _wait_workers(stack: Stack, scheduler: Service, started: list[Service]) -> None:
+    """Until every worker registered with the scheduler (so the first request is served)."""
+    want = {s.address for s in started}
+    deadline = time.monotonic() + START_TIMEOUT + 5 * len(started)
+    while time.monotonic() < deadline:
+        for s in started:
+            if not s.running:
+                raise DevnetError(f"Worker {s.name} exited at start; see {s.log}: {_tail(s)}")
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            listed = httpx.get(f"{scheduler.url}/v1/workers", timeout=2.0).json()
+            online = {w["address"] for w in listed if w.get("online")}
+            if want <= online:
+                return
+        time.sleep(0.2)
+    raise DevnetError(
+        f"Not every worker registered with the scheduler within the time allowed; see the "
+        f"logs in {stack.logs}."
+    )
+
+
+def _fund_worker(net: devnet.Devnet, i: int) -> ChainClient:
+    """Worker `i`'s chain client; accounts beyond the devnet's funded ten get gas money
+    and test tokens first."""
+    index = worker_account_index(i)
+    client = net.client(account(index))
+    if index >= devnet.N_ACCOUNTS and client.token_balance() == 0:
+        net.w3.provider.make_request(RPCEndpoint("anvil_setBalance"), [client.address, hex(10**22)])
+        net.client(0).mint(client.address, devnet.TEST_TOKENS)
+    return client
+
+
+def _provision(stack: Stack, net: devnet.Devnet, workers: int) -> tuple[int, int]:
+    """Workerpool, its orders, worker accounts, the sample app and its order (idempotent
+    across restarts: assets recorded in the stack file and still on-chain are kept)."""
+    from comptoir.sdk import ComptoirSync, Config, build_app, init_app
+
+    config = Config.load(
+        stack.settings,
+        env={},
+        market_url=stack.urls["market"],
+        storage_url=stack.urls["storage"],
+    )
+    for i in range(workers):
+        worker = _fund_worker(net, i)
+        if worker.balance() < WORKER_DEPOSIT:
+            worker.deposit(WORKER_DEPOSIT)
+
+    with ComptoirSync(config, account(SCHEDULER)) as pool_owner:
+        chain = net.client(account(SCHEDULER))
+        pool = stack.workerpool
+        if not (pool and chain.asset(pool).kind == 3 and chain.owner_of(pool) == chain.address):
+            pool = pool_owner.deploy_pool(
+                POOL_NAME, WORKER_STAKE_RATIO, SCHEDULER_REWARD_RATIO
+            ).workerpool
+        if chain.balance() < SCHEDULER_DEPOSIT // 2:
+            chain.deposit(SCHEDULER_DEPOSIT)
+        # the trust a pool of `workers` fresh workers reaches: 2**workers (weight 2 each)
+        trust = min(2**workers, 1000)
+        for category in range(chain.category_count()):
+            pool_owner.publish_pool_order(
+                pool, POOL_PRICE, 1_000_000, category=category, trust=trust
+            )
+
+    with ComptoirSync(config, account(APP_OWNER)) as dev:
+        chain = net.client(account(APP_OWNER))
+        source = stack.settings.devnet_dir / "stack" / "sample-app"
+        if not source.exists():
+            init_app(source, SAMPLE_APP)
+        built = build_app(source, stack.settings.devnet_dir / "stack" / "sample-app.tgz")
+        app = stack.app
+        fresh = not (
+            app
+            and stack.app_checksum == built.checksum
+            and chain.asset(app).kind == 1
+            and chain.owner_of(app) == chain.address
+        )
+        if fresh:
+            app = dev.deploy_app(built.path, SAMPLE_APP).app
+        else:
+            dev.storage.upload(built.path)  # the storage folder may have been wiped
+        stack.app_checksum = built.checksum
+        dev.publish_app_order(app, APP_PRICE, 1_000_000)
+    return pool, app
+
+
+def down(settings: Settings, chain: bool = True) -> list[str]:
+    """Stop the workers, the scheduler, the market, storage, then the chain; the names of
+    what was running."""
+    stack = Stack.load(settings)
+    stopped = []
+    # workers first: they release what they hold with the scheduler still up
+    order = sorted(stack.services, key=lambda s: (not s.name.startswith("worker-"), s.name))
+    for service in order:
+        if service.running:
+            _terminate(service)
+            stopped.append(service.name)
+    stack.services = []
+    if stack.path.exists():
+        stack.save()
+    if chain and devnet.down(settings):
+        stopped.append("chain")
+    return stopped
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    name: str
+    running: bool
+    pid: int
+    url: str | None
+    address: str | None
+    log: str
+
+
+def status(settings: Settings) -> list[ServiceState]:
+    """Each recorded service and whether it runs (the chain: devnet.status)."""
+    stack = Stack.load(settings)
+    return [ServiceState(s.name, s.running, s.pid, s.url, s.address, s.log) for s in stack.services]
+
+
+def add_workers(settings: Settings, count: int) -> list[Service]:
+    """Start `count` more workers on a running stack."""
+    stack = Stack.load(settings)
+    scheduler = stack.service("scheduler")
+    if scheduler is None or not scheduler.running:
+        raise DevnetError(
+            "No local stack is running; start one with 'comptoir devnet up --workers N'."
+        )
+    info = devnet._read_info(settings) or {}
+    chain_env = {
+        "COMPTOIR_RPC_URL": str(info.get("rpc_url", stack.rpc_url)),
+        "COMPTOIR_DEPLOYMENT": str(settings.devnet_dir / "deployment.json"),
+    }
+    first = len(stack.workers())
+    net = devnet.up(settings)
+    for i in range(first, first + count):
+        _fund_worker(net, i)
+    started = [_start_worker(stack, i, chain_env) for i in range(first, first + count)]
+    _wait_workers(stack, scheduler, started)
+    return started
+
+
+# ---------------------------------------------------------------- service entry points
+
+
+def serve_storage(root: Path, port: int) -> None:
+    """Blob server + dataset key service; keys released per the chain (keypolicy)."""
+    import asyncio
+
+    import uvicorn
+
+    from comptoir.chain.client import ChainClient
+    from comptoir.config import load_settings
+    from comptoir.scheduler.keypolicy import chain_deal_check
+    from comptoir.sdk import chainscan
+    from comptoir.storage import LocalBlobStore
+    from comptoir.storage.keys import KeyVault, NonceBook, SignedNoncePolicy, create_key_router
+    from comptoir.storage.server import create_storage_app
+
+    client = ChainClient.from_settings(load_settings())
+
+    def dataset_owner(checksum: str) -> str | None:
+        for e in reversed(chainscan.registered_assets(client, 2)):
+            if e.checksum.hex() == checksum.lower().removeprefix("0x"):
+                return client.owner_of(e.asset)
+        return None
+
+    async def owner_of(checksum: str) -> str | None:
+        return await asyncio.to_thread(dataset_owner, checksum)
+
+    app = create_storage_app(LocalBlobStore(root / "blobs", fsync=False))
+    policy = SignedNoncePolicy(NonceBook(), chain_deal_check(client))
+    app.include_router(
+        create_key_router(
+            KeyVault(root / "keys.db"), policy, nonces=policy.nonces, owner_of=owner_of
+        )
+    )
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+def serve_market(db: Path, port: int) -> None:
+    from comptoir.chain.client import ChainClient
+    from comptoir.config import load_settings
+    from comptoir.market import MarketSettings, run_market
+
+    settings = load_settings()
+    client = ChainClient.from_settings(settings)
+    market = MarketSettings.from_deployment(
+        client.deployment, settings.resolved_rpc_url(), database=db, sync_interval=1.0
+    )
+    run_market("127.0.0.1", port, market, log_level="warning")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m comptoir.stack storage|market``: the stack's own services."""
+    parser = argparse.ArgumentParser(prog="comptoir-stack")
+    sub = parser.add_subparsers(dest="service", required=True)
+    s = sub.add_parser("storage")
+    s.add_argument("--root", type=Path, required=True)
+    s.add_argument("--port", type=int, required=True)
+    m = sub.add_parser("market")
+    m.add_argument("--db", type=Path, required=True)
+    m.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    try:
+        if args.service == "storage":
+            serve_storage(args.root, args.port)
+        else:
+            serve_market(args.db, args.port)
+    except ComptoirError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
