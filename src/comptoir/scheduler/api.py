@@ -32,15 +32,15 @@ HEX32 = r"^0x[0-9a-fA-F]{64}$"
 
 class Capabilities(BaseModel):
     gpu: bool = False
-    cpus: int = Field(1, ge=1, le=1_000_000)
-    memory: int = Field(0, ge=0, description="bytes of memory")
+    cpus: int = Field(default=1, ge=1, le=1_000_000)
+    memory: int = Field(default=0, ge=0, description="bytes of memory")
 
 
 class RegisterRequest(BaseModel):
     address: str
     nonce: str
     signature: str
-    capabilities: Capabilities = Field(default_factory=Capabilities)
+    capabilities: Capabilities = Field(default_factory=lambda: Capabilities())
 
 
 class HeartbeatRequest(BaseModel):
@@ -56,14 +56,14 @@ class CommitRequest(BaseModel):
 
 class RevealRequest(BaseModel):
     digest: str = Field(pattern=HEX32)
-    result_blob: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
-    failure: str | None = Field(None, max_length=4096, description="canonical failure record")
-    callback_data: str | None = Field(None, pattern=r"^0x([0-9a-fA-F]{2}){0,1024}$")
+    result_blob: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    failure: str | None = Field(default=None, max_length=4096, description="canonical failure record")
+    callback_data: str | None = Field(default=None, pattern=r"^0x([0-9a-fA-F]{2}){0,1024}$")
 
 
 class FailRequest(BaseModel):
     kind: str = Field(max_length=64)
-    message: str = Field("", max_length=2000)
+    message: str = Field(default="", max_length=2000)
 
 
 async def current_worker(

@@ -298,10 +298,13 @@ class Scheduler:
             except ChainError as exc:
                 log.warning("claim.rejected", deal=deal_id, error=str(exc))
                 return
-            ids = [t for _, t in chunk]
-            await self.db.run(lambda c, ids=ids: state.mark_tasks(c, ids, CLAIMED, time.time()))
-            self.metrics.claims.inc(len(ids))
-            log.info("claim.sent", deal=deal_id, tasks=len(ids))
+            await self._mark(chunk, CLAIMED)
+            self.metrics.claims.inc(len(chunk))
+            log.info("claim.sent", deal=deal_id, tasks=len(chunk))
+
+    async def _mark(self, items: list[tuple[int, str]], status: str) -> None:
+        ids = [t for _, t in items]
+        await self.db.run(lambda c: state.mark_tasks(c, ids, status, time.time()))
 
     # ------------------------------------------------------------ reconciliation
 

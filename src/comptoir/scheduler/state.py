@@ -416,7 +416,7 @@ def _assign(
     authorize: Callable[[str, bytes], bytes],
 ) -> dict[str, Any]:
     auth = authorize(address, unhx(task_row.task_id))
-    aid = conn.execute(
+    result = conn.execute(
         insert(assignments).values(
             task_id=task_row.task_id,
             deal_id=deal_row.deal_id,
@@ -426,7 +426,9 @@ def _assign(
             assigned_at=now,
             updated_at=now,
         )
-    ).inserted_primary_key[0]
+    )
+    assert result.inserted_primary_key is not None
+    aid = result.inserted_primary_key[0]
     row = conn.execute(select(assignments).where(assignments.c.id == aid)).one()
     return assignment_payload(deal_row, task_row, row)
 
