@@ -31,7 +31,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,8 +54,8 @@ POOL_PRICE = 100
 APP_PRICE = 5
 WORKER_STAKE_RATIO = 10
 SCHEDULER_REWARD_RATIO = 10
-SCHEDULER_DEPOSIT = 10**24  # the scheduler stakes 30 % of the pool price per task
-WORKER_DEPOSIT = 10**21
+SCHEDULER_DEPOSIT = 10**7  # the scheduler stakes 30 % of the pool price per task
+WORKER_DEPOSIT = 100_000
 SAMPLE_APP = "primes"
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
@@ -443,6 +443,18 @@ def _provision(stack: Stack, net: devnet.Devnet, workers: int) -> tuple[int, int
         stack.app_checksum = built.checksum
         dev.publish_app_order(app, APP_PRICE, 1_000_000)
     return pool, app
+
+
+@contextlib.contextmanager
+def running(
+    settings: Settings, workers: int = 3, port: int | None = 0, notify: Notify | None = None
+) -> Iterator[Stack]:
+    """A stack for the duration of a ``with`` block (scripts, tests, benchmarks); it is
+    stopped however the block ends."""
+    try:
+        yield up(settings, workers, port=port, notify=notify)
+    finally:
+        down(settings)
 
 
 def down(settings: Settings, chain: bool = True) -> list[str]:
