@@ -57,7 +57,9 @@ class CommitRequest(BaseModel):
 class RevealRequest(BaseModel):
     digest: str = Field(pattern=HEX32)
     result_blob: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
-    failure: str | None = Field(default=None, max_length=4096, description="canonical failure record")
+    failure: str | None = Field(
+        default=None, max_length=4096, description="canonical failure record"
+    )
     callback_data: str | None = Field(default=None, pattern=r"^0x([0-9a-fA-F]{2}){0,1024}$")
 
 

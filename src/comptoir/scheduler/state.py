@@ -26,6 +26,7 @@ from comptoir.exceptions import SchedulerError
 from comptoir.scheduler import consensus
 from comptoir.scheduler.db import (
     ABANDONED,
+    ACTIVE,
     CANCELLED,
     CLAIMED,
     COMMITTED,
@@ -54,7 +55,7 @@ MAX_BATCH = 32  # hub: tasks per finalize
 MAX_WINNER_SIGS = 128
 MAX_LOSER_SIGS = 32
 DEAL_SCAN = 64  # deals with open tasks looked at per dispatch
-TASK_SCAN = 64  # open tasks of one deal looked at per dispatch
+STARTED_SCAN = 512  # tasks with replicas in flight looked at per deal and dispatch
 
 
 class NotFound(SchedulerError):
@@ -389,21 +390,27 @@ def next_work(
     }
     online[address] = int(me.weight)
     for d in candidates:
-        open_tasks = conn.execute(
-            select(tasks)
-            .where(
-                tasks.c.deal_id == d.deal_id,
-                tasks.c.status == OPEN,
-                tasks.c.task_id.not_in(mine),
-            )
-            .order_by(tasks.c.idx)
-            .limit(TASK_SCAN)
+        base = (tasks.c.deal_id == d.deal_id, tasks.c.status == OPEN, tasks.c.task_id.not_in(mine))
+        active = (
+            select(assignments.c.id)
+            .where(assignments.c.task_id == tasks.c.task_id, assignments.c.status.in_(ACTIVE))
+            .exists()
+        )
+        # started tasks first (finish what is under way), bounded by the replicas in flight;
+        # then the first untouched task, which always wants a replica: no full-bag scans
+        started = conn.execute(
+            select(tasks).where(*base, active).order_by(tasks.c.idx).limit(STARTED_SCAN)
         ).all()
-        replicas = _task_replicas(conn, [t.task_id for t in open_tasks])
+        replicas = _task_replicas(conn, [t.task_id for t in started])
         weights = _weights(conn, [r.worker for rs in replicas.values() for r in rs])
-        for t in open_tasks:
+        for t in started:
             if _extra_needed(d.trust, replicas[t.task_id], weights, online, settings.max_replicas):
                 return _assign(conn, d, t, address, now, authorize)
+        fresh = conn.execute(
+            select(tasks).where(*base, ~active).order_by(tasks.c.idx).limit(1)
+        ).first()
+        if fresh is not None and settings.max_replicas > 0:
+            return _assign(conn, d, fresh, address, now, authorize)
     return None
 
 

@@ -352,9 +352,9 @@ class WorkerAgent:
         in_dir, out_dir = job_dir / "in", job_dir / "out"
         in_dir.mkdir(parents=True)
         app_digest = facts.app.checksum.hex()
-        app_path = await self.fetch(app_digest, facts.app.location)
-        self.cache.pin(app_digest)
+        self.cache.pin(app_digest)  # before the fetch: eviction must never take it
         try:
+            app_path = await self.fetch(app_digest, facts.app.location)
             kind = AppKind.BUNDLE if facts.app.app_type == APP_TYPE_BUNDLE else AppKind.OCI
             try:
                 prepared = await asyncio.to_thread(
@@ -504,7 +504,16 @@ class WorkerAgent:
 
     async def _stage_dataset(self, a: dict[str, Any], dataset: AssetInfo, in_dir: Path) -> None:
         checksum = dataset.checksum.hex()
-        encrypted = await self.fetch(checksum, dataset.location)
+        self.cache.pin(checksum)
+        try:
+            await self._stage_pinned(a, checksum, dataset.location, in_dir)
+        finally:
+            self.cache.unpin(checksum)
+
+    async def _stage_pinned(
+        self, a: dict[str, Any], checksum: str, location: str, in_dir: Path
+    ) -> None:
+        encrypted = await self.fetch(checksum, location)
         evidence = {
             "deal": a["deal"],
             "index": int(a["index"]),
@@ -515,10 +524,13 @@ class WorkerAgent:
             key = await asyncio.to_thread(
                 self.keys.request_key, checksum, self.account.key, evidence
             )
-            plain = decrypt_dataset(encrypted.read_bytes(), key)
+            await asyncio.to_thread(_decrypt_to, encrypted, key, in_dir / "dataset")
         except StorageError as exc:  # key refused, key service down, wrong key
             raise NonDeterministic("dataset_key", str(exc)) from None
-        (in_dir / "dataset").write_bytes(plain)
+
+
+def _decrypt_to(encrypted: Path, key: bytes, dest: Path) -> None:
+    dest.write_bytes(decrypt_dataset(encrypted.read_bytes(), key))
 
 
 def _has_callback(deal: Deal) -> bool:
