@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from sqlalchemy import create_engine, make_url, text
 
 from comptoir.chain import eip712
 from comptoir.chain import events as ev
@@ -18,7 +20,7 @@ from comptoir.chain.client import AssetInfo, SignedContribution, sign_contributi
 from comptoir.chain.deploy import Deployment
 from comptoir.chain.types import ZERO_ADDRESS, Deal
 from comptoir.scheduler import state
-from comptoir.scheduler.db import Database
+from comptoir.scheduler.db import Database, database_url
 from comptoir.scheduler.settings import SchedulerSettings
 
 CHAIN_ID = 31337
@@ -27,6 +29,60 @@ DEPLOYMENT = Deployment(
     CHAIN_ID, "0x" + "01" * 20, "0x" + "02" * 20, HUB, "0x" + "03" * 20, "0x" + "04" * 20, 1
 )
 NOW = 1_000_000
+
+
+def deal_info(
+    scheduler: str,
+    volume: int = 1,
+    trust: int = 1,
+    tag: int = 0,
+    app_checksum: bytes = b"\xaa" * 32,
+    dataset_checksum: bytes | None = None,
+) -> tuple[Deal, state.DealInfo]:
+    """A deal as the watcher would record it from its DealCreated event."""
+    deal = Deal(
+        request_hash=os.urandom(32),
+        first_task=0,
+        volume=volume,
+        requester=str(Account.create().address),
+        app_owner=ZERO_ADDRESS,
+        app_price=1,
+        dataset_owner=ZERO_ADDRESS,
+        dataset_price=0,
+        scheduler=scheduler,
+        workerpool_price=100,
+        scheduler_stake=30,
+        worker_stake=10,
+        scheduler_reward_ratio=10,
+        trust=trust,
+        contribution_deadline=NOW + 7000,
+        final_deadline=NOW + 10_000,
+        callback=ZERO_ADDRESS,
+    )
+    created = ev.DealCreated(
+        deal_id=deal.deal_id,
+        workerpool=1,
+        requester=deal.requester,
+        deal=deal,
+        app=1,
+        dataset=2 if dataset_checksum else 0,
+        category=0,
+        tag=tag.to_bytes(32, "big"),
+        beneficiary=ZERO_ADDRESS,
+        params="",
+        app_order_hash=b"\x00" * 32,
+        dataset_order_hash=b"\x00" * 32,
+        workerpool_order_hash=b"\x00" * 32,
+        block_number=10,
+    )
+    app = AssetInfo(1, 1, ZERO_ADDRESS, "app", "loc", app_checksum, 2, b"\x00" * 32)
+    dataset = (
+        AssetInfo(2, 2, ZERO_ADDRESS, "ds", "loc", dataset_checksum, 0, b"\x00" * 32)
+        if dataset_checksum
+        else None
+    )
+    info = state.DealInfo(created, 100, app, dataset)
+    return deal, info
 
 
 @dataclass
@@ -60,48 +116,9 @@ class Pool:
         dataset_checksum: bytes | None = None,
     ) -> Deal:
         self._deals += 1
-        deal = Deal(
-            request_hash=os.urandom(32),
-            first_task=0,
-            volume=volume,
-            requester=str(Account.create().address),
-            app_owner=ZERO_ADDRESS,
-            app_price=1,
-            dataset_owner=ZERO_ADDRESS,
-            dataset_price=0,
-            scheduler=str(self.scheduler.address),
-            workerpool_price=100,
-            scheduler_stake=30,
-            worker_stake=10,
-            scheduler_reward_ratio=10,
-            trust=trust,
-            contribution_deadline=NOW + 7000,
-            final_deadline=NOW + 10_000,
-            callback=ZERO_ADDRESS,
+        deal, info = deal_info(
+            str(self.scheduler.address), volume, trust, tag, app_checksum, dataset_checksum
         )
-        created = ev.DealCreated(
-            deal_id=deal.deal_id,
-            workerpool=1,
-            requester=deal.requester,
-            deal=deal,
-            app=1,
-            dataset=2 if dataset_checksum else 0,
-            category=0,
-            tag=tag.to_bytes(32, "big"),
-            beneficiary=ZERO_ADDRESS,
-            params="",
-            app_order_hash=b"\x00" * 32,
-            dataset_order_hash=b"\x00" * 32,
-            workerpool_order_hash=b"\x00" * 32,
-            block_number=10,
-        )
-        app = AssetInfo(1, 1, ZERO_ADDRESS, "app", "loc", app_checksum, 2, b"\x00" * 32)
-        dataset = (
-            AssetInfo(2, 2, ZERO_ADDRESS, "ds", "loc", dataset_checksum, 0, b"\x00" * 32)
-            if dataset_checksum
-            else None
-        )
-        info = state.DealInfo(created, 100, app, dataset)
         # distinct creation times so "older deal first" is well defined
         self.tx(lambda c: state.add_deal(c, info, time.time() + self._deals))
         return deal
@@ -127,9 +144,34 @@ class Pool:
         return self.tx(lambda c: state.task_view(c, "0x" + deal.task_id(index).hex()))
 
 
+POSTGRES_ENV = "COMPTOIR_TEST_POSTGRES_URL"
+BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get(POSTGRES_ENV) else [])
+
+
+@pytest.fixture(params=BACKENDS)
+def database(request: pytest.FixtureRequest) -> Iterator[str]:
+    """SQLite in memory; PostgreSQL too when COMPTOIR_TEST_POSTGRES_URL is set (one schema
+    per test: isolation without dropping tables, safe under pytest-xdist)."""
+    if request.param == "sqlite":
+        yield ":memory:"
+        return
+    url = database_url(os.environ[POSTGRES_ENV])
+    schema = f"sched_test_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    scoped = make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield scoped.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
 @pytest.fixture
-def pool() -> Iterator[Pool]:
-    db = Database(":memory:")
+def pool(database: str) -> Iterator[Pool]:
+    db = Database(database)
     settings = SchedulerSettings(
         rpc_url="http://127.0.0.1:1",
         deployment=DEPLOYMENT,

@@ -1,0 +1,169 @@
+"""The scheduler's HTTP API in process: registration by signed challenge, token checks,
+contribution signatures checked off-chain. The chain is unreachable here on purpose: the
+API must still serve (scores default to 0 until the next reconciliation)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from comptoir.chain import eip712
+from comptoir.chain.client import sign_contribution
+from comptoir.chain.types import Deal
+from comptoir.scheduler import create_scheduler_app, state
+from comptoir.storage.keys import sign_text
+
+from .conftest import CHAIN_ID, DEPLOYMENT, HUB, NOW, deal_info
+
+SCHEDULER = Account.create()
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[tuple[httpx.AsyncClient, object]]:
+    from comptoir.scheduler.settings import SchedulerSettings
+
+    settings = SchedulerSettings(
+        rpc_url="http://127.0.0.1:1",
+        deployment=DEPLOYMENT,
+        private_key=SCHEDULER.key.hex(),
+        workerpool=7,
+        db_url=":memory:",
+    )
+    app = create_scheduler_app(settings, run_loops=False)
+    app.state.scheduler.clock.observe(1, NOW)  # the chain's time, as a new block would say
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://sched") as client:
+        yield client, app
+    app.state.db.close()
+
+
+async def register(client: httpx.AsyncClient, worker: LocalAccount) -> str:
+    ch = (await client.get("/v1/workers/challenge", params={"address": worker.address})).json()
+    resp = await client.post(
+        "/v1/workers/register",
+        json={
+            "address": worker.address,
+            "nonce": ch["nonce"],
+            "signature": sign_text(worker.key, ch["message"]),
+            "capabilities": {"gpu": False, "cpus": 4, "memory": 1 << 30},
+        },
+    )
+    assert resp.status_code == 200, resp.text
+    return str(resp.json()["token"])
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def add_deal(app: object, trust: int = 1) -> Deal:
+    deal, info = deal_info(SCHEDULER.address, trust=trust)
+    app.state.db.tx(lambda c: state.add_deal(c, info, time.time()))  # type: ignore[attr-defined]
+    return deal
+
+
+async def test_register_heartbeat_and_list(api: tuple[httpx.AsyncClient, object]) -> None:
+    client, _ = api
+    worker = Account.create()
+    token = await register(client, worker)
+    hb = await client.post(
+        "/v1/workers/heartbeat", json={"cached": ["AB" * 32]}, headers=auth(token)
+    )
+    assert hb.status_code == 200
+    listed = (await client.get("/v1/workers")).json()
+    assert [(w["address"], w["online"], w["cached"], w["weight"]) for w in listed] == [
+        (worker.address, True, 1, 2)
+    ]
+
+
+async def test_registration_needs_the_workers_own_fresh_signature(
+    api: tuple[httpx.AsyncClient, object],
+) -> None:
+    client, _ = api
+    worker, impostor = Account.create(), Account.create()
+    ch = (await client.get("/v1/workers/challenge", params={"address": worker.address})).json()
+    body = {"address": worker.address, "nonce": ch["nonce"]}
+    forged = await client.post(
+        "/v1/workers/register", json={**body, "signature": sign_text(impostor.key, ch["message"])}
+    )
+    assert forged.status_code == 401
+    # the failed attempt consumed the nonce: even the right signature is now a replay
+    replay = await client.post(
+        "/v1/workers/register", json={**body, "signature": sign_text(worker.key, ch["message"])}
+    )
+    assert replay.status_code == 401
+    # a signature made for another pool does not register here
+    ch = (await client.get("/v1/workers/challenge", params={"address": worker.address})).json()
+    other_pool = state.registration_message(8, worker.address, ch["nonce"])
+    wrong = await client.post(
+        "/v1/workers/register",
+        json={
+            "address": worker.address,
+            "nonce": ch["nonce"],
+            "signature": sign_text(worker.key, other_pool),
+        },
+    )
+    assert wrong.status_code == 401
+
+
+async def test_worker_endpoints_need_a_current_token(
+    api: tuple[httpx.AsyncClient, object],
+) -> None:
+    client, _ = api
+    assert (await client.post("/v1/work/next")).status_code == 401
+    assert (await client.post("/v1/work/next", headers=auth("nope"))).status_code == 401
+    worker = Account.create()
+    old = await register(client, worker)
+    new = await register(client, worker)  # registering again supersedes the old token
+    assert (await client.post("/v1/work/next", headers=auth(old))).status_code == 401
+    assert (await client.post("/v1/work/next", headers=auth(new))).status_code == 204
+
+
+async def test_assignment_commit_and_forged_commit(
+    api: tuple[httpx.AsyncClient, object],
+) -> None:
+    client, app = api
+    worker, other = Account.create(), Account.create()
+    token = await register(client, worker)
+    deal = add_deal(app, trust=3)  # needs two fresh workers: the task stays open
+    got = await client.post("/v1/work/next", headers=auth(token))
+    assert got.status_code == 200
+    a = got.json()
+    task = deal.task_id(0)
+    assert a["task_id"] == "0x" + task.hex() and a["deal"]["trust"] == 3
+    signer = eip712.recover_authorization_signer(
+        worker.address,
+        task,
+        bytes.fromhex(a["authorization"][2:]),
+        CHAIN_ID,
+        DEPLOYMENT.contributions,
+    )
+    assert signer == SCHEDULER.address
+
+    def body(account: LocalAccount) -> dict[str, str]:
+        c = sign_contribution(account, task, b"\x42" * 32, CHAIN_ID, HUB)
+        return {k: "0x" + getattr(c, k).hex() for k in ("result_hash", "result_seal", "r", "vs")}
+
+    path = f"/v1/assignments/{a['id']}"
+    forged = await client.post(f"{path}/commit", json=body(other), headers=auth(token))
+    assert forged.status_code == 400
+    ok = await client.post(f"{path}/commit", json=body(worker), headers=auth(token))
+    assert ok.status_code == 200 and ok.json()["status"] == "committed"
+    again = await client.post(f"{path}/commit", json=body(worker), headers=auth(token))
+    assert again.status_code == 200  # idempotent
+    view = (await client.get(path, headers=auth(token))).json()
+    assert view["action"] == "wait"
+    early = await client.post(
+        f"{path}/reveal", json={"digest": "0x" + "42" * 32}, headers=auth(token)
+    )
+    assert early.status_code == 409  # no consensus yet: nothing to reveal
+    stranger = await register(client, other)
+    assert (await client.get(path, headers=auth(stranger))).status_code == 404
+    metrics = (await client.get("/metrics")).text
+    assert "comptoir_scheduler_workers_online 2.0" in metrics
+    assert 'comptoir_scheduler_tasks{status="open"} 1.0' in metrics
