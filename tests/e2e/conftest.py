@@ -30,7 +30,14 @@ from comptoir import devnet as devnet_mod
 from comptoir.apps import build_bundle
 from comptoir.chain.client import APP_TYPE_BUNDLE, ChainClient
 from comptoir.chain.deploy import TEST_CATEGORY_ID
-from comptoir.chain.types import AppOrder, DatasetOrder, Deal, RequestOrder, WorkerpoolOrder
+from comptoir.chain.types import (
+    ZERO_ADDRESS,
+    AppOrder,
+    DatasetOrder,
+    Deal,
+    RequestOrder,
+    WorkerpoolOrder,
+)
 from comptoir.scheduler.keypolicy import chain_deal_check
 from comptoir.storage import LocalBlobStore, StorageClient, encrypt_dataset
 from comptoir.storage.keys import (
@@ -332,6 +339,7 @@ class Pool:
         category: int = TEST_CATEGORY_ID,
         params: str = "",
         tag: int = 0,
+        callback: str = ZERO_ADDRESS,
     ) -> Deal:
         requester = self.accounts["requester"].address
         tag_b = tag.to_bytes(32, "big")
@@ -362,6 +370,7 @@ class Pool:
             trust=trust,
             params=params,
             tag=tag_b,
+            callback=callback,
         )
         return self["requester"].match_orders(
             app_order,
