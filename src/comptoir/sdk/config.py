@@ -101,8 +101,8 @@ class Config:
     def need_market(self) -> str:
         if not self.market_url:
             raise ConfigError(
-                "No market API is configured; start the local stack with 'comptoir devnet up' "
-                "or set COMPTOIR_MARKET_URL."
+                "No market API is configured; start the local stack with "
+                "'comptoir devnet up --workers 3' or set COMPTOIR_MARKET_URL."
             )
         return self.market_url
 
@@ -110,7 +110,7 @@ class Config:
         if not self.storage_url:
             raise ConfigError(
                 "No storage server is configured; start the local stack with "
-                "'comptoir devnet up' or set COMPTOIR_STORAGE_URL."
+                "'comptoir devnet up --workers 3' or set COMPTOIR_STORAGE_URL."
             )
         return self.storage_url
 
@@ -119,7 +119,7 @@ class Config:
         if not url:
             raise ConfigError(
                 "No dataset key service is configured; start the local stack with "
-                "'comptoir devnet up' or set COMPTOIR_KEY_SERVICE_URL."
+                "'comptoir devnet up --workers 3' or set COMPTOIR_KEY_SERVICE_URL."
             )
         return url
 

@@ -109,7 +109,8 @@ class MarketClient:
         except httpx.HTTPError as exc:
             raise MarketError(
                 f"The market API at {self.base_url} is unreachable ({type(exc).__name__}); "
-                "start the local stack with 'comptoir devnet up' or set COMPTOIR_MARKET_URL."
+                "start the local stack with 'comptoir devnet up --workers 3' or set "
+                "COMPTOIR_MARKET_URL."
             ) from None
 
     def _check(self, resp: httpx.Response) -> Any:

@@ -1,0 +1,176 @@
+"""The `comptoir` command as a user drives it: subprocesses, a real local stack started with
+`comptoir devnet up --workers N`, output read as text, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.devnet
+
+COMPTOIR = [sys.executable, "-m", "comptoir.cli"]
+PASSWORD = "a long enough password"
+REQUESTER = "devnet:1"
+
+
+def comptoir(
+    home: Path, *args: str, timeout: float = 300, **env: str
+) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("COMPTOIR_")}
+    base.update({"COMPTOIR_HOME": str(home), "NO_COLOR": "1", "COLUMNS": "200", **env})
+    if "COMPTOIR_ANVIL" in os.environ:
+        base["COMPTOIR_ANVIL"] = os.environ["COMPTOIR_ANVIL"]
+    return subprocess.run(
+        [*COMPTOIR, *args],
+        capture_output=True,
+        text=True,
+        env=base,
+        timeout=timeout,
+        cwd=home,
+    )
+
+
+def ok(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def one_sentence(proc: subprocess.CompletedProcess[str]) -> str:
+    """A failure: exit 1, no traceback, one short message on stderr (rich may wrap it; an
+    unknown name adds a 'Did you mean' question)."""
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert len(proc.stderr.strip().splitlines()) <= 3, proc.stderr
+    message = " ".join(proc.stderr.split())
+    assert message.endswith((".", "?")) and len(message) < 300, message
+    return message
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    home = tmp_path_factory.mktemp("cli-home")
+    up = comptoir(home, "devnet", "up", "--port", "0", "--workers", "3")
+    try:
+        out = ok(up)
+        assert "Devnet ready." in out and "scheduler" in out and "worker-2" in out
+        yield home
+    finally:
+        down = comptoir(home, "devnet", "down")
+        assert down.returncode == 0 and "Devnet stopped" in down.stdout, down.stderr
+        assert "worker-0" in down.stdout
+
+
+def test_status_lists_every_service(home: Path) -> None:
+    data = json.loads(ok(comptoir(home, "devnet", "status", "--json")))
+    names = {s["name"]: s for s in data["services"]}
+    assert data["running"] and set(names) >= {"storage", "market", "scheduler", "worker-0"}
+    assert all(s["running"] for s in names.values())
+
+
+def test_wallet_create_and_show(home: Path) -> None:
+    created = ok(comptoir(home, "wallet", "create", "--name", "alice", COMPTOIR_PASSWORD=PASSWORD))
+    address = created.split("created: ")[1].split()[0]
+    shown = json.loads(ok(comptoir(home, "wallet", "show", "alice", "--json")))
+    assert shown["address"] == address and shown["name"] == "alice"
+    message = one_sentence(
+        comptoir(home, "account", "deposit", "10", "--wallet", "alice", COMPTOIR_PASSWORD="nope")
+    )
+    assert "Wrong password" in message
+    message = one_sentence(comptoir(home, "wallet", "show", "alicia"))
+    assert "Did you mean 'alice'?" in message
+
+
+def test_account_deposit_and_show(home: Path) -> None:
+    before = json.loads(ok(comptoir(home, "account", "show", "-w", REQUESTER, "--json")))
+    out = ok(comptoir(home, "account", "deposit", "1000", "-w", REQUESTER))
+    assert "Deposited 1,000 token units." in out
+    after = json.loads(ok(comptoir(home, "account", "show", "-w", REQUESTER, "--json")))
+    assert after["free"] == before["free"] + 1000
+    assert after["wallet"] == before["wallet"] - 1000
+
+
+def test_orderbook_lists_the_stack_offers(home: Path) -> None:
+    orders = json.loads(ok(comptoir(home, "orderbook", "--json")))
+    kinds = {o["kind"] for o in orders}
+    assert {"app", "workerpool"} <= kinds
+    pools = json.loads(
+        ok(comptoir(home, "orderbook", "--kind", "workerpool", "--category", "5", "--json"))
+    )
+    assert pools and all(o["order"]["category"] == 5 for o in pools)
+    table = ok(comptoir(home, "orderbook"))
+    assert "Order book" in table and "workerpool" in table
+
+
+def test_run_prints_verified_results(home: Path) -> None:
+    ok(comptoir(home, "account", "deposit", "500", "-w", REQUESTER))
+    out = ok(
+        comptoir(
+            home,
+            "run",
+            "primes",
+            "--volume",
+            "2",
+            "--trust",
+            "4",
+            "--category",
+            "TEST",
+            "--args",
+            "3000",
+            "-w",
+            REQUESTER,
+            "--timeout",
+            "240",
+        )
+    )
+    assert "task 0: verified" in out and "task 1: verified" in out
+    assert "2/2 task(s) verified against the chain" in out
+    deal_id = out.split("deal ")[1].split()[0]
+    deal = json.loads(ok(comptoir(home, "deal", "show", deal_id, "--json")))
+    assert deal["volume"] == 2 and all(t["status"] == "finalized" for t in deal["tasks"])
+    task_id = deal["tasks"][1]["task_id"]
+    assert "finalized" in ok(comptoir(home, "task", "show", task_id))
+    got = ok(comptoir(home, "result", "get", task_id, "--output", "fetched"))
+    assert "task 1: verified" in got
+    result = json.loads(next((home / "fetched").glob("*/1/result.json")).read_text())
+    assert result["index"] == 1 and result["limit"] == 6000
+
+
+def test_app_developer_commands(home: Path) -> None:
+    ok(comptoir(home, "app", "init", "myapp", "--name", "myprimes"))
+    built = json.loads(ok(comptoir(home, "app", "build", "myapp", "--json")))
+    assert built["kind"] == "bundle" and len(built["checksum"]) == 64
+    deployed = json.loads(ok(comptoir(home, "app", "deploy", "myapp", "-w", "devnet:2", "--json")))
+    assert deployed["checksum"] == built["checksum"]  # reproducible build
+    out = ok(comptoir(home, "app", "publish", "myprimes", "--price", "4", "-w", "devnet:2"))
+    assert "at 4 per task" in out
+
+
+def test_failures_are_one_sentence(home: Path) -> None:
+    broke = comptoir(home, "run", "primes", "--category", "TEST", "-w", "devnet:9", "--volume", "3")
+    assert "deposit at least 315" in one_sentence(broke)
+    typo = comptoir(home, "run", "primez", "--category", "TEST", "-w", REQUESTER)
+    assert "Did you mean 'primes'" in one_sentence(typo)
+    cheap = comptoir(
+        home, "run", "primes", "--category", "TEST", "--max-price", "10", "-w", REQUESTER
+    )
+    assert "raise --max-price to at least" in one_sentence(cheap)
+    category = comptoir(home, "run", "primes", "--category", "TSET", "-w", REQUESTER)
+    assert "Did you mean 'TEST'" in one_sentence(category)
+    too_much = comptoir(home, "account", "withdraw", "10CPT", "-w", "devnet:9")
+    assert "free balance" in one_sentence(too_much)
+
+
+def test_unreachable_chain_is_one_sentence(tmp_path: Path) -> None:
+    proc = comptoir(
+        tmp_path, "account", "show", "-w", REQUESTER, COMPTOIR_RPC_URL="http://127.0.0.1:9"
+    )
+    assert "No Ethereum node answers at http://127.0.0.1:9" in one_sentence(proc)
+    proc = comptoir(tmp_path, "orderbook")
+    assert "COMPTOIR_MARKET_URL" in one_sentence(proc)
