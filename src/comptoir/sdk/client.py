@@ -360,13 +360,15 @@ class Comptoir:
         workerpool: int | str = 0,
         max_price: int | None = None,
         exclude: Sequence[str] = (),
+        requester: str | None = None,
     ) -> OrderSelection:
-        """The cheapest set of listed orders a request with these terms can be matched with."""
+        """The cheapest set of listed orders a request with these terms can be matched with
+        (for `requester`, default this account)."""
         app_id = await self.resolve("app", app)
         dataset_id = await self.resolve("dataset", dataset) if dataset else 0
         pool_id = await self.resolve("workerpool", workerpool) if workerpool else 0
         cat = await self.resolve_category(category)
-        me = self.address
+        me = to_checksum_address(requester) if requester else self.address
         common = {"usable_by_requester": me, "min_remaining": 1, "limit": CANDIDATES}
         apps, pools = await asyncio.gather(
             self.market.aorders(kind="app", app=app_id, **common),
@@ -548,6 +550,43 @@ class Comptoir:
             ):
                 break  # the request's signed maxima no longer fit: keep what was matched
             sel = nxt
+        return deals
+
+    async def fulfil(
+        self,
+        request: RequestOrder,
+        signature: bytes = b"",
+        on_progress: ProgressCallback | None = None,
+    ) -> list[DealHandle]:
+        """Match someone else's request (signed, or presigned on-chain, e.g. by a requester
+        contract) with the cheapest compatible orders; this account only pays the gas."""
+        notify = on_progress or (lambda p: None)
+        c = await self.chain()
+        deals: list[DealHandle] = []
+        remaining = request.volume - await self._call(c.consumed, request)
+        while remaining > 0:
+            sel = await self.find_orders(
+                request.app,
+                dataset=request.dataset,
+                category=request.category,
+                trust=request.trust,
+                tag=int.from_bytes(request.tag, "big"),
+                workerpool=request.workerpool,
+                requester=request.requester,
+            )
+            if (
+                sel.app.price > request.app_max_price
+                or sel.workerpool.price > request.workerpool_max_price
+                or (sel.dataset.price if sel.dataset else 0) > request.dataset_max_price
+            ):
+                raise NoMatchingOrder(
+                    f"The cheapest compatible orders cost {sel.price} per task, above what "
+                    f"the request allows; publish cheaper orders or ask with higher maxima."
+                )
+            deal = await self._call(self._match, c, sel, request, signature)
+            deals.append(deal)
+            remaining -= deal.volume
+            notify(Progress("matched", f"deal {deal.deal_id} of {deal.volume} task(s)"))
         return deals
 
     def _match(

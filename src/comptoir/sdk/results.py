@@ -92,10 +92,16 @@ def check_result(
 
 
 def _preview(dest: Path, main: str | None, files: tuple[str, ...]) -> str:
-    candidates = [main] if main else []
-    candidates += list(files[:1])
-    for rel in candidates:
-        if rel and (dest / rel).is_file():
-            text = (dest / rel).read_bytes()[:200].decode(errors="replace").strip()
-            return text.replace("\n", " ")
+    """The start of the main output, for display: the first text file (a callback's bytes
+    are binary)."""
+    for rel in ([main] if main else []) + list(files):
+        path = dest / rel if rel else None
+        if path is None or not path.is_file():
+            continue
+        try:
+            text = path.read_bytes()[:200].decode()
+        except UnicodeDecodeError:
+            continue
+        if text.isprintable() or "\n" in text:
+            return " ".join(text.split())
     return ""
