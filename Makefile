@@ -42,5 +42,13 @@ typecheck: setup
 gas: setup
 	$(PY) bench/gas.py
 
+# The main job end to end: local stack, a replicated bag of tasks, verified results, payments.
+demo: setup sysdeps
+	$(PY) scripts/demo.py
+
+bench: setup sysdeps
+	$(PY) bench/gas.py
+	$(PY) bench/e2e.py
+
 clean:
 	rm -rf $(VENV) $(TOOLS) build .pytest_cache
