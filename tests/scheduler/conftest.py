@@ -96,11 +96,15 @@ class Pool:
     def tx(self, fn: Any) -> Any:
         return self.db.tx(fn)
 
-    def add_worker(self, name: str, score: int = 0, gpu: bool = False) -> str:
+    def add_worker(
+        self, name: str, score: int = 0, gpu: bool = False, balance: int | None = 1000
+    ) -> str:
         account = Account.create()
         self.workers[name] = account
         self.tx(
-            lambda c: state.register_worker(c, account.address, gpu, 2, 1 << 30, score, time.time())
+            lambda c: state.register_worker(
+                c, account.address, gpu, 2, 1 << 30, score, time.time(), balance
+            )
         )
         return str(account.address)
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import time
 
+from comptoir.chain import eip712
+from comptoir.chain.client import SignedContribution
+from comptoir.chain.types import result_hash
 from comptoir.scheduler import state
 from comptoir.scheduler.db import ABANDONED, COMMITTED, LOST, READY, REVEALING, RUNNING
 
-from .conftest import NOW, Pool
+from .conftest import CHAIN_ID, HUB, NOW, Pool
 
 DIGEST = b"\x42" * 32
 
@@ -221,3 +224,40 @@ def test_failures_redispatch_then_abandon(pool: Pool) -> None:
     assert [(d, [i for i, _ in items]) for d, _, items in claims] == [
         ("0x" + deal.deal_id.hex(), [0])
     ]
+
+
+def test_workers_that_cannot_cover_the_stake_get_no_work(pool: Pool) -> None:
+    pool.add_worker("poor", balance=9)  # the deals here stake 10 per contribution
+    pool.add_worker("unknown", balance=None)  # chain unreachable at registration
+    pool.add_deal(trust=5)
+    assert pool.next("poor") is None
+    assert pool.next("unknown") is not None
+    pool.tx(lambda c: state.set_scores(c, {pool.addr("poor"): 0}, {pool.addr("poor"): 10}))
+    assert pool.next("poor") is not None
+
+
+def test_a_copied_hash_without_the_result_is_thrown_out(pool: Pool) -> None:
+    for w in ("a", "b", "copier", "d"):
+        pool.add_worker(w)
+    deal = pool.add_deal(trust=5)  # three agreeing fresh workers needed
+    got = {w: pool.next(w) for w in ("a", "b", "copier")}
+    pool.commit("a", got["a"]["id"], deal, 0, DIGEST)
+    pool.commit("b", got["b"]["id"], deal, 0, DIGEST)
+    # the copier learned the result hash somehow, but not the digest: its seal is a guess
+    task = deal.task_id(0)
+    rh, fake_seal = result_hash(task, DIGEST), b"\x13" * 32
+    r, vs = eip712.sign_contribution(pool.workers["copier"], task, rh, fake_seal, CHAIN_ID, HUB)
+    c = SignedContribution(pool.addr("copier"), task, rh, fake_seal, r, vs)
+    pool.tx(lambda conn: state.commit(conn, got["copier"]["id"], pool.addr("copier"), c, 0.0))
+    assert pool.task(deal)["status"] == REVEALING  # on hashes alone, three agree
+    pool.tx(
+        lambda conn: state.reveal(
+            conn, got["a"]["id"], pool.addr("a"), DIGEST, None, None, None, time.time()
+        )
+    )
+    view = pool.task(deal)
+    statuses = {r["worker"]: r["status"] for r in view["replicas"]}
+    assert statuses[pool.addr("copier")] == "invalid"
+    assert view["status"] == "open"  # two honest workers are not enough at trust 5
+    assert all(r["result_hash"] is None for r in view["replicas"])  # never published early
+    assert pool.next("d") is not None

@@ -160,14 +160,17 @@ def create_scheduler_app(
         signer = recover_signer(message, req.signature)
         if signer is None or signer.lower() != addr.lower():
             raise HTTPException(401, "The signature is not this worker's over the challenge.")
+        balance: int | None
         try:
             score = int(await sched.chain(sched.client.score, addr))
+            balance = int(await sched.chain(sched.client.balance, addr))
         except Exception:
-            score = 0  # the chain is down: weight refreshed at the next reconciliation
+            # the chain is down: both are refreshed at the next reconciliation
+            score, balance = 0, None
         caps = req.capabilities
         token = await db.run(
             lambda c: state.register_worker(
-                c, addr, caps.gpu, caps.cpus, caps.memory, score, time.time()
+                c, addr, caps.gpu, caps.cpus, caps.memory, score, time.time(), balance
             )
         )
         log.info("worker.registered", worker=addr, gpu=caps.gpu, score=score)

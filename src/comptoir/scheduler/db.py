@@ -49,15 +49,12 @@ UNSETTLED = (OPEN, REVEALING, READY, ABANDONED)
 # Assignment states. running: handed to a worker; committed: signed contribution
 # received; revealed: digest revealed and checked; failed: the worker reported a
 # non-deterministic failure; lost: the worker stopped heartbeating; released: the worker
-# gave it back; cancelled: not needed any more; unrevealed: asked to reveal, never did.
+# gave it back; cancelled: not needed any more; unrevealed: asked to reveal, never did;
+# invalid: its commitment copied the consensus hash with a seal that does not match the
+# revealed digest (it never knew the result).
 RUNNING, COMMITTED, REVEALED = "running", "committed", "revealed"
-FAILED, LOST, RELEASED, CANCELLED, UNREVEALED = (
-    "failed",
-    "lost",
-    "released",
-    "cancelled",
-    "unrevealed",
-)
+FAILED, LOST, RELEASED, CANCELLED = "failed", "lost", "released", "cancelled"
+UNREVEALED, INVALID = "unrevealed", "invalid"
 ACTIVE = (RUNNING, COMMITTED, REVEALED)
 
 cursor = Table(
@@ -147,6 +144,8 @@ workers = Table(
     Column("memory", BigInteger, nullable=False, default=0),
     Column("score", BigInteger, nullable=False, default=0),
     Column("weight", Integer, nullable=False, default=2),
+    # free escrow balance (decimal string: uint256), None until read from the chain
+    Column("balance", String(80)),
     Column("cached", Text, nullable=False, default="[]"),
     Column("online", Boolean, nullable=False, default=True),
     Column("last_heartbeat", Float, nullable=False),

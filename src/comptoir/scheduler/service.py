@@ -34,6 +34,7 @@ log = structlog.get_logger("comptoir.scheduler")
 
 MAX_CLAIM = 256  # hub: indices per claim
 RECONCILE_TASKS = 500  # is_settled checks per reconciliation pass
+MAX_SCAN_CHUNKS = 20  # log ranges the watcher queries per loop iteration
 
 
 def contribution_signer(c: SignedContribution, chain_id: int, hub: str) -> str | None:
@@ -113,6 +114,13 @@ class Scheduler:
             out[a] = int(await self.chain(self.client.score, a))
         return out
 
+    async def refresh_workers(self, addresses: set[str]) -> dict[str, int]:
+        """Read scores and free balances from the chain into the database; returns scores."""
+        scores = await self.scores(addresses)
+        balances = {a: int(await self.chain(self.client.balance, a)) for a in addresses}
+        await self.db.run(lambda c: state.set_scores(c, scores, balances))
+        return scores
+
     # ------------------------------------------------------------ loop
 
     def stop(self) -> None:
@@ -155,8 +163,10 @@ class Scheduler:
             start = (first if first is not None else self.settings.deployment.block) - 1
         if head <= start:
             return
-        await self.ingest(start + 1, head)
-        await self.db.run(lambda c: state.set_cursor(c, head))
+        # far behind (fresh database on a long chain): catch up a bounded range per step
+        end = min(head, start + MAX_SCAN_CHUNKS * self.settings.log_chunk_blocks)
+        await self.ingest(start + 1, end)
+        await self.db.run(lambda c: state.set_cursor(c, end))
 
     async def ingest(self, start: int, end: int) -> int:
         """Record our workerpool's DealCreated events of blocks [start, end]; returns how many
@@ -240,8 +250,7 @@ class Scheduler:
         if settled:
             await self.db.run(lambda c: state.mark_tasks(c, settled, SETTLED, time.time()))
         # credibility with fresh scores: a group weakened by other deals goes back to open
-        scores = await self.scores(batch.workers)
-        await self.db.run(lambda c: state.set_scores(c, scores))
+        scores = await self.refresh_workers(batch.workers)
         weights = {a: consensus.weight(s) for a, s in scores.items()}
         weak = [k for k in keep if not _credible(batch, k, deal, weights)]
         if weak:
@@ -267,8 +276,7 @@ class Scheduler:
         self.metrics.finalize_gas.observe(gas)
         self.metrics.finalize_tx.inc()
         self.metrics.tasks_finalized.inc(len(ids))
-        after = await self.scores(batch.workers)
-        await self.db.run(lambda c: state.set_scores(c, after))
+        await self.refresh_workers(batch.workers)
         log.info("finalize.sent", deal=batch.deal_id, tasks=len(ids), gas=gas, tx=tx)
 
     # ------------------------------------------------------------ claimer
@@ -335,8 +343,7 @@ class Scheduler:
             await self.db.run(lambda c: state.mark_tasks(c, settled, SETTLED, time.time()))
             log.info("reconcile.settled", count=len(settled))
         online = await self.db.run(state.worker_addresses)
-        scores = await self.scores(set(online))
-        await self.db.run(lambda c: state.set_scores(c, scores))
+        await self.refresh_workers(set(online))
 
     # ------------------------------------------------------------ metrics
 

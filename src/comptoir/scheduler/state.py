@@ -32,6 +32,7 @@ from comptoir.scheduler.db import (
     COMMITTED,
     FAILED,
     FINALIZED,
+    INVALID,
     LOST,
     OPEN,
     READY,
@@ -204,10 +205,12 @@ def register_worker(
     memory: int,
     score: int,
     now: float,
+    balance: int | None = None,
 ) -> str:
     """(Re-)register a worker; returns a fresh bearer token (the old one stops working)."""
     token = secrets.token_urlsafe(32)
     values = {
+        "balance": None if balance is None else str(balance),
         "token_hash": token_hash(token),
         "gpu": gpu,
         "cpus": cpus,
@@ -237,13 +240,15 @@ def heartbeat(conn: Connection, address: str, cached: Sequence[str], now: float)
     )
 
 
-def set_scores(conn: Connection, scores: dict[str, int]) -> None:
+def set_scores(
+    conn: Connection, scores: dict[str, int], balances: dict[str, int] | None = None
+) -> None:
+    """On-chain scores (hence weights) and free escrow balances of workers."""
     for address, score in scores.items():
-        conn.execute(
-            update(workers)
-            .where(workers.c.address == address)
-            .values(score=score, weight=consensus.weight(score))
-        )
+        values: dict[str, Any] = {"score": score, "weight": consensus.weight(score)}
+        if balances is not None and address in balances:
+            values["balance"] = str(balances[address])
+        conn.execute(update(workers).where(workers.c.address == address).values(**values))
 
 
 def worker_addresses(conn: Connection, online_only: bool = True) -> list[str]:
@@ -371,7 +376,15 @@ def next_work(
         .order_by(deals.c.created_at)
         .limit(DEAL_SCAN)
     ).all()
-    candidates = [d for d in open_deals if tag_allows(d.tag, bool(me.gpu))]
+    # a worker that cannot cover the deal's stake could lie for free (unknown balance:
+    # the chain was unreachable at registration, do not block on it)
+    balance = None if me.balance is None else int(me.balance)
+    candidates = [
+        d
+        for d in open_deals
+        if tag_allows(d.tag, bool(me.gpu))
+        and (balance is None or int(json.loads(d.deal_json)["worker_stake"]) <= balance)
+    ]
 
     def locality(d: Any) -> int:
         hits = int(d.app_checksum in cached)
@@ -595,6 +608,28 @@ def reveal(
         .where(assignments.c.id == aid)
         .values(status=REVEALED, digest=hx(digest), result_blob=result_blob, updated_at=now)
     )
+    # members of the group whose seal does not bind them to this digest copied the hash
+    # without knowing the result: out of the group (and of its weight) for good
+    copiers = [
+        int(r.id)
+        for r in conn.execute(
+            select(assignments).where(
+                assignments.c.task_id == t.task_id,
+                assignments.c.status == COMMITTED,
+                assignments.c.result_hash == a.result_hash,
+            )
+        )
+        if hx(result_seal(r.worker, task, digest)) != r.result_seal
+    ]
+    if copiers:
+        conn.execute(
+            update(assignments)
+            .where(assignments.c.id.in_(copiers))
+            .values(status=INVALID, error="seal does not match the revealed digest", updated_at=now)
+        )
+        evaluate_reopen = True
+    else:
+        evaluate_reopen = False
     values: dict[str, Any] = {"updated_at": now}
     if t.digest is None:
         values.update(
@@ -618,7 +653,19 @@ def reveal(
     if pending == 0 and t.status == REVEALING:
         values["status"] = READY
     conn.execute(update(tasks).where(tasks.c.task_id == t.task_id).values(**values))
+    if evaluate_reopen:
+        _recheck(conn, t.task_id, now)
     return {"status": REVEALED}
+
+
+def _recheck(conn: Connection, task_id: str, now: float) -> None:
+    """After members left a winning group: back to open unless it still wins."""
+    conn.execute(
+        update(tasks)
+        .where(tasks.c.task_id == task_id, tasks.c.status.in_((REVEALING, READY)))
+        .values(status=OPEN, consensus_hash=None, reveal_started=None, updated_at=now)
+    )
+    evaluate(conn, task_id, now)
 
 
 def reveal_tick(conn: Connection, now: float, reveal_wait: float) -> None:
@@ -838,11 +885,7 @@ def mark_tasks(
 def reopen(conn: Connection, task_ids: Sequence[str], now: float) -> None:
     """Ready tasks whose group lost credibility (scores moved): look for more replicas."""
     for task_id in task_ids:
-        conn.execute(
-            update(tasks)
-            .where(tasks.c.task_id == task_id, tasks.c.status == READY)
-            .values(status=OPEN, consensus_hash=None, reveal_started=None, updated_at=now)
-        )
+        _recheck(conn, task_id, now)
 
 
 # ---------------------------------------------------------------- claims and reconciliation
@@ -925,7 +968,9 @@ def task_view(conn: Connection, task_id: str) -> dict[str, Any]:
                 "id": int(a.id),
                 "worker": a.worker,
                 "status": a.status,
-                "result_hash": a.result_hash,
+                # commitments stay private until the task is settled: a published hash
+                # is an invitation to copy it
+                "result_hash": a.result_hash if t.status in _DONE_TASK else None,
                 "error": a.error,
             }
             for a in reps

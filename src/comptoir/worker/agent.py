@@ -158,6 +158,7 @@ class WorkerAgent:
 
     async def run(self) -> None:
         log.info("worker.start", worker=self.address, gpu=self.gpu)
+        _ = self.executor  # no bubblewrap, no work: fail now, not on every task
         while not self._stop.is_set():
             try:
                 await self.scheduler.register()
@@ -252,6 +253,10 @@ class WorkerAgent:
             return
         except (ChainError, StorageError) as exc:
             await self._report(aid, type(exc).__name__, str(exc))
+            return
+        except Exception as exc:  # a bug or a full disk here must not kill the worker
+            log.exception("assignment.internal_error", id=aid)
+            await self._report(aid, "internal", f"{type(exc).__name__}: {exc}")
             return
         finally:
             self.current = None
