@@ -218,7 +218,7 @@ class Pool:
             COMPTOIR_SCHEDULER_WORKERPOOL=str(self.workerpool),
             COMPTOIR_SCHEDULER_DB=str(self.tmp / "scheduler.db"),
             COMPTOIR_SCHEDULER_PORT=str(port),
-            COMPTOIR_SCHEDULER_LEASE="3",
+            COMPTOIR_SCHEDULER_LEASE="4",
             COMPTOIR_SCHEDULER_REVEAL_WAIT="5",
             COMPTOIR_SCHEDULER_POLL="0.3",
             COMPTOIR_SCHEDULER_RECONCILE="5",

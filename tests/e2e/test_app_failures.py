@@ -28,7 +28,7 @@ def test_hostile_apps_end_with_clear_failed_statuses(pool: Pool) -> None:
     secret = pool.tmp / "host-secret.txt"
     secret.write_text("the worker's secrets")
     port = pool.storage.url.rsplit(":", 1)[1]
-    category = pool["deployer"].create_category("E2E-FAULTS", 6)
+    category = pool["deployer"].create_category("E2E-FAULTS", 8)
     app = pool.register_app({"main.py": HOSTILE})
     pool.start_scheduler()
     for w in ("w1", "w2"):
@@ -38,7 +38,7 @@ def test_hostile_apps_end_with_clear_failed_statuses(pool: Pool) -> None:
     start = pool["stranger"].block_number()
     n = len(EXPECTED)
     deal = pool.deal(app, volume=n, trust=1, category=category, params=f"{secret}:{port}")
-    pool.wait_settled(deal, 55)
+    pool.wait_settled(deal, 75)
 
     digests = {
         e.index: e.digest  # type: ignore[attr-defined]
@@ -65,7 +65,7 @@ def test_hostile_apps_end_with_clear_failed_statuses(pool: Pool) -> None:
 
 
 def test_mismatching_app_or_dataset_bytes_are_refused_then_claimed(pool: Pool) -> None:
-    category = pool["deployer"].create_category("E2E-REFUSE", 3)
+    category = pool["deployer"].create_category("E2E-REFUSE", 5)
     # an app whose location serves other bytes than its on-chain checksum
     real = pool.register_app({"main.py": ECHO})
     real_location = pool["stranger"].asset(real).location
@@ -96,7 +96,7 @@ def test_mismatching_app_or_dataset_bytes_are_refused_then_claimed(pool: Pool) -
     assert pool.balances()["w1"] == before["w1"]  # nobody contributed
 
     # past the final deadline the scheduler claims: the requester gets everything back
-    devnet_mod.increase_time(pool.devnet.w3, 40)
+    devnet_mod.increase_time(pool.devnet.w3, 60)
     for deal in deals:
         wait_for(lambda d=deal: pool.task_status(d) == "claimed", 30, "the claims", pool)
     after = pool.balances()
