@@ -40,11 +40,13 @@ metadata = MetaData()
 # members are asked to reveal; ready: digest revealed, waiting for the finalizer;
 # finalized / claimed: settled on-chain by us; settled: found settled on-chain by
 # reconciliation (someone else's transaction); abandoned: too many failed attempts,
-# left for the claimer after the final deadline.
+# left for the claimer after the final deadline; onchain: workers contributed through the
+# Contributions contract (fast path closed): the scheduler drives that path instead.
 OPEN, REVEALING, READY = "open", "revealing", "ready"
 FINALIZED, CLAIMED, SETTLED, ABANDONED = "finalized", "claimed", "settled", "abandoned"
-TASK_STATES = (OPEN, REVEALING, READY, FINALIZED, CLAIMED, SETTLED, ABANDONED)
-UNSETTLED = (OPEN, REVEALING, READY, ABANDONED)
+ONCHAIN = "onchain"
+TASK_STATES = (OPEN, REVEALING, READY, FINALIZED, CLAIMED, SETTLED, ABANDONED, ONCHAIN)
+UNSETTLED = (OPEN, REVEALING, READY, ABANDONED, ONCHAIN)
 
 # Assignment states. running: handed to a worker; committed: signed contribution
 # received; revealed: digest revealed and checked; failed: the worker reported a

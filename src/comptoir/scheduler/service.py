@@ -26,7 +26,7 @@ from comptoir.chain.client import AssetInfo, ChainClient, SignedContribution, co
 from comptoir.chain.types import Deal, result_hash
 from comptoir.exceptions import ChainError, TransactionRejected
 from comptoir.scheduler import consensus, state
-from comptoir.scheduler.db import CLAIMED, FINALIZED, SETTLED, Database
+from comptoir.scheduler.db import ABANDONED, CLAIMED, FINALIZED, SETTLED, Database
 from comptoir.scheduler.metrics import SchedulerMetrics
 from comptoir.scheduler.settings import SchedulerSettings
 
@@ -142,6 +142,7 @@ class Scheduler:
             ("leases", self.expire_leases),
             ("reveal", self.reveal_tick),
             ("finalize", self.finalize),
+            ("onchain", self.drive_onchain),
             ("claim", self.claim),
             ("reconcile", self.maybe_reconcile),
             ("metrics", self.update_metrics),
@@ -161,6 +162,13 @@ class Scheduler:
         if start is None:
             first = self.settings.start_block
             start = (first if first is not None else self.settings.deployment.block) - 1
+        if head < start:
+            # the node went back (restarted from an older state, reorg): rescan from a
+            # window behind its head rather than wait for it to pass our cursor again
+            back = max(head - self.settings.reconcile_window_blocks, self.settings.deployment.block)
+            log.warning("watch.chain_went_back", cursor=start, head=head, rescan_from=back)
+            start = back - 1
+            await self.db.run(lambda c: state.set_cursor(c, start))
         if head <= start:
             return
         # far behind (fresh database on a long chain): catch up a bounded range per step
@@ -175,7 +183,31 @@ class Scheduler:
         new = 0
         for created in found:
             new += int(await self._add(created))
+        contributed = await self.chain(self._scan_contributed, start, end)
+        if contributed:
+            moved = await self.db.run(lambda c: state.mark_onchain(c, contributed, time.time()))
+            if moved:
+                log.info("onchain.tasks", tasks=moved)
         return new
+
+    def _scan_contributed(self, start: int, end: int) -> list[str]:
+        """Task ids that got an on-chain contribution in blocks [start, end]."""
+        topic0 = "0x" + ev.event_topic("Contributed").hex()
+        out: set[str] = set()
+        step = self.settings.log_chunk_blocks
+        for a in range(start, end + 1, step):
+            logs = self.client.w3.eth.get_logs(
+                {
+                    "address": self.client.contributions.address,
+                    "fromBlock": a,
+                    "toBlock": min(a + step - 1, end),
+                    "topics": [topic0],  # type: ignore[list-item]
+                }
+            )
+            out |= {
+                state.hx(e.task_id) for e in ev.decode_logs(logs) if isinstance(e, ev.Contributed)
+            }
+        return sorted(out)
 
     def _scan(self, start: int, end: int) -> list[ev.DealCreated]:
         topic0 = "0x" + ev.event_topic("DealCreated").hex()
@@ -260,15 +292,26 @@ class Scheduler:
         keep = [k for k in keep if k not in weak]
         if not keep:
             return
+        rejected = await self._send(batch, keep)
+        if rejected is None or len(keep) == 1:
+            if rejected is not None:
+                await self._rejected(batch, keep[0], rejected)
+            return
+        # one bad task must not hold the others back: settle them one by one
+        for k in keep:
+            alone = await self._send(batch, [k])
+            if alone is not None:
+                await self._rejected(batch, k, alone)
+
+    async def _send(self, batch: state.Batch, keep: list[int]) -> TransactionRejected | None:
+        """One finalize transaction for tasks `keep` of `batch`; the rejection, if any."""
         outcomes = [batch.outcomes[k] for k in keep]
         ids = [batch.task_ids[k] for k in keep]
         try:
-            await self.chain(self.client.finalize_tasks, deal, outcomes, batch.callback_data)
+            await self.chain(self.client.finalize_tasks, batch.deal, outcomes, batch.callback_data)
         except TransactionRejected as exc:
             log.warning("finalize.rejected", deal=batch.deal_id, tasks=len(ids), error=str(exc))
-            if exc.reason and "consensus not reached" in exc.reason:
-                await self.db.run(lambda c: state.reopen(c, ids, time.time()))
-            return
+            return exc
         receipt = self.client.last_receipt
         gas = int(receipt["gasUsed"])
         tx = "0x" + bytes(receipt["transactionHash"]).hex()
@@ -278,6 +321,68 @@ class Scheduler:
         self.metrics.tasks_finalized.inc(len(ids))
         await self.refresh_workers(batch.workers)
         log.info("finalize.sent", deal=batch.deal_id, tasks=len(ids), gas=gas, tx=tx)
+        return None
+
+    async def _rejected(self, batch: state.Batch, k: int, exc: TransactionRejected) -> None:
+        """What to do with a task the hub refused to finalize on its own."""
+        task_id = batch.task_ids[k]
+        reason = exc.reason or ""
+        if "consensus not reached" in reason:
+            await self.db.run(lambda c: state.reopen(c, [task_id], time.time()))
+        elif "final deadline" in reason:
+            pass  # the claimer refunds it
+        elif "already settled" in reason:
+            await self.db.run(lambda c: state.mark_tasks(c, [task_id], SETTLED, time.time()))
+        else:
+            # e.g. workers took the on-chain path: that path (or the claim) settles it;
+            # reconciliation records the outcome, the finalizer stops retrying
+            await self.db.run(lambda c: state.mark_tasks(c, [task_id], ABANDONED, time.time()))
+            log.warning("finalize.gave_up", task=task_id, reason=reason)
+
+    # ------------------------------------------------------------ on-chain path
+
+    async def drive_onchain(self) -> None:
+        """Tasks whose workers contributed on-chain: only the scheduler may finalize (or
+        reopen) them there, so it does, on the Contributions contract's own rules."""
+        found = await self.db.run(state.onchain_tasks)
+        for task_id, deal, index in found:
+            await self._drive_task(task_id, deal, index)
+
+    def _onchain_view(self, task: bytes) -> tuple[int, int, int, int]:
+        """(status, reveal deadline, revealed, consensus members still to reveal)."""
+        c = self.client
+        status = c.task_status(task)
+        if status != 2:  # not revealing
+            return status, 0, 0, 0
+        consensus_hash = bytes(c.contributions.functions.task_consensus(task).call())
+        revealed = pending = 0
+        for worker in c.contributors(task):
+            st, rh, _seal, _w = c.onchain_contribution(task, worker)
+            revealed += int(st == 2)
+            pending += int(st == 1 and rh == consensus_hash)
+        return status, c.reveal_deadline(task), revealed, pending
+
+    async def _drive_task(self, task_id: str, deal: Deal, index: int) -> None:
+        if await self.chain(self.client.is_settled, deal.deal_id, index):
+            await self.db.run(lambda c: state.mark_tasks(c, [task_id], SETTLED, time.time()))
+            return
+        status, deadline, revealed, pending = await self.chain(
+            self._onchain_view, state.unhx(task_id)
+        )
+        if status != 2 or self.clock.latest_ts >= deal.final_deadline:
+            return  # still collecting contributions, or for the claimer
+        past = self.clock.latest_ts >= deadline
+        try:
+            if revealed and (pending == 0 or past):
+                await self.chain(self.client.finalize_onchain, deal, index, b"")
+                await self.db.run(lambda c: state.mark_tasks(c, [task_id], FINALIZED, time.time()))
+                self.metrics.tasks_finalized.inc()
+                log.info("onchain.finalized", task=task_id)
+            elif not revealed and past:
+                await self.chain(self.client.reopen, deal, index)
+                log.info("onchain.reopened", task=task_id)
+        except TransactionRejected as exc:
+            log.warning("onchain.rejected", task=task_id, error=str(exc))
 
     # ------------------------------------------------------------ claimer
 

@@ -34,6 +34,7 @@ from comptoir.scheduler.db import (
     FINALIZED,
     INVALID,
     LOST,
+    ONCHAIN,
     OPEN,
     READY,
     RELEASED,
@@ -880,6 +881,39 @@ def mark_tasks(
         ).scalar_one()
         if left == 0:
             conn.execute(update(deals).where(deals.c.deal_id == deal_id).values(status="done"))
+
+
+def mark_onchain(conn: Connection, task_ids: Sequence[str], now: float) -> list[str]:
+    """Tasks with on-chain contributions leave the fast path; returns those newly marked."""
+    found = [
+        str(t)
+        for t in conn.execute(
+            select(tasks.c.task_id).where(
+                tasks.c.task_id.in_(list(task_ids)),
+                tasks.c.status.in_((OPEN, REVEALING, READY, ABANDONED)),
+            )
+        ).scalars()
+    ]
+    if found:
+        conn.execute(
+            update(tasks).where(tasks.c.task_id.in_(found)).values(status=ONCHAIN, updated_at=now)
+        )
+        conn.execute(
+            update(assignments)
+            .where(assignments.c.task_id.in_(found), assignments.c.status == RUNNING)
+            .values(status=CANCELLED, updated_at=now)
+        )
+    return found
+
+
+def onchain_tasks(conn: Connection) -> list[tuple[str, Deal, int]]:
+    """(task id, deal, index) of the tasks the on-chain path settles."""
+    rows = conn.execute(
+        select(tasks.c.task_id, tasks.c.idx, deals.c.deal_json)
+        .select_from(tasks.join(deals, deals.c.deal_id == tasks.c.deal_id))
+        .where(tasks.c.status == ONCHAIN)
+    ).all()
+    return [(str(r.task_id), load_deal(r), int(r.idx)) for r in rows]
 
 
 def reopen(conn: Connection, task_ids: Sequence[str], now: float) -> None:
