@@ -126,7 +126,9 @@ class WorkerAgent:
         self.jobs = settings.work_dir / "jobs"
         for d in (self.results, self.jobs):
             d.mkdir(parents=True, exist_ok=True)
-        self.storage = StorageClient(settings.storage_url, timeout=settings.http_timeout_s)
+        self.storage = StorageClient(
+            settings.storage_url, token=settings.storage_token, timeout=settings.http_timeout_s
+        )
         self.keys = KeyServiceClient(settings.key_url, timeout=settings.http_timeout_s)
         self.gpu = detect_gpu() if settings.gpu is None else settings.gpu
         capabilities = {

@@ -6,6 +6,7 @@
 | COMPTOIR_SCHEDULER_URL | (required) | the pool's scheduler API |
 | COMPTOIR_STORAGE_URL | (required) | blob server (apps, datasets, results) |
 | COMPTOIR_KEY_SERVICE_URL | storage URL | dataset key service |
+| COMPTOIR_STORAGE_TOKEN | (none) | upload token of the blob server |
 | COMPTOIR_RPC_URL / COMPTOIR_DEPLOYMENT | (required) | chain, to verify assignments |
 | COMPTOIR_WORKER_DIR | ./worker | work dir (journal, sandbox, results) |
 | COMPTOIR_WORKER_CACHE | <dir>/cache | app/dataset cache |
@@ -45,6 +46,7 @@ class WorkerSettings:
     # the worker runs as root (default: the executor's own, under the system temp dir)
     sandbox_root: Path | None = None
     key_service_url: str | None = None  # default: storage_url
+    storage_token: str | None = None  # bearer token for uploads, when the server wants one
     cache_bytes: int = 4 << 30
     idle_only: bool = False
     idle_cpu_percent: float = 25.0  # volunteer mode: run only below this host CPU load
@@ -105,6 +107,7 @@ class WorkerSettings:
             scheduler_url=need("COMPTOIR_SCHEDULER_URL"),
             storage_url=need("COMPTOIR_STORAGE_URL"),
             key_service_url=env.get("COMPTOIR_KEY_SERVICE_URL") or None,
+            storage_token=env.get("COMPTOIR_STORAGE_TOKEN") or None,
             rpc_url=need("COMPTOIR_RPC_URL"),
             deployment=Deployment.load(Path(need("COMPTOIR_DEPLOYMENT"))),
             work_dir=work,
