@@ -3,13 +3,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 pytestmark = pytest.mark.devnet
@@ -174,3 +179,123 @@ def test_unreachable_chain_is_one_sentence(tmp_path: Path) -> None:
     assert "No Ethereum node answers at http://127.0.0.1:9" in one_sentence(proc)
     proc = comptoir(tmp_path, "orderbook")
     assert "COMPTOIR_MARKET_URL" in one_sentence(proc)
+
+
+def test_dataset_owner_commands(home: Path) -> None:
+    (home / "data.csv").write_text("a,b\n1,2\n")
+    ds = json.loads(ok(comptoir(home, "dataset", "deploy", "data.csv", "-w", "devnet:3", "--json")))
+    assert ds["key_registered"] and len(ds["checksum"]) == 64
+    out = ok(
+        comptoir(
+            home,
+            "dataset",
+            "publish",
+            str(ds["dataset"]),
+            "--price",
+            "2",
+            "--requester-restrict",
+            "0x" + "11" * 20,
+            "-w",
+            "devnet:3",
+        )
+    )
+    assert "at 2 per task" in out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _background(home: Path, *args: str, **env: str) -> subprocess.Popen[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("COMPTOIR_")}
+    base.update({"COMPTOIR_HOME": str(home), "NO_COLOR": "1", **env})
+    if "COMPTOIR_ANVIL" in os.environ:
+        base["COMPTOIR_ANVIL"] = os.environ["COMPTOIR_ANVIL"]
+    log = open(home / f"{args[0]}-{args[1]}.log", "w")  # noqa: SIM115 - the child owns it
+    return subprocess.Popen(
+        [*COMPTOIR, *args],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=base,
+        cwd=home,
+        start_new_session=True,
+        text=True,
+    )
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+def test_pool_manager_serves_and_a_worker_joins(home: Path) -> None:
+    manager, worker, buyer = "devnet:9", "devnet:8", "devnet:0"
+    buyer_address = json.loads(ok(comptoir(home, "account", "show", "-w", buyer, "--json")))[
+        "address"
+    ]
+    pool = json.loads(ok(comptoir(home, "pool", "deploy", "cli-pool", "-w", manager, "--json")))
+    pool_id = str(pool["workerpool"])
+    ok(comptoir(home, "account", "deposit", "100000", "-w", manager))
+    # restricted to one buyer: the other tests keep using the stack's own pool
+    ok(
+        comptoir(
+            home,
+            "pool",
+            "publish",
+            pool_id,
+            "--price",
+            "90",
+            "--category",
+            "TEST",
+            "--requester-restrict",
+            buyer_address,
+            "-w",
+            manager,
+        )
+    )
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    broke = comptoir(home, "worker", "run", "--scheduler", url, "-w", "devnet:12")
+    assert "deposit some tokens first" in one_sentence(broke)
+    ok(comptoir(home, "account", "deposit", "1000", "-w", worker))
+    serve = _background(home, "pool", "serve", pool_id, "--port", str(port), "-w", manager)
+    agent = _background(home, "worker", "run", "--scheduler", url, "-w", worker)
+    try:
+        deadline = time.monotonic() + 90
+        online: list[str] = []
+        while time.monotonic() < deadline and not online:
+            assert serve.poll() is None and agent.poll() is None, "a service exited"
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                online = [
+                    w["address"] for w in httpx.get(f"{url}/v1/workers").json() if w["online"]
+                ]
+            time.sleep(0.5)
+        assert online, "the worker never registered"
+        ok(comptoir(home, "account", "deposit", "200", "-w", buyer))
+        out = ok(
+            comptoir(
+                home,
+                "run",
+                "primes",
+                "--workerpool",
+                pool_id,
+                "--category",
+                "TEST",
+                "-w",
+                buyer,
+                "--timeout",
+                "240",
+                COMPTOIR_SCHEDULER_URLS=f"{pool_id}={url}",
+            )
+        )
+        assert "at 95 per task" in out and "task 0: verified" in out
+    finally:
+        _stop(agent)
+        _stop(serve)

@@ -86,6 +86,12 @@ def run_worker(
     from comptoir.worker import run_worker as run_agent
 
     client = ChainClient.from_settings(config.settings)
+    # schedulers hand work only to workers whose free balance covers the deal's stake
+    if client.balance(account.address) == 0:
+        raise ConfigError(
+            f"The worker {account.address} has no free balance to stake on its "
+            "contributions; deposit some tokens first with 'comptoir account deposit'."
+        )
     work = Path(work_dir) if work_dir else config.settings.home / "workers" / account.address
     settings = WorkerSettings(
         private_key=account.key.hex(),
