@@ -418,10 +418,19 @@ def _provision(stack: Stack, net: devnet.Devnet, workers: int) -> tuple[int, int
             chain.deposit(SCHEDULER_DEPOSIT)
         # the trust a pool of `workers` fresh workers reaches: 2**workers (weight 2 each)
         trust = min(2**workers, 1000)
+        listed = set()
+        for o in pool_owner.orderbook("workerpool", workerpool=pool, min_remaining=1000):
+            if o.order.trust > trust:  # fewer workers than last time: unreachable trust
+                pool_owner.market.cancel(
+                    o.hash, account(SCHEDULER), chain.chain_id, chain.deployment.hub
+                )
+            else:
+                listed.add((o.order.category, o.order.trust))
         for category in range(chain.category_count()):
-            pool_owner.publish_pool_order(
-                pool, POOL_PRICE, 1_000_000, category=category, trust=trust
-            )
+            if (category, trust) not in listed:  # a restart keeps the orders still listed
+                pool_owner.publish_pool_order(
+                    pool, POOL_PRICE, 1_000_000, category=category, trust=trust
+                )
 
     with ComptoirSync(config, account(APP_OWNER)) as dev:
         chain = net.client(account(APP_OWNER))
@@ -441,7 +450,8 @@ def _provision(stack: Stack, net: devnet.Devnet, workers: int) -> tuple[int, int
         else:
             dev.storage.upload(built.path)  # the storage folder may have been wiped
         stack.app_checksum = built.checksum
-        dev.publish_app_order(app, APP_PRICE, 1_000_000)
+        if not dev.orderbook("app", app=app, min_remaining=1000):
+            dev.publish_app_order(app, APP_PRICE, 1_000_000)
     return pool, app
 
 
