@@ -29,12 +29,12 @@ sysdeps:
 	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap umoci postgresql >/dev/null)
 
 test: setup sysdeps
-	$(PY) -m ruff check src tests bench
+	$(PY) -m ruff check src tests bench scripts examples
 	COMPTOIR_TEST_POSTGRES_URL="$$(scripts/postgres-test-db.sh)" $(PY) -m pytest -q -n 2 --dist loadfile
 
 lint: setup
-	$(PY) -m ruff check src tests bench
-	$(PY) -m ruff format --check src tests bench
+	$(PY) -m ruff check src tests bench scripts examples
+	$(PY) -m ruff format --check src tests bench scripts examples
 
 typecheck: setup
 	$(PY) -m mypy

@@ -159,4 +159,3 @@ class NoMatchingOrder(OrderError):
 
 class ResultError(ComptoirError):
     """A task's result cannot be found, downloaded, or does not match its on-chain digest."""
-

@@ -818,7 +818,7 @@ class ChainClient:
 
     def contribute(self, deal: Deal, index: int, digest: bytes, authorization: bytes) -> list[Any]:
         """Worker side: commit to `digest` on-chain; the hub holds the worker stake."""
-        self._before_deadline(deal.contribution_deadline, "poco: contribution deadline passed")
+        self._before_deadline(deal.contribution_deadline, "poco: past contribution deadline")
         free = self.balance()
         if free < deal.worker_stake:
             raise TransactionRejected(
