@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from eth_utils import to_checksum_address
 
-from comptoir.chain.types import ZERO_ADDRESS
+from comptoir.chain.types import ZERO_ADDRESS, Deal
 
 KIND_APP, KIND_DATASET, KIND_WORKERPOOL = 1, 2, 3
 ASSET_KINDS = {"app": KIND_APP, "dataset": KIND_DATASET, "workerpool": KIND_WORKERPOOL}
@@ -128,28 +128,8 @@ REGISTRY_VIEW_ABI: list[dict[str, Any]] = [
         "outputs": [{"name": "", "type": "uint8"}],
     },
 ]
-_DEAL_COMPONENTS = [
-    {"name": n, "type": t}
-    for n, t in (
-        ("request_hash", "bytes32"),
-        ("first_task", "uint256"),
-        ("volume", "uint256"),
-        ("requester", "address"),
-        ("app_owner", "address"),
-        ("app_price", "uint256"),
-        ("dataset_owner", "address"),
-        ("dataset_price", "uint256"),
-        ("scheduler", "address"),
-        ("workerpool_price", "uint256"),
-        ("scheduler_stake", "uint256"),
-        ("worker_stake", "uint256"),
-        ("scheduler_reward_ratio", "uint256"),
-        ("trust", "uint256"),
-        ("contribution_deadline", "uint256"),
-        ("final_deadline", "uint256"),
-        ("callback", "address"),
-    )
-]
+# the Deal tuple layout is the one the chain layer declares (field order = ABI order)
+_DEAL_COMPONENTS = [{"name": n, "type": t} for n, t in Deal.EIP712_FIELDS]
 HUB_VIEW_ABI: list[dict[str, Any]] = [
     {
         "type": "function",

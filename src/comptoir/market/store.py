@@ -36,6 +36,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import StaticPool
 
+from comptoir.dburl import database_url
+
 T = TypeVar("T")
 
 WIDTH = 80  # a sum of three uint256 prices has at most 78 digits
@@ -54,24 +56,6 @@ def unpad(value: str | None) -> int | None:
 def tag_words(tag: int) -> list[int]:
     """Word i holds bits 32*i .. 32*i+31 of the tag."""
     return [(tag >> (32 * i)) & WORD_MASK for i in range(TAG_WORDS)]
-
-
-def database_url(database: str | Path) -> str:
-    """A synchronous SQLAlchemy URL from a URL or a SQLite file path (":memory:" allowed).
-
-    Async driver names (sqlite+aiosqlite, postgresql+asyncpg) are accepted and mapped to
-    their synchronous counterparts, so one configured URL serves every component."""
-    text = str(database)
-    if "://" not in text:
-        if text == ":memory:":
-            return "sqlite:///:memory:"
-        return "sqlite:///" + str(Path(text).expanduser().resolve())
-    scheme, rest = text.split("://", 1)
-    if scheme in ("sqlite", "sqlite+aiosqlite", "sqlite+pysqlite"):
-        return "sqlite://" + rest
-    if scheme in ("postgresql", "postgres", "postgresql+asyncpg", "postgresql+psycopg_async"):
-        return "postgresql+psycopg://" + rest
-    return text
 
 
 metadata = MetaData()

@@ -32,6 +32,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
+from comptoir.dburl import database_url
+
 T = TypeVar("T")
 
 metadata = MetaData()
@@ -161,24 +163,6 @@ challenges = Table(
     Column("address", String(42), nullable=False),
     Column("expires", Float, nullable=False),
 )
-
-
-def database_url(database: str | Path) -> str:
-    """A synchronous SQLAlchemy URL from a URL or a SQLite file path.
-
-    Async driver names are mapped to their synchronous twins so one configured URL
-    serves every component (same convention as the market store)."""
-    text = str(database)
-    if "://" not in text:
-        if text == ":memory:":
-            return "sqlite:///:memory:"
-        return "sqlite:///" + str(Path(text).expanduser().resolve())
-    scheme, rest = text.split("://", 1)
-    if scheme in ("sqlite", "sqlite+aiosqlite", "sqlite+pysqlite"):
-        return "sqlite://" + rest
-    if scheme in ("postgresql", "postgres", "postgresql+asyncpg", "postgresql+psycopg_async"):
-        return "postgresql+psycopg://" + rest
-    return text
 
 
 def make_engine(database: str | Path) -> Engine:
