@@ -571,12 +571,6 @@ def is_settled(deal_id: bytes32, index: uint256) -> bool:
 # ---------------------------------------------------------------- internal
 
 @internal
-@pure
-def _deal_id(deal: Deal) -> bytes32:
-    return keccak256(abi_encode(deal))
-
-
-@internal
 @view
 def _check_deal(deal: Deal) -> bytes32:
     deal_id: bytes32 = keccak256(abi_encode(deal))
