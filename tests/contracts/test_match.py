@@ -178,8 +178,6 @@ def test_tampered_order_fails_its_signature(market):
 
 
 def test_erc1271_contract_requester(market, actors):
-    from helpers import digest_of  # noqa: F401  (kept import local: only this test needs the wallet)
-
     from conftest import load
 
     owner = actors["stranger"]
