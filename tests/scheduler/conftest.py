@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,7 +11,6 @@ from typing import Any
 import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from sqlalchemy import create_engine, make_url, text
 
 from comptoir.chain import eip712
 from comptoir.chain import events as ev
@@ -20,8 +18,9 @@ from comptoir.chain.client import AssetInfo, SignedContribution, sign_contributi
 from comptoir.chain.deploy import Deployment
 from comptoir.chain.types import ZERO_ADDRESS, Deal
 from comptoir.scheduler import state
-from comptoir.scheduler.db import Database, database_url
+from comptoir.scheduler.db import Database
 from comptoir.scheduler.settings import SchedulerSettings
+from comptoir.testing.servers import BACKENDS, postgres_schema
 
 CHAIN_ID = 31337
 HUB = "0x" + "11" * 20
@@ -148,29 +147,14 @@ class Pool:
         return self.tx(lambda c: state.task_view(c, "0x" + deal.task_id(index).hex()))
 
 
-POSTGRES_ENV = "COMPTOIR_TEST_POSTGRES_URL"
-BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get(POSTGRES_ENV) else [])
-
-
 @pytest.fixture(params=BACKENDS)
 def database(request: pytest.FixtureRequest) -> Iterator[str]:
-    """SQLite in memory; PostgreSQL too when COMPTOIR_TEST_POSTGRES_URL is set (one schema
-    per test: isolation without dropping tables, safe under pytest-xdist)."""
+    """SQLite in memory; PostgreSQL too when COMPTOIR_TEST_POSTGRES_URL is set."""
     if request.param == "sqlite":
         yield ":memory:"
         return
-    url = database_url(os.environ[POSTGRES_ENV])
-    schema = f"sched_test_{uuid.uuid4().hex[:16]}"
-    admin = create_engine(url)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    scoped = make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield scoped.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+    with postgres_schema("sched_test") as url:
+        yield url
 
 
 @pytest.fixture
