@@ -82,7 +82,8 @@ class Settings:
         return self.deployments_dir / f"{chain_id}.json"
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def env_int(env: Mapping[str, str], name: str, default: int) -> int:
+    """An integer setting; `default` when unset or empty."""
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -92,7 +93,8 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer, not {raw!r}.") from None
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def env_float(env: Mapping[str, str], name: str, default: float) -> float:
+    """A number setting; `default` when unset or empty."""
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -100,6 +102,19 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, not {raw!r}.") from None
+
+
+def env_required(env: Mapping[str, str], name: str, who: str) -> str:
+    """A setting `who` (e.g. "the scheduler") cannot start without."""
+    value = env.get(name)
+    if not value:
+        raise ConfigError(f"{name} is not set; {who} needs it.")
+    return value
+
+
+def env_flag(env: Mapping[str, str], name: str) -> bool:
+    """A yes/no setting: unset, empty, "0" and "false" mean no."""
+    return env.get(name, "") not in ("", "0", "false")
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -117,8 +132,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         rpc_url_explicit=bool(rpc_url),
         deployment_file=Path(deployment).expanduser().absolute() if deployment else None,
         anvil=Path(anvil).expanduser() if anvil else DEFAULT_ANVIL,
-        devnet_port=_int(env, "COMPTOIR_DEVNET_PORT", DEFAULT_DEVNET_PORT),
-        devnet_chain_id=_int(env, "COMPTOIR_DEVNET_CHAIN_ID", DEFAULT_DEVNET_CHAIN_ID),
-        rpc_timeout=_float(env, "COMPTOIR_RPC_TIMEOUT", 30.0),
-        tx_timeout=_float(env, "COMPTOIR_TX_TIMEOUT", 120.0),
+        devnet_port=env_int(env, "COMPTOIR_DEVNET_PORT", DEFAULT_DEVNET_PORT),
+        devnet_chain_id=env_int(env, "COMPTOIR_DEVNET_CHAIN_ID", DEFAULT_DEVNET_CHAIN_ID),
+        rpc_timeout=env_float(env, "COMPTOIR_RPC_TIMEOUT", 30.0),
+        tx_timeout=env_float(env, "COMPTOIR_TX_TIMEOUT", 120.0),
     )

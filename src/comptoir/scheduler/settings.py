@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from comptoir.chain.deploy import Deployment
+from comptoir.config import env_flag, env_float, env_required
 from comptoir.exceptions import ConfigError
 
 
@@ -63,19 +64,10 @@ class SchedulerSettings:
         env = os.environ if env is None else env
 
         def need(name: str) -> str:
-            value = env.get(name)
-            if not value:
-                raise ConfigError(f"{name} is not set; the scheduler needs it.")
-            return value
+            return env_required(env, name, "the scheduler")
 
         def num(name: str, default: float) -> float:
-            raw = env.get(name)
-            if not raw:
-                return default
-            try:
-                return float(raw)
-            except ValueError:
-                raise ConfigError(f"{name} must be a number, not {raw!r}.") from None
+            return env_float(env, name, default)
 
         try:
             workerpool = int(need("COMPTOIR_SCHEDULER_WORKERPOOL"))
@@ -99,5 +91,5 @@ class SchedulerSettings:
             if env.get("COMPTOIR_SCHEDULER_START_BLOCK")
             else None,
             assignment_grace_s=num("COMPTOIR_SCHEDULER_GRACE", 120.0),
-            json_logs=env.get("COMPTOIR_LOG_JSON", "") not in ("", "0", "false"),
+            json_logs=env_flag(env, "COMPTOIR_LOG_JSON"),
         )

@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from comptoir.chain.deploy import Deployment
+from comptoir.config import env_flag, env_float, env_required
 from comptoir.exceptions import ConfigError
 
 FAULTS = ("lie",)  # test-only fault injection
@@ -84,22 +85,13 @@ class WorkerSettings:
         env = os.environ if env is None else env
 
         def need(name: str) -> str:
-            value = env.get(name)
-            if not value:
-                raise ConfigError(f"{name} is not set; the worker needs it.")
-            return value
+            return env_required(env, name, "the worker")
+
+        def num(name: str, default: float) -> float:
+            return env_float(env, name, default)
 
         work = Path(env.get("COMPTOIR_WORKER_DIR") or "worker").expanduser().absolute()
         cache = env.get("COMPTOIR_WORKER_CACHE")
-
-        def num(name: str, default: float) -> float:
-            raw = env.get(name)
-            if not raw:
-                return default
-            try:
-                return float(raw)
-            except ValueError:
-                raise ConfigError(f"{name} must be a number, not {raw!r}.") from None
 
         gpu = env.get("COMPTOIR_WORKER_GPU")
         return cls(
@@ -113,7 +105,7 @@ class WorkerSettings:
             work_dir=work,
             cache_dir=Path(cache).expanduser().absolute() if cache else None,
             cache_bytes=int(num("COMPTOIR_WORKER_CACHE_BYTES", 4 << 30)),
-            idle_only=env.get("COMPTOIR_WORKER_IDLE_ONLY", "") not in ("", "0", "false"),
+            idle_only=env_flag(env, "COMPTOIR_WORKER_IDLE_ONLY"),
             gpu=None if not gpu else gpu not in ("0", "false"),
             memory_limit_bytes=int(num("COMPTOIR_WORKER_MEMORY_LIMIT", 1 << 30)),
             output_limit_bytes=int(num("COMPTOIR_WORKER_OUTPUT_LIMIT", 256 << 20)),
