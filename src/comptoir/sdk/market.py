@@ -13,6 +13,7 @@ from eth_account.signers.local import LocalAccount
 from comptoir.chain.types import ORDER_TYPES, AppOrder, DatasetOrder, RequestOrder, WorkerpoolOrder
 from comptoir.chain.types import _Struct as Order
 from comptoir.exceptions import ForgedSignature, InvalidOrder, MarketError, OrderNotFound
+from comptoir.httpclients import LazyHttpClients
 
 KIND_OF: dict[type[Order], str] = {
     AppOrder: "app",
@@ -72,35 +73,10 @@ def _filters(filters: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class MarketClient:
+class MarketClient(LazyHttpClients):
     def __init__(self, base_url: str, timeout: float = 30.0) -> None:
+        super().__init__(base_url=base_url.rstrip("/"), timeout=timeout)
         self.base_url = base_url.rstrip("/")
-        self._timeout = timeout
-        self._sync: httpx.Client | None = None
-        self._async: httpx.AsyncClient | None = None
-
-    @property
-    def http(self) -> httpx.Client:
-        if self._sync is None:
-            self._sync = httpx.Client(base_url=self.base_url, timeout=self._timeout)
-        return self._sync
-
-    @property
-    def ahttp(self) -> httpx.AsyncClient:
-        if self._async is None:
-            self._async = httpx.AsyncClient(base_url=self.base_url, timeout=self._timeout)
-        return self._async
-
-    def close(self) -> None:
-        if self._sync is not None:
-            self._sync.close()
-            self._sync = None
-
-    async def aclose(self) -> None:
-        if self._async is not None:
-            await self._async.aclose()
-            self._async = None
-        self.close()
 
     @contextmanager
     def _net(self) -> Iterator[None]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 
 from comptoir.exceptions import BlobNotFound, ChecksumMismatch, StorageError
+from comptoir.httpclients import LazyHttpClients
 from comptoir.storage.digest import CHUNK, check_digest, normalize_digest, sha256_bytes
 
 DIGEST_HEADER = "X-Comptoir-Sha256"
@@ -20,50 +21,13 @@ ERROR_HEADER = "X-Comptoir-Error"  # "checksum-mismatch" on a refused upload
 Body = bytes | str | Path
 
 
-class StorageClient:
+class StorageClient(LazyHttpClients):
     """Sync methods (``upload``, ``download``…) and async twins prefixed with ``a``."""
 
     def __init__(self, base_url: str, *, token: str | None = None, timeout: float = 60.0) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        super().__init__(timeout=timeout, headers=headers)
         self.base_url = base_url.rstrip("/")
-        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._timeout = timeout
-        self._sync: httpx.Client | None = None
-        self._async: httpx.AsyncClient | None = None
-
-    # -- plumbing ---------------------------------------------------------------------
-
-    @property
-    def http(self) -> httpx.Client:
-        if self._sync is None:
-            self._sync = httpx.Client(timeout=self._timeout, headers=self._headers)
-        return self._sync
-
-    @property
-    def ahttp(self) -> httpx.AsyncClient:
-        if self._async is None:
-            self._async = httpx.AsyncClient(timeout=self._timeout, headers=self._headers)
-        return self._async
-
-    def close(self) -> None:
-        if self._sync is not None:
-            self._sync.close()
-
-    async def aclose(self) -> None:
-        if self._async is not None:
-            await self._async.aclose()
-        self.close()
-
-    def __enter__(self) -> StorageClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> StorageClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
     @contextmanager
     def _net(self) -> Iterator[None]:
