@@ -727,6 +727,23 @@ class ChainClient:
             raise ChainError("That transaction created no deal.")
         return found[0]  # type: ignore[no-any-return]
 
+    def deal_created_at(self, deal_id: bytes, block: int) -> ev.DealCreated | None:
+        """The DealCreated event of `deal_id` if it was emitted in `block` (the way a worker
+        or a key service checks a deal it was told about), else None."""
+        logs = self.w3.eth.get_logs(
+            {
+                "address": self.hub.address,
+                "fromBlock": block,
+                "toBlock": block,
+                "topics": [
+                    "0x" + ev.event_topic("DealCreated").hex(),
+                    "0x" + deal_id.hex(),
+                ],  # type: ignore[list-item]
+            }
+        )
+        found = [e for e in ev.decode_logs(logs) if isinstance(e, ev.DealCreated)]
+        return found[0] if found else None
+
     # ------------------------------------------------------------ fast path
 
     def finalize(

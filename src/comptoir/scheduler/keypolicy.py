@@ -20,7 +20,6 @@ from typing import Any
 import structlog
 
 from comptoir.chain import eip712
-from comptoir.chain import events as ev
 from comptoir.chain.client import ChainClient
 from comptoir.chain.types import Deal
 
@@ -46,21 +45,10 @@ def check_release(
     )
     if signer.lower() != deal.scheduler.lower():
         return False
-    logs = client.w3.eth.get_logs(
-        {
-            "address": client.hub.address,
-            "fromBlock": block,
-            "toBlock": block,
-            "topics": [
-                "0x" + ev.event_topic("DealCreated").hex(),
-                "0x" + deal.deal_id.hex(),
-            ],  # type: ignore[list-item]
-        }
-    )
-    found = [e for e in ev.decode_logs(logs) if isinstance(e, ev.DealCreated)]
-    if not found or found[0].deal != deal or found[0].dataset == 0:
+    created = client.deal_created_at(deal.deal_id, block)
+    if created is None or created.deal != deal or created.dataset == 0:
         return False
-    if client.asset(found[0].dataset).checksum.hex() != checksum.lower().removeprefix("0x"):
+    if client.asset(created.dataset).checksum.hex() != checksum.lower().removeprefix("0x"):
         return False
     # nothing left to compute once the task is settled or its deadline passed
     return not (client.is_settled(deal.deal_id, index) or client.timestamp() >= deal.final_deadline)

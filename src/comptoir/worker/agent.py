@@ -431,25 +431,13 @@ class WorkerAgent:
         """Check the assignment against the chain (runs in a thread)."""
         try:
             block = int(a["block"])
-            logs = self.chain.w3.eth.get_logs(
-                {
-                    "address": self.chain.hub.address,
-                    "fromBlock": block,
-                    "toBlock": block,
-                    "topics": [
-                        "0x" + ev.event_topic("DealCreated").hex(),
-                        "0x" + deal.deal_id.hex(),
-                    ],  # type: ignore[list-item]
-                }
-            )
         except (ValueError, KeyError) as exc:
             raise AssignmentRefused(f"The assignment is malformed ({exc}).") from None
-        found = [e for e in ev.decode_logs(logs) if isinstance(e, ev.DealCreated)]
-        if not found or found[0].deal != deal:
+        created = self.chain.deal_created_at(deal.deal_id, block)
+        if created is None or created.deal != deal:
             raise AssignmentRefused(
                 f"No deal {a['deal_id']} was created at block {a['block']}; refusing the task."
             )
-        created = found[0]
         signer = eip712.recover_authorization_signer(
             self.address,
             task,
