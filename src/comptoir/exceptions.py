@@ -128,6 +128,10 @@ class AppPackageError(ComptoirError):
     """An app package (bundle or OCI image) is malformed or unsafe to unpack."""
 
 
+class PackageLimitExceeded(AppPackageError):
+    """An app package unpacks past the worker's limits (bytes, entries, depth, ratio)."""
+
+
 class InvalidOrder(MarketError):
     """An order, or a query about orders, is malformed (HTTP 422)."""
 

@@ -9,11 +9,23 @@ import json
 import os
 import stat
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from comptoir.apps.contract import _entry, check_relative_path, safe_extract
+from comptoir.apps.contract import _entry, check_relative_path
+from comptoir.apps.unpack import (
+    Budget,
+    Mode,
+    UnpackLimits,
+    clean_parts,
+    default_owner,
+    extract,
+    next_member,
+    open_root,
+    open_stream,
+    package_source,
+)
 from comptoir.exceptions import AppPackageError
 
 MANIFEST = "comptoir.json"
@@ -86,13 +98,21 @@ def build_bundle(src_dir: str | Path) -> bytes:
     return gzip.compress(raw.getvalue(), mtime=0)
 
 
-def read_bundle_manifest(bundle: bytes | str | Path) -> BundleManifest:
-    """The manifest of a bundle without unpacking it."""
-    with _open(bundle) as tar:
-        try:
-            member = tar.getmember(MANIFEST)
-        except KeyError:
-            raise AppPackageError(f"The bundle has no {MANIFEST} at its root.") from None
+def read_bundle_manifest(
+    bundle: bytes | str | Path, *, limits: UnpackLimits | None = None
+) -> BundleManifest:
+    """The manifest of a bundle without unpacking it (the scan is bounded like an unpack)."""
+    limits = limits or UnpackLimits()
+    with package_source(bundle) as (raw, size):
+        budget = Budget(limits, size)
+        tar = open_stream(raw, budget)
+        while True:
+            member = next_member(tar)
+            if member is None:
+                raise AppPackageError(f"The bundle has no {MANIFEST} at its root.")
+            budget.charge(member.name, 0)
+            if clean_parts(member.name, Mode.STRICT, limits) == [MANIFEST]:
+                break
         if not member.isfile() or member.size > MAX_MANIFEST_BYTES:
             raise AppPackageError(f"{MANIFEST} in the bundle is not a small regular file.")
         f = tar.extractfile(member)
@@ -101,35 +121,40 @@ def read_bundle_manifest(bundle: bytes | str | Path) -> BundleManifest:
 
 
 def unpack_bundle(
-    bundle: bytes | str | Path, dest: str | Path, *, max_bytes: int | None = None
+    bundle: bytes | str | Path,
+    dest: str | Path,
+    *,
+    max_bytes: int | None = None,
+    limits: UnpackLimits | None = None,
 ) -> BundleManifest:
     """Extract into ``dest`` (created; must not exist or be empty) and return the manifest.
 
-    Only regular files and directories with clean relative names are accepted (see
-    :func:`safe_extract`). Everything ends up world-readable and
+    Only regular files and directories with clean relative names are accepted, within
+    ``limits`` (see :mod:`comptoir.apps.unpack`). Everything ends up world-readable and
     read-only so the sandbox's unprivileged user can run it but nobody can modify it.
+    Over a limit raises :class:`~comptoir.exceptions.PackageLimitExceeded`.
     """
-    manifest = read_bundle_manifest(bundle)
+    limits = limits or UnpackLimits()
+    if max_bytes is not None:
+        limits = replace(limits, max_bytes=min(limits.max_bytes, max_bytes))
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    with _open(bundle) as tar:
+    with package_source(bundle) as (raw, size):
+        budget = Budget(limits, size)
+        tar = open_stream(raw, budget)
+        root = open_root(dest)
         try:
-            safe_extract(tar, dest, max_bytes=max_bytes)
-        except (tarfile.TarError, OSError) as exc:
-            raise AppPackageError(f"The bundle cannot be unpacked safely: {exc}.") from None
-    for root, dirs, files in os.walk(dest):
-        for d in dirs:
-            os.chmod(Path(root) / d, 0o755)
-        for f in files:
-            p = Path(root) / f
-            os.chmod(p, 0o555 if p.stat().st_mode & 0o111 else 0o444)
-    return manifest
-
-
-def _open(bundle: bytes | str | Path) -> tarfile.TarFile:
-    try:
-        if isinstance(bundle, bytes):
-            return tarfile.open(fileobj=io.BytesIO(bundle), mode="r:gz")
-        return tarfile.open(bundle, mode="r:gz")
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise AppPackageError(f"The bundle is not a readable .tar.gz ({exc}).") from None
+            extract(tar, root, budget, Mode.STRICT, owner=default_owner(), read_only=True)
+            try:
+                fd = os.open(MANIFEST, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=root)
+            except FileNotFoundError:
+                raise AppPackageError(f"The bundle has no {MANIFEST} at its root.") from None
+            with os.fdopen(fd, "rb") as f:
+                if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                    raise AppPackageError(f"{MANIFEST} in the bundle is not a regular file.")
+                raw_manifest = f.read(MAX_MANIFEST_BYTES + 1)
+        finally:
+            os.close(root)
+    if len(raw_manifest) > MAX_MANIFEST_BYTES:
+        raise AppPackageError(f"{MANIFEST} in the bundle is not a small regular file.")
+    return BundleManifest.parse(raw_manifest)

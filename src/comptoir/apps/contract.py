@@ -10,12 +10,12 @@ import gzip
 import hashlib
 import io
 import os
-import stat
 import tarfile
 from pathlib import Path, PurePosixPath
 
+from comptoir.apps.fstree import TreeLimits, open_path, scan_tree
+from comptoir.apps.unpack import Budget, Mode, UnpackLimits, extract, open_root
 from comptoir.exceptions import AppPackageError
-from comptoir.storage.digest import sha256_file
 
 IN_DIR = "/comptoir/in"
 OUT_DIR = "/comptoir/out"
@@ -36,27 +36,35 @@ def check_relative_path(rel: str) -> str:
     return str(p)
 
 
+# Walk bounds for trees that were already bounded when written (the worker's copy of a
+# job's outputs, an extracted result): generous, but a walk never recurses nor loops.
+UNBOUNDED_WALK = TreeLimits(
+    max_entries=1 << 40, max_depth=1 << 20, max_path_bytes=1 << 30, max_bytes=1 << 62
+)
+
+
 def output_files(out_dir: str | Path) -> list[tuple[str, Path]]:
     """Regular files under ``out_dir`` as ``(relative posix path, path)``, sorted by the
     UTF-8 bytes of the relative path. Symlinks, sockets, devices and empty directories
     are not outputs: they are neither hashed nor archived (and never followed, so an app
     cannot make the worker read host files through a link)."""
     base = Path(out_dir)
-    found: list[tuple[str, Path]] = []
-    for root, dirs, files in os.walk(base, followlinks=False):
-        dirs.sort()
-        for name in files:
-            path = Path(root) / name
-            if stat.S_ISREG(path.lstat().st_mode):
-                found.append((path.relative_to(base).as_posix(), path))
-    found.sort(key=lambda item: item[0].encode("utf-8", "surrogateescape"))
-    return found
+    return [(f.rel, base / f.rel) for f in scan_tree(base, UNBOUNDED_WALK).files]
+
+
+def _sha256_at(out_dir: str | Path, rel: str) -> str:
+    h = hashlib.sha256()
+    fd = open_path(out_dir, rel)
+    with os.fdopen(fd, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def outputs_manifest(out_dir: str | Path) -> bytes:
     """One line per output file, ``<sha256 hex><2 spaces><relative path>\\n`` — the same
     format as ``sha256sum`` — in byte order of the path."""
-    lines = [f"{sha256_file(path)}  {rel}\n" for rel, path in output_files(out_dir)]
+    lines = [f"{_sha256_at(out_dir, rel)}  {rel}\n" for rel, _ in output_files(out_dir)]
     return "".join(lines).encode("utf-8", "surrogateescape")
 
 
@@ -64,20 +72,17 @@ def result_digest(out_dir: str | Path, determinism: str | None = None) -> str:
     """The result digest a worker contributes (sha256 hex).
 
     With a determinism file: sha256 of that file's bytes (it must exist and be a regular
-    file). Without: sha256 of :func:`outputs_manifest`.
+    file, reached without any symlink). Without: sha256 of :func:`outputs_manifest`.
     """
     if determinism:
         rel = check_relative_path(determinism)
-        path = Path(out_dir) / rel
-        if path.is_symlink() or not path.is_file():
+        try:
+            return _sha256_at(out_dir, rel)
+        except OSError:
             raise AppPackageError(
                 f"The app declares {rel!r} as its determinism file but did not write it "
                 "as a regular file in /comptoir/out."
-            )
-        # Refuse a path that escapes through a symlinked parent directory.
-        if not path.resolve().is_relative_to(Path(out_dir).resolve()):
-            raise AppPackageError(f"The determinism file {rel!r} lies outside the outputs.")
-        return sha256_file(path)
+            ) from None
     return hashlib.sha256(outputs_manifest(out_dir)).hexdigest()
 
 
@@ -88,17 +93,17 @@ def result_archive(out_dir: str | Path) -> bytes:
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         seen_dirs: set[str] = set()
-        for rel, path in output_files(out_dir):
-            parts = rel.split("/")
+        for f in scan_tree(out_dir, UNBOUNDED_WALK).files:
+            parts = f.rel.split("/")
             for i in range(1, len(parts)):
                 d = "/".join(parts[:i])
                 if d not in seen_dirs:
                     seen_dirs.add(d)
                     tar.addfile(_entry(d, tarfile.DIRTYPE, 0o755, 0))
-            mode = 0o755 if path.stat().st_mode & 0o111 else 0o644
-            size = path.stat().st_size
-            with open(path, "rb") as f:
-                tar.addfile(_entry(rel, tarfile.REGTYPE, mode, size), f)
+            mode = 0o755 if f.executable else 0o644
+            with os.fdopen(open_path(out_dir, f.rel), "rb") as src:
+                size = os.fstat(src.fileno()).st_size
+                tar.addfile(_entry(f.rel, tarfile.REGTYPE, mode, size), src)
     return gzip.compress(raw.getvalue(), mtime=0)
 
 
@@ -112,36 +117,15 @@ def _entry(name: str, kind: bytes, mode: int, size: int) -> tarfile.TarInfo:
 
 def safe_extract(tar: tarfile.TarFile, dest: Path, *, max_bytes: int | None = None) -> None:
     """Extract only regular files and directories with clean relative names into
-    ``dest``; anything else (links, devices, absolute or ``..`` paths) is refused before a
-    byte is written. Modes become 0644/0755 (0755 for owner-executable files).
-
-    Written by hand rather than relying on tarfile's ``filter="data"``, which Python
-    only has from 3.11.4 on.
-    """
-    members = tar.getmembers()
-    total = 0
-    for m in members:
-        if not (m.isfile() or m.isdir()):
-            raise AppPackageError(f"Archive entry {m.name} is not a file or directory.")
-        check_relative_path(m.name)
-        total += m.size
-    if max_bytes is not None and total > max_bytes:
-        raise AppPackageError(f"The archive unpacks to {total} bytes, over {max_bytes}.")
+    ``dest``; anything else (links, devices, absolute or ``..`` paths) is refused, and so
+    is an archive past ``max_bytes`` (apparent bytes) or the default entry, depth and
+    path limits of :class:`~comptoir.apps.unpack.UnpackLimits`. Modes become 0644/0755
+    (0755 for owner-executable files); nothing is written through a link."""
+    cap = max_bytes if max_bytes is not None else 1 << 62
+    limits = UnpackLimits(max_bytes=cap, max_ratio=1, ratio_floor_bytes=cap)
     dest.mkdir(parents=True, exist_ok=True)
-    root = dest.resolve()
-    for m in members:
-        target = root / str(PurePosixPath(m.name))
-        if not target.parent.resolve().is_relative_to(root):
-            raise AppPackageError(f"Archive entry {m.name} escapes the destination.")
-        if m.isdir():
-            target.mkdir(parents=True, exist_ok=True)
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        src = tar.extractfile(m)
-        assert src is not None
-        mode = 0o755 if m.mode & 0o100 else 0o644
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
-        with os.fdopen(fd, "wb") as out:
-            while chunk := src.read(1 << 20):
-                out.write(chunk)
-        os.chmod(target, mode)
+    root = open_root(dest)
+    try:
+        extract(tar, root, Budget(limits, 0), Mode.STRICT)
+    finally:
+        os.close(root)

@@ -18,9 +18,20 @@ import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from comptoir.apps.contract import DETERMINISM_LABEL, _entry, check_relative_path, safe_extract
+from comptoir.apps.contract import DETERMINISM_LABEL, _entry, check_relative_path
+from comptoir.apps.fstree import remove_tree
+from comptoir.apps.unpack import (
+    Budget,
+    Mode,
+    UnpackLimits,
+    default_owner,
+    extract,
+    open_root,
+    open_stream,
+    package_source,
+)
 from comptoir.exceptions import AppPackageError, ChecksumMismatch, ConfigError
 from comptoir.storage.digest import sha256_file
 
@@ -161,49 +172,80 @@ def _pick_manifest(layout: Path, index: Mapping[str, Any], depth: int = 0) -> di
     return dict(best)
 
 
-def unpack_oci_image(image: bytes | str | Path, dest: str | Path) -> OciConfig:
+def unpack_oci_image(
+    image: bytes | str | Path, dest: str | Path, *, limits: UnpackLimits | None = None
+) -> OciConfig:
     """Unpack an image-layout tarball: ``dest/layout`` (the layout) and ``dest/rootfs``.
 
-    The rootfs is owned by root (or by the worker's user when not root) and gets the
-    sandbox mount points as real directories, so nothing in the image (e.g. a ``/proc``
-    symlink to a host path) can redirect the sandbox's mounts.
+    The layers are applied in order by :mod:`comptoir.apps.unpack` (whiteouts, links
+    resolved inside the rootfs), within ``limits`` for the whole image; no setuid bit,
+    file capability, device node or root-owned file reaches the host, whatever the image
+    says. The rootfs gets the sandbox mount points as real directories, so nothing in the
+    image (e.g. a ``/proc`` symlink to a host path) can redirect the sandbox's mounts.
+    Over a limit raises :class:`~comptoir.exceptions.PackageLimitExceeded`.
     """
+    limits = limits or UnpackLimits()
     dest = Path(dest)
     layout, rootfs = dest / "layout", dest / "rootfs"
     layout.mkdir(parents=True, exist_ok=True)
-    try:
-        source = io.BytesIO(image) if isinstance(image, bytes) else open(image, "rb")  # noqa: SIM115
-        with source, tarfile.open(fileobj=source, mode="r:*") as tar:
-            safe_extract(tar, layout)
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise AppPackageError(f"The OCI image is not a readable layout tarball ({exc}).") from None
+    owner = default_owner()
+    with package_source(image) as (raw, size):
+        budget = Budget(limits, size)
+        _extract_into(raw, layout, budget, Mode.STRICT, owner)
     # Accept a tarball whose layout sits in a single top-level directory.
     if not (layout / "index.json").is_file():
-        subdirs = [p for p in layout.iterdir() if p.is_dir()]
+        subdirs = [p for p in layout.iterdir() if p.is_dir() and not p.is_symlink()]
         if len(subdirs) == 1 and (subdirs[0] / "index.json").is_file():
             layout = subdirs[0]
         else:
             raise AppPackageError("The OCI image tarball has no index.json.")
     try:
-        index = json.loads((layout / "index.json").read_bytes())
+        index = _read_json(layout / "index.json")
         desc = _pick_manifest(layout, index)
-        manifest = json.loads(_blob(layout, str(desc["digest"])).read_bytes())
-        config_doc = json.loads(_blob(layout, str(manifest["config"]["digest"])).read_bytes())
+        manifest = _read_json(_blob(layout, str(desc["digest"])))
+        config_doc = _read_json(_blob(layout, str(manifest["config"]["digest"])))
+        layers = [_blob(layout, str(d["digest"])) for d in manifest.get("layers") or []]
     except (ValueError, KeyError, TypeError) as exc:
         raise AppPackageError(f"The OCI image metadata is malformed ({exc}).") from None
-    # umoci addresses images by tag: re-tag the chosen manifest in our private copy.
-    desc.setdefault("annotations", {})["org.opencontainers.image.ref.name"] = _TAG
-    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [desc]}))
     if rootfs.exists():
-        shutil.rmtree(rootfs)
-    _umoci("raw", "unpack", *_rootless(), "--image", f"{layout}:{_TAG}", rootfs)
-    ensure_mount_points(rootfs)
+        remove_tree(rootfs)
+    rootfs.mkdir(mode=0o755)
+    if owner is not None:
+        os.chown(rootfs, owner, owner)
+    for layer in layers:
+        budget.charge(layer.name, 0)
+        with open(layer, "rb") as raw_layer:
+            _extract_into(raw_layer, rootfs, budget, Mode.LAYER, owner)
+    ensure_mount_points(rootfs, owner)
     config = OciConfig.from_image_config(config_doc)
-    _ensure_workdir(rootfs, config.workdir)
+    _ensure_workdir(rootfs, config.workdir, owner)
     return config
 
 
-def _ensure_workdir(rootfs: Path, workdir: str) -> None:
+MAX_JSON_BYTES = 4 << 20  # index, manifest, config
+
+
+def _read_json(path: Path) -> Any:
+    with open(path, "rb") as f:
+        data = f.read(MAX_JSON_BYTES + 1)
+    if len(data) > MAX_JSON_BYTES:
+        raise AppPackageError(f"The OCI image's {path.name} is over {MAX_JSON_BYTES} bytes.")
+    doc = json.loads(data)
+    if not isinstance(doc, dict):
+        raise AppPackageError(f"The OCI image's {path.name} is not a JSON object.")
+    return doc
+
+
+def _extract_into(raw: BinaryIO, dest: Path, budget: Budget, mode: Mode, owner: int | None) -> None:
+    tar = open_stream(raw, budget)
+    root = open_root(dest)
+    try:
+        extract(tar, root, budget, mode, owner=owner)
+    finally:
+        os.close(root)
+
+
+def _ensure_workdir(rootfs: Path, workdir: str, owner: int | None = None) -> None:
     """Create a missing WorkingDir as container runtimes do, without ever following a link
     of the image on the host: a symlinked component is left for the sandbox to resolve
     inside the image's own root."""
@@ -217,6 +259,8 @@ def _ensure_workdir(rootfs: Path, workdir: str) -> None:
                 st = os.stat(name, dir_fd=fd, follow_symlinks=False)
             except FileNotFoundError:
                 os.mkdir(name, 0o755, dir_fd=fd)
+                if owner is not None:
+                    os.chown(name, owner, owner, dir_fd=fd, follow_symlinks=False)
                 st = os.stat(name, dir_fd=fd, follow_symlinks=False)
             if not stat.S_ISDIR(st.st_mode):
                 return
@@ -227,9 +271,10 @@ def _ensure_workdir(rootfs: Path, workdir: str) -> None:
         os.close(fd)
 
 
-def ensure_mount_points(rootfs: Path) -> None:
+def ensure_mount_points(rootfs: Path, owner: int | None = None) -> None:
     """Make each sandbox mount point a real directory, replacing whatever the image put
-    there (symlink, file): bwrap must never follow an image-controlled link."""
+    there (symlink, file): bwrap must never follow an image-controlled link. ``owner``
+    (root workers) gets the directories created here."""
     root_fd = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
         os.chmod(root_fd, 0o755)
@@ -243,9 +288,9 @@ def ensure_mount_points(rootfs: Path) -> None:
                         st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
                         if not stat.S_ISDIR(st.st_mode):
                             os.unlink(name, dir_fd=parent_fd)
-                            os.mkdir(name, 0o755, dir_fd=parent_fd)
+                            _mkdir_owned(name, parent_fd, owner)
                     except FileNotFoundError:
-                        os.mkdir(name, 0o755, dir_fd=parent_fd)
+                        _mkdir_owned(name, parent_fd, owner)
                     fd = os.open(
                         name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent_fd
                     )
@@ -256,6 +301,12 @@ def ensure_mount_points(rootfs: Path) -> None:
                     os.close(fd)
     finally:
         os.close(root_fd)
+
+
+def _mkdir_owned(name: str, parent_fd: int, owner: int | None) -> None:
+    os.mkdir(name, 0o755, dir_fd=parent_fd)
+    if owner is not None:
+        os.chown(name, owner, owner, dir_fd=parent_fd, follow_symlinks=False)
 
 
 def copy_host_binaries(rootfs: str | Path, binaries: Iterable[str]) -> None:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 from enum import StrEnum
@@ -13,7 +11,9 @@ from pathlib import Path
 
 from comptoir.apps.bundle import unpack_bundle
 from comptoir.apps.contract import APP_DIR
+from comptoir.apps.fstree import remove_tree
 from comptoir.apps.oci import unpack_oci_image
+from comptoir.apps.unpack import UnpackLimits
 from comptoir.exceptions import AppPackageError
 from comptoir.storage.digest import check_digest, sha256_bytes, sha256_file
 
@@ -70,12 +70,15 @@ def prepare_app(
     cache_dir: str | Path,
     *,
     expected_digest: str | None = None,
+    limits: UnpackLimits | None = None,
 ) -> PreparedApp:
     """Verify ``package`` against ``expected_digest`` (the on-chain checksum), unpack it
     into ``cache_dir/<digest>/`` once, and describe how to run it.
 
     Unpacking is atomic (temp dir + rename) so a crash never leaves a half-unpacked app
-    that a later run would trust; an already unpacked digest is reused as is.
+    that a later run would trust; an already unpacked digest is reused as is. A package
+    over ``limits`` raises :class:`~comptoir.exceptions.PackageLimitExceeded` and leaves
+    nothing on disk.
     """
     kind = AppKind(kind)
     digest = sha256_bytes(package) if isinstance(package, bytes) else sha256_file(package)
@@ -90,13 +93,13 @@ def prepare_app(
     try:
         os.chmod(tmp, 0o755)
         if kind is AppKind.BUNDLE:
-            manifest = unpack_bundle(package, tmp / "app")
+            manifest = unpack_bundle(package, tmp / "app", limits=limits)
             app = PreparedApp(
                 kind, final / "app", manifest.command, APP_DIR, (), manifest.determinism, digest
             )
         else:
-            config = unpack_oci_image(package, tmp)
-            shutil.rmtree(tmp / "layout")  # the rootfs is all the sandbox needs
+            config = unpack_oci_image(package, tmp, limits=limits)
+            remove_tree(tmp / "layout")  # the rootfs is all the sandbox needs
             if not config.argv:
                 raise AppPackageError("The OCI image has neither Entrypoint nor Cmd to run.")
             app = PreparedApp(
@@ -116,8 +119,7 @@ def prepare_app(
                 raise
         return PreparedApp.from_json(_root(final, kind), ready.read_text())
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            shutil.rmtree(tmp)
+        remove_tree(tmp)
 
 
 def _root(final: Path, kind: AppKind) -> Path:

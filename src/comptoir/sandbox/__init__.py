@@ -1,7 +1,9 @@
 """Sandboxed execution of untrusted apps under bubblewrap."""
 
 from comptoir.sandbox.executor import (
+    ISOLATION_LEVELS,
     BwrapExecutor,
+    Isolation,
     Outcome,
     SandboxJob,
     SandboxLimits,
@@ -10,7 +12,9 @@ from comptoir.sandbox.executor import (
 )
 
 __all__ = [
+    "ISOLATION_LEVELS",
     "BwrapExecutor",
+    "Isolation",
     "Outcome",
     "SandboxJob",
     "SandboxLimits",

@@ -53,9 +53,9 @@ from comptoir.apps.contract import (
     ENV_TASK_INDEX,
     IN_DIR,
     OUT_DIR,
-    output_files,
     result_digest,
 )
+from comptoir.apps.fstree import TreeLimits, TreeScan, open_path, remove_tree, scan_tree
 from comptoir.apps.prepare import AppKind, PreparedApp
 from comptoir.exceptions import AppPackageError, ConfigError, SandboxError
 from comptoir.sandbox.cgroups import JobCgroup, create_job_cgroup
@@ -94,12 +94,31 @@ class Outcome(StrEnum):
     SANDBOX_ERROR = "sandbox_error"
 
 
+# Isolation levels, weakest first (docs/app-contract.md, "Isolation levels").
+ISOLATION_LEVELS = ("reduced", "partial", "full")
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """How strongly this host isolates jobs: ``full`` (a per-job host uid, host-mounted
+    output tmpfs, cgroup memory and pids limits), ``partial`` (one of the two) or
+    ``reduced`` (rlimits in the job's user namespace only)."""
+
+    level: str
+    missing: tuple[str, ...]  # what a stronger level would need, in words
+
+    def at_least(self, level: str) -> bool:
+        return ISOLATION_LEVELS.index(self.level) >= ISOLATION_LEVELS.index(level)
+
+
 @dataclass(frozen=True)
 class SandboxLimits:
     wall_time_s: float = 600.0
     memory_bytes: int = 1 << 30
     output_bytes: int = 256 << 20
-    max_output_files: int = 10_000
+    max_output_files: int = 10_000  # entries: files, directories, links
+    max_output_depth: int = 64  # directory levels under /comptoir/out
+    max_output_path_bytes: int = 1024  # one output's relative path, UTF-8
     max_processes: int = 64
     tmp_bytes: int = 64 << 20
     log_bytes: int = 64 << 10  # kept per stream (the tail)
@@ -212,11 +231,22 @@ def _make_preexec(
 def _pids_of_uid(uid: int) -> list[int]:
     """Live processes owned by ``uid``. Zombies are skipped: they hold nothing, cannot be
     killed, and the sandbox's orphaned pid 1 briefly is one until the host init reaps it."""
+    return _live_pids(lambda path: os.stat(path).st_uid == uid)
+
+
+def _pids_in_namespace(pid_ns: int) -> list[int]:
+    """Live processes of the pid namespace whose inode is ``pid_ns`` (processes we may
+    not inspect are not ours)."""
+    return _live_pids(lambda path: os.stat(f"{path}/ns/pid").st_ino == pid_ns)
+
+
+def _live_pids(match: Callable[[str], bool]) -> list[int]:
+    """Processes (not zombies) whose /proc directory ``match`` accepts."""
     pids = []
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             with contextlib.suppress(OSError):
-                if os.stat(entry.path).st_uid != uid:
+                if not match(entry.path):
                     continue
                 with open(f"{entry.path}/stat", "rb") as f:
                     state = f.read().rpartition(b")")[2][1:2]
@@ -237,14 +267,14 @@ async def _drain(stream: asyncio.StreamReader | None, cap: int) -> tuple[bytes, 
     return bytes(buf), truncated
 
 
-def _tree_size(root: Path) -> tuple[int, int]:
-    total = files = 0
-    for dirpath, _dirs, names in os.walk(root):
-        for name in names:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-                files += 1
-    return total, files
+def _output_limits(lim: SandboxLimits) -> TreeLimits:
+    # strictly below the byte limit: filling it exactly is over (docs/app-contract.md)
+    return TreeLimits(
+        max_entries=lim.max_output_files,
+        max_depth=lim.max_output_depth,
+        max_path_bytes=lim.max_output_path_bytes,
+        max_bytes=lim.output_bytes - 1,
+    )
 
 
 @dataclass
@@ -336,14 +366,46 @@ class BwrapExecutor:
     @property
     def enforcement(self) -> dict[str, str]:
         """Which mechanism enforces each limit on this host (probes a throwaway cgroup)."""
-        cg = (
-            create_job_cgroup(f"comptoir-probe-{uuid.uuid4().hex[:8]}", self.cgroup_parent)
-            if self.use_cgroups
-            else None
-        )
+        return self._mechanisms(self._probe_cgroup())
+
+    def _probe_cgroup(self) -> JobCgroup | None:
+        """A throwaway job cgroup, already removed: what this host lets us create."""
+        if not self.use_cgroups:
+            return None
+        cg = create_job_cgroup(f"comptoir-probe-{uuid.uuid4().hex[:8]}", self.cgroup_parent)
         if cg is not None:
             cg.remove()
-        return self._mechanisms(cg)
+        return cg
+
+    def isolation(self) -> Isolation:
+        """This host's isolation level (probes a throwaway cgroup)."""
+        cg = self._probe_cgroup()
+        ctrls = cg.controllers if cg else set()
+        missing = []
+        if not self.privileged:
+            missing.append("per-job host uids and output tmpfs (the worker must run as root)")
+        if not {"memory", "pids"} <= ctrls:
+            missing.append(
+                "cgroup memory and pids controllers the worker may create groups in "
+                "(cgroup v2 delegation, e.g. a systemd user slice with Delegate=yes)"
+            )
+        level = ISOLATION_LEVELS[2 - len(missing)]
+        return Isolation(level, tuple(missing))
+
+    def require_isolation(self, level: str) -> Isolation:
+        """This host's isolation, or ConfigError when it is below ``level``."""
+        if level not in ISOLATION_LEVELS:
+            raise ConfigError(
+                f"Unknown isolation level {level!r}; use one of {', '.join(ISOLATION_LEVELS)}."
+            )
+        found = self.isolation()
+        if not found.at_least(level):
+            raise ConfigError(
+                f"This worker can only isolate jobs at level {found.level!r}, below the "
+                f"{level!r} its pool requires: it lacks {' and '.join(found.missing)}; "
+                "provide that, or lower COMPTOIR_WORKER_ISOLATION if the pool accepts it."
+            )
+        return found
 
     # -- setup / teardown ---------------------------------------------------------------
 
@@ -686,17 +748,39 @@ class BwrapExecutor:
             for task in readers:
                 task.cancel()
             (stdout, out_trunc), (stderr, err_trunc) = (b"", True), (b"", True)
-        exit_code = _exit_code(status_r)
+        status = _read_status(status_r)
+        exit_code = _status_field(status, "exit-code")
+        # Nothing is read from the outputs while any process of the job could still
+        # change them (swap a directory for a symlink, say).
+        pid_ns = _status_field(status, "pid-namespace")
+        if not await asyncio.to_thread(self._wait_gone, run, pid_ns):
+            return self._error(
+                job,
+                started,
+                "Processes of the job outlived it; its outputs were not read.",
+                run.enforcement,
+            )
         outcome = violation or self._violation(run, final=True)
+        scan: TreeScan | None = None
+        detail = ""
+        if outcome is None:
+            try:
+                scan = await asyncio.to_thread(scan_tree, run.out, _output_limits(lim))
+            except OSError as exc:
+                outcome = Outcome.APP_FAILED
+                detail = f"The app left outputs the worker cannot read ({exc.strerror or exc})."
+            else:
+                if scan.over is not None:
+                    outcome = Outcome.OUTPUT_LIMIT
+                    detail = f"The app's outputs hold {scan.over}, over its output limits."
         if outcome is None:
             outcome = _classify(exit_code, stderr, run)
-        output_bytes = await asyncio.to_thread(
-            _copy_outputs, run.out, job.output_dir, lim.output_bytes
-        )
         digest = None
-        message = _message(outcome, job, exit_code, stderr)
+        message = detail or _message(outcome, job, exit_code, stderr)
         if outcome is Outcome.SUCCESS:
+            assert scan is not None
             try:
+                await asyncio.to_thread(_copy_outputs, run.out, job.output_dir, scan)
                 digest = await asyncio.to_thread(result_digest, job.output_dir, job.app.determinism)
             except AppPackageError as exc:
                 outcome, message = Outcome.APP_FAILED, str(exc)
@@ -710,7 +794,7 @@ class BwrapExecutor:
             stderr_truncated=err_trunc,
             duration_s=duration,
             output_dir=job.output_dir,
-            output_bytes=output_bytes,
+            output_bytes=scan.bytes if scan is not None else 0,
             result_digest=digest,
             enforcement=run.enforcement,
         )
@@ -737,9 +821,11 @@ class BwrapExecutor:
             if st.f_bavail * st.f_frsize < 4096 or st.f_favail == 0:
                 return Outcome.OUTPUT_LIMIT
         else:
-            size, files = _tree_size(run.out)
-            if size >= lim.output_bytes or files > lim.max_output_files:
-                return Outcome.OUTPUT_LIMIT
+            try:  # the app is still running: entries may vanish under the walk
+                if scan_tree(run.out, _output_limits(lim)).over is not None:
+                    return Outcome.OUTPUT_LIMIT
+            except OSError:
+                pass
         return None
 
     def _kill(self, run: _Run, pid: int) -> None:
@@ -751,6 +837,25 @@ class BwrapExecutor:
             run.cgroup.kill_all()
         if run.uid is not None:
             self._kill_uid(run.uid)
+
+    def _wait_gone(self, run: _Run, pid_ns: int | None, timeout_s: float = 10.0) -> bool:
+        """Kill until no process of the job is left: none in its pid namespace, none of
+        its per-job uid, none in its cgroup. False if some survive ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            live = _pids_in_namespace(pid_ns) if pid_ns is not None else []
+            if run.uid is not None:
+                live += _pids_of_uid(run.uid)
+            if not live and (run.cgroup is None or not run.cgroup.pids()):
+                return True
+            if time.monotonic() > deadline:
+                return False
+            for pid in live:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            if run.cgroup is not None:
+                run.cgroup.kill_all(timeout_s=0.5)
+            time.sleep(0.01)
 
     @staticmethod
     def _error(
@@ -798,7 +903,8 @@ def _remove_jobdir(jobdir: Path) -> bool:
             _umount(point)
     if _mounts_under(jobdir):
         return False
-    shutil.rmtree(jobdir, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        remove_tree(jobdir)
     return True
 
 
@@ -844,18 +950,28 @@ def _make_world_readable(root: Path) -> None:
                 os.chmod(p, st.st_mode | 0o444)
 
 
-def _exit_code(status_fd: int) -> int | None:
-    """The app's exit status from bwrap's JSON status (absent when the app never ran)."""
+def _read_status(status_fd: int) -> list[dict[str, object]]:
+    """bwrap's JSON status lines: the namespaces first, the app's exit status last."""
     os.set_blocking(status_fd, False)
     data = b""
     with contextlib.suppress(BlockingIOError):
         while chunk := os.read(status_fd, 65536):
             data += chunk
+    docs = []
     for line in data.decode(errors="replace").splitlines():
         with contextlib.suppress(ValueError):
             doc = json.loads(line)
-            if isinstance(doc, dict) and "exit-code" in doc:
-                return int(doc["exit-code"])
+            if isinstance(doc, dict):
+                docs.append(doc)
+    return docs
+
+
+def _status_field(status: list[dict[str, object]], key: str) -> int | None:
+    """An integer field of bwrap's status (absent when the app never ran)."""
+    for doc in status:
+        value = doc.get(key)
+        if isinstance(value, int):
+            return value
     return None
 
 
@@ -892,7 +1008,7 @@ def _message(outcome: Outcome, job: SandboxJob, exit_code: int | None, stderr: b
         return f"The app exceeded its {lim.memory_bytes >> 20} MiB memory limit and was killed."
     if outcome is Outcome.OUTPUT_LIMIT:
         return (
-            f"The app filled its {lim.output_bytes >> 20} MiB / {lim.max_output_files}-file "
+            f"The app filled its {lim.output_bytes >> 20} MiB / {lim.max_output_files}-entry "
             "output limit and was stopped."
         )
     if outcome is Outcome.PROCESS_LIMIT:
@@ -901,29 +1017,23 @@ def _message(outcome: Outcome, job: SandboxJob, exit_code: int | None, stderr: b
     return f"The sandbox failed before the app ran: {tail[-1] if tail else 'no detail'}."
 
 
-def _copy_outputs(src: Path, dest: Path, budget: int) -> int:
-    """Copy regular files (never following links) from the job's output to ``dest``."""
-    copied = 0
-    for rel, path in output_files(src):
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK  # a FIFO must not block us
+def _copy_outputs(src: Path, dest: Path, scan: TreeScan) -> None:
+    """Copy the scanned regular files from the job's output to ``dest``: every component
+    opened without following links, at most each file's scanned (apparent) size. Called
+    only once no process of the job is left, so the tree is what the scan saw."""
+    for f in scan.files:
         try:
-            fd = os.open(path, flags)
-        except PermissionError:  # unprivileged worker: the app may have chmod'ed it 000
-            os.chmod(path, 0o600, follow_symlinks=False)
-            fd = os.open(path, flags)
-        with os.fdopen(fd, "rb") as f:
-            st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                continue
-            executable = st.st_mode & 0o100
-            with open(target, "wb") as out:
-                while chunk := f.read(1 << 20):
-                    copied += len(chunk)
-                    if copied > budget:
-                        return copied
-                    out.write(chunk)
-        if executable:
+            fd = open_path(src, f.rel)
+        except OSError as exc:
+            raise AppPackageError(
+                f"The app's output {f.rel[:200]!r} cannot be read ({exc.strerror or exc})."
+            ) from None
+        target = dest / f.rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with os.fdopen(fd, "rb") as source, open(target, "wb") as out:
+            left = f.size
+            while left > 0 and (chunk := source.read(min(left, 1 << 20))):
+                out.write(chunk)
+                left -= len(chunk)
+        if f.executable:
             os.chmod(target, 0o755)
-    return copied

@@ -31,7 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.lie:
         changes["fault"] = "lie"
     configure_logging(args.json_logs)
-    run_worker(settings.with_(**changes))
+    try:
+        run_worker(settings.with_(**changes))
+    except ComptoirError as exc:  # e.g. isolation below what the pool requires
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -46,6 +46,7 @@ from comptoir.exceptions import (
     ChainError,
     ChecksumMismatch,
     ComptoirError,
+    PackageLimitExceeded,
     SchedulerError,
     SchedulerUnreachable,
     StorageError,
@@ -56,7 +57,7 @@ from comptoir.storage.crypto import decrypt_dataset
 from comptoir.storage.keys import KeyServiceClient
 from comptoir.worker.cache import BlobCache
 from comptoir.worker.client import SchedulerClient
-from comptoir.worker.failure import DETERMINISTIC, failure_record
+from comptoir.worker.failure import APP_INVALID, DETERMINISTIC, PACKAGE_LIMIT, failure_record
 from comptoir.worker.journal import COMMITTED, Journal
 from comptoir.worker.settings import WorkerSettings
 
@@ -159,8 +160,17 @@ class WorkerAgent:
     # ------------------------------------------------------------ lifecycle
 
     async def run(self) -> None:
-        log.info("worker.start", worker=self.address, gpu=self.gpu)
-        _ = self.executor  # no bubblewrap, no work: fail now, not on every task
+        # No bubblewrap, or walls weaker than the pool requires: refuse now, in one
+        # sentence, rather than run strangers' code less isolated than advertised.
+        isolation = self.executor.require_isolation(self.s.isolation)
+        log.info(
+            "worker.start",
+            worker=self.address,
+            gpu=self.gpu,
+            isolation=isolation.level,
+            required=self.s.isolation,
+            lacks=list(isolation.missing),
+        )
         while not self._stop.is_set():
             try:
                 await self.scheduler.register()
@@ -365,13 +375,21 @@ class WorkerAgent:
             kind = AppKind.BUNDLE if facts.app.app_type == APP_TYPE_BUNDLE else AppKind.OCI
             try:
                 prepared = await asyncio.to_thread(
-                    prepare_app, kind, app_path, self.cache.apps, expected_digest=app_digest
+                    prepare_app,
+                    kind,
+                    app_path,
+                    self.cache.apps,
+                    expected_digest=app_digest,
+                    limits=self.s.unpack_limits,
                 )
             except ChecksumMismatch as exc:
                 raise AssignmentRefused(str(exc)) from None
+            except PackageLimitExceeded as exc:
+                log.warning("assignment.package_limit", id=aid, error=str(exc))
+                return self._failure(aid, PACKAGE_LIMIT, None, deal)
             except AppPackageError:
                 # same verified bytes everywhere: every honest worker fails the same way
-                return self._failure(aid, "APP_INVALID", None, deal)
+                return self._failure(aid, APP_INVALID, None, deal)
             if facts.dataset is not None:
                 await self._stage_dataset(a, facts.dataset, in_dir)
             limits = SandboxLimits(

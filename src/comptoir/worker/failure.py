@@ -25,9 +25,14 @@ DETERMINISTIC = (
 )
 
 
+# Failures of the package itself, before anything runs: same bytes, same verdict.
+APP_INVALID = "APP_INVALID"  # malformed or unsafe package
+PACKAGE_LIMIT = "PACKAGE_LIMIT"  # unpacks past the pool's limits (e.g. a decompression bomb)
+
+
 def failure_record(status: str, exit_code: int | None = None) -> str:
-    """The canonical record of a failure ``status`` (an Outcome name, e.g. ``TIMEOUT``, or
-    ``APP_INVALID`` for a package that cannot be unpacked)."""
+    """The canonical record of a failure ``status`` (an Outcome name, e.g. ``TIMEOUT``,
+    :data:`APP_INVALID` or :data:`PACKAGE_LIMIT`)."""
     doc: dict[str, Any] = {"kind": RECORD_KIND, "status": status, "version": 1}
     if status == Outcome.APP_FAILED.value.upper():
         doc["exit_code"] = exit_code

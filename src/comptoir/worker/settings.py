@@ -16,6 +16,10 @@
 | COMPTOIR_WORKER_MEMORY_LIMIT | 1 GiB | sandbox memory limit (bytes) |
 | COMPTOIR_WORKER_OUTPUT_LIMIT | 256 MiB | sandbox output limit (bytes) |
 | COMPTOIR_WORKER_MAX_PROCESSES | 64 | sandbox process limit |
+| COMPTOIR_WORKER_ISOLATION | full | lowest isolation the pool accepts: full, partial, reduced |
+| COMPTOIR_WORKER_UNPACK_BYTES | 2 GiB | an app package's unpacked size (apparent bytes) |
+| COMPTOIR_WORKER_UNPACK_ENTRIES | 100 000 | an app package's files, directories and links |
+| COMPTOIR_WORKER_UNPACK_RATIO | 100 | unpacked bytes per package byte (past 32 MiB) |
 | COMPTOIR_WORKER_POLL / _HEARTBEAT | 2 / 5 | seconds between pulls / heartbeats |
 | COMPTOIR_WORKER_FAULT | (none) | TEST ONLY: "lie" commits wrong digests |
 """
@@ -27,9 +31,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from comptoir.apps.unpack import UnpackLimits
 from comptoir.chain.deploy import Deployment
 from comptoir.config import env_flag, env_float, env_required
 from comptoir.exceptions import ConfigError
+from comptoir.sandbox.executor import ISOLATION_LEVELS
 
 FAULTS = ("lie",)  # test-only fault injection
 
@@ -58,6 +64,13 @@ class WorkerSettings:
     output_limit_bytes: int = 256 << 20
     max_processes: int = 64
     tmp_bytes: int = 64 << 20
+    # the pool's floor: "full", "partial" or "reduced" (see comptoir.sandbox.Isolation)
+    isolation: str = "full"
+    # app packages (every worker of a pool must use the same: over them is a failure
+    # record replicas agree on); depth and path length are the contract's fixed ones
+    unpack_bytes: int = 2 << 30
+    unpack_entries: int = 100_000
+    unpack_ratio: int = 100
     poll_interval_s: float = 2.0
     heartbeat_interval_s: float = 5.0
     http_timeout_s: float = 60.0
@@ -68,6 +81,19 @@ class WorkerSettings:
     def __post_init__(self) -> None:
         if self.fault is not None and self.fault not in FAULTS:
             raise ConfigError(f"Unknown fault {self.fault!r}; known: {', '.join(FAULTS)}.")
+        if self.isolation not in ISOLATION_LEVELS:
+            raise ConfigError(
+                f"Unknown isolation level {self.isolation!r}; "
+                f"use one of {', '.join(ISOLATION_LEVELS)}."
+            )
+
+    @property
+    def unpack_limits(self) -> UnpackLimits:
+        return UnpackLimits(
+            max_bytes=self.unpack_bytes,
+            max_entries=self.unpack_entries,
+            max_ratio=self.unpack_ratio,
+        )
 
     @property
     def cache_path(self) -> Path:
@@ -110,6 +136,10 @@ class WorkerSettings:
             memory_limit_bytes=int(num("COMPTOIR_WORKER_MEMORY_LIMIT", 1 << 30)),
             output_limit_bytes=int(num("COMPTOIR_WORKER_OUTPUT_LIMIT", 256 << 20)),
             max_processes=int(num("COMPTOIR_WORKER_MAX_PROCESSES", 64)),
+            isolation=env.get("COMPTOIR_WORKER_ISOLATION") or "full",
+            unpack_bytes=int(num("COMPTOIR_WORKER_UNPACK_BYTES", 2 << 30)),
+            unpack_entries=int(num("COMPTOIR_WORKER_UNPACK_ENTRIES", 100_000)),
+            unpack_ratio=int(num("COMPTOIR_WORKER_UNPACK_RATIO", 100)),
             poll_interval_s=num("COMPTOIR_WORKER_POLL", 2.0),
             heartbeat_interval_s=num("COMPTOIR_WORKER_HEARTBEAT", 5.0),
             fault=env.get("COMPTOIR_WORKER_FAULT") or None,  # TEST ONLY
