@@ -14,9 +14,9 @@ from comptoir.apps import prepare_app
 from comptoir.apps.unpack import PACKAGE_UID, UnpackLimits
 from comptoir.exceptions import AppPackageError, PackageLimitExceeded
 from comptoir.sandbox import BwrapExecutor, Outcome, SandboxJob, SandboxLimits
+from comptoir.testing import hostile
 from comptoir.testing.hostile import (
     bundle,
-    dir_members,
     entry,
     gzip_bomb,
     oci_image,
@@ -33,12 +33,7 @@ SH = shutil.which("sh") or "/bin/sh"
 
 @pytest.fixture(scope="module")
 def shell_layer(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    """/bin/sh and its libraries, as a gzip layer owned by root."""
-    from comptoir.apps import copy_host_binaries
-
-    rootfs = tmp_path_factory.mktemp("shell")
-    copy_host_binaries(rootfs, ["/bin/sh"])
-    return tar_bytes(dir_members(rootfs), gz=True)
+    return hostile.shell_layer(tmp_path_factory.mktemp("shell"))
 
 
 def _leftovers(cache: Path) -> list[str]:

@@ -9,6 +9,7 @@ import pytest
 
 from comptoir.apps import PreparedApp, build_bundle, prepare_app
 from comptoir.sandbox import BwrapExecutor
+from comptoir.testing.hostile import shell_layer
 
 MakeApp = Callable[..., PreparedApp]
 
@@ -45,3 +46,9 @@ def make_app(tmp_path: Path) -> MakeApp:
         return prepare_app("bundle", build_bundle(src), tmp_path / "cache")
 
     return make
+
+
+@pytest.fixture(scope="session")
+def shell_image_layer(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """An OCI layer with the host's /bin/sh (and libraries), owned by root."""
+    return shell_layer(tmp_path_factory.mktemp("shell"))

@@ -991,6 +991,9 @@ def _classify(exit_code: int | None, stderr: bytes, run: _Run) -> Outcome:
         return Outcome.MEMORY_LIMIT
     if "pids" not in ctrls and any(h in stderr for h in _NPROC_HINTS):
         return Outcome.PROCESS_LIMIT
+    # RLIMIT_FSIZE (no output tmpfs): EFBIG, or death by SIGXFSZ (128 + 25)
+    if not run.out_is_tmpfs and (b"File too large" in stderr or exit_code == 153):
+        return Outcome.OUTPUT_LIMIT
     return Outcome.APP_FAILED
 
 

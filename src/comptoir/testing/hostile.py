@@ -116,6 +116,15 @@ def dir_members(root: str | Path) -> list[Member]:
     return out
 
 
+def shell_layer(workdir: str | Path) -> bytes:
+    """A gzip layer holding the host's /bin/sh and its libraries, owned by root."""
+    from comptoir.apps.oci import copy_host_binaries
+
+    rootfs = Path(workdir) / "shell-rootfs"
+    copy_host_binaries(rootfs, ["/bin/sh"])
+    return tar_bytes(dir_members(rootfs), gz=True)
+
+
 def oci_image(
     layers: Sequence[bytes],
     *,
