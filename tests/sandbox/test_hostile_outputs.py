@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from comptoir.sandbox import BwrapExecutor, Outcome, SandboxJob, SandboxLimits
-from comptoir.testing.hostile import tree_bytes
+from comptoir.testing.hostile import DEEP, FLOOD, LONG_PATH, RACE, SPARSE, tree_bytes
 
 from .conftest import MakeApp
 
@@ -23,61 +23,6 @@ LIMITS = SandboxLimits(
     max_processes=32,
     tmp_bytes=16 << 20,
 )
-
-SPARSE = """
-with open("/comptoir/out/sparse", "wb") as f:
-    f.truncate(1 << 30)  # 1 GiB apparent, nothing stored
-"""
-DEEP = """
-import os
-fd = os.open("/comptoir/out", os.O_RDONLY)
-for _ in range(900):  # under the entry limit: depth is what breaks
-    os.mkdir("d", dir_fd=fd)
-    nxt = os.open("d", os.O_RDONLY, dir_fd=fd)
-    os.close(fd)
-    fd = nxt
-open(f"/proc/self/fd/{fd}/leaf", "w").write("x")
-"""
-LONG_PATH = """
-import os
-os.chdir("/comptoir/out")
-for _ in range(12):
-    os.mkdir("n" * 200)
-    os.chdir("n" * 200)
-open("leaf", "w").write("x")
-"""
-FLOOD = """
-import os
-for i in range(5000):
-    try:
-        os.mkdir(f"/comptoir/out/{i}")
-    except OSError:
-        break
-"""
-# Leaves a daemon swapping an output directory for symlinks to host paths while the
-# worker would be copying; also leaves links to host files in place.
-RACE = """
-import os, sys, time
-secret_file, secret_dir = os.environ["COMPTOIR_ARGS"].split(":")
-os.makedirs("/comptoir/out/d")
-open("/comptoir/out/d/f", "w").write("mine")
-os.symlink(secret_file, "/comptoir/out/leak")
-os.symlink(secret_dir, "/comptoir/out/dirleak")
-if os.fork() == 0:
-    os.setsid()
-    if os.fork() == 0:
-        sys.argv[0] = "comptoir-test-swapper"
-        while True:
-            try:
-                os.rename("/comptoir/out/d", "/comptoir/out/real")
-                os.symlink(secret_dir, "/comptoir/out/d")
-                os.unlink("/comptoir/out/d")
-                os.rename("/comptoir/out/real", "/comptoir/out/d")
-            except OSError:
-                pass
-    os._exit(0)
-time.sleep(0.05)
-"""
 
 
 def _run(executor: BwrapExecutor, app, out: Path, args: str = ""):  # type: ignore[no-untyped-def]

@@ -19,9 +19,18 @@ from pathlib import Path
 import psutil
 import pytest
 
-from comptoir.testing.hostile import oci_image, privileged_members, tar_bytes
-
-from .test_hostile_outputs import DEEP, FLOOD, LONG_PATH, RACE, SPARSE
+from comptoir.testing.hostile import (
+    DEEP,
+    FLOOD,
+    LONG_PATH,
+    RACE,
+    SPARSE,
+    as_user,
+    oci_image,
+    privileged_members,
+    tar_bytes,
+    unprivileged_user,
+)
 
 USER = "comptoir-sbx"
 
@@ -69,26 +78,8 @@ SCRIPT = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def sandbox_user() -> Iterator[pwd.struct_passwd]:
-    """An ordinary account made for this test (removed afterwards if we made it)."""
-    if os.geteuid() != 0 or not shutil.which("useradd") or not shutil.which("setpriv"):
-        pytest.skip("making a test user needs root, useradd and setpriv (the suite runs as root)")
-    made = False
-    try:
-        user = pwd.getpwnam(USER)
-    except KeyError:
-        subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", USER],
-            check=True,
-            capture_output=True,
-        )
-        made = True
-        user = pwd.getpwnam(USER)
-    yield user
-    if made:
-        for p in psutil.process_iter(["uids"]):
-            if p.info["uids"] and p.info["uids"].real == user.pw_uid:
-                p.kill()
-        subprocess.run(["userdel", USER], check=False, capture_output=True)
+    with unprivileged_user(USER) as user:
+        yield user
 
 
 def test_non_root_worker_against_hostile_outputs_and_packages(
@@ -121,18 +112,15 @@ def test_non_root_worker_against_hostile_outputs_and_packages(
         (base / "image.tar").write_bytes(image)
         src_root = Path(__file__).resolve().parents[2] / "src"
         proc = subprocess.run(
-            [
-                "setpriv",
-                f"--reuid={uid}",
-                f"--regid={gid}",
-                "--clear-groups",
+            as_user(
+                sandbox_user,
                 sys.executable,
                 "-c",
                 SCRIPT,
                 str(base),
                 str(base / "apps.json"),
                 str(base / "image.tar"),
-            ],
+            ),
             capture_output=True,
             text=True,
             timeout=300,

@@ -8,17 +8,83 @@ image layouts around such layers.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
 import json
 import os
+import pwd
+import shutil
 import stat
+import subprocess
 import tarfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+import psutil
+
 Member = tuple[tarfile.TarInfo, bytes | None]
+
+# -- apps (python3 bundle sources) that attack the worker through their outputs --------
+
+SPARSE = """
+with open("/comptoir/out/sparse", "wb") as f:
+    f.truncate(1 << 30)  # 1 GiB apparent, nothing stored
+"""
+DEEP = """
+import os
+fd = os.open("/comptoir/out", os.O_RDONLY)
+for _ in range(900):  # under the entry limit: depth is what breaks
+    os.mkdir("d", dir_fd=fd)
+    nxt = os.open("d", os.O_RDONLY, dir_fd=fd)
+    os.close(fd)
+    fd = nxt
+open(f"/proc/self/fd/{fd}/leaf", "w").write("x")
+"""
+LONG_PATH = """
+import os
+os.chdir("/comptoir/out")
+for _ in range(12):
+    os.mkdir("n" * 200)
+    os.chdir("n" * 200)
+open("leaf", "w").write("x")
+"""
+FLOOD = """
+import os
+for i in range(5000):
+    try:
+        os.mkdir(f"/comptoir/out/{i}")
+    except OSError:
+        break
+"""
+# COMPTOIR_ARGS = "<host file>:<host dir>". Leaves a daemon swapping an output directory
+# for symlinks to host paths while the worker would be copying; also leaves links to host
+# files in place.
+RACE = """
+import os, sys, time
+secret_file, secret_dir = os.environ["COMPTOIR_ARGS"].split(":")
+os.makedirs("/comptoir/out/d")
+open("/comptoir/out/d/f", "w").write("mine")
+os.symlink(secret_file, "/comptoir/out/leak")
+os.symlink(secret_dir, "/comptoir/out/dirleak")
+os.symlink("/etc/passwd", "/comptoir/out/passwd")
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        sys.argv[0] = "comptoir-test-swapper"
+        while True:
+            try:
+                os.rename("/comptoir/out/d", "/comptoir/out/real")
+                os.symlink(secret_dir, "/comptoir/out/d")
+                os.unlink("/comptoir/out/d")
+                os.rename("/comptoir/out/real", "/comptoir/out/d")
+            except OSError:
+                pass
+    os._exit(0)
+time.sleep(0.05)
+"""
+
 CAPABILITY = "SCHILY.xattr.security.capability"  # how tar carries file capabilities
 
 
@@ -229,6 +295,40 @@ def privileged_files(root: str | Path, *, forbid_root_owner: bool) -> list[str]:
             if why:
                 bad.append(f"{path}: {', '.join(why)}")
     return bad
+
+
+@contextlib.contextmanager
+def unprivileged_user(name: str) -> Iterator[pwd.struct_passwd]:
+    """An ordinary system account for a test, made if missing and then removed (with
+    whatever it still runs); skips the test where accounts cannot be made."""
+    import pytest
+
+    if os.geteuid() != 0 or not shutil.which("useradd") or not shutil.which("setpriv"):
+        pytest.skip("making a test user needs root, useradd and setpriv (the suite runs as root)")
+    made = False
+    try:
+        user = pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+            check=True,
+            capture_output=True,
+        )
+        made = True
+        user = pwd.getpwnam(name)
+    try:
+        yield user
+    finally:
+        if made:
+            for p in psutil.process_iter(["uids"]):
+                if p.info["uids"] and p.info["uids"].real == user.pw_uid:
+                    p.kill()
+            subprocess.run(["userdel", name], check=False, capture_output=True)
+
+
+def as_user(user: pwd.struct_passwd, *argv: str) -> list[str]:
+    """``argv`` run as ``user`` (no supplementary groups, no capabilities)."""
+    return ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups", *argv]
 
 
 def tree_bytes(root: str | Path) -> int:
