@@ -209,7 +209,7 @@ def oci_image(
         "architecture": "amd64",
         "os": "linux",
         "config": {"Entrypoint": list(entrypoint), "Labels": labels or {}},
-        "rootfs": {"type": "layers", "diff_ids": []},
+        "rootfs": {"type": "layers", "diff_ids": [_diff_id(layer) for layer in layers]},
     }
     layer_descs = [
         {**add(layer), "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip"}
@@ -241,6 +241,11 @@ def oci_image(
     ]
     members += [entry(f"blobs/sha256/{d}", data=b) for d, b in sorted(blobs.items())]
     return tar_bytes(members)
+
+
+def _diff_id(layer: bytes) -> str:
+    raw = gzip.decompress(layer) if layer[:2] == b"\x1f\x8b" else layer
+    return f"sha256:{hashlib.sha256(raw).hexdigest()}"
 
 
 def privileged_members(payload: bytes) -> list[Member]:
