@@ -171,6 +171,8 @@ class WorkerAgent:
             required=self.s.isolation,
             lacks=list(isolation.missing),
         )
+        # told to the pool on registration, for a scheduler that sorts workers by it
+        self.scheduler.capabilities["isolation"] = isolation.level
         while not self._stop.is_set():
             try:
                 await self.scheduler.register()
