@@ -216,26 +216,35 @@ class Simulation:
         answers: dict[int, bytes] = {}
         job: dict[str, Any] = {}
         audit = p.audit_rate > 0 and self.rng.random() < p.audit_rate  # hidden, after commit
-        must_pair = False  # a lone result may not stand (audit drawn, or not reputable)
         weights = self.weights
         if self._top is None:
             self._top = sorted(range(self.n), key=weights.__getitem__, reverse=True)
         top = self._top
         rounds = 0
+
+        def lone_ok(worker: int) -> bool:  # trustpolicy.TrustPolicy.lone_ok
+            return self.lone[worker] and not audit
+
         while True:
             rounds += 1
             groups = consensus.group_weights(
                 ((a, w) for w, a in answers.items()), _wmap(weights, answers)
             )
             sizes = consensus.group_sizes((a, "") for a in answers.values())
-            best = max(groups, key=groups.__getitem__) if groups else None
+            # trustpolicy.plan: the smallest winning group to plan for
+            best_members, need = 1, 1
+            if groups:
+                best = max(groups, key=groups.__getitem__)
+                best_members = sizes[best]
+                if best_members == 1:
+                    member = next(w for w, a in answers.items() if a == best)
+                    need = 1 if lone_ok(member) else 2
             flight: list[int] = []
             while True:
                 members = len(answers) + len(flight)
-                min_members = 2 if must_pair else 1
-                if p.lone_score and members == 1 and not must_pair:
-                    only = next(iter(answers)) if answers else flight[0]
-                    min_members = 1 if self.lone[only] else 2
+                min_members = need
+                if not answers and len(flight) == 1:  # running: the audit is still hidden
+                    min_members = 1 if self.lone[flight[0]] else 2
                 candidates = [
                     weights[w]
                     for w in top[: MAX_REPLICAS + members]
@@ -249,7 +258,7 @@ class Simulation:
                     candidates,
                     MAX_REPLICAS,
                     min_members=min_members,
-                    best_members=sizes.get(best, 1) if best else 1,
+                    best_members=best_members,
                 )
                 if extra == 0:
                     break
@@ -269,12 +278,12 @@ class Simulation:
                 ((a, w) for w, a in answers.items()), _wmap(weights, answers)
             )
             sizes = consensus.group_sizes((a, "") for a in answers.values())
+            # trustpolicy.winner: one member wins only if its result may stand alone
             win = consensus.winning_group(groups, trust)
-            if win is not None and sizes[win] == 1 and len(answers) == 1:
-                only = next(iter(answers))
-                if (p.lone_score and not self.lone[only]) or audit:
-                    must_pair = True
-                    win = None
+            if win is not None and sizes[win] == 1:
+                member = next(w for w, a in answers.items() if a == win)
+                if not lone_ok(member):
+                    win = consensus.winning_group(groups, trust, sizes, min_members=2)
             if win is not None:
                 if win == WRONG:
                     out.wrong += 1
