@@ -70,6 +70,16 @@ def test_an_audited_lone_result_waits_for_a_second_replica(pool: Pool) -> None:
     assert status(pool, deal) == OPEN
 
 
+def test_a_lone_worker_pool_falls_back_to_the_hubs_rule(pool: Pool) -> None:
+    policy(pool, audit_rate=1.0)
+    pool.add_worker("only", score=30)  # weight 9: the hub takes it alone at trust 5
+    deal = pool.add_deal(trust=5)
+    got = pool.next("only")
+    assert got is not None
+    pool.commit("only", got["id"], deal, 0, DIGEST)
+    assert status(pool, deal) == REVEALING  # nobody else could check it
+
+
 def test_trust_one_is_never_audited(pool: Pool) -> None:
     policy(pool, audit_rate=1.0)
     pool.add_worker("newcomer")

@@ -6,7 +6,8 @@ scheduler asks more before a lone result stands:
 
 - a result group of one member wins only when that worker's on-chain score reaches
   ``lone_score`` (``consensus.stands_alone``) and the task is not audited; otherwise the
-  winning group needs two members;
+  winning group needs two members (unless no other worker is online to add one: then the
+  hub's rule decides, which is what the requester's trust asked for);
 - audits: a keyed hash of the task under a secret only the scheduler holds
   (``consensus.audit_drawn``) picks ``audit_rate`` of the lone results for one more
   replica; the draw is only used once the first result is committed, and an audit
@@ -126,8 +127,19 @@ def winner(
     lone = _lone_member(groups_of, win)
     if lone is None or policy.lone_ok(task_id, scores(conn, [lone]).get(lone, 0), trust):
         return win
+    if not _others_online(conn, [w for _, w in committed]):
+        return win  # nobody could add a replica: the hub's rule decides, as it promises
     sizes = consensus.group_sizes(committed)
     return consensus.winning_group(groups, trust, sizes, min_members=2)
+
+
+def _others_online(conn: Connection, involved: Sequence[str]) -> bool:
+    row = conn.execute(
+        select(workers.c.address)
+        .where(workers.c.online.is_(True), workers.c.address.not_in(list(involved)))
+        .limit(1)
+    ).first()
+    return row is not None
 
 
 def plan(
