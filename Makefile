@@ -8,7 +8,7 @@ ANVIL_VERSION := 1.7.1
 ANVIL := $(TOOLS)/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 export COMPTOIR_ANVIL := $(abspath $(ANVIL))
 
-.PHONY: setup sysdeps test lint typecheck gas demo bench clean
+.PHONY: setup sysdeps test lint typecheck gas bench-trust demo bench clean
 
 setup: $(VENV)/.installed $(ANVIL)
 
@@ -41,6 +41,14 @@ typecheck: setup
 
 gas: setup
 	$(PY) bench/gas.py
+
+# Error rate against strategic saboteurs, simulated on the product's own rules (a few minutes).
+bench-trust: setup $(VENV)/.bench
+	$(PY) bench/trust.py
+
+$(VENV)/.bench: pyproject.toml requirements.lock
+	$(PY) -m pip install -q -c requirements.lock -e '.[dev,bench]'
+	touch $@
 
 # The main job end to end: local stack, a replicated bag of tasks, verified results, payments.
 demo: setup sysdeps

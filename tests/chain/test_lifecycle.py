@@ -93,8 +93,8 @@ def test_replicated_deal_rewards_winners_and_punishes_the_loser(market: Market) 
     assert remainder == 1
     assert [(e.worker, e.seized) for e in penalized] == [(w3, WORKER_STAKE)]
     assert sorted((e.worker, e.amount) for e in rewarded) == sorted([(w1, share), (w2, share)])
-    # scores: winners +1 (replicated), loser x2/3
-    assert [market["stranger"].score(w) for w in (w1, w2, w3)] == [4, 4, 2]
+    # scores: winners +1 (replicated), the loser's wiped
+    assert [market["stranger"].score(w) for w in (w1, w2, w3)] == [4, 4, 0]
     _escrow_holds_everything(market)
 
 

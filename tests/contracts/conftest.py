@@ -15,6 +15,7 @@ from comptoir.chain.sources import search_paths, source_path
 
 boa.interpret.set_search_paths(search_paths())
 
+SCORE_STAKE_FLOOR = 10  # the default deals stake 20: their replicated wins score
 CATEGORY_TIME_REF = 100  # seconds; contribution deadline 700 s, final 1000 s
 
 
@@ -53,7 +54,7 @@ def _deployment() -> Any:
     with boa.env.prank(owner):
         token = load("ComptoirToken")
         registry = load("Registry")
-        hub = load("Hub", token.address, registry.address)
+        hub = load("Hub", token.address, registry.address, SCORE_STAKE_FLOOR)
         contributions = load("Contributions", hub.address)
         hub.set_onchain_path(contributions.address)
         registry.create_category("TEST", CATEGORY_TIME_REF)

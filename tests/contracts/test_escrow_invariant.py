@@ -1,6 +1,6 @@
 """Property test of the escrow invariant over random protocol histories.
 
-Whatever sequence of deposits, matches, fast-path settlements (with liars), on-chain
+Whatever sequence of deposits, locks, matches, fast-path settlements (with liars), on-chain
 contributions and reveals, claims, withdrawals and time jumps happens, the tokens the
 hub holds equal the free balances plus what open deals and on-chain stakes hold, and
 once every deadline passed and every task is claimed, everything is withdrawable.
@@ -47,10 +47,21 @@ class EscrowMachine(RuleBasedStateMachine):
     def deposit(self, who: str, amount: int) -> None:
         self.protocol.fund(self.actors[who], amount)
 
+    @rule(who=st.sampled_from(ACTORS), seconds=st.sampled_from([0, 300, 1200, 10**6]))
+    def lock(self, who: str, seconds: int) -> None:
+        address = self.actors[who].address
+        before = self.protocol.hub.locked_until(address)
+        with boa.env.prank(address):
+            self.protocol.hub.lock(boa.env.evm.patch.timestamp + seconds)
+        assert self.protocol.hub.locked_until(address) >= before  # never shortened
+
     @rule(who=st.sampled_from(ACTORS), amount=st.integers(1, 20_000))
     def withdraw(self, who: str, amount: int) -> None:
         address = self.actors[who].address
-        if self.protocol.hub.balance_of(address) >= amount:
+        if boa.env.evm.patch.timestamp < self.protocol.hub.locked_until(address):
+            with boa.env.prank(address), boa.reverts("escrow: balance locked"):
+                self.protocol.hub.withdraw(amount)
+        elif self.protocol.hub.balance_of(address) >= amount:
             with boa.env.prank(address):
                 self.protocol.hub.withdraw(amount)
         else:
@@ -61,8 +72,8 @@ class EscrowMachine(RuleBasedStateMachine):
     def match(self, volume: int, trust: int, with_dataset: bool) -> None:
         try:
             deal = self.market.deal(volume=volume, trust=trust, with_dataset=with_dataset)
-        except boa.BoaError as error:  # not enough funds is a legitimate outcome
-            assert "too low" in str(error)
+        except boa.BoaError as error:  # not enough funds, or locked, are legitimate
+            assert "too low" in str(error) or "balance locked" in str(error)
             return
         self.deals.append([deal, set()])
 
@@ -78,12 +89,18 @@ class EscrowMachine(RuleBasedStateMachine):
             return
         task = data.draw(st.sampled_from(open_tasks))
         losers = [("w4", digest_of("lie"))] if liar else []
+        scores = {w: self.protocol.hub.score(self.actors[w].address) for w in WORKERS}
         try:
             finalize(self.market, deal, {task: (digest_of("ok"), ["w1", "w2", "w3"], losers)})
         except boa.BoaError as error:
             assert "consensus not reached" in str(error) or "winner stake too low" in str(error)
             return
         settled.add(task)
+        # the hub's score rules: replicated winners +1 (the deal stakes above the floor),
+        # the liar's score wiped, a worker left out unchanged
+        for w in ("w1", "w2", "w3"):
+            assert self.protocol.hub.score(self.actors[w].address) == scores[w] + 1
+        assert self.protocol.hub.score(self.actors["w4"].address) == (0 if liar else scores["w4"])
 
     @precondition(lambda self: self.deals)
     @rule(data=st.data(), worker=st.sampled_from(WORKERS), honest=st.booleans())
@@ -161,6 +178,14 @@ class EscrowMachine(RuleBasedStateMachine):
                     self.protocol.hub.claim(deal.as_tuple(), remaining)
         assert self.protocol.hub.held_stakes() == 0
         assert self.protocol.token.balanceOf(self.protocol.hub.address) == self._free()
+        # no lock outlives a year: then every free balance can leave
+        boa.env.time_travel(seconds=366 * 86400)
+        for actor in self.actors.values():
+            free = self.protocol.hub.balance_of(actor.address)
+            if free:
+                with boa.env.prank(actor.address):
+                    self.protocol.hub.withdraw(free)
+        assert self.protocol.token.balanceOf(self.protocol.hub.address) == 0
 
 
 @pytest.fixture(autouse=True)

@@ -130,7 +130,7 @@ def test_presign_only_by_owner_and_missing_signature_refused(market, actors):
         boa.reverts("orders: caller is not the order owner"),
     ):
         market.hub.presign_request_order(request.as_tuple())
-    with boa.reverts("poco: invalid request order signature"):
+    with boa.reverts("poco: bad request signature"):
         market.match(app_order, dataset_order, pool_order, request, sigs={"request": b""})
 
 
@@ -143,9 +143,9 @@ def test_requester_sending_the_match_needs_no_signature(market):
     ("which", "signer", "reason"),
     [
         ("app", "stranger", "poco: invalid app order signature"),
-        ("workerpool", "requester", "poco: invalid workerpool order signature"),
-        ("request", "scheduler", "poco: invalid request order signature"),
-        ("dataset", "stranger", "poco: invalid dataset order signature"),
+        ("workerpool", "requester", "poco: bad pool order signature"),
+        ("request", "scheduler", "poco: bad request signature"),
+        ("dataset", "stranger", "poco: bad dataset signature"),
     ],
 )
 def test_forged_signatures_are_refused(market, which, signer, reason):
@@ -164,14 +164,14 @@ def test_signature_for_another_chain_or_contract_is_refused(market, actors):
         orders[3], account, chain_id(), market.protocol.registry.address
     )
     for sig in (other_chain, other_contract):
-        with boa.reverts("poco: invalid request order signature"):
+        with boa.reverts("poco: bad request signature"):
             market.match(*orders, sigs={"request": sig})
 
 
 def test_tampered_order_fails_its_signature(market):
     app_order, dataset_order, pool_order, request = market.orders()
     sig = market.sign(request, "requester")
-    with boa.reverts("poco: invalid request order signature"):
+    with boa.reverts("poco: bad request signature"):
         market.match(
             app_order, dataset_order, pool_order, request.replace(volume=2), sigs={"request": sig}
         )
@@ -195,7 +195,7 @@ def test_erc1271_contract_requester(market, actors):
     deal = market.match(app_order, dataset_order, pool_order, request, sigs={"request": sig})
     assert deal.requester == wallet.address
     bad = market.sign(request.replace(salt=b"\x05" * 32), "requester")
-    with boa.reverts("poco: invalid request order signature"):
+    with boa.reverts("poco: bad request signature"):
         market.match(
             app_order,
             dataset_order,
@@ -213,12 +213,12 @@ def _mismatches(market):
         (
             "dataset differs",
             {3: {"dataset": m.dataset}},
-            "poco: dataset order for another dataset",
+            "poco: order for another dataset",
         ),
         (
             "pool restricted",
             {3: {"workerpool": m.app}},
-            "poco: request restricted to another workerpool",
+            "poco: request for another pool",
         ),
         ("category", {3: {"category": 1}}, "poco: category mismatch"),
         (
@@ -229,40 +229,40 @@ def _mismatches(market):
         (
             "app price",
             {3: {"app_max_price": APP_PRICE - 1}},
-            "poco: app price above request maximum",
+            "poco: app price above maximum",
         ),
         (
             "pool price",
             {3: {"workerpool_max_price": POOL_PRICE - 1}},
-            "poco: workerpool price above request maximum",
+            "poco: pool price above maximum",
         ),
-        ("tag", {3: {"tag": tag_bytes(TAG_GPU)}}, "poco: workerpool lacks a required tag"),
-        ("app tag", {0: {"tag": tag_bytes(TAG_TEE)}}, "poco: workerpool lacks a required tag"),
+        ("tag", {3: {"tag": tag_bytes(TAG_GPU)}}, "poco: pool lacks a required tag"),
+        ("app tag", {0: {"tag": tag_bytes(TAG_TEE)}}, "poco: pool lacks a required tag"),
         (
             "app restricts pool",
             {0: {"workerpool_restrict": m.app}},
-            "poco: app order restricts workerpools",
+            "poco: app restricts pools",
         ),
         (
             "app restricts requester",
             {0: {"requester_restrict": m.actors["w1"].address}},
-            "poco: app order restricts requesters",
+            "poco: app restricts requesters",
         ),
         (
             "app restricts dataset",
             {0: {"dataset_restrict": 999}},
-            "poco: app order restricts datasets",
+            "poco: app restricts datasets",
         ),
-        ("pool restricts app", {2: {"app_restrict": 999}}, "poco: workerpool order restricts apps"),
+        ("pool restricts app", {2: {"app_restrict": 999}}, "poco: pool restricts apps"),
         (
             "pool restricts dataset",
             {2: {"dataset_restrict": 999}},
-            "poco: workerpool order restricts datasets",
+            "poco: pool restricts datasets",
         ),
         (
             "pool restricts requester",
             {2: {"requester_restrict": m.actors["w1"].address}},
-            "poco: workerpool order restricts requesters",
+            "poco: pool restricts requesters",
         ),
         ("zero requester", {3: {"requester": ZERO}}, "poco: request without requester"),
         (
@@ -274,7 +274,7 @@ def _mismatches(market):
         (
             "dataset price without dataset",
             {1: {"dataset_price": 1}, 3: {"dataset_max_price": 1}},
-            "poco: dataset price without dataset",
+            "poco: price without dataset",
         ),
     ]
 
@@ -316,9 +316,9 @@ def test_restrictions_that_name_the_matched_parties_pass(market, actors):
 @pytest.mark.parametrize(
     ("field", "reason"),
     [
-        ("app_restrict", "poco: dataset order restricts apps"),
-        ("workerpool_restrict", "poco: dataset order restricts workerpools"),
-        ("requester_restrict", "poco: dataset order restricts requesters"),
+        ("app_restrict", "poco: dataset restricts apps"),
+        ("workerpool_restrict", "poco: dataset restricts pools"),
+        ("requester_restrict", "poco: dataset limits requesters"),
     ],
 )
 def test_dataset_restrictions_are_enforced(market, actors, field, reason):

@@ -17,7 +17,7 @@ from comptoir.chain import events as ev
 from comptoir.chain.client import AssetInfo, SignedContribution, sign_contribution
 from comptoir.chain.deploy import Deployment
 from comptoir.chain.types import ZERO_ADDRESS, Deal
-from comptoir.scheduler import state
+from comptoir.scheduler import state, trustpolicy
 from comptoir.scheduler.db import Database
 from comptoir.scheduler.settings import SchedulerSettings
 from comptoir.testing.servers import BACKENDS, postgres_schema
@@ -168,5 +168,7 @@ def pool(database: str) -> Iterator[Pool]:
         db_url=":memory:",
         max_attempts=2,
     )
+    # the hub's credibility rule alone; test_trust_policy.py covers the pool's own policy
+    db.tx(lambda c: trustpolicy.store(c, lone_score=0, audit_rate=0.0))
     yield Pool(db, settings, Account.create())
     db.close()

@@ -132,3 +132,12 @@ def test_requests_are_prechecked(config: Config) -> None:
             c.request("primes", trust=1000, category="TEST")
         with pytest.raises(ResultError, match="not settled"):
             c.result("0x" + "ab" * 32)
+
+
+def test_requester_can_require_a_minimum_worker_stake(config: Config) -> None:
+    staked = stack.POOL_PRICE * stack.WORKER_STAKE_RATIO // 100  # what the devnet pool stakes
+    with ComptoirSync(config, devnet_account(stack.REQUESTER)) as c:
+        sel = c.find_orders("primes", category="TEST", min_worker_stake=staked)
+        assert sel.workerpool.price == stack.POOL_PRICE
+        with pytest.raises(NoMatchingOrder, match=f"stakes {staked + 1} or more"):
+            c.find_orders("primes", category="TEST", min_worker_stake=staked + 1)

@@ -58,6 +58,7 @@ KIND_APP, KIND_DATASET, KIND_WORKERPOOL = 1, 2, 3
 SCHEDULER_STAKE_RATIO = 30
 TASK_UNSET, TASK_ACTIVE, TASK_REVEALING, TASK_DONE = 0, 1, 2, 3
 GAS_MARGIN = 1.25  # estimates are exact for the simulated state; leave room for drift
+LOCK_MAX_SECONDS = 31_536_000  # the escrow's MAX_LOCK
 
 # ---------------------------------------------------------------- connection
 
@@ -518,10 +519,31 @@ class ChainClient:
                 "tokens locked in deals come back when they are finalized or claimed.",
                 reason="escrow: insufficient balance",
             )
+        until = self.locked_until()
+        if until > self.timestamp():
+            raise TransactionRejected(
+                f"Your free balance is locked until {until} (unix time) to back your work; "
+                "withdraw after that time.",
+                reason="escrow: balance locked",
+            )
         if recipient is None:
             self._send(self.hub, "withdraw", amount)
         else:
             self._send(self.hub, "withdraw_to", to_checksum_address(recipient), amount)
+
+    def locked_until(self, address: str | None = None) -> int:
+        """Until when (unix time) an account's free balance may not leave the escrow."""
+        return int(self._view(self.hub, "locked_until", self._me(address)))
+
+    def lock(self, until: int) -> None:
+        """Lock the free balance until `until` so it backs the stakes of unsettled work."""
+        if until > self.timestamp() + LOCK_MAX_SECONDS:
+            raise TransactionRejected(
+                "A balance can be locked for at most a year; choose an earlier time.",
+                reason="escrow: lock too long",
+            )
+        if until > self.locked_until():
+            self._send(self.hub, "lock", until)
 
     # ------------------------------------------------------------ registry
 

@@ -148,12 +148,17 @@ def deploy_protocol(
     account: LocalAccount,
     categories: tuple[tuple[str, int], ...] | list[tuple[str, int]] = DEFAULT_CATEGORIES,
     tx_timeout: float = 120.0,
+    score_stake_floor: int = 1,
 ) -> Deployment:
-    """Deploy the four contracts from `account`, link them and create the categories."""
+    """Deploy the four contracts from `account`, link them and create the categories.
+
+    `score_stake_floor`: the smallest deal worker stake whose replicated wins raise scores
+    (1 unit by default: price-0 deals never do; a network sets what a point should cost).
+    """
     tx = Transactor(w3, account, tx_timeout)
     token, first_block = deploy_contract(tx, "ComptoirToken")
     registry, _ = deploy_contract(tx, "Registry")
-    hub, _ = deploy_contract(tx, "Hub", token, registry)
+    hub, _ = deploy_contract(tx, "Hub", token, registry, score_stake_floor)
     contributions, _ = deploy_contract(tx, "Contributions", hub)
     deployment = Deployment(
         chain_id=int(w3.eth.chain_id),

@@ -35,12 +35,14 @@ exports: (
 
 
 @deploy
-def __init__(token: IERC20, registry: IRegistry):
+def __init__(token: IERC20, registry: IRegistry, score_stake_floor: uint256):
     """
     @notice Deploys the hub for `token` and `registry`; the deployer links the
             Contributions contract afterwards.
     @param token The ERC-20 payment token.
     @param registry The Registry contract.
+    @param score_stake_floor Smallest worker stake of a deal whose replicated wins raise
+           scores (value at risk behind every point of reputation).
     """
     ecdsa.__init__()
     signature_checker.__init__()
@@ -48,4 +50,4 @@ def __init__(token: IERC20, registry: IRegistry):
     escrow.__init__(token)
     registry_client.__init__(registry)
     orders.__init__()
-    poco.__init__()
+    poco.__init__(score_stake_floor)

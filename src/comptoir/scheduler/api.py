@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from comptoir.chain.client import SignedContribution
 from comptoir.exceptions import SchedulerError, StorageError
-from comptoir.scheduler import state
+from comptoir.scheduler import state, trustpolicy
 from comptoir.scheduler.db import Database
 from comptoir.scheduler.metrics import SchedulerMetrics
 from comptoir.scheduler.service import Scheduler, contribution_signer
@@ -99,6 +99,7 @@ def create_scheduler_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await db.run(lambda c: trustpolicy.store(c, settings.lone_score, settings.audit_rate))
         task = asyncio.create_task(sched.run()) if run_loops else None
         try:
             yield

@@ -16,6 +16,8 @@
 | COMPTOIR_SCHEDULER_MAX_ATTEMPTS | 3 | failed attempts of a task before it is abandoned |
 | COMPTOIR_SCHEDULER_GRACE | 120 | seconds a replica may exceed the category time |
 | COMPTOIR_SCHEDULER_START_BLOCK | deployment block | first block scanned on an empty database |
+| COMPTOIR_SCHEDULER_LONE_SCORE | 10000 | smallest score whose lone result stands (trustpolicy) |
+| COMPTOIR_SCHEDULER_AUDIT_RATE | 0.2 | share of standing lone results checked by one more replica |
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pathlib import Path
 from comptoir.chain.deploy import Deployment
 from comptoir.config import env_flag, env_float, env_required
 from comptoir.exceptions import ConfigError
+from comptoir.scheduler import consensus
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,8 @@ class SchedulerSettings:
     rpc_timeout: float = 30.0
     tx_timeout: float = 120.0
     json_logs: bool = False
+    lone_score: int = consensus.LONE_SCORE  # trust policy (bench/trust.py measures it)
+    audit_rate: float = consensus.AUDIT_RATE
 
     def with_(self, **changes: object) -> SchedulerSettings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -92,4 +97,12 @@ class SchedulerSettings:
             else None,
             assignment_grace_s=num("COMPTOIR_SCHEDULER_GRACE", 120.0),
             json_logs=env_flag(env, "COMPTOIR_LOG_JSON"),
+            lone_score=int(num("COMPTOIR_SCHEDULER_LONE_SCORE", consensus.LONE_SCORE)),
+            audit_rate=_rate(num("COMPTOIR_SCHEDULER_AUDIT_RATE", consensus.AUDIT_RATE)),
         )
+
+
+def _rate(value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError("COMPTOIR_SCHEDULER_AUDIT_RATE must be between 0 and 1.")
+    return value

@@ -23,7 +23,7 @@ from comptoir.chain.client import AssetInfo, SignedContribution, TaskOutcome
 from comptoir.chain.events import DealCreated
 from comptoir.chain.types import TAG_GPU, TAG_TEE, Deal, result_hash, result_seal
 from comptoir.exceptions import SchedulerError
-from comptoir.scheduler import consensus
+from comptoir.scheduler import consensus, trustpolicy
 from comptoir.scheduler.db import (
     ABANDONED,
     ACTIVE,
@@ -317,6 +317,9 @@ def _task_replicas(conn: Connection, task_ids: Sequence[str]) -> dict[str, list[
 
 
 def _extra_needed(
+    conn: Connection,
+    policy: trustpolicy.TrustPolicy,
+    task_id: str,
     trust: int,
     replicas: Sequence[Any],
     weights: dict[str, int],
@@ -325,7 +328,11 @@ def _extra_needed(
 ) -> int:
     committed = [r for r in replicas if r.status in (COMMITTED, REVEALED)]
     running = [r for r in replicas if r.status == RUNNING]
-    groups = consensus.group_weights(((unhx(r.result_hash), r.worker) for r in committed), weights)
+    pairs = [(unhx(r.result_hash), str(r.worker)) for r in committed]
+    groups = consensus.group_weights(pairs, weights)
+    min_members, best_members = trustpolicy.plan(
+        conn, policy, task_id, trust, pairs, [str(r.worker) for r in running], weights
+    )
     involved = {r.worker for r in replicas}
     candidates = [w for a, w in online.items() if a not in involved]
     return consensus.extra_replicas(
@@ -335,6 +342,8 @@ def _extra_needed(
         [weights.get(r.worker, consensus.DEFAULT_WEIGHT) for r in running],
         candidates,
         limit,
+        min_members=min_members,
+        best_members=best_members,
     )
 
 
@@ -403,6 +412,7 @@ def next_work(
         )
     }
     online[address] = int(me.weight)
+    policy = trustpolicy.load(conn)
     for d in candidates:
         base = (tasks.c.deal_id == d.deal_id, tasks.c.status == OPEN, tasks.c.task_id.not_in(mine))
         active = (
@@ -418,12 +428,27 @@ def next_work(
         replicas = _task_replicas(conn, [t.task_id for t in started])
         weights = _weights(conn, [r.worker for rs in replicas.values() for r in rs])
         for t in started:
-            if _extra_needed(d.trust, replicas[t.task_id], weights, online, settings.max_replicas):
+            extra = _extra_needed(
+                conn,
+                policy,
+                t.task_id,
+                d.trust,
+                replicas[t.task_id],
+                weights,
+                online,
+                settings.max_replicas,
+            )
+            if extra:
                 return _assign(conn, d, t, address, now, authorize)
+        # first replicas to workers whose result may stand alone, while one is idle
+        if settings.max_replicas <= 0 or not trustpolicy.may_start(
+            conn, policy, int(d.trust), address, int(me.score)
+        ):
+            continue
         fresh = conn.execute(
             select(tasks).where(*base, ~active).order_by(tasks.c.idx).limit(1)
         ).first()
-        if fresh is not None and settings.max_replicas > 0:
+        if fresh is not None:
             return _assign(conn, d, fresh, address, now, authorize)
     return None
 
@@ -545,8 +570,10 @@ def evaluate(conn: Connection, task_id: str, now: float) -> None:
     if not committed:
         return
     weights = _weights(conn, [r.worker for r in committed])
-    groups = consensus.group_weights(((unhx(r.result_hash), r.worker) for r in committed), weights)
-    win = consensus.winning_group(groups, _trust(conn, t.deal_id))
+    pairs = [(unhx(r.result_hash), str(r.worker)) for r in committed]
+    win = trustpolicy.winner(
+        conn, trustpolicy.load(conn), task_id, _trust(conn, t.deal_id), pairs, weights
+    )
     if win is None:
         return
     revealed = next(

@@ -361,9 +361,15 @@ class Comptoir:
         max_price: int | None = None,
         exclude: Sequence[str] = (),
         requester: str | None = None,
+        min_worker_stake: int = 0,
     ) -> OrderSelection:
         """The cheapest set of listed orders a request with these terms can be matched with
-        (for `requester`, default this account)."""
+        (for `requester`, default this account).
+
+        `min_worker_stake`: only workerpools whose policy stakes at least that much per
+        contribution, so that every key deciding one of the tasks (a pool's own Sybils
+        included) risks at least that much; set it to the task's price to make a pool's
+        keys stake what they decide."""
         app_id = await self.resolve("app", app)
         dataset_id = await self.resolve("dataset", dataset) if dataset else 0
         pool_id = await self.resolve("workerpool", workerpool) if workerpool else 0
@@ -392,6 +398,14 @@ class Comptoir:
         skip = set(exclude)
         apps = [o for o in apps if o.hash not in skip]
         pools = [o for o in pools if o.hash not in skip]
+        if min_worker_stake > 0 and pools:
+            staked = await self._worker_stakes(pools)
+            pools = [o for o in pools if staked[o.hash] >= min_worker_stake]
+            if not pools:
+                raise NoMatchingOrder(
+                    f"No workerpool offering these terms stakes {min_worker_stake} or more per "
+                    "worker contribution; lower --min-worker-stake or wait for such an offer."
+                )
         datasets = [o for o in datasets if o is None or o.hash not in skip]
         if not apps:
             raise NoMatchingOrder(
@@ -427,6 +441,19 @@ class Comptoir:
             )
         return best
 
+    async def _worker_stakes(self, pools: Sequence[ListedOrder]) -> dict[str, int]:
+        """Order hash -> the worker stake a deal with it would hold (the pool's on-chain
+        policy, as match_orders computes it)."""
+        c = await self.chain()
+        ratios: dict[int, int] = {}
+        out = {}
+        for o in pools:
+            pool = int(o.order.workerpool)
+            if pool not in ratios:
+                ratios[pool] = (await self._call(c.workerpool_policy, pool))[0]
+            out[o.hash] = o.price * ratios[pool] // 100
+        return out
+
     # ------------------------------------------------------------ requesters: buying
 
     async def request(
@@ -444,9 +471,11 @@ class Comptoir:
         callback: str | None = None,
         beneficiary: str | None = None,
         on_progress: ProgressCallback | None = None,
+        min_worker_stake: int = 0,
     ) -> list[DealHandle]:
         """Find the best orders, sign a request for `volume` tasks, pre-check the balance
-        and match it on-chain (several deals when one set of orders cannot hold the bag)."""
+        and match it on-chain (several deals when one set of orders cannot hold the bag).
+        `min_worker_stake`: see find_orders."""
         if volume < 1:
             raise ConfigError("The volume must be at least 1 task.")
         if trust < 1:
@@ -464,6 +493,7 @@ class Comptoir:
             "trust": trust,
             "tag": tag,
             "workerpool": pool_id,
+            "min_worker_stake": min_worker_stake,
         }
         sel = await self.find_orders(app_id, max_price=max_price, **search)  # type: ignore[arg-type]
         dataset_price = sel.dataset.price if sel.dataset else 0
@@ -621,6 +651,7 @@ class Comptoir:
         output: str | Path | None = None,
         timeout: float | None = None,
         on_progress: ProgressCallback | None = None,
+        min_worker_stake: int = 0,
     ) -> AsyncIterator[TaskResult]:
         """Request, match, then yield each task as it settles, its result downloaded and
         checked against the on-chain digest (``status == "verified"``)."""
@@ -636,6 +667,7 @@ class Comptoir:
             workerpool=workerpool,
             callback=callback,
             on_progress=on_progress,
+            min_worker_stake=min_worker_stake,
         )
         async for task in self.watch(
             deals, output=output, timeout=timeout, on_progress=on_progress

@@ -8,6 +8,10 @@
         to on-chain contributions (worker stakes) are held by the deal and task records
         of the `poco` module, not by accounts. Invariant, tested by property tests:
         token.balanceOf(self) == sum(balance_of) + sum(deal escrows) + sum(held worker stakes).
+        An account may `lock` its free balance until a time: it then cannot leave the
+        account (withdrawal, paying for a deal) before that time, but stakes can still be
+        seized from it. Workers lock past the final deadline of the deals they work on, so
+        a liar cannot empty its account before the fast path settles and seizes its stake.
 """
 
 # @dev Sections: imports, events, storage, constructor, external, internal.
@@ -32,8 +36,11 @@ event Withdraw:
     amount: uint256
 
 
+MAX_LOCK: constant(uint256) = 31536000  # a year: nobody locks its funds for good by mistake
+
 token: public(immutable(IERC20))
 balance_of: public(HashMap[address, uint256])
+locked_until: public(HashMap[address, uint256])
 
 
 @deploy
@@ -95,6 +102,18 @@ def withdraw_to(recipient: address, amount: uint256):
     self._withdraw_to(recipient, amount)
 
 
+@external
+def lock(until: uint256):
+    """
+    @notice Keeps the caller's free balance in the escrow until `until` (never shortens an
+            earlier lock): no withdrawal and no payment for a deal before then, while
+            stakes of wrong contributions can still be seized from it.
+    @param until Unix time, at most a year from now.
+    """
+    assert until <= block.timestamp + MAX_LOCK, "escrow: lock too long"
+    self.locked_until[msg.sender] = max(self.locked_until[msg.sender], until)
+
+
 @internal
 def _deposit_for(account: address, amount: uint256):
     assert amount > 0, "escrow: zero amount"
@@ -106,15 +125,16 @@ def _deposit_for(account: address, amount: uint256):
 @internal
 def _withdraw_to(recipient: address, amount: uint256):
     assert amount > 0, "escrow: zero amount"
-    assert self.balance_of[msg.sender] >= amount, "escrow: insufficient balance"
-    self.balance_of[msg.sender] -= amount
+    self._debit(msg.sender, amount, "escrow: insufficient balance", True)
     assert extcall token.transfer(recipient, amount, default_return_value=True), "escrow: transfer failed"
     log Withdraw(account=msg.sender, recipient=recipient, amount=amount)
 
 
 @internal
-def _debit(account: address, amount: uint256, reason: String[64]):
-    """@dev Takes `amount` from a free balance, reverting with `reason` when short."""
+def _debit(account: address, amount: uint256, reason: String[64], spend: bool):
+    """@dev Takes `amount` from a free balance, reverting with `reason` when short; a
+    `spend` (paying for a deal) also needs the balance unlocked."""
+    assert not spend or block.timestamp >= self.locked_until[account], "escrow: balance locked"
     assert self.balance_of[account] >= amount, reason
     self.balance_of[account] -= amount
 

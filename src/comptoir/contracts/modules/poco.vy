@@ -167,11 +167,15 @@ score: public(HashMap[address, uint256])
 held_stakes: public(uint256)
 onchain_path: public(address)
 deployer: address
+# @dev Score is earned only with value at risk: a replicated win counts when the deal's
+# worker stake is at least this much, so farming a score puts that stake behind each point.
+score_stake_floor: public(immutable(uint256))
 
 
 @deploy
-def __init__():
+def __init__(score_stake_floor_: uint256):
     self.deployer = msg.sender
+    score_stake_floor = score_stake_floor_
 
 
 # ---------------------------------------------------------------- matching
@@ -200,27 +204,27 @@ def match_orders(
     """
     # what matches what
     assert request.app == app_order.app, "poco: app order for another app"
-    assert request.dataset == dataset_order.dataset, "poco: dataset order for another dataset"
-    assert request.workerpool == 0 or request.workerpool == workerpool_order.workerpool, "poco: request restricted to another workerpool"
+    assert request.dataset == dataset_order.dataset, "poco: order for another dataset"
+    assert request.workerpool == 0 or request.workerpool == workerpool_order.workerpool, "poco: request for another pool"
     assert request.category == workerpool_order.category, "poco: category mismatch"
     assert request.trust <= workerpool_order.trust, "poco: trust above workerpool's"
     assert request.trust <= MAX_TRUST, "poco: trust too high"
-    assert app_order.app_price <= request.app_max_price, "poco: app price above request maximum"
-    assert dataset_order.dataset_price <= request.dataset_max_price, "poco: dataset price above request maximum"
-    assert workerpool_order.workerpool_price <= request.workerpool_max_price, "poco: workerpool price above request maximum"
+    assert app_order.app_price <= request.app_max_price, "poco: app price above maximum"
+    assert dataset_order.dataset_price <= request.dataset_max_price, "poco: dataset price above max"
+    assert workerpool_order.workerpool_price <= request.workerpool_max_price, "poco: pool price above maximum"
     assert app_order.app_price < MAX_PRICE and dataset_order.dataset_price < MAX_PRICE and workerpool_order.workerpool_price < MAX_PRICE, "poco: price too large"
     required_tag: uint256 = convert(request.tag, uint256) | convert(app_order.tag, uint256) | convert(dataset_order.tag, uint256)
-    assert required_tag & ~convert(workerpool_order.tag, uint256) == 0, "poco: workerpool lacks a required tag"
+    assert required_tag & ~convert(workerpool_order.tag, uint256) == 0, "poco: pool lacks a required tag"
     assert request.requester != empty(address), "poco: request without requester"
 
     workerpool: uint256 = workerpool_order.workerpool
     dataset: uint256 = dataset_order.dataset
-    assert app_order.dataset_restrict == 0 or app_order.dataset_restrict == dataset, "poco: app order restricts datasets"
-    assert app_order.workerpool_restrict == 0 or app_order.workerpool_restrict == workerpool, "poco: app order restricts workerpools"
-    assert app_order.requester_restrict == empty(address) or app_order.requester_restrict == request.requester, "poco: app order restricts requesters"
-    assert workerpool_order.app_restrict == 0 or workerpool_order.app_restrict == request.app, "poco: workerpool order restricts apps"
-    assert workerpool_order.dataset_restrict == 0 or workerpool_order.dataset_restrict == dataset, "poco: workerpool order restricts datasets"
-    assert workerpool_order.requester_restrict == empty(address) or workerpool_order.requester_restrict == request.requester, "poco: workerpool order restricts requesters"
+    assert app_order.dataset_restrict == 0 or app_order.dataset_restrict == dataset, "poco: app restricts datasets"
+    assert app_order.workerpool_restrict == 0 or app_order.workerpool_restrict == workerpool, "poco: app restricts pools"
+    assert app_order.requester_restrict == empty(address) or app_order.requester_restrict == request.requester, "poco: app restricts requesters"
+    assert workerpool_order.app_restrict == 0 or workerpool_order.app_restrict == request.app, "poco: pool restricts apps"
+    assert workerpool_order.dataset_restrict == 0 or workerpool_order.dataset_restrict == dataset, "poco: pool restricts datasets"
+    assert workerpool_order.requester_restrict == empty(address) or workerpool_order.requester_restrict == request.requester, "poco: pool restricts requesters"
 
     # who owns what
     app_owner: address = empty(address)
@@ -237,21 +241,21 @@ def match_orders(
 
     dataset_hash: bytes32 = empty(bytes32)
     if dataset != 0:
-        assert dataset_order.app_restrict == 0 or dataset_order.app_restrict == request.app, "poco: dataset order restricts apps"
-        assert dataset_order.workerpool_restrict == 0 or dataset_order.workerpool_restrict == workerpool, "poco: dataset order restricts workerpools"
-        assert dataset_order.requester_restrict == empty(address) or dataset_order.requester_restrict == request.requester, "poco: dataset order restricts requesters"
+        assert dataset_order.app_restrict == 0 or dataset_order.app_restrict == request.app, "poco: dataset restricts apps"
+        assert dataset_order.workerpool_restrict == 0 or dataset_order.workerpool_restrict == workerpool, "poco: dataset restricts pools"
+        assert dataset_order.requester_restrict == empty(address) or dataset_order.requester_restrict == request.requester, "poco: dataset limits requesters"
         dataset_hash = orders._hash_dataset_order(dataset_order)
-        orders._check_signature(dataset_owner, dataset_hash, dataset_sig, "poco: invalid dataset order signature")
+        orders._check_signature(dataset_owner, dataset_hash, dataset_sig, "poco: bad dataset signature")
         volume = min(volume, orders._remaining(dataset_hash, dataset_order.volume))
     else:
-        assert dataset_order.dataset_price == 0, "poco: dataset price without dataset"
+        assert dataset_order.dataset_price == 0, "poco: price without dataset"
 
     pool_hash: bytes32 = orders._hash_workerpool_order(workerpool_order)
-    orders._check_signature(scheduler, pool_hash, workerpool_sig, "poco: invalid workerpool order signature")
+    orders._check_signature(scheduler, pool_hash, workerpool_sig, "poco: bad pool order signature")
     volume = min(volume, orders._remaining(pool_hash, workerpool_order.volume))
 
     request_hash: bytes32 = orders._hash_request_order(request)
-    orders._check_signature(request.requester, request_hash, request_sig, "poco: invalid request order signature")
+    orders._check_signature(request.requester, request_hash, request_sig, "poco: bad request signature")
     first_task: uint256 = orders.consumed[request_hash]
     volume = min(volume, orders._remaining(request_hash, request.volume))
     assert volume > 0, "poco: an order is cancelled or fully consumed"
@@ -289,8 +293,8 @@ def match_orders(
     self.task_bits[deal_id][0] = 1
 
     task_price: uint256 = deal.app_price + deal.dataset_price + deal.workerpool_price
-    escrow._debit(request.requester, task_price * volume, "poco: requester balance too low")
-    escrow._debit(scheduler, deal.scheduler_stake * volume, "poco: scheduler stake too low")
+    escrow._debit(request.requester, task_price * volume, "poco: requester balance too low", True)
+    escrow._debit(scheduler, deal.scheduler_stake * volume, "poco: scheduler stake too low", True)
 
     log DealCreated(
         deal_id=deal_id, workerpool=workerpool, requester=request.requester, deal=deal,
@@ -324,8 +328,8 @@ def finalize(deal: Deal, tasks: DynArray[TaskResult, MAX_BATCH], winners: DynArr
     assert block.timestamp < deal.final_deadline, "poco: final deadline passed"
     assert len(tasks) > 0, "poco: empty batch"
     if deal.callback != empty(address):
-        assert len(tasks) == 1, "poco: callback deals settle one task per call"
-        assert keccak256(callback_data) == tasks[0].digest, "poco: callback data is not the result"
+        assert len(tasks) == 1, "poco: one callback task a call"
+        assert keccak256(callback_data) == tasks[0].digest, "poco: callback data not result"
 
     workers_base: uint256 = deal.workerpool_price * (100 - deal.scheduler_reward_ratio) // 100
     scheduler_total: uint256 = 0
@@ -345,11 +349,12 @@ def finalize(deal: Deal, tasks: DynArray[TaskResult, MAX_BATCH], winners: DynArr
             word = self.task_bits[deal_id][word_index]
         bit: uint256 = 1 << (position % 256)
         assert word & bit == 0, "poco: task already settled"
-        assert word & (bit << 1) == 0, "poco: task has on-chain contributions"
+        assert word & (bit << 1) == 0, "poco: task is on the chain path"
         word |= bit
         task_id: bytes32 = keccak256(abi_encode(deal_id, t.index))
         consensus_hash: bytes32 = keccak256(abi_encode(task_id, t.digest))
         replicated: bool = t.winners + t.losers > 1
+        scored: bool = replicated and deal.worker_stake >= score_stake_floor
 
         # winners: check signatures, weigh them, reward them later; a lone contribution
         # needs no weight (trust 1 is always met, and it takes the whole reward)
@@ -359,7 +364,7 @@ def finalize(deal: Deal, tasks: DynArray[TaskResult, MAX_BATCH], winners: DynArr
         previous: address = empty(address)
         for i: uint256 in range(w_at, w_at + t.winners, bound=MAX_WINNER_SIGS):
             ws: WinnerSig = winners[i]
-            assert convert(ws.worker, uint256) > convert(previous, uint256), "poco: winners not sorted or duplicated"
+            assert convert(ws.worker, uint256) > convert(previous, uint256), "poco: winners unsorted"
             previous = ws.worker
             seal: bytes32 = keccak256(abi_encode(ws.worker, task_id, t.digest))
             self._check_contribution_sig(ws.worker, task_id, consensus_hash, seal, ws.r, ws.vs)
@@ -377,9 +382,9 @@ def finalize(deal: Deal, tasks: DynArray[TaskResult, MAX_BATCH], winners: DynArr
         previous = empty(address)
         for j: uint256 in range(l_at, l_at + t.losers, bound=MAX_LOSER_SIGS):
             ls: LoserSig = losers[j]
-            assert convert(ls.worker, uint256) > convert(previous, uint256), "poco: losers not sorted or duplicated"
+            assert convert(ls.worker, uint256) > convert(previous, uint256), "poco: losers unsorted"
             previous = ls.worker
-            assert ls.result_hash != consensus_hash, "poco: loser agrees with the consensus"
+            assert ls.result_hash != consensus_hash, "poco: loser agrees with winners"
             for i: uint256 in range(w_at, w_at + t.winners, bound=MAX_WINNER_SIGS):
                 assert winners[i].worker != ls.worker, "poco: worker is winner and loser"
             self._check_contribution_sig(ls.worker, task_id, ls.result_hash, ls.result_seal, ls.r, ls.vs)
@@ -396,7 +401,7 @@ def finalize(deal: Deal, tasks: DynArray[TaskResult, MAX_BATCH], winners: DynArr
                 rivals += product
             taken: uint256 = escrow._seize(ls.worker, deal.worker_stake)
             seized += taken
-            self.score[ls.worker] = self.score[ls.worker] * 2 // 3
+            self.score[ls.worker] = 0  # a wrong result wipes the reputation it cashed in
             log WorkerPenalized(task_id=task_id, worker=ls.worker, seized=taken)
 
         assert group * deal.trust > (1 + group + rivals) * (deal.trust - 1), "poco: consensus not reached"
@@ -411,7 +416,7 @@ def finalize(deal: Deal, tasks: DynArray[TaskResult, MAX_BATCH], winners: DynArr
                 share = reward * self._weight(worker) // weight_sum
             escrow._credit(worker, share)
             paid += share
-            if replicated:
+            if scored:
                 self.score[worker] += 1
             log WorkerRewarded(task_id=task_id, worker=worker, amount=share)
         scheduler_total += deal.workerpool_price - workers_base + reward - paid + deal.scheduler_stake
@@ -446,7 +451,7 @@ def onchain_open(deal: Deal, index: uint256, worker: address) -> bytes32:
     position: uint256 = self._check_open_task(deal_id, deal, index)
     assert block.timestamp < deal.contribution_deadline, "poco: past contribution deadline"
     self.task_bits[deal_id][position // 256] |= 2 << (position % 256)
-    escrow._debit(worker, deal.worker_stake, "poco: worker stake too low")
+    escrow._debit(worker, deal.worker_stake, "poco: worker stake too low", False)
     self.held_stakes += deal.worker_stake
     return keccak256(abi_encode(deal_id, index))
 
@@ -474,17 +479,17 @@ def onchain_settle(deal: Deal, index: uint256, digest: bytes32, workers: DynArra
     self.task_bits[deal_id][position // 256] |= 1 << (position % 256)
     task_id: bytes32 = keccak256(abi_encode(deal_id, index))
     paid: uint256 = 0
-    replicated: bool = len(workers) > 1
+    scored: bool = len(workers) > 1 and deal.worker_stake >= score_stake_floor
     for i: uint256 in range(len(workers), bound=MAX_CONTRIBUTORS):
         worker: address = workers[i]
         escrow._credit(worker, payouts[i])
         paid += payouts[i]
         if won[i]:
-            if replicated:
+            if scored:
                 self.score[worker] += 1
             log WorkerRewarded(task_id=task_id, worker=worker, amount=payouts[i])
         else:
-            self.score[worker] = self.score[worker] * 2 // 3
+            self.score[worker] = 0
             log WorkerPenalized(task_id=task_id, worker=worker, seized=deal.worker_stake)
     escrow._credit(deal.app_owner, deal.app_price)
     escrow._credit(deal.dataset_owner, deal.dataset_price)
@@ -492,7 +497,7 @@ def onchain_settle(deal: Deal, index: uint256, digest: bytes32, workers: DynArra
     escrow._credit(deal.scheduler, deal.workerpool_price + deal.scheduler_stake + held - paid)
     log TaskFinalized(task_id=task_id, deal_id=deal_id, index=index, digest=digest)
     if deal.callback != empty(address):
-        assert keccak256(callback_data) == digest, "poco: callback data is not the result"
+        assert keccak256(callback_data) == digest, "poco: callback data not result"
         self._callback(deal.callback, task_id, callback_data)
 
 
@@ -599,14 +604,14 @@ def _weight(worker: address) -> uint256:
 def _check_contribution_sig(worker: address, task_id: bytes32, result_hash: bytes32, result_seal: bytes32, r: bytes32, vs: bytes32):
     digest: bytes32 = eip712_domain_separator._hash_typed_data_v4(keccak256(abi_encode(CONTRIBUTION_TYPEHASH, task_id, result_hash, result_seal)))
     signer: address = ecdsa._try_recover_r_vs(digest, convert(r, uint256), convert(vs, uint256))
-    assert signer == worker and signer != empty(address), "poco: invalid contribution signature"
+    assert signer == worker and signer != empty(address), "poco: bad contribution signature"
 
 
 @internal
 def _callback(target: address, task_id: bytes32, data: Bytes[MAX_CALLBACK_DATA]):
     """@dev Gas-capped and failure-isolated: a reverting or gas-eating receiver never blocks settlement."""
     # EIP-150 forwards at most 63/64 of what is left: make sure the cap really reaches the callee
-    assert msg.gas >= CALLBACK_GAS * 64 // 63 + 20000, "poco: not enough gas left for the callback"
+    assert msg.gas >= CALLBACK_GAS * 64 // 63 + 20000, "poco: gas too low for callback"
     success: bool = False
     response: Bytes[32] = b""
     success, response = raw_call(target, abi_encode(task_id, data, method_id=method_id("receiveResult(bytes32,bytes)")), max_outsize=32, gas=CALLBACK_GAS, revert_on_failure=False)
