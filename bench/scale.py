@@ -115,8 +115,17 @@ class Load:
         self.errors: list[str] = []
 
     async def request(self, endpoint: str, method: str, path: str, **kw: Any) -> httpx.Response:
-        start = time.perf_counter()
-        response = await self.http.request(method, path, **kw)
+        for attempt in range(3):
+            start = time.perf_counter()
+            try:
+                response = await self.http.request(method, path, **kw)
+                break
+            except (httpx.ReadError, httpx.RemoteProtocolError):
+                # the server closed an idle keep-alive connection as we reused it: the
+                # reference worker retries too (every endpoint tolerates a repeat)
+                self.counts["transport_retries"] += 1
+                if attempt == 2:
+                    raise
         self.latency.add(endpoint, time.perf_counter() - start)
         if response.status_code >= 500:
             self.counts["5xx"] += 1
@@ -453,6 +462,7 @@ async def one_run(
             "commits_per_second": round(load.counts["committed"] / elapsed, 1),
             "scheduler_cpu_ms_per_task": round(1000 * work_cpu / max(done, 1), 2),
             "server_errors": load.counts["5xx"],
+            "transport_retries": load.counts["transport_retries"],
             "refused": {k: v for k, v in load.counts.items() if k.startswith("reveal_")},
             "first_refusals": load.errors[:5],
         }
@@ -476,6 +486,8 @@ async def one_run(
         print(f"  settlement: {gas['finalize_transactions']} txs, {total / tasks:.0f} gas/task")
     finally:
         await load.aclose()
+        if under.scheduler.poll() is not None:
+            print(f"  the scheduler exited with {under.scheduler.returncode} during the run")
         stop_scheduler(under)
     return result
 

@@ -154,6 +154,7 @@ workers = Table(
     Column("online", Boolean, nullable=False, default=True),
     Column("last_heartbeat", Float, nullable=False),
     Column("registered_at", Float, nullable=False),
+    Index("ix_workers_online_weight", "online", "weight"),
 )
 
 challenges = Table(

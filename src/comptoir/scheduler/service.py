@@ -268,7 +268,8 @@ class Scheduler:
 
     async def finalize(self) -> None:
         now = self.clock.now()
-        batches = await self.db.run(lambda c: state.ready_batches(c, now))
+        window = self.settings.finalize_window_s
+        batches = await self.db.run(lambda c: state.ready_batches(c, now, time.time(), window))
         for batch in batches:
             await self._finalize_batch(batch)
 

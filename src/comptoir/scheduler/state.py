@@ -338,6 +338,15 @@ def _extra_needed(
     )
 
 
+def _min_agreeing(trust: int, limit: int) -> int:
+    """Agreeing replicas that reach `trust` whatever their weights (each weighs at least
+    DEFAULT_WEIGHT); `limit` + 1 when even `limit` of them may not."""
+    for k in range(1, limit + 1):
+        if consensus.reached(consensus.DEFAULT_WEIGHT**k, 0, trust):
+            return k
+    return limit + 1
+
+
 def tag_allows(tag_hex: str, gpu: bool) -> bool:
     tag = int(tag_hex, 16)
     if tag & TAG_TEE:
@@ -396,10 +405,16 @@ def next_work(
     candidates.sort(key=lambda d: -locality(d))  # stable: age order within a locality level
     if not candidates:
         return None
+    # replica planning looks at most at the max_replicas heaviest workers not yet on a task
+    # (at most max_replicas are): the top 2 * max_replicas + 1 online weights suffice, so
+    # a dispatch costs the same with 100 or 100 000 workers online
     online = {
         str(a): int(w)
         for a, w in conn.execute(
-            select(workers.c.address, workers.c.weight).where(workers.c.online.is_(True))
+            select(workers.c.address, workers.c.weight)
+            .where(workers.c.online.is_(True))
+            .order_by(workers.c.weight.desc())
+            .limit(2 * settings.max_replicas + 1)
         )
     }
     online[address] = int(me.weight)
@@ -411,10 +426,31 @@ def next_work(
             .exists()
         )
         # started tasks first (finish what is under way), bounded by the replicas in flight;
-        # then the first untouched task, which always wants a replica: no full-bag scans
-        started = conn.execute(
-            select(tasks).where(*base, active).order_by(tasks.c.idx).limit(STARTED_SCAN)
+        # then the first untouched task, which always wants a replica: no full-bag scans.
+        # The started ones are first summed up in SQL: a task whose active replicas all
+        # agree (one result hash at most) and would reach the trust even at the minimum
+        # weight needs nothing more, so only the others are loaded replica by replica.
+        quorum = _min_agreeing(d.trust, settings.max_replicas)
+        summary = conn.execute(
+            select(
+                tasks.c.task_id,
+                func.count(assignments.c.id),
+                func.count(func.distinct(assignments.c.result_hash)),
+            )
+            .select_from(tasks.join(assignments, assignments.c.task_id == tasks.c.task_id))
+            .where(*base, assignments.c.status.in_(ACTIVE))
+            .group_by(tasks.c.task_id, tasks.c.idx)
+            .order_by(tasks.c.idx)
+            .limit(STARTED_SCAN)
         ).all()
+        doubtful = [t for t, n, hashes in summary if hashes > 1 or n < quorum]
+        started = (
+            conn.execute(
+                select(tasks).where(tasks.c.task_id.in_(doubtful)).order_by(tasks.c.idx)
+            ).all()
+            if doubtful
+            else []
+        )
         replicas = _task_replicas(conn, [t.task_id for t in started])
         weights = _weights(conn, [r.worker for rs in replicas.values() for r in rs])
         for t in started:
@@ -807,8 +843,15 @@ def task_outcome(conn: Connection, t: Any, max_contributors: int = 16) -> TaskOu
     return TaskOutcome(int(t.idx), digest, picked[:max_contributors])
 
 
-def ready_batches(conn: Connection, chain_now: int) -> list[Batch]:
-    """Ready tasks grouped per deal into finalize batches the hub accepts."""
+def ready_batches(
+    conn: Connection, chain_now: int, now: float | None = None, window: float = 0.0
+) -> list[Batch]:
+    """Ready tasks grouped per deal into finalize batches the hub accepts.
+
+    With a `window`, a deal's last, partly filled batch waits until its oldest task has
+    been ready for `window` seconds, so a bag settles in few transactions (gas per task
+    falls with the batch size); it goes at once when no other task of the deal could
+    still join it (a lone task is not delayed) or when the deal nears its deadline."""
     out: list[Batch] = []
     ready_deals = conn.execute(
         select(deals)
@@ -824,6 +867,7 @@ def ready_batches(conn: Connection, chain_now: int) -> list[Batch]:
         deal = load_deal(d)
         batch = Batch(d.deal_id, deal)
         wins = losses = 0
+        ready_since = float("inf")  # of the batch being filled
         for t in conn.execute(
             select(tasks)
             .where(tasks.c.deal_id == d.deal_id, tasks.c.status == READY)
@@ -843,14 +887,38 @@ def ready_batches(conn: Connection, chain_now: int) -> list[Batch]:
             if full:
                 out.append(batch)
                 batch, wins, losses = Batch(d.deal_id, deal), 0, 0
+                ready_since = float("inf")
             batch.outcomes.append(outcome)
             batch.task_ids.append(t.task_id)
             if d.callback:
                 batch.callback_data = unhx(t.callback_data or "0x")
             wins, losses = wins + w, losses + lost
-        if batch.outcomes:
+            ready_since = min(ready_since, float(t.updated_at))
+        if batch.outcomes and not _hold(conn, d, batch, chain_now, now, window, ready_since):
             out.append(batch)
     return out
+
+
+def _hold(
+    conn: Connection,
+    d: Any,
+    batch: Batch,
+    chain_now: int,
+    now: float | None,
+    window: float,
+    ready_since: float,
+) -> bool:
+    """Whether a partly filled batch should wait for more ready tasks of its deal."""
+    if window <= 0 or now is None or len(batch.outcomes) >= MAX_BATCH or d.callback:
+        return False
+    if now - ready_since >= window or chain_now + 2 * int(d.time_ref) >= int(d.final_deadline):
+        return False
+    coming = conn.execute(
+        select(tasks.c.task_id)
+        .where(tasks.c.deal_id == d.deal_id, tasks.c.status.in_((OPEN, REVEALING)))
+        .limit(1)
+    ).first()
+    return coming is not None
 
 
 def mark_tasks(
