@@ -867,13 +867,16 @@ def ready_batches(
         deal = load_deal(d)
         batch = Batch(d.deal_id, deal)
         wins = losses = 0
-        ready_since = float("inf")  # of the batch being filled
-        for t in conn.execute(
+        ready = conn.execute(
             select(tasks)
             .where(tasks.c.deal_id == d.deal_id, tasks.c.status == READY)
             .order_by(tasks.c.idx)
             .limit(MAX_BATCH * 8)
-        ):
+        ).all()
+        since = min(float(t.updated_at) for t in ready)
+        if _hold(conn, d, len(ready), chain_now, now, window, since):
+            continue  # decided before any outcome is built: holding costs one query
+        for t in ready:
             outcome = task_outcome(conn, t)
             consensus_hash = unhx(t.consensus_hash)
             w = sum(1 for c in outcome.contributions if c.result_hash == consensus_hash)
@@ -887,14 +890,12 @@ def ready_batches(
             if full:
                 out.append(batch)
                 batch, wins, losses = Batch(d.deal_id, deal), 0, 0
-                ready_since = float("inf")
             batch.outcomes.append(outcome)
             batch.task_ids.append(t.task_id)
             if d.callback:
                 batch.callback_data = unhx(t.callback_data or "0x")
             wins, losses = wins + w, losses + lost
-            ready_since = min(ready_since, float(t.updated_at))
-        if batch.outcomes and not _hold(conn, d, batch, chain_now, now, window, ready_since):
+        if batch.outcomes:
             out.append(batch)
     return out
 
@@ -902,14 +903,14 @@ def ready_batches(
 def _hold(
     conn: Connection,
     d: Any,
-    batch: Batch,
+    ready: int,
     chain_now: int,
     now: float | None,
     window: float,
     ready_since: float,
 ) -> bool:
-    """Whether a partly filled batch should wait for more ready tasks of its deal."""
-    if window <= 0 or now is None or len(batch.outcomes) >= MAX_BATCH or d.callback:
+    """Whether `ready` tasks of a deal (less than a batch) should wait for more."""
+    if window <= 0 or now is None or ready >= MAX_BATCH or d.callback:
         return False
     if now - ready_since >= window or chain_now + 2 * int(d.time_ref) >= int(d.final_deadline):
         return False
