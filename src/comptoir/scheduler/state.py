@@ -58,6 +58,7 @@ MAX_WINNER_SIGS = 128
 MAX_LOSER_SIGS = 32
 DEAL_SCAN = 64  # deals with open tasks looked at per dispatch
 STARTED_SCAN = 512  # tasks with replicas in flight looked at per deal and dispatch
+FRESH_TRIES = 8  # untouched tasks tried per deal when concurrent dispatchers race
 
 
 class NotFound(SchedulerError):
@@ -454,14 +455,31 @@ def next_work(
         replicas = _task_replicas(conn, [t.task_id for t in started])
         weights = _weights(conn, [r.worker for rs in replicas.values() for r in rs])
         for t in started:
-            if _extra_needed(d.trust, replicas[t.task_id], weights, online, settings.max_replicas):
+            needed = _extra_needed(
+                d.trust, replicas[t.task_id], weights, online, settings.max_replicas
+            )
+            if needed and _claim(conn, t):
                 return _assign(conn, d, t, address, now, authorize)
-        fresh = conn.execute(
-            select(tasks).where(*base, ~active).order_by(tasks.c.idx).limit(1)
-        ).first()
-        if fresh is not None and settings.max_replicas > 0:
-            return _assign(conn, d, fresh, address, now, authorize)
+        if settings.max_replicas <= 0:
+            continue
+        for fresh in conn.execute(
+            select(tasks).where(*base, ~active).order_by(tasks.c.idx).limit(FRESH_TRIES)
+        ).all():
+            if _claim(conn, fresh):
+                return _assign(conn, d, fresh, address, now, authorize)
     return None
+
+
+def _claim(conn: Connection, task_row: Any) -> bool:
+    """Compare-and-set on the task's version: False when another scheduler process
+    dispatched a replica of it since we read it (several API processes on one PostgreSQL
+    never hand out the same replica twice; the loser just moves on to another task)."""
+    claimed = conn.execute(
+        update(tasks)
+        .where(tasks.c.task_id == task_row.task_id, tasks.c.version == task_row.version)
+        .values(version=task_row.version + 1)
+    )
+    return bool(claimed.rowcount)
 
 
 def _assign(
