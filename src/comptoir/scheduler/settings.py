@@ -12,7 +12,7 @@
 | COMPTOIR_SCHEDULER_LEASE | 30 | seconds without heartbeat before a worker is lost |
 | COMPTOIR_SCHEDULER_REVEAL_WAIT | 30 | seconds to wait for every winner's reveal |
 | COMPTOIR_SCHEDULER_POLL | 2 | seconds between loop iterations |
-| COMPTOIR_SCHEDULER_LOOPS | 1 | 0: serve the API only (extra processes of one pool on one PostgreSQL; exactly one process runs the loops) |
+| COMPTOIR_SCHEDULER_LOOPS | 1 | 0: API only (extra processes of a pool on one PostgreSQL) |
 | COMPTOIR_SCHEDULER_FINALIZE_WINDOW | 3 | seconds a partial finalize batch waits for more tasks |
 | COMPTOIR_SCHEDULER_RECONCILE | 30 | seconds between reconciliation passes |
 | COMPTOIR_SCHEDULER_MAX_ATTEMPTS | 3 | failed attempts of a task before it is abandoned |
