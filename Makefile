@@ -53,7 +53,7 @@ bench: setup sysdeps
 # Simulated workers against a real scheduler: dispatch rate, latency, CPU per task, gas.
 bench-scale: setup sysdeps
 	$(PY) bench/scale.py --workers 100,1000,10000 --tasks 1000 --trust 1,4 \
-	  --postgres "$$(scripts/postgres-test-db.sh)"
+	  --processes 1,2 --postgres "$$(scripts/postgres-test-db.sh)"
 
 clean:
 	rm -rf $(VENV) $(TOOLS) build .pytest_cache

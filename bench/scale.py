@@ -90,6 +90,7 @@ def cpu_seconds(pid: int) -> float:
 @dataclass
 class SimWorker:
     account: LocalAccount
+    url: str
     token: str = ""
 
     @property
@@ -103,22 +104,26 @@ class SimWorker:
 class Load:
     """The simulated workers of one run, sharing one HTTP connection pool."""
 
-    def __init__(self, url: str, workers: int, concurrency: int, chain_id: int, hub: str):
-        self.url = url
-        self.workers = [SimWorker(Account.create()) for _ in range(workers)]
+    def __init__(
+        self, urls: list[str], workers: int, concurrency: int, chain_id: int, hub: str
+    ) -> None:
+        # each worker talks to one of the pool's API processes (round robin)
+        self.workers = [SimWorker(Account.create(), urls[i % len(urls)]) for i in range(workers)]
         self.concurrency = concurrency
         self.chain_id, self.hub = chain_id, hub
         self.latency = Latencies()
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        self.http = httpx.AsyncClient(base_url=url, limits=limits, timeout=60.0)
+        self.http = httpx.AsyncClient(limits=limits, timeout=60.0)
         self.counts: dict[str, int] = defaultdict(int)
         self.errors: list[str] = []
 
-    async def request(self, endpoint: str, method: str, path: str, **kw: Any) -> httpx.Response:
+    async def request(
+        self, w: SimWorker, endpoint: str, method: str, path: str, **kw: Any
+    ) -> httpx.Response:
         for attempt in range(3):
             start = time.perf_counter()
             try:
-                response = await self.http.request(method, path, **kw)
+                response = await self.http.request(method, w.url + path, **kw)
                 break
             except (httpx.ReadError, httpx.RemoteProtocolError):
                 # the server closed an idle keep-alive connection as we reused it: the
@@ -133,11 +138,12 @@ class Load:
 
     async def register(self, w: SimWorker) -> None:
         got = await self.request(
-            "challenge", "GET", "/v1/workers/challenge", params={"address": w.address}
+            w, "challenge", "GET", "/v1/workers/challenge", params={"address": w.address}
         )
         challenge = got.json()
         signed = w.account.sign_message(encode_defunct(text=challenge["message"]))
         answer = await self.request(
+            w,
             "register",
             "POST",
             "/v1/workers/register",
@@ -167,7 +173,7 @@ class Load:
         False when there was nothing to do."""
         from comptoir.chain.client import sign_contribution
 
-        got = await self.request("next", "POST", "/v1/work/next", headers=w.headers())
+        got = await self.request(w, "next", "POST", "/v1/work/next", headers=w.headers())
         if got.status_code == 204:
             return False
         got.raise_for_status()
@@ -177,6 +183,7 @@ class Load:
         digest = hashlib.sha256(task_id).digest()  # every honest replica agrees
         c = sign_contribution(w.account, task_id, digest, self.chain_id, self.hub)
         committed = await self.request(
+            w,
             "commit",
             "POST",
             f"/v1/assignments/{work['id']}/commit",
@@ -192,11 +199,12 @@ class Load:
         self.counts["committed"] += 1
         while time.monotonic() < stop_at:
             seen = await self.request(
-                "assignment", "GET", f"/v1/assignments/{work['id']}", headers=w.headers()
+                w, "assignment", "GET", f"/v1/assignments/{work['id']}", headers=w.headers()
             )
             action = seen.json().get("action")
             if action == "reveal":
                 revealed = await self.request(
+                    w,
                     "reveal",
                     "POST",
                     f"/v1/assignments/{work['id']}/reveal",
@@ -250,7 +258,7 @@ class PoolUnderTest:
 
 
 def start_scheduler(
-    home: Path, stack: Any, owner: LocalAccount, pool: int, db_url: str
+    home: Path, stack: Any, owner: LocalAccount, pool: int, db_url: str, loops: bool = True
 ) -> PoolUnderTest:
     from comptoir.stack import free_port
 
@@ -266,6 +274,7 @@ def start_scheduler(
         "COMPTOIR_SCHEDULER_POLL": "0.3",
         "COMPTOIR_SCHEDULER_REVEAL_WAIT": "30",
         "COMPTOIR_SCHEDULER_LEASE": "600",  # simulated workers send no heartbeats
+        "COMPTOIR_SCHEDULER_LOOPS": "1" if loops else "0",  # extra processes: API only
     }
     log = open(home / f"scheduler-{pool}-{port}.log", "wb")  # noqa: SIM115 (kept by the child)
     proc = subprocess.Popen(
@@ -398,6 +407,7 @@ async def one_run(
     postgres: str | None,
     label: str,
     profile: bool = False,
+    processes: int = 1,
 ) -> dict[str, Any]:
     from comptoir.chain.client import connect
     from comptoir.sdk import Comptoir, devnet_account
@@ -419,19 +429,29 @@ async def one_run(
         )
     db_url = fresh_database(postgres, f"bench_scale_{label}", home)
     under = start_scheduler(home, stack, owner, pool, db_url)
-    load = Load(under.url, workers, concurrency, int(w3.eth.chain_id), stack_hub(stack))
+    extra = [
+        start_scheduler(home, stack, owner, pool, db_url, loops=False) for _ in range(processes - 1)
+    ]
+    urls = [under.url] + [e.url for e in extra]
+    load = Load(urls, workers, concurrency, int(w3.eth.chain_id), stack_hub(stack))
+    pids = [under.scheduler.pid] + [e.scheduler.pid for e in extra]
+
+    def cpu() -> float:
+        return sum(cpu_seconds(pid) for pid in pids)
+
     result: dict[str, Any] = {
         "database": "postgresql" if postgres else "sqlite",
         "workers": workers,
         "tasks": tasks,
         "trust": trust,
         "concurrency": concurrency,
+        "api_processes": processes,
     }
     try:
-        cpu0, t0 = cpu_seconds(under.scheduler.pid), time.monotonic()
+        cpu0, t0 = cpu(), time.monotonic()
         await load.register_all()
         reg_wall = time.monotonic() - t0
-        reg_cpu = cpu_seconds(under.scheduler.pid) - cpu0
+        reg_cpu = cpu() - cpu0
         result["registration"] = {
             "seconds": round(reg_wall, 2),
             "per_second": round(workers / reg_wall, 1),
@@ -450,9 +470,9 @@ async def one_run(
         result["match_seconds"] = round(match_s, 2)
         await asyncio.sleep(1.0)  # the scheduler's watcher picks the deal up
         sampler = start_sampler(home, under.scheduler.pid, label) if profile else None
-        cpu0 = cpu_seconds(under.scheduler.pid)
+        cpu0 = cpu()
         elapsed = await load.work(seconds, tasks)
-        work_cpu = cpu_seconds(under.scheduler.pid) - cpu0
+        work_cpu = cpu() - cpu0
         if sampler is not None:
             result["profile_top"] = stop_sampler(*sampler)
         done = load.counts["revealed"]
@@ -492,7 +512,8 @@ async def one_run(
         await load.aclose()
         if under.scheduler.poll() is not None:
             print(f"  the scheduler exited with {under.scheduler.returncode} during the run")
-        stop_scheduler(under)
+        for p in [under, *extra]:
+            stop_scheduler(p)
     return result
 
 
@@ -519,7 +540,10 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=32, help="requests in flight")
     parser.add_argument("--seconds", type=float, default=120.0, help="cap per dispatch phase")
     parser.add_argument("--postgres", default=None, help="also run on this PostgreSQL URL")
-    parser.add_argument("--profile", action="store_true", help="cProfile the scheduler")
+    parser.add_argument("--profile", action="store_true", help="sample the scheduler (py-spy)")
+    parser.add_argument(
+        "--processes", default="1", help="API processes per pool, e.g. 1,2 (PostgreSQL only)"
+    )
     parser.add_argument("--output", type=Path, default=OUT)
     args = parser.parse_args()
 
@@ -539,29 +563,37 @@ def main() -> int:
     }
     started = time.monotonic()
     with stack_mod.running(settings, workers=1, notify=print) as stack:
-        n = 0
-        for db in databases:
-            for trust in (int(t) for t in args.trust.split(",")):
-                for workers in (int(w) for w in args.workers.split(",")):
-                    n += 1
-                    name = "postgresql" if db else "sqlite"
-                    print(f"run {n}: {name}, trust {trust}, {workers} workers, {args.tasks} tasks")
-                    run = asyncio.run(
-                        one_run(
-                            stack,
-                            home,
-                            workers=workers,
-                            tasks=args.tasks,
-                            trust=trust,
-                            concurrency=args.concurrency,
-                            seconds=args.seconds,
-                            postgres=db,
-                            label=f"{n}_{int(time.time())}",
-                            profile=args.profile,
-                        )
-                    )
-                    report["runs"].append(run)
-                    args.output.write_text(json.dumps(report, indent=2) + "\n")
+        combos = [
+            (db, trust, workers, procs)
+            for db in databases
+            for trust in (int(t) for t in args.trust.split(","))
+            for workers in (int(w) for w in args.workers.split(","))
+            for procs in (int(p) for p in args.processes.split(","))
+            if procs == 1 or db is not None  # several processes need PostgreSQL
+        ]
+        for n, (db, trust, workers, procs) in enumerate(combos, 1):
+            name = "postgresql" if db else "sqlite"
+            print(
+                f"run {n}: {name}, trust {trust}, {workers} workers, {args.tasks} tasks, "
+                f"{procs} API process(es)"
+            )
+            run = asyncio.run(
+                one_run(
+                    stack,
+                    home,
+                    workers=workers,
+                    tasks=args.tasks,
+                    trust=trust,
+                    concurrency=args.concurrency,
+                    seconds=args.seconds,
+                    postgres=db,
+                    label=f"{n}_{int(time.time())}",
+                    profile=args.profile,
+                    processes=procs,
+                )
+            )
+            report["runs"].append(run)
+            args.output.write_text(json.dumps(report, indent=2) + "\n")
     report["total_seconds"] = round(time.monotonic() - started, 1)
     for run in report["runs"]:
         for line in run.get("profile_top", []):
