@@ -8,7 +8,7 @@ ANVIL_VERSION := 1.7.1
 ANVIL := $(TOOLS)/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 export COMPTOIR_ANVIL := $(abspath $(ANVIL))
 
-.PHONY: setup sysdeps test lint typecheck gas bench-trust demo bench clean
+.PHONY: setup sysdeps test lint typecheck gas bench-trust bench-scale demo bench clean
 
 setup: $(VENV)/.installed $(ANVIL)
 
@@ -57,6 +57,11 @@ demo: setup sysdeps
 bench: setup sysdeps
 	$(PY) bench/gas.py
 	$(PY) bench/e2e.py
+
+# Simulated workers against a real scheduler: dispatch rate, latency, CPU per task, gas.
+bench-scale: setup sysdeps
+	$(PY) bench/scale.py --workers 100,1000,10000 --tasks 1000 --trust 1,4 \
+	  --processes 1,2 --postgres "$$(scripts/postgres-test-db.sh)"
 
 clean:
 	rm -rf $(VENV) $(TOOLS) build .pytest_cache

@@ -6,7 +6,7 @@ import time
 
 from comptoir.chain import eip712
 from comptoir.chain.client import SignedContribution
-from comptoir.chain.types import result_hash
+from comptoir.chain.types import Deal, result_hash
 from comptoir.scheduler import state
 from comptoir.scheduler.db import ABANDONED, COMMITTED, LOST, READY, REVEALING, RUNNING
 
@@ -261,3 +261,40 @@ def test_a_copied_hash_without_the_result_is_thrown_out(pool: Pool) -> None:
     assert view["status"] == "open"  # two honest workers are not enough at trust 5
     assert all(r["result_hash"] is None for r in view["replicas"])  # never published early
     assert pool.next("d") is not None
+
+
+def _settle_one(pool: Pool, worker: str, deal: Deal, now: float) -> None:
+    """`worker` takes the next task of `deal` (trust 1), commits and reveals it at `now`."""
+    got = pool.next(worker)
+    assert got is not None
+    pool.commit(worker, got["id"], deal, got["index"], DIGEST)
+    pool.tx(lambda c: state.reveal(c, got["id"], pool.addr(worker), DIGEST, None, None, None, now))
+
+
+def test_partial_batch_waits_for_the_window_while_the_bag_still_runs(pool: Pool) -> None:
+    pool.add_worker("a")
+    deal = pool.add_deal(volume=3, trust=1)
+    t0 = time.time()
+    _settle_one(pool, "a", deal, t0)  # task 0 ready; tasks 1 and 2 still open
+    assert pool.tx(lambda c: state.ready_batches(c, NOW, t0 + 1, window=3)) == []
+    waited = pool.tx(lambda c: state.ready_batches(c, NOW, t0 + 3.5, window=3))
+    assert [len(b.outcomes) for b in waited] == [1]
+    # no window: sent at once, as before
+    assert len(pool.tx(lambda c: state.ready_batches(c, NOW))) == 1
+
+
+def test_batch_goes_at_once_when_nothing_else_of_the_deal_can_join(pool: Pool) -> None:
+    pool.add_worker("a")
+    lone = pool.add_deal(volume=1, trust=1)
+    t0 = time.time()
+    _settle_one(pool, "a", lone, t0)
+    assert [len(b.outcomes) for b in pool.tx(lambda c: state.ready_batches(c, NOW, t0, 3))] == [1]
+
+
+def test_batch_goes_at_once_near_the_final_deadline(pool: Pool) -> None:
+    pool.add_worker("a")
+    deal = pool.add_deal(volume=3, trust=1)
+    t0 = time.time()
+    _settle_one(pool, "a", deal, t0)
+    late = NOW + 10_000 - 150  # less than two category times (100 s) before the deadline
+    assert len(pool.tx(lambda c: state.ready_batches(c, late, t0, window=3))) == 1

@@ -22,13 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 from eth_account.signers.local import LocalAccount
-from eth_utils import to_checksum_address
+from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 from web3 import HTTPProvider, Web3
 from web3.exceptions import (
     ContractLogicError,
     TimeExhausted,
     Web3RPCError,
 )
+from web3.types import RPCEndpoint
 
 from comptoir.chain import eip712
 from comptoir.chain import events as ev
@@ -59,6 +60,10 @@ SCHEDULER_STAKE_RATIO = 30
 TASK_UNSET, TASK_ACTIVE, TASK_REVEALING, TASK_DONE = 0, 1, 2, 3
 GAS_MARGIN = 1.25  # estimates are exact for the simulated state; leave room for drift
 LOCK_MAX_SECONDS = 31_536_000  # the escrow's MAX_LOCK
+VIEW_BATCH = 500  # eth_call per JSON-RPC batch (providers cap batch sizes; 500 is common)
+_SEL_SCORE = function_signature_to_4byte_selector("score(address)")
+_SEL_BALANCE_OF = function_signature_to_4byte_selector("balance_of(address)")
+_SEL_IS_SETTLED = function_signature_to_4byte_selector("is_settled(bytes32,uint256)")
 
 # ---------------------------------------------------------------- connection
 
@@ -69,6 +74,12 @@ class _Provider(HTTPProvider):
     def make_request(self, method: Any, params: Any) -> Any:
         try:
             return super().make_request(method, params)
+        except (requests.ConnectionError, requests.Timeout, ConnectionError) as exc:
+            raise ChainUnreachable(str(self.endpoint_uri)) from exc
+
+    def make_batch_request(self, batch_requests: Any) -> Any:
+        try:
+            return super().make_batch_request(batch_requests)
         except (requests.ConnectionError, requests.Timeout, ConnectionError) as exc:
             raise ChainUnreachable(str(self.endpoint_uri)) from exc
 
@@ -835,6 +846,48 @@ class ChainClient:
 
     def is_settled(self, deal_id: bytes, index: int) -> bool:
         return bool(self._view(self.hub, "is_settled", deal_id, index))
+
+    def scores_and_balances(self, workers: Iterable[str]) -> dict[str, tuple[int, int]]:
+        """Score and free escrow balance of each worker, read in JSON-RPC batches (two
+        calls per worker, one HTTP round trip per VIEW_BATCH calls)."""
+        addresses = [to_checksum_address(w) for w in workers]
+        calls = []
+        for a in addresses:
+            word = bytes.fromhex(a[2:]).rjust(32, b"\x00")
+            calls += [_SEL_SCORE + word, _SEL_BALANCE_OF + word]
+        words = self._batch_views(self.deployment.hub, calls)
+        return {
+            a: (int.from_bytes(words[2 * i], "big"), int.from_bytes(words[2 * i + 1], "big"))
+            for i, a in enumerate(addresses)
+        }
+
+    def settled_indices(self, deal_id: bytes, indices: Iterable[int]) -> set[int]:
+        """Which of `indices` of the deal are settled, in JSON-RPC batches."""
+        wanted = sorted(set(indices))
+        calls = [_SEL_IS_SETTLED + deal_id + i.to_bytes(32, "big") for i in wanted]
+        words = self._batch_views(self.deployment.hub, calls)
+        return {i for i, w in zip(wanted, words, strict=True) if int.from_bytes(w, "big")}
+
+    def _batch_views(self, to: str, calls: Sequence[bytes]) -> list[bytes]:
+        """`eth_call` of each calldata on `to` at the latest block; the 32-byte words they
+        return. Batched because a scheduler reads thousands of scores per pass: one HTTP
+        request per call would cost more CPU than everything else it does."""
+        out: list[bytes] = []
+        provider = self.w3.provider
+        for start in range(0, len(calls), VIEW_BATCH):
+            chunk = calls[start : start + VIEW_BATCH]
+            requests_ = [
+                (RPCEndpoint("eth_call"), [{"to": to, "data": "0x" + c.hex()}, "latest"])
+                for c in chunk
+            ]
+            answers = provider.make_batch_request(requests_)  # type: ignore[attr-defined]
+            if not isinstance(answers, list):  # the node refused the whole batch
+                raise ChainError(f"The chain node refused a batch of calls: {answers}")
+            for answer in answers:
+                if "error" in answer:
+                    raise ChainError(f"A view call failed on the chain node: {answer['error']}")
+                out.append(bytes.fromhex(str(answer["result"])[2:])[:32].rjust(32, b"\x00"))
+        return out
 
     def deal_exists(self, deal_id: bytes) -> bool:
         return bool(self._view(self.hub, "deal_exists", deal_id))

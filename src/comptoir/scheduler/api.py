@@ -163,8 +163,8 @@ def create_scheduler_app(
             raise HTTPException(401, "The signature is not this worker's over the challenge.")
         balance: int | None
         try:
-            score = int(await sched.chain(sched.client.score, addr))
-            balance = int(await sched.chain(sched.client.balance, addr))
+            read = await sched.chain(sched.client.scores_and_balances, [addr])
+            score, balance = read[addr]
         except Exception:
             # the chain is down: both are refreshed at the next reconciliation
             score, balance = 0, None

@@ -28,6 +28,8 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    inspect,
+    text,
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
@@ -111,6 +113,8 @@ tasks = Table(
     Column("reveal_started", Float),
     Column("finalize_tx", String(66)),
     Column("updated_at", Float, nullable=False),
+    # bumped by every dispatch of a replica: concurrent dispatchers compare-and-set it
+    Column("version", Integer, nullable=False, default=0, server_default="0"),
     Index("ix_tasks_deal", "deal_id", "idx"),
     Index("ix_tasks_status", "status"),
 )
@@ -154,6 +158,7 @@ workers = Table(
     Column("online", Boolean, nullable=False, default=True),
     Column("last_heartbeat", Float, nullable=False),
     Column("registered_at", Float, nullable=False),
+    Index("ix_workers_online_weight", "online", "weight"),
 )
 
 challenges = Table(
@@ -190,12 +195,33 @@ def make_engine(database: str | Path) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+def _add_missing_columns(engine: Engine) -> None:
+    """A database made by an older version lacks the columns added since: add them (each
+    added column has a server default, so existing rows stay valid)."""
+    existing = inspect(engine)
+    with engine.begin() as conn:
+        for table in metadata.sorted_tables:
+            have = {c["name"] for c in existing.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in have:
+                    continue
+                kind = column.type.compile(dialect=engine.dialect)
+                default = column.server_default.arg if column.server_default else None  # type: ignore[attr-defined]
+                conn.execute(
+                    text(
+                        f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"
+                        + (f" NOT NULL DEFAULT {default}" if default is not None else "")
+                    )
+                )
+
+
 class Database:
     """One engine, one writer thread."""
 
     def __init__(self, database: str | Path) -> None:
         self.engine = make_engine(database)
         metadata.create_all(self.engine)
+        _add_missing_columns(self.engine)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scheduler-db")
 
     def tx(self, fn: Callable[[Connection], T]) -> T:

@@ -37,7 +37,7 @@ def configure_logging(json_logs: bool = False, level: int = logging.INFO) -> Non
 def run_scheduler(settings: SchedulerSettings, log_level: str = "warning") -> None:
     """Serve the scheduler API and run its loops until interrupted (blocking)."""
     configure_logging(settings.json_logs)
-    app = create_scheduler_app(settings)
+    app = create_scheduler_app(settings, run_loops=settings.run_loops)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level)
 
 

@@ -108,18 +108,22 @@ class Scheduler:
         self.clock.observe(int(block["number"]), int(block["timestamp"]))
         return int(block["number"])
 
-    async def scores(self, addresses: set[str]) -> dict[str, int]:
-        out = {}
-        for a in addresses:
-            out[a] = int(await self.chain(self.client.score, a))
-        return out
-
     async def refresh_workers(self, addresses: set[str]) -> dict[str, int]:
-        """Read scores and free balances from the chain into the database; returns scores."""
-        scores = await self.scores(addresses)
-        balances = {a: int(await self.chain(self.client.balance, a)) for a in addresses}
+        """Read scores and free balances from the chain (batched calls) into the
+        database; returns scores."""
+        read = await self.chain(self.client.scores_and_balances, sorted(addresses))
+        # the database keys workers by the address they registered with
+        by_lower = {a.lower(): a for a in addresses}
+        scores = {by_lower[a.lower()]: s for a, (s, _b) in read.items()}
+        balances = {by_lower[a.lower()]: b for a, (_s, b) in read.items()}
         await self.db.run(lambda c: state.set_scores(c, scores, balances))
         return scores
+
+    async def settled(self, deal_id: bytes, indices: list[int]) -> set[int]:
+        """Which of the deal's task `indices` are settled on-chain (batched calls)."""
+        if not indices:
+            return set()
+        return set(await self.chain(self.client.settled_indices, deal_id, indices))
 
     # ------------------------------------------------------------ loop
 
@@ -264,7 +268,8 @@ class Scheduler:
 
     async def finalize(self) -> None:
         now = self.clock.now()
-        batches = await self.db.run(lambda c: state.ready_batches(c, now))
+        window = self.settings.finalize_window_s
+        batches = await self.db.run(lambda c: state.ready_batches(c, now, time.time(), window))
         for batch in batches:
             await self._finalize_batch(batch)
 
@@ -272,13 +277,9 @@ class Scheduler:
         deal = batch.deal
         # idempotence: a task settled on-chain (by our own transaction before a crash,
         # by a claim, by the on-chain path) is recorded, never sent again
-        keep: list[int] = []
-        settled: list[str] = []
-        for k, outcome in enumerate(batch.outcomes):
-            if await self.chain(self.client.is_settled, deal.deal_id, outcome.index):
-                settled.append(batch.task_ids[k])
-            else:
-                keep.append(k)
+        done = await self.settled(deal.deal_id, [o.index for o in batch.outcomes])
+        keep = [k for k, o in enumerate(batch.outcomes) if o.index not in done]
+        settled = [batch.task_ids[k] for k, o in enumerate(batch.outcomes) if o.index in done]
         if settled:
             await self.db.run(lambda c: state.mark_tasks(c, settled, SETTLED, time.time()))
         # credibility with fresh scores: a group weakened by other deals goes back to open
@@ -395,13 +396,9 @@ class Scheduler:
             await self._claim_deal(deal_id, deal, items)
 
     async def _claim_deal(self, deal_id: str, deal: Deal, items: list[tuple[int, str]]) -> None:
-        open_items: list[tuple[int, str]] = []
-        settled: list[str] = []
-        for index, task_id in items:
-            if await self.chain(self.client.is_settled, deal.deal_id, index):
-                settled.append(task_id)
-            else:
-                open_items.append((index, task_id))
+        done = await self.settled(deal.deal_id, [i for i, _ in items])
+        open_items = [(i, t) for i, t in items if i not in done]
+        settled = [t for i, t in items if i in done]
         if settled:
             await self.db.run(lambda c: state.mark_tasks(c, settled, SETTLED, time.time()))
         for k in range(0, len(open_items), MAX_CLAIM):
@@ -440,10 +437,13 @@ class Scheduler:
         after = self._reconcile_after
         page = await self.db.run(lambda c: state.unsettled_tasks(c, after, RECONCILE_TASKS))
         self._reconcile_after = page[-1][0] if len(page) == RECONCILE_TASKS else ""
-        settled = []
+        by_deal: dict[str, list[tuple[str, int]]] = {}
         for task_id, deal_id, index in page:
-            if await self.chain(self.client.is_settled, state.unhx(deal_id), index):
-                settled.append(task_id)
+            by_deal.setdefault(deal_id, []).append((task_id, index))
+        settled = []
+        for deal_id, entries in by_deal.items():
+            done = await self.settled(state.unhx(deal_id), [i for _, i in entries])
+            settled += [t for t, i in entries if i in done]
         if settled:
             await self.db.run(lambda c: state.mark_tasks(c, settled, SETTLED, time.time()))
             log.info("reconcile.settled", count=len(settled))

@@ -12,6 +12,8 @@
 | COMPTOIR_SCHEDULER_LEASE | 30 | seconds without heartbeat before a worker is lost |
 | COMPTOIR_SCHEDULER_REVEAL_WAIT | 30 | seconds to wait for every winner's reveal |
 | COMPTOIR_SCHEDULER_POLL | 2 | seconds between loop iterations |
+| COMPTOIR_SCHEDULER_LOOPS | 1 | 0: API only (extra processes of a pool on one PostgreSQL) |
+| COMPTOIR_SCHEDULER_FINALIZE_WINDOW | 3 | seconds a partial finalize batch waits for more tasks |
 | COMPTOIR_SCHEDULER_RECONCILE | 30 | seconds between reconciliation passes |
 | COMPTOIR_SCHEDULER_MAX_ATTEMPTS | 3 | failed attempts of a task before it is abandoned |
 | COMPTOIR_SCHEDULER_GRACE | 120 | seconds a replica may exceed the category time |
@@ -46,6 +48,8 @@ class SchedulerSettings:
     heartbeat_lease_s: float = 30.0
     reveal_wait_s: float = 30.0
     poll_interval_s: float = 2.0
+    finalize_window_s: float = 3.0  # batch ready tasks of a bag: fewer, fuller finalizes
+    run_loops: bool = True  # False: an API-only process beside the one running the loops
     reconcile_interval_s: float = 30.0
     reconcile_window_blocks: int = 2000
     log_chunk_blocks: int = 5000
@@ -90,6 +94,8 @@ class SchedulerSettings:
             heartbeat_lease_s=num("COMPTOIR_SCHEDULER_LEASE", 30.0),
             reveal_wait_s=num("COMPTOIR_SCHEDULER_REVEAL_WAIT", 30.0),
             poll_interval_s=num("COMPTOIR_SCHEDULER_POLL", 2.0),
+            finalize_window_s=num("COMPTOIR_SCHEDULER_FINALIZE_WINDOW", 3.0),
+            run_loops=env_flag({"L": env.get("COMPTOIR_SCHEDULER_LOOPS", "1")}, "L"),
             reconcile_interval_s=num("COMPTOIR_SCHEDULER_RECONCILE", 30.0),
             max_attempts=int(num("COMPTOIR_SCHEDULER_MAX_ATTEMPTS", 3)),
             start_block=int(env["COMPTOIR_SCHEDULER_START_BLOCK"])

@@ -58,6 +58,7 @@ MAX_WINNER_SIGS = 128
 MAX_LOSER_SIGS = 32
 DEAL_SCAN = 64  # deals with open tasks looked at per dispatch
 STARTED_SCAN = 512  # tasks with replicas in flight looked at per deal and dispatch
+FRESH_TRIES = 8  # untouched tasks tried per deal when concurrent dispatchers race
 
 
 class NotFound(SchedulerError):
@@ -347,6 +348,15 @@ def _extra_needed(
     )
 
 
+def _min_agreeing(trust: int, limit: int) -> int:
+    """Agreeing replicas that reach `trust` whatever their weights (each weighs at least
+    DEFAULT_WEIGHT); `limit` + 1 when even `limit` of them may not."""
+    for k in range(1, limit + 1):
+        if consensus.reached(consensus.DEFAULT_WEIGHT**k, 0, trust):
+            return k
+    return limit + 1
+
+
 def tag_allows(tag_hex: str, gpu: bool) -> bool:
     tag = int(tag_hex, 16)
     if tag & TAG_TEE:
@@ -405,10 +415,16 @@ def next_work(
     candidates.sort(key=lambda d: -locality(d))  # stable: age order within a locality level
     if not candidates:
         return None
+    # replica planning looks at most at the max_replicas heaviest workers not yet on a task
+    # (at most max_replicas are): the top 2 * max_replicas + 1 online weights suffice, so
+    # a dispatch costs the same with 100 or 100 000 workers online
     online = {
         str(a): int(w)
         for a, w in conn.execute(
-            select(workers.c.address, workers.c.weight).where(workers.c.online.is_(True))
+            select(workers.c.address, workers.c.weight)
+            .where(workers.c.online.is_(True))
+            .order_by(workers.c.weight.desc())
+            .limit(2 * settings.max_replicas + 1)
         )
     }
     online[address] = int(me.weight)
@@ -421,10 +437,35 @@ def next_work(
             .exists()
         )
         # started tasks first (finish what is under way), bounded by the replicas in flight;
-        # then the first untouched task, which always wants a replica: no full-bag scans
-        started = conn.execute(
-            select(tasks).where(*base, active).order_by(tasks.c.idx).limit(STARTED_SCAN)
+        # then the first untouched task, which always wants a replica: no full-bag scans.
+        # The started ones are first summed up in SQL: a task whose active replicas all
+        # agree (one result hash at most) and would reach the trust even at the minimum
+        # weight needs nothing more, so only the others are loaded replica by replica.
+        # Above trust 1 the trust policy may refuse a lone result (score, audits): then
+        # two agreeing replicas at least.
+        quorum = _min_agreeing(d.trust, settings.max_replicas)
+        if int(d.trust) > 1 and (policy.lone_score > 0 or policy.audit_rate > 0):
+            quorum = max(quorum, 2)
+        summary = conn.execute(
+            select(
+                tasks.c.task_id,
+                func.count(assignments.c.id),
+                func.count(func.distinct(assignments.c.result_hash)),
+            )
+            .select_from(tasks.join(assignments, assignments.c.task_id == tasks.c.task_id))
+            .where(*base, assignments.c.status.in_(ACTIVE))
+            .group_by(tasks.c.task_id, tasks.c.idx)
+            .order_by(tasks.c.idx)
+            .limit(STARTED_SCAN)
         ).all()
+        doubtful = [t for t, n, hashes in summary if hashes > 1 or n < quorum]
+        started = (
+            conn.execute(
+                select(tasks).where(tasks.c.task_id.in_(doubtful)).order_by(tasks.c.idx)
+            ).all()
+            if doubtful
+            else []
+        )
         replicas = _task_replicas(conn, [t.task_id for t in started])
         weights = _weights(conn, [r.worker for rs in replicas.values() for r in rs])
         for t in started:
@@ -438,19 +479,31 @@ def next_work(
                 online,
                 settings.max_replicas,
             )
-            if extra:
+            if extra and _claim(conn, t):
                 return _assign(conn, d, t, address, now, authorize)
         # first replicas to workers whose result may stand alone, while one is idle
         if settings.max_replicas <= 0 or not trustpolicy.may_start(
             conn, policy, int(d.trust), address, int(me.score)
         ):
             continue
-        fresh = conn.execute(
-            select(tasks).where(*base, ~active).order_by(tasks.c.idx).limit(1)
-        ).first()
-        if fresh is not None:
-            return _assign(conn, d, fresh, address, now, authorize)
+        for fresh in conn.execute(
+            select(tasks).where(*base, ~active).order_by(tasks.c.idx).limit(FRESH_TRIES)
+        ).all():
+            if _claim(conn, fresh):
+                return _assign(conn, d, fresh, address, now, authorize)
     return None
+
+
+def _claim(conn: Connection, task_row: Any) -> bool:
+    """Compare-and-set on the task's version: False when another scheduler process
+    dispatched a replica of it since we read it (several API processes on one PostgreSQL
+    never hand out the same replica twice; the loser just moves on to another task)."""
+    claimed = conn.execute(
+        update(tasks)
+        .where(tasks.c.task_id == task_row.task_id, tasks.c.version == task_row.version)
+        .values(version=task_row.version + 1)
+    )
+    return bool(claimed.rowcount)
 
 
 def _assign(
@@ -834,8 +887,15 @@ def task_outcome(conn: Connection, t: Any, max_contributors: int = 16) -> TaskOu
     return TaskOutcome(int(t.idx), digest, picked[:max_contributors])
 
 
-def ready_batches(conn: Connection, chain_now: int) -> list[Batch]:
-    """Ready tasks grouped per deal into finalize batches the hub accepts."""
+def ready_batches(
+    conn: Connection, chain_now: int, now: float | None = None, window: float = 0.0
+) -> list[Batch]:
+    """Ready tasks grouped per deal into finalize batches the hub accepts.
+
+    With a `window`, a deal's last, partly filled batch waits until its oldest task has
+    been ready for `window` seconds, so a bag settles in few transactions (gas per task
+    falls with the batch size); it goes at once when no other task of the deal could
+    still join it (a lone task is not delayed) or when the deal nears its deadline."""
     out: list[Batch] = []
     ready_deals = conn.execute(
         select(deals)
@@ -851,12 +911,16 @@ def ready_batches(conn: Connection, chain_now: int) -> list[Batch]:
         deal = load_deal(d)
         batch = Batch(d.deal_id, deal)
         wins = losses = 0
-        for t in conn.execute(
+        ready = conn.execute(
             select(tasks)
             .where(tasks.c.deal_id == d.deal_id, tasks.c.status == READY)
             .order_by(tasks.c.idx)
             .limit(MAX_BATCH * 8)
-        ):
+        ).all()
+        since = min(float(t.updated_at) for t in ready)
+        if _hold(conn, d, len(ready), chain_now, now, window, since):
+            continue  # decided before any outcome is built: holding costs one query
+        for t in ready:
             outcome = task_outcome(conn, t)
             consensus_hash = unhx(t.consensus_hash)
             w = sum(1 for c in outcome.contributions if c.result_hash == consensus_hash)
@@ -878,6 +942,28 @@ def ready_batches(conn: Connection, chain_now: int) -> list[Batch]:
         if batch.outcomes:
             out.append(batch)
     return out
+
+
+def _hold(
+    conn: Connection,
+    d: Any,
+    ready: int,
+    chain_now: int,
+    now: float | None,
+    window: float,
+    ready_since: float,
+) -> bool:
+    """Whether `ready` tasks of a deal (less than a batch) should wait for more."""
+    if window <= 0 or now is None or ready >= MAX_BATCH or d.callback:
+        return False
+    if now - ready_since >= window or chain_now + 2 * int(d.time_ref) >= int(d.final_deadline):
+        return False
+    coming = conn.execute(
+        select(tasks.c.task_id)
+        .where(tasks.c.deal_id == d.deal_id, tasks.c.status.in_((OPEN, REVEALING)))
+        .limit(1)
+    ).first()
+    return coming is not None
 
 
 def mark_tasks(

@@ -29,6 +29,7 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 from comptoir.scheduler import consensus
 from comptoir.scheduler.db import RUNNING, assignments, cursor, workers
@@ -69,6 +70,18 @@ def _set(conn: Connection, name: str, value: int) -> None:
         conn.execute(insert(cursor).values(name=name, value=value))
 
 
+def _create(conn: Connection, name: str, value: int) -> int:
+    """Insert `name` unless another scheduler process just did; the value that holds."""
+    try:
+        with conn.begin_nested():  # a savepoint: a lost race leaves the transaction usable
+            conn.execute(insert(cursor).values(name=name, value=value))
+        return value
+    except IntegrityError:
+        found = _get(conn, name)
+        assert found is not None
+        return found
+
+
 def store(conn: Connection, lone_score: int, audit_rate: float) -> None:
     """Record the pool's policy (the service does it at start, from its settings)."""
     _set(conn, _LONE, max(lone_score, 0))
@@ -82,8 +95,7 @@ def load(conn: Connection) -> TrustPolicy:
     for name in _KEYS:
         part = _get(conn, name)
         if part is None:
-            part = secrets.randbits(62)
-            _set(conn, name, part)
+            part = _create(conn, name, secrets.randbits(62))
         key.append(part.to_bytes(8, "big"))
     lone, ppm = _get(conn, _LONE), _get(conn, _AUDIT)
     return TrustPolicy(

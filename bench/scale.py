@@ -1,0 +1,608 @@
+"""Scheduler scale benchmark (bench/scale.json): simulated workers against a real scheduler.
+
+A real local stack (anvil with the contracts, storage, market) and a real scheduler process
+(``python -m comptoir.scheduler``) for a workerpool of its own; the workers are simulated
+in this process and speak the scheduler's documented HTTP API exactly as the reference
+worker does (docs/scheduler-api.md): challenge, signed registration, pull work, signed
+commitment, reveal. No app runs: each simulated worker commits a fixed digest per task, so
+the figures are the scheduler's own cost (and the chain's, for settlement gas).
+
+For each database (SQLite; PostgreSQL with ``--postgres URL``), trust level and worker count:
+
+- **registration**: W workers register (challenge + signed registration), wall time and
+  the scheduler's CPU per registration;
+- **dispatch**: one deal of ``--tasks`` tasks is matched on-chain, then the workers pull,
+  commit and reveal until every task is revealed (or ``--seconds`` pass): dispatches/s,
+  commits/s, p50/p99 latency per endpoint, scheduler CPU ms per task;
+- **settlement**: the scheduler's finalize transactions, read back from their receipts:
+  gas per task (match + finalize) and tasks per finalize transaction.
+
+The load is a closed loop of ``--concurrency`` requests in flight. The machine is
+described beside the figures; CPU per operation is reported beside wall rates because
+shared machines are noisy. Nothing here is asserted (no wall-clock limits in tests).
+
+Usage: python bench/scale.py [--workers 100,1000] [--tasks 500] [--trust 1,4]
+                             [--concurrency 32] [--seconds 120] [--postgres URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from eth_account.signers.local import LocalAccount
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from e2e import machine
+
+OUT = Path(__file__).resolve().parent / "scale.json"
+POOL_PRICE = 100
+CATEGORY = "XL"  # 36 000 s: no deadline interferes with a benchmark run
+
+
+# ---------------------------------------------------------------- measurement
+
+
+@dataclass
+class Latencies:
+    samples: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+
+    def add(self, endpoint: str, seconds: float) -> None:
+        self.samples[endpoint].append(seconds)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        out = {}
+        for endpoint, values in sorted(self.samples.items()):
+            ordered = sorted(values)
+            out[endpoint] = {
+                "count": len(ordered),
+                "p50_ms": round(1000 * statistics.median(ordered), 2),
+                "p99_ms": round(1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 2),
+            }
+        return out
+
+
+def cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+# ---------------------------------------------------------------- simulated workers
+
+
+@dataclass
+class SimWorker:
+    account: LocalAccount
+    url: str
+    token: str = ""
+
+    @property
+    def address(self) -> str:
+        return str(self.account.address)
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+class Load:
+    """The simulated workers of one run, sharing one HTTP connection pool."""
+
+    def __init__(
+        self, urls: list[str], workers: int, concurrency: int, chain_id: int, hub: str
+    ) -> None:
+        # each worker talks to one of the pool's API processes (round robin)
+        self.workers = [SimWorker(Account.create(), urls[i % len(urls)]) for i in range(workers)]
+        self.concurrency = concurrency
+        self.chain_id, self.hub = chain_id, hub
+        self.latency = Latencies()
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        self.http = httpx.AsyncClient(limits=limits, timeout=60.0)
+        self.counts: dict[str, int] = defaultdict(int)
+        self.errors: list[str] = []
+
+    async def request(
+        self, w: SimWorker, endpoint: str, method: str, path: str, **kw: Any
+    ) -> httpx.Response:
+        for attempt in range(3):
+            start = time.perf_counter()
+            try:
+                response = await self.http.request(method, w.url + path, **kw)
+                break
+            except (httpx.ReadError, httpx.RemoteProtocolError):
+                # the server closed an idle keep-alive connection as we reused it: the
+                # reference worker retries too (every endpoint tolerates a repeat)
+                self.counts["transport_retries"] += 1
+                if attempt == 2:
+                    raise
+        self.latency.add(endpoint, time.perf_counter() - start)
+        if response.status_code >= 500:
+            self.counts["5xx"] += 1
+        return response
+
+    async def register(self, w: SimWorker) -> None:
+        got = await self.request(
+            w, "challenge", "GET", "/v1/workers/challenge", params={"address": w.address}
+        )
+        challenge = got.json()
+        signed = w.account.sign_message(encode_defunct(text=challenge["message"]))
+        answer = await self.request(
+            w,
+            "register",
+            "POST",
+            "/v1/workers/register",
+            json={
+                "address": w.address,
+                "nonce": challenge["nonce"],
+                "signature": "0x" + bytes(signed.signature).hex(),
+                "capabilities": {"gpu": False, "cpus": 1, "memory": 1 << 30},
+            },
+        )
+        answer.raise_for_status()
+        w.token = answer.json()["token"]
+
+    async def register_all(self) -> None:
+        queue: asyncio.Queue[SimWorker] = asyncio.Queue()
+        for w in self.workers:
+            queue.put_nowait(w)
+
+        async def drive() -> None:
+            while not queue.empty():
+                await self.register(queue.get_nowait())
+
+        await asyncio.gather(*(drive() for _ in range(self.concurrency)))
+
+    async def work_one(self, w: SimWorker, stop_at: float) -> bool:
+        """One pull by `w`; with an assignment, commit, wait for the verdict, reveal.
+        False when there was nothing to do."""
+        from comptoir.chain.client import sign_contribution
+
+        got = await self.request(w, "next", "POST", "/v1/work/next", headers=w.headers())
+        if got.status_code == 204:
+            return False
+        got.raise_for_status()
+        work = got.json()
+        self.counts["dispatched"] += 1
+        task_id = bytes.fromhex(work["task_id"].removeprefix("0x"))
+        digest = hashlib.sha256(task_id).digest()  # every honest replica agrees
+        c = sign_contribution(w.account, task_id, digest, self.chain_id, self.hub)
+        committed = await self.request(
+            w,
+            "commit",
+            "POST",
+            f"/v1/assignments/{work['id']}/commit",
+            headers=w.headers(),
+            json={
+                "result_hash": "0x" + c.result_hash.hex(),
+                "result_seal": "0x" + c.result_seal.hex(),
+                "r": "0x" + c.r.hex(),
+                "vs": "0x" + c.vs.hex(),
+            },
+        )
+        committed.raise_for_status()
+        self.counts["committed"] += 1
+        while time.monotonic() < stop_at:
+            seen = await self.request(
+                w, "assignment", "GET", f"/v1/assignments/{work['id']}", headers=w.headers()
+            )
+            action = seen.json().get("action")
+            if action == "reveal":
+                revealed = await self.request(
+                    w,
+                    "reveal",
+                    "POST",
+                    f"/v1/assignments/{work['id']}/reveal",
+                    headers=w.headers(),
+                    json={"digest": "0x" + digest.hex()},
+                )
+                if revealed.status_code != 200:
+                    self.counts[f"reveal_{revealed.status_code}"] += 1
+                    self.errors.append(f"reveal {revealed.status_code}: {revealed.text[:200]}")
+                    return True
+                self.counts["revealed"] += 1
+                return True
+            if action in ("done", "abort"):
+                return True
+            await asyncio.sleep(0.05)  # waiting for the other replicas of the task
+        return True
+
+    async def work(self, seconds: float, enough: int) -> float:
+        """Closed loop until `enough` reveals or `seconds`; returns the elapsed time."""
+        idle: asyncio.Queue[SimWorker] = asyncio.Queue()
+        for w in self.workers:
+            idle.put_nowait(w)
+        start = time.monotonic()
+        stop_at = start + seconds
+
+        async def drive() -> None:
+            while time.monotonic() < stop_at and self.counts["revealed"] < enough:
+                w = await idle.get()
+                try:
+                    if not await self.work_one(w, stop_at):
+                        await asyncio.sleep(0.02)  # nothing for it now
+                finally:
+                    idle.put_nowait(w)
+
+        await asyncio.gather(*(drive() for _ in range(self.concurrency)))
+        return time.monotonic() - start
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+# ---------------------------------------------------------------- the pool under test
+
+
+@dataclass
+class PoolUnderTest:
+    workerpool: int
+    owner: LocalAccount
+    scheduler: subprocess.Popen[bytes]
+    url: str
+
+
+def start_scheduler(
+    home: Path, stack: Any, owner: LocalAccount, pool: int, db_url: str, loops: bool = True
+) -> PoolUnderTest:
+    from comptoir.stack import free_port
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "COMPTOIR_RPC_URL": stack.rpc_url,
+        "COMPTOIR_DEPLOYMENT": str(stack.settings.devnet_dir / "deployment.json"),
+        "COMPTOIR_SCHEDULER_KEY": owner.key.hex(),
+        "COMPTOIR_SCHEDULER_WORKERPOOL": str(pool),
+        "COMPTOIR_SCHEDULER_DB": db_url,
+        "COMPTOIR_SCHEDULER_PORT": str(port),
+        "COMPTOIR_SCHEDULER_POLL": "0.3",
+        "COMPTOIR_SCHEDULER_REVEAL_WAIT": "30",
+        "COMPTOIR_SCHEDULER_LEASE": "600",  # simulated workers send no heartbeats
+        "COMPTOIR_SCHEDULER_LOOPS": "1" if loops else "0",  # extra processes: API only
+    }
+    log = open(home / f"scheduler-{pool}-{port}.log", "wb")  # noqa: SIM115 (kept by the child)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "comptoir.scheduler"], env=env, stdout=log, stderr=log
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the scheduler exited at start; see {log.name}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/healthz", timeout=2.0).status_code == 200:
+                return PoolUnderTest(pool, owner, proc, url)
+        time.sleep(0.2)
+    raise SystemExit(f"the scheduler did not answer within 60 s; see {log.name}")
+
+
+def stop_scheduler(p: PoolUnderTest) -> None:
+    p.scheduler.terminate()
+    try:
+        p.scheduler.wait(15)
+    except subprocess.TimeoutExpired:
+        p.scheduler.kill()
+
+
+def start_sampler(home: Path, pid: int, label: str) -> tuple[subprocess.Popen[bytes], Path]:
+    """py-spy (``pip install py-spy``) sampling every thread of the scheduler."""
+    out = home / f"profile-{label}.txt"
+    proc = subprocess.Popen(
+        [
+            "py-spy",
+            "record",
+            "--pid",
+            str(pid),
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+            "--rate",
+            "200",
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return proc, out
+
+
+def stop_sampler(proc: subprocess.Popen[bytes], out: Path, top: int = 25) -> list[str]:
+    """Stop the sampler; the functions where the scheduler spent its samples (self time,
+    and inclusive time for functions of comptoir)."""
+    proc.send_signal(2)
+    proc.wait(30)
+    own: dict[str, int] = defaultdict(int)
+    inclusive: dict[str, int] = defaultdict(int)
+    total = 0
+    for line in out.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        frames = stack.split(";")
+        if frames and "(idle)" not in frames[-1] and "select" not in frames[-1]:
+            total += n
+            own[frames[-1]] += n
+            for f in set(frames):
+                if "comptoir" in f:
+                    inclusive[f] += n
+    lines = [
+        f"self {100 * n / max(total, 1):5.1f}%  {f}"
+        for f, n in sorted(own.items(), key=lambda kv: -kv[1])[:top]
+    ]
+    lines += [
+        f"incl {100 * n / max(total, 1):5.1f}%  {f}"
+        for f, n in sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]
+    ]
+    return lines
+
+
+def fresh_database(base: str | None, name: str, home: Path) -> str:
+    if base is None:
+        return str(home / f"{name}.db")
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(base, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return base.rsplit("/", 1)[0] + "/" + name
+
+
+async def wait_settled(url: str, tasks: int, seconds: float) -> float:
+    start = time.monotonic()
+    async with httpx.AsyncClient(base_url=url, timeout=30.0) as http:
+        while time.monotonic() - start < seconds:
+            counts = (await http.get("/v1/status")).json().get("tasks", {})
+            if counts.get("finalized", 0) + counts.get("settled", 0) >= tasks:
+                break
+            await asyncio.sleep(0.5)
+    return time.monotonic() - start
+
+
+async def settlement_gas(url: str, w3: Any, deal: Any) -> dict[str, Any]:
+    hashes: set[str] = set()
+    settled = 0
+    async with httpx.AsyncClient(base_url=url, timeout=30.0) as http:
+        for i in range(deal.volume):
+            tid = "0x" + deal.deal.task_id(i).hex()
+            view = (await http.get(f"/v1/tasks/{tid}")).json()
+            if view.get("finalize_tx"):
+                hashes.add(view["finalize_tx"])
+                settled += 1
+    gas = sum(int(w3.eth.get_transaction_receipt(h)["gasUsed"]) for h in hashes)
+    return {"finalize_transactions": len(hashes), "finalize_gas": gas, "tasks_settled": settled}
+
+
+# ---------------------------------------------------------------- one measured run
+
+
+async def one_run(
+    stack: Any,
+    home: Path,
+    *,
+    workers: int,
+    tasks: int,
+    trust: int,
+    concurrency: int,
+    seconds: float,
+    postgres: str | None,
+    label: str,
+    profile: bool = False,
+    processes: int = 1,
+) -> dict[str, Any]:
+    from comptoir.chain.client import connect
+    from comptoir.sdk import Comptoir, devnet_account
+    from comptoir.stack import REQUESTER
+
+    w3 = connect(stack.rpc_url)
+    owner = Account.create()
+    deployer = devnet_account(0)
+    async with Comptoir(stack.settings, deployer) as root:
+        w3.provider.make_request("anvil_setBalance", [owner.address, hex(10**22)])  # type: ignore[arg-type]
+        chain = await root.chain()
+        await root._call(chain.mint, owner.address, 10**12)
+    async with Comptoir(stack.settings, owner) as manager:
+        # worker stake 0 %: simulated workers need no escrow deposit
+        pool = (await manager.deploy_pool(f"bench-{label}", 0, 10)).workerpool
+        await manager.deposit(10**11)
+        await manager.publish_pool_order(
+            pool, POOL_PRICE, 10_000_000, category=CATEGORY, trust=trust
+        )
+    db_url = fresh_database(postgres, f"bench_scale_{label}", home)
+    under = start_scheduler(home, stack, owner, pool, db_url)
+    extra = [
+        start_scheduler(home, stack, owner, pool, db_url, loops=False) for _ in range(processes - 1)
+    ]
+    urls = [under.url] + [e.url for e in extra]
+    load = Load(urls, workers, concurrency, int(w3.eth.chain_id), stack_hub(stack))
+    pids = [under.scheduler.pid] + [e.scheduler.pid for e in extra]
+
+    def cpu() -> float:
+        return sum(cpu_seconds(pid) for pid in pids)
+
+    result: dict[str, Any] = {
+        "database": "postgresql" if postgres else "sqlite",
+        "workers": workers,
+        "tasks": tasks,
+        "trust": trust,
+        "concurrency": concurrency,
+        "api_processes": processes,
+    }
+    try:
+        cpu0, t0 = cpu(), time.monotonic()
+        await load.register_all()
+        reg_wall = time.monotonic() - t0
+        reg_cpu = cpu() - cpu0
+        result["registration"] = {
+            "seconds": round(reg_wall, 2),
+            "per_second": round(workers / reg_wall, 1),
+            "scheduler_cpu_ms_each": round(1000 * reg_cpu / workers, 2),
+        }
+        print(f"  {workers} workers registered in {reg_wall:.1f} s")
+
+        async with Comptoir(stack.settings, devnet_account(REQUESTER)) as requester:
+            await requester.deposit(tasks * 200)
+            match_start = time.monotonic()
+            deals = await requester.request(
+                "primes", volume=tasks, trust=trust, category=CATEGORY, workerpool=pool
+            )
+            match_s = time.monotonic() - match_start
+        deal = deals[0]
+        result["match_seconds"] = round(match_s, 2)
+        await asyncio.sleep(1.0)  # the scheduler's watcher picks the deal up
+        sampler = start_sampler(home, under.scheduler.pid, label) if profile else None
+        cpu0 = cpu()
+        elapsed = await load.work(seconds, tasks)
+        work_cpu = cpu() - cpu0
+        if sampler is not None:
+            result["profile_top"] = stop_sampler(*sampler)
+        done = load.counts["revealed"]
+        result["dispatch"] = {
+            "seconds": round(elapsed, 2),
+            "replicas_dispatched": load.counts["dispatched"],
+            "tasks_revealed": done,
+            "dispatches_per_second": round(load.counts["dispatched"] / elapsed, 1),
+            "commits_per_second": round(load.counts["committed"] / elapsed, 1),
+            "scheduler_cpu_ms_per_task": round(1000 * work_cpu / max(done, 1), 2),
+            "server_errors": load.counts["5xx"],
+            "transport_retries": load.counts["transport_retries"],
+            "refused": {k: v for k, v in load.counts.items() if k.startswith("reveal_")},
+            "first_refusals": load.errors[:5],
+        }
+        print(
+            f"  dispatch: {load.counts['dispatched']} replicas in {elapsed:.1f} s "
+            f"({load.counts['dispatched'] / elapsed:.0f}/s), "
+            f"{1000 * work_cpu / max(done, 1):.1f} ms scheduler CPU per task"
+        )
+        result["latency"] = load.latency.summary()
+        settle_s = await wait_settled(under.url, tasks, 120.0)
+        receipt = w3.eth.get_transaction_receipt(deal_tx(w3, deal, stack_hub(stack)))
+        gas = await settlement_gas(under.url, w3, deal)
+        # the match is shared by the whole bag; finalize gas by the tasks it settled
+        settled = max(gas["tasks_settled"], 1)
+        per_task = int(receipt["gasUsed"]) / tasks + gas["finalize_gas"] / settled
+        result["settlement"] = {
+            "seconds_after_dispatch": round(settle_s, 1),
+            **gas,
+            "match_gas": int(receipt["gasUsed"]),
+            "tasks_per_finalize": round(settled / max(gas["finalize_transactions"], 1), 1),
+            "gas_per_task": round(per_task),
+        }
+        print(f"  settlement: {gas['finalize_transactions']} txs, {per_task:.0f} gas/task")
+    finally:
+        await load.aclose()
+        if under.scheduler.poll() is not None:
+            print(f"  the scheduler exited with {under.scheduler.returncode} during the run")
+        for p in [under, *extra]:
+            stop_scheduler(p)
+    return result
+
+
+def stack_hub(stack: Any) -> str:
+    from comptoir.chain.deploy import Deployment
+
+    return Deployment.load(stack.settings.devnet_dir / "deployment.json").hub
+
+
+def deal_tx(w3: Any, deal: Any, hub: str) -> str:
+    """The match transaction: the requester's hub transaction in the deal's block."""
+    block = w3.eth.get_block(deal.block, full_transactions=True)
+    for tx in block["transactions"]:
+        if str(tx["to"]).lower() == hub.lower() and tx["from"] == deal.deal.requester:
+            return "0x" + bytes(tx["hash"]).hex()
+    raise SystemExit(f"no match transaction found in block {deal.block}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", default="100,1000", help="simulated worker counts")
+    parser.add_argument("--tasks", type=int, default=500, help="tasks in each run's deal")
+    parser.add_argument("--trust", default="1,4", help="trust levels to measure")
+    parser.add_argument("--concurrency", type=int, default=32, help="requests in flight")
+    parser.add_argument("--seconds", type=float, default=120.0, help="cap per dispatch phase")
+    parser.add_argument("--postgres", default=None, help="also run on this PostgreSQL URL")
+    parser.add_argument("--profile", action="store_true", help="sample the scheduler (py-spy)")
+    parser.add_argument(
+        "--processes", default="1", help="API processes per pool, e.g. 1,2 (PostgreSQL only)"
+    )
+    parser.add_argument("--output", type=Path, default=OUT)
+    args = parser.parse_args()
+
+    home = Path(tempfile.mkdtemp(prefix="comptoir-scale-"))
+    os.environ["COMPTOIR_HOME"] = str(home)
+    os.environ["COMPTOIR_DEVNET_PORT"] = "0"
+    from comptoir import stack as stack_mod
+    from comptoir.config import load_settings
+
+    settings = load_settings()
+    databases: list[str | None] = [None] + ([args.postgres] if args.postgres else [])
+    report: dict[str, Any] = {
+        "description": __doc__.split("\n\n")[1].replace("\n", " "),
+        "machine": machine(),
+        "command": "python bench/scale.py " + " ".join(sys.argv[1:]),
+        "runs": [],
+    }
+    started = time.monotonic()
+    with stack_mod.running(settings, workers=1, notify=print) as stack:
+        combos = [
+            (db, trust, workers, procs)
+            for db in databases
+            for trust in (int(t) for t in args.trust.split(","))
+            for workers in (int(w) for w in args.workers.split(","))
+            for procs in (int(p) for p in args.processes.split(","))
+            if procs == 1 or db is not None  # several processes need PostgreSQL
+        ]
+        for n, (db, trust, workers, procs) in enumerate(combos, 1):
+            name = "postgresql" if db else "sqlite"
+            print(
+                f"run {n}: {name}, trust {trust}, {workers} workers, {args.tasks} tasks, "
+                f"{procs} API process(es)"
+            )
+            run = asyncio.run(
+                one_run(
+                    stack,
+                    home,
+                    workers=workers,
+                    tasks=args.tasks,
+                    trust=trust,
+                    concurrency=args.concurrency,
+                    seconds=args.seconds,
+                    postgres=db,
+                    label=f"{n}_{int(time.time())}",
+                    profile=args.profile,
+                    processes=procs,
+                )
+            )
+            report["runs"].append(run)
+            args.output.write_text(json.dumps(report, indent=2) + "\n")
+    report["total_seconds"] = round(time.monotonic() - started, 1)
+    for run in report["runs"]:
+        for line in run.get("profile_top", []):
+            print("  ", line)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"written to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())

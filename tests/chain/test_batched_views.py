@@ -1,0 +1,30 @@
+"""Batched hub views (one JSON-RPC batch for many calls) agree with the single calls."""
+
+from __future__ import annotations
+
+from comptoir.chain import client as chain_client
+from comptoir.chain.client import TaskOutcome
+
+from .conftest import DEPOSIT, Market
+
+
+def test_scores_and_balances_match_single_calls(market: Market) -> None:
+    workers = [market[w].address for w in ("w1", "w2", "w3", "w4")]
+    stranger = market["stranger"]
+    read = stranger.scores_and_balances([*workers, stranger.address])
+    assert read == {a: (stranger.score(a), stranger.balance(a)) for a in read}
+    assert read[workers[0]] == (0, DEPOSIT)
+    assert read[stranger.address][1] == stranger.balance()
+
+
+def test_settled_indices_names_exactly_the_settled_tasks(market: Market, monkeypatch) -> None:
+    deal = market.deal(volume=5, trust=1)
+    digest = b"\x01" * 32
+    outcomes = [
+        TaskOutcome(i, digest, [market["w1"].sign_contribution(deal, i, digest)]) for i in (1, 3)
+    ]
+    market["scheduler"].finalize_tasks(deal, outcomes)
+    # small batches: the chunking path must give the same answer as one batch
+    monkeypatch.setattr(chain_client, "VIEW_BATCH", 2)
+    assert market["stranger"].settled_indices(deal.deal_id, range(5)) == {1, 3}
+    assert market["stranger"].settled_indices(deal.deal_id, [0, 2, 4]) == set()
