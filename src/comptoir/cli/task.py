@@ -1,4 +1,4 @@
-"""comptoir task show TASK_ID [--watch]."""
+"""comptoir task show TASK_ID [--watch] | task claim TASK_ID."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from typing import Annotated
 
 import typer
 
-from comptoir.cli._common import JsonOpt, sdk
+from comptoir.cli._common import JsonOpt, WalletOpt, print_claimed, sdk
 from comptoir.cli.output import console, print_json
 
-app = typer.Typer(help="Inspect tasks.", no_args_is_help=True)
+app = typer.Typer(help="Inspect and claim tasks.", no_args_is_help=True)
 
 
 def _line(t: object) -> str:
@@ -45,3 +45,14 @@ def show(
                 print_json(st.to_json())
             else:
                 console.print(_line(st))
+
+
+@app.command()
+def claim(
+    task_id: Annotated[str, typer.Argument(help="Task id (0x + 64 hex).")],
+    wallet: WalletOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Refund one task past its deal's final deadline (anyone may claim)."""
+    with sdk(wallet) as c:
+        print_claimed(c.claim_task(task_id), as_json)
