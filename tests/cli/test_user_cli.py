@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +14,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ._cli import PASSWORD, background, comptoir, free_port, ok, one_sentence, stop
+from ._cli import (
+    PASSWORD,
+    background,
+    cli_env,
+    comptoir,
+    free_port,
+    ok,
+    one_sentence,
+    stop,
+)
 
 pytestmark = pytest.mark.devnet
 
@@ -106,6 +117,25 @@ def test_run_prints_verified_results(home: Path) -> None:
     assert "task 1: verified" in got
     result = json.loads(next((home / "fetched").glob("*/1/result.json")).read_text())
     assert result["index"] == 1 and result["limit"] == 6000
+
+
+def test_readme_python_snippet_runs_as_written(home: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    snippet = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "asyncio.run(main())" in snippet
+    proc = subprocess.run(
+        [sys.executable, "-c", snippet],
+        capture_output=True,
+        text=True,
+        env=cli_env(home),
+        cwd=home,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = sorted(proc.stdout.splitlines())
+    assert [line.split()[:2] for line in lines] == [["0", "verified"], ["1", "verified"]]
+    # the documented results folder
+    assert all(Path(line.split()[2]).is_relative_to(home / "results") for line in lines)
 
 
 def test_app_developer_commands(home: Path) -> None:
