@@ -117,4 +117,46 @@ def publish(
     )
 
 
+@app.command("test")
+def test_(
+    source: Annotated[Path, typer.Argument(help="App folder or built archive.")],
+    args: Annotated[str, typer.Option(help="Arguments, as a requester gives them.")] = "",
+    dataset: Annotated[
+        Path | None, typer.Option(help="A plain dataset file (at /comptoir/in/dataset).")
+    ] = None,
+    index: Annotated[int, typer.Option(help="COMPTOIR_TASK_INDEX of the run.")] = 0,
+    wall_time: Annotated[float, typer.Option(help="Seconds before it is stopped.")] = 60.0,
+    output: Annotated[Path | None, typer.Option(help="Empty folder for the outputs.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the app here in the same sandbox a worker uses; print its outcome, the tails of
+    its stdout and stderr, its outputs and the result digest a worker would commit to."""
+    from comptoir.sdk.apptest import try_app
+
+    with console.status("Building and running the app in the sandbox..."):
+        r = try_app(
+            source, args=args, dataset=dataset, index=index, wall_time_s=wall_time, output=output
+        )
+    if as_json:
+        print_json(r.to_json())
+    else:
+        colour = "green" if r.ok else "red"
+        console.print(f"[{colour}]{r.outcome}[/{colour}]: {r.message}")
+        print_rows(
+            [
+                ("exit code", r.exit_code),
+                ("result digest", r.digest or "(none: the run failed)"),
+                ("package sha256", r.checksum),
+                ("outputs", f"{r.output_dir}: {', '.join(r.files) or '(none)'}"),
+                ("seconds", r.duration_s),
+            ]
+        )
+        for label, text in (("stdout", r.stdout_tail), ("stderr", r.stderr_tail)):
+            if text.strip():
+                console.rule(f"{label} (tail)")
+                console.print(text.rstrip(), markup=False, highlight=False)
+    if not r.ok:
+        raise typer.Exit(4)
+
+
 add_asset_commands(app, "app", "app")
