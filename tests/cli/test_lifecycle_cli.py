@@ -185,9 +185,15 @@ def test_a_failing_app_makes_run_exit_4(home: Path) -> None:
     (home / "fails" / "main.py").write_text("import sys\nsys.exit(3)\n")
     ok(comptoir(home, "app", "deploy", "fails", "-w", "devnet:2"))
     ok(comptoir(home, "app", "publish", "always-fails", "--price", "1", "-w", "devnet:2"))
-    proc = comptoir(home, "run", "always-fails", *TEST, "-w", BUYER, "--timeout", "240")
+    proc = comptoir(home, "run", "always-fails", *TEST, "-w", BUYER, "--timeout", "240", "--json")
     assert proc.returncode == 4, proc.stdout + proc.stderr
-    assert "task 0: failed" in proc.stdout and "0/1 task(s) verified" in proc.stdout
+    events = lines_of_json(proc.stdout)
+    task = next(e for e in events if e["event"] == "task")
+    assert task["status"] == "failed" and "exit code 3" in str(task["message"])
+    assert events[-1]["event"] == "done" and events[-1]["exit"] == 4
+    # task show says why, and which transaction settled it
+    shown = ok(comptoir(home, "task", "show", str(task["task_id"])))
+    assert "failed (APP_FAILED, exit code 3)" in shown and "transaction 0x" in shown
 
 
 def test_shell_completion_is_offered(home: Path) -> None:

@@ -18,8 +18,12 @@ def _line(t: object) -> str:
     assert isinstance(t, TaskStatus)
     replicas = ", ".join(f"{r.get('worker', '?')[:10]}…:{r.get('status')}" for r in t.replicas)
     text = f"task {t.index} of deal {t.deal_id[:12]}…: [bold]{t.status}[/bold]"
+    if t.reason:
+        text += f" ({t.reason})"
     if t.digest:
         text += f"  digest {t.digest}"
+    if t.tx_hash:
+        text += f"  transaction {t.tx_hash}"
     if replicas:
         text += f"  replicas [{replicas}]"
     return text

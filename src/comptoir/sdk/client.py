@@ -865,8 +865,17 @@ class Comptoir:
         replicas = tuple(view.get("replicas") or ())
         blob = view.get("result_blob")
         if isinstance(s, ev.TaskFinalized):
+            reason = lifecycle.failure_reason(view.get("failure"))
             return TaskStatus(
-                tid, _hex(s.deal_id), s.index, "finalized", _hex(s.digest), blob, replicas
+                tid,
+                _hex(s.deal_id),
+                s.index,
+                "failed" if reason else "finalized",
+                _hex(s.digest),
+                blob,
+                replicas,
+                reason,
+                _hex(s.tx_hash) if s.tx_hash else None,
             )
         if isinstance(s, ev.TaskClaimed):
             return TaskStatus(tid, _hex(s.deal_id), s.index, "claimed", None, blob, replicas)
@@ -905,7 +914,7 @@ class Comptoir:
             if key != last:
                 last = key
                 yield st
-            if st.status in ("finalized", "claimed"):
+            if st.status in ("finalized", "failed", "claimed"):
                 return
             await asyncio.sleep(interval)
 

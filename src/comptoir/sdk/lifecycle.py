@@ -229,6 +229,16 @@ def describe_sent(s: Sent) -> str:
     return f"Sent {what} to {s.to} (transaction {s.tx_hash})."
 
 
+def failure_reason(record: Any) -> str:
+    """'APP_FAILED, exit code 3' from a scheduler's failure record; '' when none."""
+    if not isinstance(record, dict) or not record.get("status"):
+        return ""
+    reason = str(record["status"])
+    if record.get("exit_code") is not None:
+        reason += f", exit code {record['exit_code']}"
+    return reason
+
+
 # ------------------------------------------------------------ pre-checks and receipts
 
 

@@ -149,10 +149,12 @@ class TaskStatus(_Json):
     task_id: str
     deal_id: str
     index: int
-    status: str  # finalized, claimed, or the scheduler's view (open, running, revealing...)
+    status: str  # finalized, failed, claimed, "expired, claimable", or the scheduler's view
     digest: str | None = None
     result_blob: str | None = None
     replicas: tuple[dict[str, Any], ...] = ()
+    reason: str = ""  # why a settled task failed (TIMEOUT, APP_FAILED with exit code...)
+    tx_hash: str | None = None  # the settling transaction
 
 
 @dataclass(frozen=True)
