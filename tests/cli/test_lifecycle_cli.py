@@ -185,6 +185,7 @@ def test_a_failing_app_makes_run_exit_4(home: Path) -> None:
     (home / "fails" / "main.py").write_text("import sys\nsys.exit(3)\n")
     ok(comptoir(home, "app", "deploy", "fails", "-w", "devnet:2"))
     ok(comptoir(home, "app", "publish", "always-fails", "--price", "1", "-w", "devnet:2"))
+    ok(comptoir(home, "account", "deposit", "200", "-w", BUYER))
     proc = comptoir(home, "run", "always-fails", *TEST, "-w", BUYER, "--timeout", "240", "--json")
     assert proc.returncode == 4, proc.stdout + proc.stderr
     events = lines_of_json(proc.stdout)
@@ -193,7 +194,7 @@ def test_a_failing_app_makes_run_exit_4(home: Path) -> None:
     assert events[-1]["event"] == "done" and events[-1]["exit"] == 4
     # task show says why, and which transaction settled it
     shown = ok(comptoir(home, "task", "show", str(task["task_id"])))
-    assert "failed (APP_FAILED, exit code 3)" in shown and "transaction 0x" in shown
+    assert "failed (APP_FAILED, exit code 3)" in shown and "settled by transaction 0x" in shown
 
 
 def test_shell_completion_is_offered(home: Path) -> None:

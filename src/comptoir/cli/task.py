@@ -22,10 +22,10 @@ def _line(t: object) -> str:
         text += f" ({t.reason})"
     if t.digest:
         text += f"  digest {t.digest}"
-    if t.tx_hash:
-        text += f"  transaction {t.tx_hash}"
     if replicas:
         text += f"  replicas [{replicas}]"
+    if t.tx_hash:  # its own line: a hash must stay copyable, never wrapped
+        text += f"\n  settled by transaction {t.tx_hash}"
     return text
 
 
