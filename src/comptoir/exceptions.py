@@ -7,6 +7,9 @@ Tree::
 
     ComptoirError
     ├── ConfigError            bad or missing configuration, unknown names
+    │   ├── UnknownNameError       a name that does not exist (with close matches)
+    │   ├── AmbiguousName          a name several owners registered (candidates listed)
+    │   └── InvalidAmount          an amount that is not exact, negative or out of range
     ├── ChainError             the Ethereum node or the contracts
     │   ├── ChainUnreachable       no JSON-RPC endpoint answers
     │   ├── NotDeployed            no Comptoir deployment recorded for this chain
@@ -47,6 +50,22 @@ class UnknownNameError(ConfigError):
             else ""
         )
         super().__init__(f"Unknown {kind} {name!r}.{hint}")
+
+
+class AmbiguousName(ConfigError):
+    """An asset name registered by several owners: refused rather than guessed."""
+
+    def __init__(self, kind: str, name: str, listing: str) -> None:
+        self.kind, self.name = kind, name
+        group = "pool" if kind == "workerpool" else kind
+        super().__init__(
+            f"Several owners registered a {kind} named {name!r} ({listing}); give its id or "
+            f"'{name}@<owner address>' (see 'comptoir {group} list')."
+        )
+
+
+class InvalidAmount(ConfigError):
+    """An amount that is not an exact number of units, is negative, or does not fit."""
 
 
 class ChainError(ComptoirError):

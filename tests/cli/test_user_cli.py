@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,45 +14,20 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ._cli import (
+    PASSWORD,
+    background,
+    cli_env,
+    comptoir,
+    free_port,
+    ok,
+    one_sentence,
+    stop,
+)
+
 pytestmark = pytest.mark.devnet
 
-COMPTOIR = [sys.executable, "-m", "comptoir.cli"]
-PASSWORD = "a long enough password"
 REQUESTER = "devnet:1"
-
-
-def comptoir(
-    home: Path, *args: str, timeout: float = 300, **env: str
-) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("COMPTOIR_")}
-    base.update({"COMPTOIR_HOME": str(home), "NO_COLOR": "1", "COLUMNS": "200", **env})
-    if "COMPTOIR_ANVIL" in os.environ:
-        base["COMPTOIR_ANVIL"] = os.environ["COMPTOIR_ANVIL"]
-    return subprocess.run(
-        [*COMPTOIR, *args],
-        capture_output=True,
-        text=True,
-        env=base,
-        timeout=timeout,
-        cwd=home,
-    )
-
-
-def ok(proc: subprocess.CompletedProcess[str]) -> str:
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stdout + proc.stderr
-    return proc.stdout
-
-
-def one_sentence(proc: subprocess.CompletedProcess[str]) -> str:
-    """A failure: exit 1, no traceback, one short message on stderr (rich may wrap it; an
-    unknown name adds a 'Did you mean' question)."""
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stdout + proc.stderr
-    assert len(proc.stderr.strip().splitlines()) <= 3, proc.stderr
-    message = " ".join(proc.stderr.split())
-    assert message.endswith((".", "?")) and len(message) < 300, message
-    return message
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +119,25 @@ def test_run_prints_verified_results(home: Path) -> None:
     assert result["index"] == 1 and result["limit"] == 6000
 
 
+def test_readme_python_snippet_runs_as_written(home: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    snippet = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "asyncio.run(main())" in snippet
+    proc = subprocess.run(
+        [sys.executable, "-c", snippet],
+        capture_output=True,
+        text=True,
+        env=cli_env(home),
+        cwd=home,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = sorted(proc.stdout.splitlines())
+    assert [line.split()[:2] for line in lines] == [["0", "verified"], ["1", "verified"]]
+    # the documented results folder
+    assert all(Path(line.split()[2]).is_relative_to(home / "results") for line in lines)
+
+
 def test_app_developer_commands(home: Path) -> None:
     ok(comptoir(home, "app", "init", "myapp", "--name", "myprimes"))
     built = json.loads(ok(comptoir(home, "app", "build", "myapp", "--json")))
@@ -202,39 +193,6 @@ def test_dataset_owner_commands(home: Path) -> None:
     assert "at 2 per task" in out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _background(home: Path, *args: str, **env: str) -> subprocess.Popen[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("COMPTOIR_")}
-    base.update({"COMPTOIR_HOME": str(home), "NO_COLOR": "1", **env})
-    if "COMPTOIR_ANVIL" in os.environ:
-        base["COMPTOIR_ANVIL"] = os.environ["COMPTOIR_ANVIL"]
-    log = open(home / f"{args[0]}-{args[1]}.log", "w")  # noqa: SIM115 - the child owns it
-    return subprocess.Popen(
-        [*COMPTOIR, *args],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=base,
-        cwd=home,
-        start_new_session=True,
-        text=True,
-    )
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-
-
 def test_pool_manager_serves_and_a_worker_joins(home: Path) -> None:
     manager, worker, buyer = "devnet:9", "devnet:8", "devnet:0"
     buyer_address = json.loads(ok(comptoir(home, "account", "show", "-w", buyer, "--json")))[
@@ -260,13 +218,13 @@ def test_pool_manager_serves_and_a_worker_joins(home: Path) -> None:
             manager,
         )
     )
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     broke = comptoir(home, "worker", "run", "--scheduler", url, "-w", "devnet:12")
     assert "deposit some tokens first" in one_sentence(broke)
     ok(comptoir(home, "account", "deposit", "1000", "-w", worker))
-    serve = _background(home, "pool", "serve", pool_id, "--port", str(port), "-w", manager)
-    agent = _background(home, "worker", "run", "--scheduler", url, "-w", worker)
+    serve = background(home, "pool", "serve", pool_id, "--port", str(port), "-w", manager)
+    agent = background(home, "worker", "run", "--scheduler", url, "-w", worker)
     try:
         deadline = time.monotonic() + 90
         online: list[str] = []
@@ -297,5 +255,5 @@ def test_pool_manager_serves_and_a_worker_joins(home: Path) -> None:
         )
         assert "at 95 per task" in out and "task 0: verified" in out
     finally:
-        _stop(agent)
-        _stop(serve)
+        stop(agent)
+        stop(serve)

@@ -12,7 +12,7 @@ from comptoir.cli.output import console
 from comptoir.config import load_settings
 
 if TYPE_CHECKING:
-    from comptoir.sdk import ComptoirSync
+    from comptoir.sdk import Claimed, ComptoirSync
 
 WalletOpt = Annotated[
     str | None,
@@ -23,7 +23,12 @@ WalletOpt = Annotated[
         "else your only wallet).",
     ),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Machine-readable output (errors too, as JSON).")
+]
+AmountHelp = "Token units (1000, 1e21) or tokens (1.5CPT), exact."
+PriceOpt = Annotated[str, typer.Option(help="Price per task: " + AmountHelp)]
+Ref = "id, NAME, or NAME@0xOWNER"
 
 
 def prompt_password() -> str:
@@ -58,29 +63,40 @@ def wallet_address(wallet: str | None) -> str:
 
 
 def units(amount: int) -> str:
-    """Token units with thousands separators (and CPT for whole-token amounts)."""
-    text = f"{amount:,}"
-    if amount >= 10**15:
-        text += f" ({amount / 10**18:,.4f} CPT)"
-    return text
+    """Token units with thousands separators (and the exact CPT amount when large)."""
+    from comptoir.sdk.amounts import format_units
+
+    return format_units(amount)
 
 
-def parse_amount(raw: str) -> int:
-    """An integer amount of token units: 1000, 1_000, 1e21, or 5CPT (5 x 10**18)."""
-    from comptoir.exceptions import ConfigError
+def parse_amount(raw: str, what: str = "amount") -> int:
+    """An exact amount of token units: 1000, 1_000, 1e21, or 1.1CPT (1.1 x 10**18)."""
+    from comptoir.sdk.amounts import parse_amount as exact
 
-    text = raw.strip().replace("_", "").replace(",", "")
-    try:
-        if text.upper().endswith("CPT"):
-            return int(float(text[:-3]) * 10**18)
-        if "e" in text.lower():
-            mantissa, _, exp = text.lower().partition("e")
-            return int(float(mantissa) * 10 ** int(exp))
-        return int(text)
-    except ValueError:
-        raise ConfigError(
-            f"{raw!r} is not an amount; give token units (e.g. 1000) or tokens (e.g. 5CPT)."
-        ) from None
+    return exact(raw, what)
+
+
+def print_claimed(done: Claimed, as_json: bool) -> None:
+    """What a claim refunded, and its transactions."""
+    from comptoir.cli.output import print_json, success
+
+    if as_json:
+        print_json(done.to_json())
+        return
+    tasks = ", ".join(str(i) for i in done.indices)
+    success(
+        f"Claimed {len(done.indices)} task(s) ({tasks}) of deal {done.deal_id}: "
+        f"{units(done.refunded)} token units back to the requester's free balance."
+    )
+    print_transactions(list(done.tx_hashes))
+
+
+def print_transactions(hashes: list[str], as_json: bool = False) -> None:
+    """Every transaction a command sent, so a user can look it up in an explorer."""
+    if as_json:
+        return
+    for tx in hashes:
+        console.print(f"transaction {tx}")
 
 
 def parse_tag(raw: str | None) -> int:

@@ -11,6 +11,7 @@ from comptoir.cli._common import (
     WalletOpt,
     parse_amount,
     print_rows,
+    print_transactions,
     sdk,
     units,
     wallet_address,
@@ -19,11 +20,12 @@ from comptoir.cli.output import print_json, success
 
 app = typer.Typer(help="Deposit, withdraw and show escrow balances.", no_args_is_help=True)
 
-Amount = Annotated[str, typer.Argument(help="Token units (e.g. 1000) or tokens (e.g. 5CPT).")]
+Amount = Annotated[str, typer.Argument(help="Token units (1000, 1e21) or tokens (1.5CPT), exact.")]
 
 
 def _show(balance: object, as_json: bool) -> None:
     from comptoir.sdk import Balance
+    from comptoir.sdk.amounts import format_ether
 
     assert isinstance(balance, Balance)
     if as_json:
@@ -36,7 +38,7 @@ def _show(balance: object, as_json: bool) -> None:
             ("locked in deals", units(balance.locked)),
             ("staked (scheduler)", units(balance.staked)),
             ("wallet tokens", units(balance.wallet)),
-            ("ether (gas)", f"{balance.eth / 10**18:,.4f} ETH"),
+            ("ether (gas)", format_ether(balance.eth)),
         ]
     )
 
@@ -47,8 +49,10 @@ def deposit(amount: Amount, wallet: WalletOpt = None, as_json: JsonOpt = False) 
     value = parse_amount(amount)
     with sdk(wallet) as c:
         balance = c.deposit(value)
+        hashes = list(c.transactions)
     if not as_json:
         success(f"Deposited {units(value)} token units.")
+        print_transactions(hashes)
     _show(balance, as_json)
 
 
@@ -58,8 +62,10 @@ def withdraw(amount: Amount, wallet: WalletOpt = None, as_json: JsonOpt = False)
     value = parse_amount(amount)
     with sdk(wallet) as c:
         balance = c.withdraw(value)
+        hashes = list(c.transactions)
     if not as_json:
         success(f"Withdrew {units(value)} token units.")
+        print_transactions(hashes)
     _show(balance, as_json)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import pkgutil
 import sys
@@ -22,7 +23,7 @@ app = typer.Typer(
     help="Comptoir: a decentralized cloud marketplace (requesters, apps, datasets, workerpools).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,  # main() turns errors into one sentence
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish
 )
 
 
@@ -58,23 +59,37 @@ _register_groups()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the CLI; errors become one red sentence and exit status 1."""
+    """Entry point: run the CLI; errors become one red sentence (one JSON line with --json)
+    and exit status 1; Ctrl-C exits 130. See docs/cli.md for every exit status."""
+    args = sys.argv[1:] if argv is None else argv
+    as_json = "--json" in args
     try:
-        app(args=argv, prog_name="comptoir")
+        app(args=args, prog_name="comptoir")
     except ComptoirError as exc:
-        err_console.print(f"[red]{_escape(str(exc))}[/red]")
-        sys.exit(1)
+        _fail(str(exc), type(exc).__name__, as_json)
     except KeyboardInterrupt:
-        err_console.print("[red]Interrupted.[/red]")
-        sys.exit(130)
+        _fail("Interrupted.", "Interrupted", as_json, EXIT_INTERRUPTED)
     except Exception as exc:  # a bug: still no traceback unless asked for
         if os.environ.get("COMPTOIR_DEBUG"):
             raise
-        err_console.print(
-            f"[red]Unexpected error ({type(exc).__name__}: {_escape(str(exc))}); "
-            "rerun with COMPTOIR_DEBUG=1 to see the traceback.[/red]"
+        _fail(
+            f"Unexpected error ({type(exc).__name__}: {exc}); "
+            "rerun with COMPTOIR_DEBUG=1 to see the traceback.",
+            "UnexpectedError",
+            as_json,
         )
-        sys.exit(1)
+
+
+EXIT_INTERRUPTED = 130
+
+
+def _fail(message: str, kind: str, as_json: bool, code: int = 1) -> None:
+    if as_json:
+        # scripts read stdout line by line: the error is one more JSON event
+        print(json.dumps({"event": "error", "error": kind, "message": message, "exit": code}))
+    else:
+        err_console.print(f"[red]{_escape(message)}[/red]")
+    sys.exit(code)
 
 
 def _escape(text: str) -> str:

@@ -1,4 +1,5 @@
-"""comptoir app init|build|deploy|publish: package, register and sell an app."""
+"""comptoir app init|build|deploy|publish|list|show|unpublish: package, register and sell
+an app."""
 
 from __future__ import annotations
 
@@ -7,7 +8,19 @@ from typing import Annotated
 
 import typer
 
-from comptoir.cli._common import JsonOpt, WalletOpt, parse_tag, print_rows, sdk
+from comptoir.cli._assets import add_asset_commands
+from comptoir.cli._common import (
+    JsonOpt,
+    PriceOpt,
+    Ref,
+    WalletOpt,
+    parse_amount,
+    parse_tag,
+    print_rows,
+    print_transactions,
+    sdk,
+    units,
+)
 from comptoir.cli.output import console, print_json, success
 
 NAME = "app"  # module is not app.py: that name is the root CLI's
@@ -60,21 +73,27 @@ def deploy(
     """Upload the app to storage and register it on-chain (owner, location, checksum)."""
     with sdk(wallet) as c, console.status("Uploading and registering..."):
         deployed = c.deploy_app(source, name)
+        hashes = list(c.transactions)
     if as_json:
         print_json(deployed.to_json())
         return
     success(f"App {deployed.name!r} registered with id {deployed.app}.")
     print_rows([("checksum", deployed.checksum), ("location", deployed.location)])
+    print_transactions(hashes)
 
 
 @app.command()
 def publish(
-    app_ref: Annotated[str, typer.Argument(metavar="APP", help="App id or name.")],
-    price: Annotated[int, typer.Option(help="Price per task, token units.")],
+    app_ref: Annotated[str, typer.Argument(metavar="APP", help="App: " + Ref + ".")],
+    price: PriceOpt,
     volume: Annotated[int, typer.Option(help="Tasks on offer.")] = 1_000_000,
     tag: Annotated[str | None, typer.Option(help="Required features: gpu, tee.")] = None,
-    dataset_restrict: Annotated[int, typer.Option(help="Only with this dataset.")] = 0,
-    workerpool_restrict: Annotated[int, typer.Option(help="Only on this workerpool.")] = 0,
+    dataset_restrict: Annotated[
+        str, typer.Option(help="Only with this dataset (" + Ref + ").")
+    ] = "0",
+    workerpool_restrict: Annotated[
+        str, typer.Option(help="Only on this workerpool (" + Ref + ").")
+    ] = "0",
     requester_restrict: Annotated[str | None, typer.Option(help="Only for this address.")] = None,
     wallet: WalletOpt = None,
     as_json: JsonOpt = False,
@@ -83,7 +102,7 @@ def publish(
     with sdk(wallet) as c:
         listed = c.publish_app_order(
             app_ref,
-            price,
+            parse_amount(price, "price"),
             volume,
             tag=parse_tag(tag),
             dataset_restrict=dataset_restrict,
@@ -93,4 +112,51 @@ def publish(
     if as_json:
         print_json({"hash": listed.hash, "order": listed.order.to_json()})
         return
-    success(f"App order {listed.hash} listed: app {listed.asset} at {listed.price} per task.")
+    success(
+        f"App order {listed.hash} listed: app {listed.asset} at {units(listed.price)} per task."
+    )
+
+
+@app.command("test")
+def test_(
+    source: Annotated[Path, typer.Argument(help="App folder or built archive.")],
+    args: Annotated[str, typer.Option(help="Arguments, as a requester gives them.")] = "",
+    dataset: Annotated[
+        Path | None, typer.Option(help="A plain dataset file (at /comptoir/in/dataset).")
+    ] = None,
+    index: Annotated[int, typer.Option(help="COMPTOIR_TASK_INDEX of the run.")] = 0,
+    wall_time: Annotated[float, typer.Option(help="Seconds before it is stopped.")] = 60.0,
+    output: Annotated[Path | None, typer.Option(help="Empty folder for the outputs.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the app here in the same sandbox a worker uses; print its outcome, the tails of
+    its stdout and stderr, its outputs and the result digest a worker would commit to."""
+    from comptoir.sdk.apptest import try_app
+
+    with console.status("Building and running the app in the sandbox..."):
+        r = try_app(
+            source, args=args, dataset=dataset, index=index, wall_time_s=wall_time, output=output
+        )
+    if as_json:
+        print_json(r.to_json())
+    else:
+        colour = "green" if r.ok else "red"
+        console.print(f"[{colour}]{r.outcome}[/{colour}]: {r.message}")
+        print_rows(
+            [
+                ("exit code", r.exit_code),
+                ("result digest", r.digest or "(none: the run failed)"),
+                ("package sha256", r.checksum),
+                ("outputs", f"{r.output_dir}: {', '.join(r.files) or '(none)'}"),
+                ("seconds", r.duration_s),
+            ]
+        )
+        for label, text in (("stdout", r.stdout_tail), ("stderr", r.stderr_tail)):
+            if text.strip():
+                console.rule(f"{label} (tail)")
+                console.print(text.rstrip(), markup=False, highlight=False)
+    if not r.ok:
+        raise typer.Exit(4)
+
+
+add_asset_commands(app, "app", "app")

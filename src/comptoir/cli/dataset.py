@@ -1,4 +1,5 @@
-"""comptoir dataset deploy|publish: encrypt, register and sell a dataset."""
+"""comptoir dataset deploy|publish|list|show|unpublish: encrypt, register and sell a
+dataset."""
 
 from __future__ import annotations
 
@@ -7,7 +8,19 @@ from typing import Annotated
 
 import typer
 
-from comptoir.cli._common import JsonOpt, WalletOpt, parse_tag, print_rows, sdk
+from comptoir.cli._assets import add_asset_commands
+from comptoir.cli._common import (
+    JsonOpt,
+    PriceOpt,
+    Ref,
+    WalletOpt,
+    parse_amount,
+    parse_tag,
+    print_rows,
+    print_transactions,
+    sdk,
+    units,
+)
 from comptoir.cli.output import console, print_json, success
 
 app = typer.Typer(help="Encrypt, register and sell datasets.", no_args_is_help=True)
@@ -26,6 +39,7 @@ def deploy(
     the key service (released only to workers of deals that include it)."""
     with sdk(wallet) as c, console.status("Encrypting, uploading and registering..."):
         deployed = c.deploy_dataset(source, name)
+        hashes = list(c.transactions)
     if as_json:
         print_json(deployed.to_json())
         return
@@ -37,15 +51,18 @@ def deploy(
             ("key", f"registered with the key service; your copy: {deployed.key_file}"),
         ]
     )
+    print_transactions(hashes)
 
 
 @app.command()
 def publish(
-    dataset_ref: Annotated[str, typer.Argument(metavar="DATASET", help="Dataset id or name.")],
-    price: Annotated[int, typer.Option(help="Price per task, token units.")],
+    dataset_ref: Annotated[str, typer.Argument(metavar="DATASET", help="Dataset: " + Ref + ".")],
+    price: PriceOpt,
     volume: Annotated[int, typer.Option(help="Tasks on offer.")] = 1_000_000,
-    app_restrict: Annotated[int, typer.Option(help="Only with this app.")] = 0,
-    workerpool_restrict: Annotated[int, typer.Option(help="Only on this workerpool.")] = 0,
+    app_restrict: Annotated[str, typer.Option(help="Only with this app (" + Ref + ").")] = "0",
+    workerpool_restrict: Annotated[
+        str, typer.Option(help="Only on this workerpool (" + Ref + ").")
+    ] = "0",
     requester_restrict: Annotated[str | None, typer.Option(help="Only for this address.")] = None,
     tag: Annotated[str | None, typer.Option(help="Required features: gpu, tee.")] = None,
     wallet: WalletOpt = None,
@@ -55,7 +72,7 @@ def publish(
     with sdk(wallet) as c:
         listed = c.publish_dataset_order(
             dataset_ref,
-            price,
+            parse_amount(price, "price"),
             volume,
             tag=parse_tag(tag),
             app_restrict=app_restrict,
@@ -65,4 +82,7 @@ def publish(
     if as_json:
         print_json({"hash": listed.hash, "order": listed.order.to_json()})
         return
-    success(f"Dataset order {listed.hash} listed at {listed.price} per task.")
+    success(f"Dataset order {listed.hash} listed at {units(listed.price)} per task.")
+
+
+add_asset_commands(app, "dataset", "dataset")

@@ -1,4 +1,4 @@
-"""comptoir devnet up|down|status: a local anvil chain with the protocol deployed."""
+"""comptoir devnet up|down|status|faucet: a local anvil chain with the protocol deployed."""
 
 from __future__ import annotations
 
@@ -151,3 +151,31 @@ def status(
         rows.append(("deployed", "no"))
     console.print(key_value_table(rows, title="Comptoir devnet"))
     _print_services(settings)
+
+
+@app.command()
+def faucet(
+    to: Annotated[str, typer.Argument(help="Address, wallet name or devnet:N to fund.")],
+    tokens: Annotated[
+        str, typer.Option(help="Test tokens to mint (5CPT, 1000 units).")
+    ] = "1000CPT",
+    ether: Annotated[str, typer.Option(help="Test ether for gas (e.g. 1ETH; 0: none).")] = "1ETH",
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Fund an account on the local devnet: mint test tokens and send ether for gas."""
+    settings = load_settings()
+    from comptoir.cli._common import parse_amount, wallet_address
+    from comptoir.exceptions import InvalidAmount
+    from comptoir.sdk import parse_value
+    from comptoir.sdk.lifecycle import describe_sent, devnet_faucet
+
+    wei, currency = parse_value(ether if ether.strip() != "0" else "0ETH", "ether")
+    if currency != "ETH":
+        raise InvalidAmount(f"--ether takes ether, e.g. 1ETH or 0.5ETH, not {ether!r}.")
+    dest = to if to.lower().startswith("0x") else wallet_address(to)
+    sent = devnet_faucet(settings, dest, parse_amount(tokens, "token amount"), wei)
+    if as_json:
+        print_json([s.to_json() for s in sent])
+        return
+    for s in sent:
+        success(describe_sent(s))

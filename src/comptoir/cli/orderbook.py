@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from comptoir.cli._common import JsonOpt, parse_tag, sdk
+from comptoir.cli._common import JsonOpt, parse_amount, parse_tag, sdk
 from comptoir.cli.output import console, print_json
 
 app = typer.Typer(help="Browse the order book (cheapest first) and the cloud price index.")
@@ -18,12 +18,22 @@ def orderbook(
     kind: Annotated[
         str | None, typer.Option(help="app, dataset, workerpool or request (default: all).")
     ] = None,
-    app_: Annotated[int | None, typer.Option("--app", help="Orders naming this app.")] = None,
-    dataset: Annotated[int | None, typer.Option(help="Orders of this dataset.")] = None,
-    workerpool: Annotated[int | None, typer.Option(help="Orders of this workerpool.")] = None,
-    category: Annotated[int | None, typer.Option(help="Workerpool category id.")] = None,
+    app_: Annotated[
+        str | None, typer.Option("--app", help="Orders naming this app (id or name).")
+    ] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="Orders of this dataset (id or name).")
+    ] = None,
+    workerpool: Annotated[
+        str | None, typer.Option(help="Orders of this workerpool (id or name).")
+    ] = None,
+    category: Annotated[
+        str | None, typer.Option(help="Workerpool category (id or name: XS ... TEST).")
+    ] = None,
     min_trust: Annotated[int | None, typer.Option(help="Workerpools offering this trust.")] = None,
-    max_price: Annotated[int | None, typer.Option(help="Price per task at most this.")] = None,
+    max_price: Annotated[
+        str | None, typer.Option(help="Price per task at most this (1000, 1.5CPT).")
+    ] = None,
     tag: Annotated[str | None, typer.Option(help="gpu, tee or a bitmask.")] = None,
     status: Annotated[str, typer.Option(help="open, filled, cancelled, dead or any.")] = "open",
     limit: Annotated[int, typer.Option(help="At most this many orders.")] = 50,
@@ -40,12 +50,12 @@ def orderbook(
     with sdk(need_account=False) as c:
         orders = c.orderbook(
             kind,
-            app=app_,
-            dataset=dataset,
-            workerpool=workerpool,
-            category=category,
+            app=c.resolve("app", app_) if app_ else None,
+            dataset=c.resolve("dataset", dataset) if dataset else None,
+            workerpool=c.resolve("workerpool", workerpool) if workerpool else None,
+            category=c.resolve_category(category) if category else None,
             min_trust=min_trust,
-            max_price=max_price,
+            max_price=parse_amount(max_price, "max price") if max_price else None,
             tag=hex(parse_tag(tag)) if tag else None,
             status=status,
             limit=limit,

@@ -28,3 +28,13 @@ def key_value_table(rows: list[tuple[str, Any]], title: str | None = None) -> Ta
 
 def success(message: str) -> None:
     console.print(f"[green]{message}[/green]")
+
+
+def print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    """A borderless table: one row per record, values already formatted."""
+    table = Table(title=title, box=None)
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)

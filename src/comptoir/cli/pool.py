@@ -1,4 +1,4 @@
-"""comptoir pool deploy|publish|serve: run a workerpool."""
+"""comptoir pool deploy|publish|serve|status|list|show|unpublish: run a workerpool."""
 
 from __future__ import annotations
 
@@ -6,12 +6,25 @@ from typing import Annotated
 
 import typer
 
-from comptoir.cli._common import JsonOpt, WalletOpt, parse_tag, sdk
+from comptoir.cli._assets import add_asset_commands
+from comptoir.cli._common import (
+    JsonOpt,
+    PriceOpt,
+    Ref,
+    WalletOpt,
+    parse_amount,
+    parse_tag,
+    print_rows,
+    print_transactions,
+    sdk,
+    units,
+)
 from comptoir.cli.output import console, print_json, success
 
 app = typer.Typer(
     help="Register a workerpool, sell its capacity, run its scheduler.", no_args_is_help=True
 )
+PoolArg = Annotated[str, typer.Argument(metavar="POOL", help="Workerpool: " + Ref + ".")]
 
 
 @app.command()
@@ -25,24 +38,26 @@ def deploy(
     """Register a workerpool on-chain; your wallet becomes its scheduler."""
     with sdk(wallet) as c:
         pool = c.deploy_pool(name, worker_stake, scheduler_reward)
+        hashes = list(c.transactions)
     if as_json:
         print_json(pool.to_json())
         return
     success(f"Workerpool {pool.name!r} registered with id {pool.workerpool}.")
+    print_transactions(hashes)
 
 
 @app.command()
 def publish(
-    pool_ref: Annotated[str, typer.Argument(metavar="POOL", help="Workerpool id or name.")],
-    price: Annotated[int, typer.Option(help="Price per task, token units.")],
+    pool_ref: PoolArg,
+    price: PriceOpt,
     volume: Annotated[int, typer.Option(help="Tasks on offer.")] = 1_000_000,
     category: Annotated[
         str, typer.Option(help="Category id or name (XS, S, M, L, XL, TEST).")
     ] = "0",
     trust: Annotated[int, typer.Option(help="Highest trust offered.")] = 1,
     tag: Annotated[str | None, typer.Option(help="Features offered: gpu, tee.")] = None,
-    app_restrict: Annotated[int, typer.Option(help="Only this app.")] = 0,
-    dataset_restrict: Annotated[int, typer.Option(help="Only this dataset.")] = 0,
+    app_restrict: Annotated[str, typer.Option(help="Only this app (" + Ref + ").")] = "0",
+    dataset_restrict: Annotated[str, typer.Option(help="Only this dataset (" + Ref + ").")] = "0",
     requester_restrict: Annotated[str | None, typer.Option(help="Only this address.")] = None,
     wallet: WalletOpt = None,
     as_json: JsonOpt = False,
@@ -51,7 +66,7 @@ def publish(
     with sdk(wallet) as c:
         listed = c.publish_pool_order(
             pool_ref,
-            price,
+            parse_amount(price, "price"),
             volume,
             category=category,
             trust=trust,
@@ -63,12 +78,12 @@ def publish(
     if as_json:
         print_json({"hash": listed.hash, "order": listed.order.to_json()})
         return
-    success(f"Workerpool order {listed.hash} listed at {listed.price} per task.")
+    success(f"Workerpool order {listed.hash} listed at {units(listed.price)} per task.")
 
 
 @app.command()
 def serve(
-    pool_ref: Annotated[str, typer.Argument(metavar="POOL", help="Workerpool id or name.")],
+    pool_ref: PoolArg,
     host: Annotated[str, typer.Option(help="Listen address for workers.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Listen port.")] = 8700,
     db: Annotated[str | None, typer.Option(help="SQLite file or PostgreSQL URL.")] = None,
@@ -83,3 +98,29 @@ def serve(
     assert account is not None
     console.print(f"Scheduler of workerpool {pool} on http://{host}:{port} (Ctrl-C stops it).")
     serve_pool(config, account, pool, host=host, port=port, db=db)
+
+
+@app.command()
+def status(pool_ref: PoolArg, as_json: JsonOpt = False) -> None:
+    """The pool's scheduler view: tasks by status, workers online, active deals."""
+    with sdk(need_account=False) as c:
+        st = c.pool_status(pool_ref)
+    if as_json:
+        print_json(st)
+        return
+    tasks = ", ".join(f"{k} {v}" for k, v in sorted(dict(st.get("tasks") or {}).items()))
+    print_rows(
+        [
+            ("workerpool", st.get("workerpool")),
+            ("scheduler", st.get("scheduler")),
+            ("workers online", st.get("workers_online")),
+            ("deals active", st.get("deals_active")),
+            ("assignments running", st.get("assignments_running")),
+            ("tasks", tasks or "none yet"),
+            ("chain block seen", st.get("block")),
+        ],
+        title="Workerpool scheduler",
+    )
+
+
+add_asset_commands(app, "workerpool", "workerpool")

@@ -16,7 +16,9 @@ app = typer.Typer(help="Download and verify results.", no_args_is_help=True)
 @app.command()
 def get(
     task_id: Annotated[str, typer.Argument(help="Task id (0x + 64 hex).")],
-    output: Annotated[Path, typer.Option(help="Where to unpack it.")] = Path("comptoir-results"),
+    output: Annotated[
+        Path | None, typer.Option(help="Where to unpack it (default $COMPTOIR_HOME/results).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Fetch a settled task's result and check its digest against the on-chain one."""

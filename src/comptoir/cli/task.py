@@ -1,4 +1,4 @@
-"""comptoir task show TASK_ID [--watch]."""
+"""comptoir task show TASK_ID [--watch] | task claim TASK_ID."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from typing import Annotated
 
 import typer
 
-from comptoir.cli._common import JsonOpt, sdk
+from comptoir.cli._common import JsonOpt, WalletOpt, print_claimed, sdk
 from comptoir.cli.output import console, print_json
 
-app = typer.Typer(help="Inspect tasks.", no_args_is_help=True)
+app = typer.Typer(help="Inspect and claim tasks.", no_args_is_help=True)
 
 
 def _line(t: object) -> str:
@@ -18,10 +18,14 @@ def _line(t: object) -> str:
     assert isinstance(t, TaskStatus)
     replicas = ", ".join(f"{r.get('worker', '?')[:10]}…:{r.get('status')}" for r in t.replicas)
     text = f"task {t.index} of deal {t.deal_id[:12]}…: [bold]{t.status}[/bold]"
+    if t.reason:
+        text += f" ({t.reason})"
     if t.digest:
         text += f"  digest {t.digest}"
     if replicas:
         text += f"  replicas [{replicas}]"
+    if t.tx_hash:  # its own line: a hash must stay copyable, never wrapped
+        text += f"\n  settled by transaction {t.tx_hash}"
     return text
 
 
@@ -45,3 +49,14 @@ def show(
                 print_json(st.to_json())
             else:
                 console.print(_line(st))
+
+
+@app.command()
+def claim(
+    task_id: Annotated[str, typer.Argument(help="Task id (0x + 64 hex).")],
+    wallet: WalletOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Refund one task past its deal's final deadline (anyone may claim)."""
+    with sdk(wallet) as c:
+        print_claimed(c.claim_task(task_id), as_json)

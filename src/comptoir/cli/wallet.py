@@ -1,13 +1,21 @@
-"""comptoir wallet create|import|show|list: encrypted keystores in <home>/wallets."""
+"""comptoir wallet create|import|show|list|send: encrypted keystores in <home>/wallets."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from comptoir.cli._common import JsonOpt, new_password, print_rows
+from comptoir.cli._common import (
+    JsonOpt,
+    WalletOpt,
+    new_password,
+    print_rows,
+    sdk,
+    wallet_address,
+)
 from comptoir.cli.output import console, print_json, success
 from comptoir.config import load_settings
 
@@ -39,17 +47,39 @@ def import_(
         str | None,
         typer.Option(help="Private key (hex); prompted, or $COMPTOIR_PRIVATE_KEY, if omitted."),
     ] = None,
+    keystore: Annotated[
+        Path | None,
+        typer.Option(
+            help="An encrypted v3 keystore instead: a geth UTC--... file or a foundry "
+            "keystore; decrypted with its password ($COMPTOIR_KEYSTORE_PASSWORD or "
+            "prompted) and saved with the same one."
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Import an existing private key into an encrypted wallet."""
+    """Import an existing private key, or a geth/foundry keystore, into a wallet."""
     settings = load_settings()
-    from comptoir.sdk import import_wallet
+    from comptoir.sdk import import_keystore, import_wallet
 
-    key = (
-        key
-        or os.environ.get("COMPTOIR_PRIVATE_KEY")
-        or typer.prompt("Private key", hide_input=True)
-    )
-    info = import_wallet(settings, key, name or "default", new_password())
+    if keystore is not None:
+        if key:
+            from comptoir.exceptions import WalletError
+
+            raise WalletError("Give either --key or --keystore, not both.")
+        secret = os.environ.get("COMPTOIR_KEYSTORE_PASSWORD") or str(
+            typer.prompt("Keystore password", hide_input=True)
+        )
+        info = import_keystore(settings, keystore, name or "default", secret)
+    else:
+        key = (
+            key
+            or os.environ.get("COMPTOIR_PRIVATE_KEY")
+            or typer.prompt("Private key", hide_input=True)
+        )
+        info = import_wallet(settings, key, name or "default", new_password())
+    if as_json:
+        print_json({"name": info.name, "address": info.address, "path": info.path})
+        return
     success(f"Wallet {info.name!r} imported: {info.address}")
 
 
@@ -83,3 +113,24 @@ def list_(as_json: JsonOpt = False) -> None:
         console.print("No wallet yet; create one with 'comptoir wallet create'.")
     for w in found:
         console.print(f"{w.name}  {w.address}")
+
+
+@app.command()
+def send(
+    to: Annotated[str, typer.Argument(help="Address, wallet name or devnet:N to send to.")],
+    amount: Annotated[
+        str, typer.Argument(help="Tokens (1000 units, 5CPT) or ether (0.1ETH), exact.")
+    ],
+    wallet: WalletOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Send wallet tokens or ether (not the escrow's free balance: see 'account withdraw')."""
+    from comptoir.sdk.lifecycle import describe_sent
+
+    dest = to if to.lower().startswith("0x") else wallet_address(to)
+    with sdk(wallet) as c:
+        sent = c.send(dest, amount)
+    if as_json:
+        print_json(sent.to_json())
+        return
+    success(describe_sent(sent))

@@ -1,4 +1,4 @@
-"""comptoir worker run: contribute computing time to a workerpool."""
+"""comptoir worker run|list: contribute computing time to a workerpool, or see who does."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from comptoir.cli._common import WalletOpt, sdk
-from comptoir.cli.output import console
+from comptoir.cli._common import JsonOpt, WalletOpt, sdk
+from comptoir.cli.output import console, print_json, print_table
 
 app = typer.Typer(help="Run a worker agent for a workerpool.", no_args_is_help=True)
 
@@ -19,7 +19,7 @@ def run(
         str | None, typer.Option(help="The pool's scheduler URL (or give --pool).")
     ] = None,
     pool: Annotated[
-        int | None, typer.Option(help="Workerpool id whose scheduler URL is configured.")
+        str | None, typer.Option(help="Workerpool (id or name) whose scheduler URL is known.")
     ] = None,
     work_dir: Annotated[Path | None, typer.Option(help="Work folder (cache, journal).")] = None,
     idle_only: Annotated[bool, typer.Option(help="Volunteer mode: only when idle.")] = False,
@@ -31,7 +31,8 @@ def run(
 
     with sdk(wallet) as c:
         config, account = c.config, c.account
-    url = scheduler or (config.scheduler_url(pool) if pool is not None else None)
+        pool_id = c.resolve("workerpool", pool) if pool is not None and not scheduler else None
+    url = scheduler or (config.scheduler_url(pool_id) if pool_id is not None else None)
     if not url:
         known = ", ".join(str(p) for p in config.schedulers) or "none"
         raise ConfigError(
@@ -41,3 +42,32 @@ def run(
     assert account is not None
     console.print(f"Worker {account.address} serving {url} (Ctrl-C stops it).")
     run_worker(config, account, url, work_dir=work_dir, idle_only=idle_only)
+
+
+@app.command("list")
+def list_(
+    pool: Annotated[str, typer.Option(help="Workerpool: id, NAME or NAME@0xOWNER.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """The workers registered with a pool's scheduler: online, score, capabilities."""
+    with sdk(need_account=False) as c:
+        found = c.pool_workers(pool)
+    if as_json:
+        print_json(found)
+        return
+    if not found:
+        console.print("No worker has registered with this pool yet.")
+        return
+    rows = [
+        [
+            str(w.get("address")),
+            "yes" if w.get("online") else "no",
+            str(w.get("score")),
+            str(w.get("weight")),
+            str(w.get("cpus")),
+            "yes" if w.get("gpu") else "no",
+            str(w.get("cached")),
+        ]
+        for w in found
+    ]
+    print_table("Workers", ["address", "online", "score", "weight", "cpus", "gpu", "cached"], rows)

@@ -16,15 +16,20 @@ iterators). Services come from the environment or the local stack (see ``Config`
 Public API
 ----------
 - clients: ``Comptoir`` (async), ``ComptoirSync``, ``Config``
-- wallets: ``create_wallet``, ``import_wallet``, ``list_wallets``, ``show_wallet``,
-  ``load_wallet``, ``resolve_account``, ``devnet_account``
+- wallets: ``create_wallet``, ``import_wallet``, ``import_keystore``, ``list_wallets``,
+  ``show_wallet``, ``load_wallet``, ``resolve_account``, ``devnet_account``
+- amounts: ``parse_amount`` (``"1.1CPT"`` is exactly 1.1 x 10**18 units), ``parse_value``
+- names: an asset is given by id, ``NAME`` (refused when several owners registered it)
+  or ``NAME@0xOWNER`` (see :mod:`comptoir.sdk.names`)
 - apps: ``init_app``, ``build_app``, ``read_app``
 - services: ``serve_pool``, ``run_worker``
 - results and records: ``Balance``, ``AppDeployment``, ``DatasetDeployment``,
   ``PoolDeployment``, ``ListedOrder``, ``OrderSelection``, ``DealHandle``, ``DealStatus``,
-  ``TaskStatus``, ``TaskResult``, ``Progress``, ``MarketClient``
+  ``TaskStatus``, ``TaskResult``, ``Progress``, ``MarketClient``, ``AssetView``,
+  ``CancelledOrder``, ``DealSummary``, ``Claimed``, ``Sent``
 """
 
+from comptoir.sdk.amounts import parse_amount, parse_value
 from comptoir.sdk.apps import BuiltApp, build_app, init_app, read_app
 from comptoir.sdk.client import Comptoir, ProgressCallback
 from comptoir.sdk.config import Config
@@ -33,13 +38,18 @@ from comptoir.sdk.services import run_worker, serve_pool
 from comptoir.sdk.sync import ComptoirSync
 from comptoir.sdk.types import (
     AppDeployment,
+    AssetView,
     Balance,
+    CancelledOrder,
+    Claimed,
     DatasetDeployment,
     DealHandle,
     DealStatus,
+    DealSummary,
     OrderSelection,
     PoolDeployment,
     Progress,
+    Sent,
     TaskResult,
     TaskStatus,
 )
@@ -47,6 +57,7 @@ from comptoir.sdk.wallet import (
     WalletInfo,
     create_wallet,
     devnet_account,
+    import_keystore,
     import_wallet,
     list_wallets,
     load_wallet,
@@ -56,30 +67,38 @@ from comptoir.sdk.wallet import (
 
 __all__ = [
     "AppDeployment",
+    "AssetView",
     "Balance",
     "BuiltApp",
+    "CancelledOrder",
+    "Claimed",
     "Comptoir",
     "ComptoirSync",
     "Config",
     "DatasetDeployment",
     "DealHandle",
     "DealStatus",
+    "DealSummary",
     "ListedOrder",
     "MarketClient",
     "OrderSelection",
     "PoolDeployment",
     "Progress",
     "ProgressCallback",
+    "Sent",
     "TaskResult",
     "TaskStatus",
     "WalletInfo",
     "build_app",
     "create_wallet",
     "devnet_account",
+    "import_keystore",
     "import_wallet",
     "init_app",
     "list_wallets",
     "load_wallet",
+    "parse_amount",
+    "parse_value",
     "read_app",
     "resolve_account",
     "run_worker",

@@ -40,25 +40,33 @@ from comptoir.exceptions import (
     ChainError,
     ComptoirError,
     ConfigError,
+    MarketError,
     NoMatchingOrder,
     ResultError,
+    SchedulerError,
     StorageError,
     TransactionRejected,
 )
-from comptoir.sdk import chainscan
+from comptoir.sdk import chainscan, lifecycle, names
+from comptoir.sdk.amounts import parse_amount
 from comptoir.sdk.apps import app_determinism, build_app, read_app
 from comptoir.sdk.config import Config, as_config
 from comptoir.sdk.market import ListedOrder, MarketClient
 from comptoir.sdk.results import check_result
 from comptoir.sdk.types import (
     AppDeployment,
+    AssetView,
     Balance,
+    CancelledOrder,
+    Claimed,
     DatasetDeployment,
     DealHandle,
     DealStatus,
+    DealSummary,
     OrderSelection,
     PoolDeployment,
     Progress,
+    Sent,
     TaskResult,
     TaskStatus,
 )
@@ -111,6 +119,7 @@ class Comptoir:
         self._storage: StorageClient | None = None
         self._http: httpx.AsyncClient | None = None
         self._determinism: dict[int, str | None] = {}
+        self.transactions: list[str] = []  # hashes of the transactions this client sent
 
     # ------------------------------------------------------------ plumbing
 
@@ -144,6 +153,7 @@ class Comptoir:
             self._chain = await self._call(
                 ChainClient.from_settings, self.config.settings, self.account
             )
+            lifecycle.record_transactions(self._chain, self.transactions)
         return self._chain
 
     @property
@@ -179,16 +189,16 @@ class Comptoir:
 
         return await self._call(read)
 
-    async def deposit(self, amount: int) -> Balance:
+    async def deposit(self, amount: int | str) -> Balance:
         """Move `amount` tokens from the wallet into the escrow (approving the hub if needed)."""
         c = await self.chain()
-        await self._call(c.deposit, amount)
+        await self._call(c.deposit, parse_amount(amount))
         return await self.balance()
 
-    async def withdraw(self, amount: int) -> Balance:
+    async def withdraw(self, amount: int | str) -> Balance:
         """Move `amount` free tokens from the escrow back to the wallet."""
         c = await self.chain()
-        await self._call(c.withdraw, amount)
+        await self._call(c.withdraw, parse_amount(amount))
         return await self.balance()
 
     # ------------------------------------------------------------ names
@@ -196,8 +206,14 @@ class Comptoir:
     async def resolve(self, kind: str, ref: int | str) -> int:
         """Asset id of an app, dataset or workerpool given by id or by registered name."""
         c = await self.chain()
-        owner = self.account.address if self.account is not None else None
-        return await self._call(chainscan.resolve_asset, c, kind, ref, owner)
+        me = self.account.address if self.account is not None else None
+        return await self._call(names.resolve_asset, c, kind, ref, me)
+
+    async def _optional(self, kind: str, ref: int | str | None) -> int:
+        """0 for "none", else the id of an asset given by id or name (restrictions)."""
+        if ref in (None, 0, "", "0"):
+            return 0
+        return await self.resolve(kind, ref)  # type: ignore[arg-type]
 
     async def resolve_category(self, ref: int | str) -> int:
         c = await self.chain()
@@ -211,6 +227,7 @@ class Comptoir:
 
     async def _publish(self, order: Any) -> ListedOrder:
         c = await self.chain()
+        await self._call(lifecycle.check_order_owner, c, order, self.address)
         signature = c.sign_order(order)
         return await self.market.apublish(order, signature)
 
@@ -230,22 +247,22 @@ class Comptoir:
     async def publish_app_order(
         self,
         app: int | str,
-        price: int,
+        price: int | str,
         volume: int = 1_000_000,
         *,
         tag: int = 0,
-        dataset_restrict: int = 0,
-        workerpool_restrict: int = 0,
+        dataset_restrict: int | str = 0,
+        workerpool_restrict: int | str = 0,
         requester_restrict: str | None = None,
     ) -> ListedOrder:
         """Sign and list an offer to run `app` at `price` per task, `volume` times."""
         order = AppOrder(
             app=await self.resolve("app", app),
-            app_price=price,
+            app_price=parse_amount(price, "price"),
             volume=volume,
             tag=tag_bytes(tag),
-            dataset_restrict=dataset_restrict,
-            workerpool_restrict=workerpool_restrict,
+            dataset_restrict=await self._optional("dataset", dataset_restrict),
+            workerpool_restrict=await self._optional("workerpool", workerpool_restrict),
             requester_restrict=requester_restrict or ZERO_ADDRESS,
         )
         return await self._publish(order)
@@ -288,22 +305,22 @@ class Comptoir:
     async def publish_dataset_order(
         self,
         dataset: int | str,
-        price: int,
+        price: int | str,
         volume: int = 1_000_000,
         *,
         tag: int = 0,
-        app_restrict: int = 0,
-        workerpool_restrict: int = 0,
+        app_restrict: int | str = 0,
+        workerpool_restrict: int | str = 0,
         requester_restrict: str | None = None,
     ) -> ListedOrder:
         """Sign and list an offer of `dataset`, optionally only to one app, pool or requester."""
         order = DatasetOrder(
             dataset=await self.resolve("dataset", dataset),
-            dataset_price=price,
+            dataset_price=parse_amount(price, "price"),
             volume=volume,
             tag=tag_bytes(tag),
-            app_restrict=app_restrict,
-            workerpool_restrict=workerpool_restrict,
+            app_restrict=await self._optional("app", app_restrict),
+            workerpool_restrict=await self._optional("workerpool", workerpool_restrict),
             requester_restrict=requester_restrict or ZERO_ADDRESS,
         )
         return await self._publish(order)
@@ -323,26 +340,26 @@ class Comptoir:
     async def publish_pool_order(
         self,
         workerpool: int | str,
-        price: int,
+        price: int | str,
         volume: int = 1_000_000,
         *,
         category: int | str = 0,
         trust: int = 1,
         tag: int = 0,
-        app_restrict: int = 0,
-        dataset_restrict: int = 0,
+        app_restrict: int | str = 0,
+        dataset_restrict: int | str = 0,
         requester_restrict: str | None = None,
     ) -> ListedOrder:
         """Sign and list an offer of `volume` tasks in `category` at up to `trust`."""
         order = WorkerpoolOrder(
             workerpool=await self.resolve("workerpool", workerpool),
-            workerpool_price=price,
+            workerpool_price=parse_amount(price, "price"),
             volume=volume,
             tag=tag_bytes(tag),
             category=await self.resolve_category(category),
             trust=trust,
-            app_restrict=app_restrict,
-            dataset_restrict=dataset_restrict,
+            app_restrict=await self._optional("app", app_restrict),
+            dataset_restrict=await self._optional("dataset", dataset_restrict),
             requester_restrict=requester_restrict or ZERO_ADDRESS,
         )
         return await self._publish(order)
@@ -482,6 +499,7 @@ class Comptoir:
             raise ConfigError("The trust must be at least 1.")
         notify = on_progress or (lambda p: None)
         c = await self.chain()
+        await self._call(lifecycle.precheck_request, c, max_price, callback)
         app_id = await self.resolve("app", app)
         dataset_id = await self.resolve("dataset", dataset) if dataset else 0
         pool_id = await self.resolve("workerpool", workerpool) if workerpool else 0
@@ -819,6 +837,7 @@ class Comptoir:
             raise ConfigError(f"No deal {did} exists on this chain; check the id.")
         settled = {int(e.index): e for e in await self._call(chainscan.settlements, c, [did])}
         sched = await self._scheduler_deal(created.workerpool, did)
+        expired = await self._call(c.timestamp) >= created.deal.final_deadline
         tasks = []
         for i in range(created.deal.volume):
             tid = _hex(created.deal.task_id(i))
@@ -827,6 +846,8 @@ class Comptoir:
                 tasks.append(TaskStatus(tid, did, i, "finalized", _hex(s.digest)))
             elif isinstance(s, ev.TaskClaimed):
                 tasks.append(TaskStatus(tid, did, i, "claimed"))
+            elif expired:  # nobody may settle it any more; anyone may claim its refund
+                tasks.append(TaskStatus(tid, did, i, lifecycle.EXPIRED))
             else:
                 tasks.append(TaskStatus(tid, did, i, sched.get(tid, "pending")))
         d = created.deal
@@ -876,8 +897,17 @@ class Comptoir:
         replicas = tuple(view.get("replicas") or ())
         blob = view.get("result_blob")
         if isinstance(s, ev.TaskFinalized):
+            reason = lifecycle.failure_reason(view.get("failure"))
             return TaskStatus(
-                tid, _hex(s.deal_id), s.index, "finalized", _hex(s.digest), blob, replicas
+                tid,
+                _hex(s.deal_id),
+                s.index,
+                "failed" if reason else "finalized",
+                _hex(s.digest),
+                blob,
+                replicas,
+                reason,
+                _hex(s.tx_hash) if s.tx_hash else None,
             )
         if isinstance(s, ev.TaskClaimed):
             return TaskStatus(tid, _hex(s.deal_id), s.index, "claimed", None, blob, replicas)
@@ -894,7 +924,10 @@ class Comptoir:
         found = await self._call(self._find_task, c, tid)
         if found is None:
             raise ConfigError(f"No task {tid} is known on this chain or to the known schedulers.")
-        return TaskStatus(tid, found[0], found[1], "pending")
+        created = await self._call(chainscan.find_deal, c, found[0])
+        now = await self._call(c.timestamp)
+        expired = created is not None and now >= created.deal.final_deadline
+        return TaskStatus(tid, found[0], found[1], lifecycle.EXPIRED if expired else "pending")
 
     @staticmethod
     def _find_task(c: ChainClient, tid: str) -> tuple[str, int] | None:
@@ -913,7 +946,7 @@ class Comptoir:
             if key != last:
                 last = key
                 yield st
-            if st.status in ("finalized", "claimed"):
+            if st.status in ("finalized", "failed", "claimed"):
                 return
             await asyncio.sleep(interval)
 
@@ -947,6 +980,138 @@ class Comptoir:
             raise ResultError(f"The result of task {tid} cannot be fetched: {result.message}.")
         return result
 
+    # ------------------------------------------------------------ lifecycle verbs
+
+    async def assets(self, kind: str, owner: str | None = None) -> list[AssetView]:
+        """Every registered app, dataset or workerpool (of `owner` when given), with its
+        owner and open orders (orders None when the market is unreachable)."""
+        c = await self.chain()
+        ids = await self._call(lifecycle.asset_ids, c, _kind(kind), owner)
+        by_asset: dict[int, list[ListedOrder]] | None = {}
+        try:
+            listed = await self.market.aorders(kind=_kind(kind), status="open", limit=500)
+        except (MarketError, ConfigError):
+            by_asset = None
+        else:
+            for o in listed:
+                by_asset.setdefault(o.asset, []).append(o)  # type: ignore[union-attr]
+        return [
+            await self._call(
+                lifecycle.asset_view,
+                c,
+                _kind(kind),
+                a,
+                by_asset.get(a, []) if by_asset is not None else None,
+            )
+            for a in ids
+        ]
+
+    async def show_asset(self, kind: str, ref: int | str) -> AssetView:
+        """One asset by id or name: owner, checksum, location, open orders and prices."""
+        c = await self.chain()
+        asset = await self.resolve(_kind(kind), ref)
+        orders: list[ListedOrder] | None
+        try:
+            filters = {_kind(kind): asset}
+            orders = await self.market.aorders(kind=_kind(kind), status="open", **filters)
+        except (MarketError, ConfigError):
+            orders = None
+        return await self._call(lifecycle.asset_view, c, _kind(kind), asset, orders)
+
+    async def cancel_order(self, order_hash: str) -> CancelledOrder:
+        """Cancel one of your orders on the hub (it can never match again) and delist it."""
+        c = await self.chain()
+        digest = _norm_id(order_hash)
+        listed = await self.market.aget(digest)
+        if to_checksum_address(listed.owner) != self.address:
+            raise ConfigError(
+                f"Order {digest[:12]}… was signed by {listed.owner}, not by you; only its "
+                "signer can cancel it."
+            )
+        consumed = await self._call(c.consumed, listed.order)
+        onchain, tx = False, None
+        if consumed < int(listed.order.volume):  # not yet cancelled nor filled
+            await self._call(c.cancel_order, listed.order)
+            onchain, tx = True, self.transactions[-1] if self.transactions else None
+        if listed.status == "open":
+            with contextlib.suppress(MarketError):  # the market's chain sync may be first
+                await self.market.acancel(digest, self._signer(), c.chain_id, c.deployment.hub)
+        return CancelledOrder(digest, listed.kind, listed.asset, onchain, tx)
+
+    async def unpublish(self, kind: str, ref: int | str) -> list[CancelledOrder]:
+        """Cancel every open order of one of your assets (market and hub)."""
+        c = await self.chain()
+        asset = await self.resolve(_kind(kind), ref)
+        await self._call(lifecycle.check_owner, c, _kind(kind), asset, self.address)
+        filters = {_kind(kind): asset}
+        listed = await self.market.aorders(
+            kind=_kind(kind), status="open", owner=self.address, limit=500, **filters
+        )
+        return [await self.cancel_order(o.hash) for o in listed]
+
+    async def deals(self, role: str = "requester", address: str | None = None) -> list[DealSummary]:
+        """Your deals as requester, as a pool's scheduler, or as a worker, newest first."""
+        c = await self.chain()
+        return await self._call(lifecycle.list_deals, c, address or self.address, role)
+
+    async def claim_deal(self, deal_id: str) -> Claimed:
+        """Refund a deal's unsettled tasks after its final deadline (anyone may claim)."""
+        c = await self.chain()
+        return await self._call(lifecycle.claim, c, _norm_id(deal_id))
+
+    async def claim_task(self, task_id: str) -> Claimed:
+        """Refund one unsettled task after its deal's final deadline."""
+        c = await self.chain()
+        st = await self.task(task_id)
+        return await self._call(lifecycle.claim, c, st.deal_id, [st.index])
+
+    async def send(self, to: str, amount: int | str) -> Sent:
+        """Send tokens (``1000``, ``5CPT``) or ether (``0.1ETH``) from this wallet."""
+        from comptoir.sdk.amounts import parse_value
+
+        units, currency = parse_value(amount)
+        c = await self.chain()
+        return await self._call(lifecycle.send, c, to, units, currency)
+
+    async def pool_status(self, workerpool: int | str) -> dict[str, Any]:
+        """The pool's scheduler view: tasks by status, workers online, active deals."""
+        return await self._scheduler_get(workerpool, "/v1/status")
+
+    async def pool_workers(self, workerpool: int | str) -> list[dict[str, Any]]:
+        """The workers registered with a pool's scheduler (online, score, capabilities)."""
+        return list(await self._scheduler_get(workerpool, "/v1/workers"))
+
+    async def _scheduler_get(self, workerpool: int | str, path: str) -> Any:
+        pool = await self.resolve("workerpool", workerpool)
+        url = self.config.scheduler_url(pool)
+        if url is None:
+            raise ConfigError(
+                f"No scheduler URL is known for workerpool {pool}; set "
+                f"COMPTOIR_SCHEDULER_URLS={pool}=<url>."
+            )
+        try:
+            resp = await self.http.get(f"{url}{path}")
+            resp.raise_for_status()
+            return resp.json()
+        except (httpx.HTTPError, ValueError):
+            raise SchedulerError(
+                f"The scheduler of workerpool {pool} at {url} does not answer; check that "
+                "'comptoir pool serve' runs there."
+            ) from None
+
+    def _signer(self) -> LocalAccount:
+        if self.account is None:
+            raise ConfigError("This needs an account; pass --wallet (or a wallet to the SDK).")
+        return self.account
+
+
+def _kind(kind: str) -> str:
+    """'pool' is what the CLI calls a workerpool."""
+    found = {"app": "app", "dataset": "dataset", "pool": "workerpool", "workerpool": "workerpool"}
+    if kind not in found:
+        raise ConfigError(f"{kind!r} is not an asset kind; use app, dataset or workerpool.")
+    return found[kind]
+
 
 def _handle(created: ev.DealCreated) -> DealHandle:
     return DealHandle(
@@ -958,6 +1123,7 @@ def _handle(created: ev.DealCreated) -> DealHandle:
         created.workerpool,
         created.category,
         created.params,
+        _hex(created.tx_hash) if created.tx_hash else "",
     )
 
 

@@ -163,3 +163,24 @@ class MarketClient(LazyHttpClients):
         with self._net():
             page = self._check(await self.ahttp.get("/v1/orders", params=_filters(filters)))
         return [ListedOrder.from_record(r) for r in page["orders"]]
+
+    # ------------------------------------------------------------ async: one order
+
+    async def aget(self, order_hash: str) -> ListedOrder:
+        with self._net():
+            resp = await self.ahttp.get(f"/v1/orders/{order_hash}")
+            return ListedOrder.from_record(self._check(resp))
+
+    async def acancel(
+        self, order_hash: str, account: LocalAccount, chain_id: int, hub: str
+    ) -> ListedOrder:
+        """Delist an order with its owner's signed cancel message (the hub may still match
+        it: cancel it on-chain too, as :meth:`Comptoir.cancel_order` does)."""
+        from comptoir.market.orderbook import sign_cancel
+
+        sig = sign_cancel(order_hash, account, chain_id, hub)
+        with self._net():
+            resp = await self.ahttp.request(
+                "DELETE", f"/v1/orders/{order_hash}", json={"signature": sig}
+            )
+            return ListedOrder.from_record(self._check(resp))

@@ -98,6 +98,7 @@ class DealHandle(_Json):
     workerpool: int
     category: int
     params: str
+    tx_hash: str = ""  # the match transaction that created it
 
     @property
     def volume(self) -> int:
@@ -148,10 +149,12 @@ class TaskStatus(_Json):
     task_id: str
     deal_id: str
     index: int
-    status: str  # finalized, claimed, or the scheduler's view (open, running, revealing...)
+    status: str  # finalized, failed, claimed, "expired, claimable", or the scheduler's view
     digest: str | None = None
     result_blob: str | None = None
     replicas: tuple[dict[str, Any], ...] = ()
+    reason: str = ""  # why a settled task failed (TIMEOUT, APP_FAILED with exit code...)
+    tx_hash: str | None = None  # the settling transaction
 
 
 @dataclass(frozen=True)
@@ -174,3 +177,66 @@ class DealStatus(_Json):
     @property
     def settled(self) -> int:
         return sum(t.status in ("finalized", "claimed") for t in self.tasks)
+
+
+# ---------------------------------------------------------------- lifecycle records
+
+
+@dataclass(frozen=True)
+class AssetView(_Json):
+    """An app, dataset or workerpool as `app|dataset|pool list` and `show` print it."""
+
+    asset: int
+    kind: str  # app, dataset, workerpool
+    name: str
+    owner: str  # current owner: always shown, names alone prove nothing
+    location: str
+    checksum: str
+    app_kind: str | None = None  # bundle or oci (apps)
+    policy: dict[str, int] | None = None  # worker stake / scheduler reward (workerpools)
+    orders: tuple[dict[str, Any], ...] | None = None  # open orders; None: market unreachable
+
+    @property
+    def cheapest(self) -> int | None:
+        prices = [int(o["price"]) for o in self.orders or ()]
+        return min(prices) if prices else None
+
+
+@dataclass(frozen=True)
+class CancelledOrder(_Json):
+    hash: str
+    kind: str
+    asset: int
+    onchain: bool  # cancelled on the hub (it can never match), not only delisted
+    tx_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class DealSummary(_Json):
+    deal_id: str
+    role: str  # requester, pool or worker
+    app: int
+    dataset: int
+    workerpool: int
+    volume: int
+    finalized: int
+    claimed: int
+    task_price: int
+    final_deadline: int
+    state: str  # active, done, "expired, claimable"
+
+
+@dataclass(frozen=True)
+class Claimed(_Json):
+    deal_id: str
+    indices: tuple[int, ...]
+    refunded: int  # task prices plus forfeited scheduler stakes, to the requester
+    tx_hashes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Sent(_Json):
+    to: str
+    amount: int
+    currency: str  # CPT or ETH
+    tx_hash: str

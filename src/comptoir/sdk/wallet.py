@@ -100,6 +100,48 @@ def import_wallet(
     return _save(settings, name, account, _password(password))
 
 
+MAX_KEYSTORE_BYTES = 64 * 1024  # a v3 keystore is about 500 bytes
+
+
+def import_keystore(
+    settings: Settings,
+    source: str | Path,
+    name: str = DEFAULT_WALLET,
+    password: PasswordSource = None,
+    new_password: PasswordSource = None,
+) -> WalletInfo:
+    """Import an encrypted Web3 Secret Storage (v3) keystore: a geth ``UTC--...`` file or a
+    foundry (``cast wallet``) keystore, scrypt or pbkdf2. It is decrypted with its own
+    `password` and saved under `name`, encrypted with `new_password` (default: the same)."""
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise WalletError(f"No keystore file at {path}; give the path of a UTC--... or JSON file.")
+    if path.stat().st_size > MAX_KEYSTORE_BYTES:
+        raise WalletError(f"{path} is too large to be a keystore; give a v3 keystore JSON file.")
+    try:
+        keystore = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        raise WalletError(f"{path} is not JSON; give a v3 keystore (geth or foundry).") from None
+    crypto = keystore.get("crypto", keystore.get("Crypto")) if isinstance(keystore, dict) else None
+    if not isinstance(crypto, dict) or keystore.get("version") != 3:
+        raise WalletError(
+            f"{path} is not a version 3 keystore; export one with geth or 'cast wallet'."
+        )
+    secret = _password(password)
+    try:
+        key = Account.decrypt(keystore, secret)
+    except ValueError as exc:
+        if "MAC mismatch" in str(exc):
+            raise WalletError(
+                f"Wrong password for the keystore {path.name}; check it and retry."
+            ) from None
+        raise WalletError(f"The keystore {path.name} cannot be read ({exc}).") from None
+    account = Account.from_key(key)
+    return _save(
+        settings, name, account, secret if new_password is None else _password(new_password)
+    )
+
+
 def list_wallets(settings: Settings) -> list[WalletInfo]:
     out = []
     for path in sorted(wallets_dir(settings).glob("*.json")):
