@@ -535,6 +535,7 @@ def serve_storage(root: Path, port: int) -> None:
 
     from comptoir.chain.client import ChainClient
     from comptoir.config import load_settings
+    from comptoir.httpguard import sane_recursion_limit
     from comptoir.scheduler.keypolicy import chain_deal_check
     from comptoir.sdk import chainscan
     from comptoir.storage import LocalBlobStore
@@ -559,6 +560,7 @@ def serve_storage(root: Path, port: int) -> None:
             KeyVault(root / "keys.db"), policy, nonces=policy.nonces, owner_of=owner_of
         )
     )
+    sane_recursion_limit()  # web3 imports raise it past what the C stack holds
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 

@@ -20,6 +20,7 @@ from comptoir.exceptions import (
     MarketError,
     OrderNotFound,
 )
+from comptoir.httpguard import guard
 from comptoir.market.events import Broadcaster
 from comptoir.market.orderbook import OrderBook
 from comptoir.market.schemas import (
@@ -46,6 +47,9 @@ from comptoir.market.sync import MarketSync
 API_VERSION = "v1"
 MAX_PAGE = 500
 MAX_CANDLES = 10_000
+MAX_OFFSET = 1_000_000  # deeper pages: narrow the filters instead
+MAX_EVENTS = 1_000_000
+MAX_TIME = 2.0**40  # Unix seconds, far past any deal
 
 _ERRORS: dict[type[Exception], int] = {
     InvalidOrder: 422,
@@ -90,6 +94,7 @@ class Market:
 
 Uint = Annotated[int | None, Query(ge=0, le=MAX_UINT256)]
 ADDRESS = r"^0x[0-9a-fA-F]{40}$"
+UnixTime = Annotated[float | None, Query(ge=-MAX_TIME, le=MAX_TIME, allow_inf_nan=False)]
 HashPath = Annotated[
     str, Path(pattern=r"^0x[0-9a-fA-F]{64}$", description="EIP-712 order hash, 0x + 64 hex.")
 ]
@@ -174,6 +179,7 @@ def create_market_app(settings: MarketSettings) -> FastAPI:
         ),
         lifespan=lifespan,
     )
+    guard(app)
     app.state.market = market
     book = market.book
 
@@ -300,7 +306,7 @@ def create_market_app(settings: MarketSettings) -> FastAPI:
             ),
         ] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> OrderPage:
         """Lists orders, cheapest first (then oldest first)."""
         query = OrderQuery(
@@ -397,8 +403,18 @@ def create_market_app(settings: MarketSettings) -> FastAPI:
         interval: Annotated[
             int, Query(ge=1, le=366 * 86400, description="Candle length, seconds.")
         ] = 3600,
-        start: Annotated[float | None, Query(description="Unix time, inclusive.")] = None,
-        end: Annotated[float | None, Query(description="Unix time, exclusive.")] = None,
+        start: Annotated[
+            float | None,
+            Query(
+                ge=-MAX_TIME, le=MAX_TIME, allow_inf_nan=False, description="Unix time, inclusive."
+            ),
+        ] = None,
+        end: Annotated[
+            float | None,
+            Query(
+                ge=-MAX_TIME, le=MAX_TIME, allow_inf_nan=False, description="Unix time, exclusive."
+            ),
+        ] = None,
     ) -> CandleSeries:
         """OHLC candles of the workerpool price per task of the deals matched in a category
         (the cloud price index); intervals without deals are omitted."""
@@ -435,7 +451,7 @@ def create_market_app(settings: MarketSettings) -> FastAPI:
     )
     async def stream(
         max_events: Annotated[
-            int | None, Query(ge=1, description="Close after this many events.")
+            int | None, Query(ge=1, le=MAX_EVENTS, description="Close after this many events.")
         ] = None,
     ) -> StreamingResponse:
         """Live feed of the order book."""
