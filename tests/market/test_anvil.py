@@ -36,10 +36,13 @@ async def market(chain: Devnet, tmp_path: Path) -> AsyncIterator[tuple[httpx.Asy
         sync_interval=None,
         chain=Web3ChainView(chain.rpc_url, d.registry, d.hub),
         start_block=chain.w3.eth.block_number,
+        admin_token="anvil-admin",
     )
     app = create_market_app(settings)
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://market"
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://market",
+        headers={"Authorization": "Bearer anvil-admin"},
     ) as client:
         yield client, chain
     await app.state.market.store.close()

@@ -17,6 +17,7 @@ from comptoir.exceptions import (
     ChainError,
     ForgedSignature,
     InvalidOrder,
+    ListingRefused,
     MarketError,
     OrderNotFound,
 )
@@ -55,11 +56,13 @@ _ERRORS: dict[type[Exception], int] = {
     InvalidOrder: 422,
     ForgedSignature: 400,
     OrderNotFound: 404,
+    ListingRefused: 403,
     MarketError: 400,
     ChainError: 503,
 }
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "Forged signature or refused request."},
+    403: {"model": ErrorBody, "description": "Too many open orders, or too little deposited."},
     422: {"model": ErrorBody, "description": "Malformed request; `detail` says which field."},
 }
 
@@ -72,7 +75,13 @@ class Market:
         self.store = MarketStore(settings.database)
         self.events = Broadcaster()
         self.book = OrderBook(
-            self.store, settings.chain_view(), settings.chain_id, settings.hub, self.events
+            self.store,
+            settings.chain_view(),
+            settings.chain_id,
+            settings.hub,
+            self.events,
+            max_open_per_owner=settings.max_open_per_owner,
+            min_request_balance=settings.min_request_balance,
         )
         self.sync = MarketSync(
             self.book,
@@ -374,17 +383,30 @@ def create_market_app(settings: MarketSettings) -> FastAPI:
         "/v1/sync",
         response_model=SyncReport,
         tags=["admin"],
-        responses={401: {"model": ErrorBody, "description": "Wrong or missing admin token."}},
+        responses={
+            401: {"model": ErrorBody, "description": "Wrong or missing admin token."},
+            403: {"model": ErrorBody, "description": "No admin token is configured."},
+            422: _RESPONSES[422],
+        },
     )
-    async def sync(authorization: Annotated[str | None, Header()] = None) -> Response | SyncReport:
+    async def sync(
+        authorization: Annotated[str | None, Header(max_length=1024)] = None,
+    ) -> Response | SyncReport:
         """Runs one synchronization pass with the chain now (needs `Authorization: Bearer
-        <admin token>` when the server has one)."""
-        if settings.admin_token is not None:
-            expected = f"Bearer {settings.admin_token}"
-            if authorization is None or not hmac.compare_digest(authorization, expected):
-                return JSONResponse(
-                    {"detail": "This endpoint needs the admin token."}, status_code=401
-                )
+        <admin token>`; closed when the server has no admin token)."""
+        if settings.admin_token is None:
+            return JSONResponse(
+                {
+                    "detail": "POST /v1/sync is closed on this market: start it with "
+                    "COMPTOIR_MARKET_ADMIN_TOKEN set to open it to who holds the token."
+                },
+                status_code=403,
+            )
+        expected = f"Bearer {settings.admin_token}"
+        if authorization is None or not hmac.compare_digest(
+            authorization.encode(), expected.encode()
+        ):
+            return JSONResponse({"detail": "This endpoint needs the admin token."}, status_code=401)
         return await market.sync.run_once()
 
     @app.get("/v1/prices", response_model=list[LatestPrice], tags=["prices"])
