@@ -44,7 +44,9 @@ def publish(
     dataset_ref: Annotated[str, typer.Argument(metavar="DATASET", help="Dataset id or name.")],
     price: Annotated[int, typer.Option(help="Price per task, token units.")],
     volume: Annotated[int, typer.Option(help="Tasks on offer.")] = 1_000_000,
-    app_restrict: Annotated[int, typer.Option(help="Only with this app.")] = 0,
+    app_restrict: Annotated[
+        int | None, typer.Option(help="The app that may read it (0: any app, on purpose).")
+    ] = None,
     workerpool_restrict: Annotated[int, typer.Option(help="Only on this workerpool.")] = 0,
     requester_restrict: Annotated[str | None, typer.Option(help="Only for this address.")] = None,
     tag: Annotated[str | None, typer.Option(help="Required features: gpu, tee.")] = None,

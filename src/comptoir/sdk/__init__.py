@@ -21,8 +21,8 @@ Public API
 - apps: ``init_app``, ``build_app``, ``read_app``
 - services: ``serve_pool``, ``run_worker``
 - results and records: ``Balance``, ``AppDeployment``, ``DatasetDeployment``,
-  ``PoolDeployment``, ``ListedOrder``, ``OrderSelection``, ``DealHandle``, ``DealStatus``,
-  ``TaskStatus``, ``TaskResult``, ``Progress``, ``MarketClient``
+  ``PoolDeployment``, ``ListedOrder``, ``OrderSelection``, ``PreparedRequest``,
+  ``DealHandle``, ``DealStatus``, ``TaskStatus``, ``TaskResult``, ``Progress``, ``MarketClient``
 """
 
 from comptoir.sdk.apps import BuiltApp, build_app, init_app, read_app
@@ -39,6 +39,7 @@ from comptoir.sdk.types import (
     DealStatus,
     OrderSelection,
     PoolDeployment,
+    PreparedRequest,
     Progress,
     TaskResult,
     TaskStatus,
@@ -68,6 +69,7 @@ __all__ = [
     "MarketClient",
     "OrderSelection",
     "PoolDeployment",
+    "PreparedRequest",
     "Progress",
     "ProgressCallback",
     "TaskResult",
