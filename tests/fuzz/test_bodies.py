@@ -128,3 +128,37 @@ def test_market_process_survives_hostile_bodies(
     assert ordinary.status_code == 422 and "field required" in ordinary.json()["detail"]
     assert proc.poll() is None
     assert httpx.get(f"{url}/v1/info", timeout=5).status_code == 200
+
+
+def _scheduler_and_keys() -> list[tuple[str, object, str]]:
+    from .test_openapi import _scheduler, _storage
+
+    return [
+        ("scheduler", _scheduler(), "/v1/workers/register"),
+        ("keys", _storage(), "/keys/release"),
+        ("keys", _storage(), "/keys/register"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "index", range(3), ids=["scheduler-register", "keys-release", "keys-register"]
+)
+async def test_scheduler_and_key_service_refuse_hostile_bodies(index: int) -> None:
+    name, app, path = _scheduler_and_keys()[index]
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url=f"http://{name}") as client:
+        headers = {"content-type": "application/json"}
+        huge = await client.post(path, content=b"[" * (2 << 20), headers=headers)  # over 1 MiB
+        assert huge.status_code == 413
+        assert huge.json()["detail"].startswith("The request body is larger than")
+        deep = await client.post(path, content=DEEP_SMALL, headers=headers)
+        assert deep.status_code == 422
+        assert "nests deeper than 32 levels" in deep.json()["detail"]
+        many = await client.post(path, content=b"[" + b"0," * 25_000 + b"0]", headers=headers)
+        assert many.status_code == 422  # 50 kB: under both size caps, over the item cap
+        assert "more than 20000 values" in many.json()["detail"]
+        # an ordinary malformed request gets one sentence, not a list of errors
+        plain = await client.post(path, json={})
+        assert plain.status_code == 422
+        detail = plain.json()["detail"]
+        assert isinstance(detail, str) and detail.startswith("Invalid ")
