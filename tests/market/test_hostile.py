@@ -91,6 +91,25 @@ async def test_an_unreadable_row_cannot_fail_a_listing(client: httpx.AsyncClient
     assert [o["hash"] for o in page.json()["orders"]] == [good["hash"]]
     raw = await store.get_order(bad["hash"])
     assert (raw.status, raw.status_reason) == ("dead", "unreadable listing")
+    assert (await client.get(f"/v1/orders/{bad['hash']}")).status_code == 404
+
+
+async def test_a_row_that_is_not_json_cannot_stop_listing_or_sync(
+    client: httpx.AsyncClient,
+) -> None:
+    good = await publish(client, app_order())
+    bad = await publish(client, app_order(app_price=6))
+    store = client.app.state.market.store  # type: ignore[attr-defined]
+    with store.engine.begin() as conn:
+        conn.execute(
+            update(orders_table)
+            .where(orders_table.c.hash == bad["hash"])
+            .values(order_json="{not json")
+        )
+    report = await client.post("/v1/sync", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert report.status_code == 200 and report.json()["checked"] == 1
+    page = (await client.get("/v1/orders", params={"status": "any"})).json()
+    assert [o["hash"] for o in page["orders"]] == [good["hash"]]
 
 
 # ------------------------------------------------------------------ class 3: signatures

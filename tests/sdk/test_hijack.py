@@ -14,6 +14,7 @@ from comptoir import stack
 from comptoir.chain.types import RequestOrder, WorkerpoolOrder
 from comptoir.exceptions import TransactionRejected
 from comptoir.sdk import Comptoir, Config, devnet_account
+from comptoir.sdk.journal import RequestJournal
 
 pytestmark = pytest.mark.devnet
 
@@ -94,8 +95,10 @@ async def test_a_deal_the_requester_did_not_make_is_not_verified(
             trust=1,
         )
         signature = (await requester.chain()).sign_order(open_request)
+        thief.journal = RequestJournal(tmp_path / "thief-home")  # the thief's own machine
         (deal,) = await thief.fulfil(open_request, signature)  # the stranger picks the pool
-        (task,) = [t async for t in requester.watch([deal], output=tmp_path, timeout=300)]
+        assert thief.journal.made_here(deal.deal_id, deal.workerpool)
+        (task,) = [t async for t in requester.watch([deal], output=tmp_path / "out", timeout=300)]
     assert task.status == "unbound"
-    assert "was not made from a request signed here" in task.message
+    assert "was not made here nor from a request signed here" in task.message
     assert not task.verified

@@ -260,22 +260,32 @@ class OrderBook:
 
     async def get(self, order_hash_hex: str) -> OrderRecord:
         stored = await self.store.get_order(order_hash_hex.lower())
-        if stored is None:
+        record = None if stored is None else await self.readable(stored)
+        if record is None:
             raise OrderNotFound(f"No order {order_hash_hex} is listed; publish it first.")
-        return to_record(stored)
+        return record
+
+    async def readable(self, stored: StoredOrder) -> OrderRecord | None:
+        """The row as a record, or None after retiring it (dead) when it cannot be read:
+        one bad row must not fail a listing or the sync loop."""
+        try:
+            return to_record(stored)
+        except (ValueError, KeyError, TypeError) as e:  # pydantic's ValidationError too
+            log.warning("market.unreadable_order", hash=stored.hash, error=str(e)[:200])
+            await self.store.update_order(
+                stored.hash, status="dead", status_reason="unreadable listing"
+            )
+            return None
 
     async def list_orders(self, query: OrderQuery) -> OrderPage:
         rows, total = await self.store.list_orders(query)
         records = []
         for row in rows:
-            try:
-                records.append(to_record(row))
-            except ValueError as e:  # pydantic's ValidationError too: one row, not the page
-                log.warning("market.unreadable_order", hash=row.hash, error=str(e)[:200])
-                await self.store.update_order(
-                    row.hash, status="dead", status_reason="unreadable listing"
-                )
+            record = await self.readable(row)
+            if record is None:
                 total -= 1
+            else:
+                records.append(record)
         return OrderPage(orders=records, total=total, limit=query.limit, offset=query.offset)
 
     async def cancel(self, order_hash_hex: str, signature: str) -> OrderRecord:

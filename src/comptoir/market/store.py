@@ -132,7 +132,7 @@ class StoredOrder:
         return cls(
             hash=row.hash,
             kind=row.kind,
-            order=json.loads(row.order_json),
+            order=_order_json(row.order_json),
             signature=row.signature,
             owner=row.owner,
             status=row.status,
@@ -143,6 +143,15 @@ class StoredOrder:
             published_at=row.published_at,
             updated_at=row.updated_at,
         )
+
+
+def _order_json(text: str) -> dict[str, Any]:
+    """The stored order, or {} when the row is unreadable (the book then retires it)."""
+    try:
+        found = json.loads(text)
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 @dataclass

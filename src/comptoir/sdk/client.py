@@ -647,7 +647,9 @@ class Comptoir:
             sig,
         )
         created = c.deal_created(c.last_receipt)
-        return _handle(created)
+        handle = _handle(created)
+        self.journal.record_deal(handle.deal_id, handle.workerpool)
+        return handle
 
     async def run(
         self,
@@ -804,8 +806,10 @@ class Comptoir:
         )
 
     def _unbound(self, deal: DealHandle) -> str | None:
-        """Why this deal's result cannot be called verified, or None when the deal comes
-        from a request signed here (this home's journal) bound to the pool it chose."""
+        """Why this deal's result cannot be called verified, or None when this SDK made the
+        deal, or signed its request bound to that pool (this home's journal)."""
+        if self.journal.made_here(deal.deal_id, deal.workerpool):
+            return None
         signed = self.journal.find(deal.deal.request_hash)
         if (
             signed is not None
@@ -815,7 +819,7 @@ class Comptoir:
         ):
             return None
         return (
-            f"deal {deal.deal_id} was not made from a request signed here for "
+            f"deal {deal.deal_id} was not made here nor from a request signed here for "
             f"workerpool {deal.workerpool}, so whoever matched it chose who computed it; "
             "the digest matches the chain but the result is not verified as yours"
         )

@@ -1,9 +1,10 @@
-"""The requests this SDK signed, and the workerpool each one chose.
+"""The requests this SDK signed and the deals it made, with the workerpool it chose.
 
 A deal names only its request's hash; whoever holds a signed request may match it. The
 SDK signs every request bound to the workerpool it selected (the hub then refuses any
-other pool) and records it here, so a result is reported "verified" only for a deal made
-from a request this account signed, with the pool it chose.
+other pool) and records it here, and records each deal it matches itself (`fulfil` of a
+request presigned by a contract included), so a result is reported "verified" only for
+a deal made from a request signed here, or made here, with the pool it chose.
 """
 
 from __future__ import annotations
@@ -46,6 +47,21 @@ class RequestJournal:
         tmp.write_text(json.dumps(entry.__dict__) + "\n")
         os.replace(tmp, path)
         return entry
+
+    def record_deal(self, deal_id: str, workerpool: int) -> None:
+        """A deal this SDK matched itself, with the pool it chose."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"deal-{deal_id.lower()}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"deal_id": deal_id.lower(), "workerpool": workerpool}) + "\n")
+        os.replace(tmp, path)
+
+    def made_here(self, deal_id: str, workerpool: int) -> bool:
+        try:
+            doc = json.loads((self.folder / f"deal-{deal_id.lower()}.json").read_text())
+            return int(doc["workerpool"]) == workerpool != 0
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
 
     def find(self, request_hash: bytes) -> SignedRequest | None:
         try:
