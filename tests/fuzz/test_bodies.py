@@ -7,6 +7,7 @@ web3 imported as in production: before the guard, one deeply nested body segfaul
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -39,8 +40,12 @@ def test_shape_check_counts_outside_strings_only() -> None:
     with pytest.raises(BodyRefused) as many:
         check_json_shape(b"[" + b"0," * 20_000 + b"0]")
     assert "more than 20000 values" in str(many.value)
-    with pytest.raises(BodyRefused):  # an unbalanced close cannot hide a deep part
-        check_json_shape(b"]" * 100 + b"[" * 100)
+    with pytest.raises(BodyRefused):  # a closed value first does not hide a deep part
+        check_json_shape(b"[0]" + b"[" * 100 + b"]" * 100)
+    # closes before opens: the decoder stops at the first byte, never descending
+    check_json_shape(b"]" * 100 + b"[" * 100)
+    with pytest.raises(ValueError):
+        json.loads(b"]" * 100 + b"[" * 100)
     # an escaped quote does not end the string it is in
     check_json_shape(b'["\\"' + b"[" * 100 + b'"]')
 
