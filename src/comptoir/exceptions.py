@@ -163,6 +163,11 @@ class OrderNotFound(MarketError):
     """No order with that hash is listed (HTTP 404)."""
 
 
+class ListingRefused(MarketError):
+    """The owner may not list more now: too many open orders, or too little deposited
+    on the hub (HTTP 403)."""
+
+
 class SchedulerUnreachable(SchedulerError):
     """The worker could not reach its scheduler (network error or 5xx)."""
 

@@ -94,6 +94,7 @@ class Service:
     log: str
     url: str | None = None
     address: str | None = None  # the account a scheduler or worker signs with
+    state: str | None = None  # its supervisor's state file (comptoir.supervise)
 
     @property
     def running(self) -> bool:
@@ -186,17 +187,22 @@ def _child_env(extra: dict[str, str]) -> dict[str, str]:
 def _spawn(stack: Stack, name: str, args: list[str], env: dict[str, str], **info: Any) -> Service:
     stack.logs.mkdir(parents=True, exist_ok=True)
     log = stack.logs / f"{name}.log"
+    state = stack.logs / f"{name}.supervisor.json"
+    state.unlink(missing_ok=True)
+    # under a supervisor that restarts it when it dies (comptoir.supervise)
+    supervised = ["-m", "comptoir.supervise", "--name", name, "--state", str(state), "--"]
     with open(log, "ab") as fh:
         # own session: the services outlive the command that started them
         proc = subprocess.Popen(
-            [sys.executable, *args],
+            [sys.executable, *supervised, *args],
             stdout=fh,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=_child_env(env),
             start_new_session=True,
         )
-    service = Service(name, proc.pid, psutil.Process(proc.pid).create_time(), str(log), **info)
+    created = psutil.Process(proc.pid).create_time()
+    service = Service(name, proc.pid, created, str(log), state=str(state), **info)
     stack.services.append(service)
     stack.save()
     return service
@@ -494,12 +500,34 @@ class ServiceState:
     url: str | None
     address: str | None
     log: str
+    restarts: int = 0  # times its supervisor restarted it
+    supervisor: str | None = None  # running, backoff (restarting), failed, stopped
+    note: str = ""  # why it last died, what the supervisor does about it
 
 
 def status(settings: Settings) -> list[ServiceState]:
-    """Each recorded service and whether it runs (the chain: devnet.status)."""
-    stack = Stack.load(settings)
-    return [ServiceState(s.name, s.running, s.pid, s.url, s.address, s.log) for s in stack.services]
+    """Each recorded service, whether it runs and how often it was restarted (the chain:
+    devnet.status)."""
+    from comptoir.supervise import SupervisorState
+
+    out = []
+    for s in Stack.load(settings).services:
+        sup = SupervisorState.load(s.state) if s.state else None
+        running = s.running and (sup is None or sup.state == "running")
+        out.append(
+            ServiceState(
+                s.name,
+                running,
+                s.pid,
+                s.url,
+                s.address,
+                s.log,
+                restarts=sup.restarts if sup else 0,
+                supervisor=sup.state if sup else None,
+                note=sup.message if sup else "",
+            )
+        )
+    return out
 
 
 def add_workers(settings: Settings, count: int) -> list[Service]:
@@ -535,6 +563,7 @@ def serve_storage(root: Path, port: int) -> None:
 
     from comptoir.chain.client import ChainClient
     from comptoir.config import load_settings
+    from comptoir.httpguard import sane_recursion_limit
     from comptoir.scheduler.keypolicy import chain_deal_check
     from comptoir.sdk import chainscan
     from comptoir.storage import LocalBlobStore
@@ -559,6 +588,7 @@ def serve_storage(root: Path, port: int) -> None:
             KeyVault(root / "keys.db"), policy, nonces=policy.nonces, owner_of=owner_of
         )
     )
+    sane_recursion_limit()  # web3 imports raise it past what the C stack holds
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 

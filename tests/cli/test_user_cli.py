@@ -176,19 +176,11 @@ def test_dataset_owner_commands(home: Path) -> None:
     (home / "data.csv").write_text("a,b\n1,2\n")
     ds = json.loads(ok(comptoir(home, "dataset", "deploy", "data.csv", "-w", "devnet:3", "--json")))
     assert ds["key_registered"] and len(ds["checksum"]) == 64
+    publish = ["dataset", "publish", str(ds["dataset"]), "--price", "2", "-w", "devnet:3"]
+    open_to_any_app = comptoir(home, *publish)  # an app reads the plaintext: name it
+    assert "Name the app that may read this dataset" in one_sentence(open_to_any_app)
     out = ok(
-        comptoir(
-            home,
-            "dataset",
-            "publish",
-            str(ds["dataset"]),
-            "--price",
-            "2",
-            "--requester-restrict",
-            "0x" + "11" * 20,
-            "-w",
-            "devnet:3",
-        )
+        comptoir(home, *publish, "--app-restrict", "0", "--requester-restrict", "0x" + "11" * 20)
     )
     assert "at 2 per task" in out
 

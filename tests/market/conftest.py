@@ -11,7 +11,7 @@ import pytest
 from comptoir.market import InMemoryChainView, MarketSettings, create_market_app
 from comptoir.testing.servers import BACKENDS, postgres_schema
 
-from .support import ACTORS, APP, CHAIN_ID, DATASET, HUB, POOL, POOL2
+from .support import ACTORS, ADMIN_TOKEN, APP, CHAIN_ID, DATASET, HUB, POOL, POOL2
 
 
 @pytest.fixture
@@ -21,6 +21,9 @@ def memchain() -> InMemoryChainView:
     view.register(DATASET, ACTORS.dataset_owner.address, "dataset")
     view.register(POOL, ACTORS.pool_owner.address, "workerpool")
     view.register(POOL2, ACTORS.pool_owner.address, "workerpool")
+    # what listing a request or a workerpool order needs deposited on the hub
+    view.deposit(ACTORS.requester.address, 10**6)
+    view.deposit(ACTORS.pool_owner.address, 10**6)
     return view
 
 
@@ -41,6 +44,7 @@ def settings(database: str, memchain: InMemoryChainView) -> MarketSettings:
         database=database,
         chain=memchain,
         sync_interval=None,
+        admin_token=ADMIN_TOKEN,
     )
 
 
@@ -48,7 +52,8 @@ def settings(database: str, memchain: InMemoryChainView) -> MarketSettings:
 async def client(settings: MarketSettings) -> AsyncIterator[httpx.AsyncClient]:
     app = create_market_app(settings)
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://market") as c:
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://market", headers=admin) as c:
         c.app = app  # type: ignore[attr-defined]
         yield c
     await app.state.market.store.close()

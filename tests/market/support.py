@@ -21,6 +21,7 @@ from comptoir.market.schemas import KIND_OF_STRUCT
 CHAIN_ID = 31337
 HUB = "0x" + "4b" * 20
 APP, DATASET, POOL, POOL2 = 1, 2, 3, 4
+ADMIN_TOKEN = "market-admin"
 
 
 def key(n: int) -> LocalAccount:

@@ -36,10 +36,13 @@ async def market(chain: Devnet, tmp_path: Path) -> AsyncIterator[tuple[httpx.Asy
         sync_interval=None,
         chain=Web3ChainView(chain.rpc_url, d.registry, d.hub),
         start_block=chain.w3.eth.block_number,
+        admin_token="anvil-admin",
     )
     app = create_market_app(settings)
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://market"
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://market",
+        headers={"Authorization": "Bearer anvil-admin"},
     ) as client:
         yield client, chain
     await app.state.market.store.close()
@@ -136,4 +139,82 @@ async def test_chain_view_accepts_build_artifact_abis(
         assert await view.owner_of(10**9) is None and await view.kind_of(10**9) == 0
         assert await view.consumed(b"\x00" * 32) == 0
         assert await view.block_number() == chain.w3.eth.block_number
+        assert await view.balance_of(clients["app_dev"].address) == clients["app_dev"].balance()
         await view.close()
+
+
+def _high_s_twin(signature: bytes) -> str:
+    from comptoir.market.orderbook import SECP256K1_N
+
+    s = int.from_bytes(signature[32:64], "big")
+    twin = signature[:32] + (SECP256K1_N - s).to_bytes(32, "big") + bytes([55 - signature[64]])
+    return "0x" + twin.hex()
+
+
+async def test_listed_signatures_are_the_ones_the_hub_accepts(
+    market: tuple[httpx.AsyncClient, Devnet], clients: dict[str, ChainClient]
+) -> None:
+    """Twins (high s) and v = 0/1 forms are listed in the hub's form: a match with the
+    listed signatures goes through, one with the twin as sent is refused by the hub."""
+    from comptoir.exceptions import TransactionRejected
+
+    http, _ = market
+    app_dev, scheduler, requester = clients["app_dev"], clients["scheduler"], clients["requester"]
+    app = app_dev.register_app("twin", "oci://twin", b"\x22" * 32)
+    pool = scheduler.register_workerpool("twin-pool", 25, 10)
+    requester.deposit(10_000)
+    scheduler.deposit(10_000)
+    app_order = AppOrder(app=app, app_price=7, volume=3)
+    pool_order = WorkerpoolOrder(
+        workerpool=pool, workerpool_price=100, volume=3, category=TEST_CATEGORY_ID, trust=1
+    )
+    request = RequestOrder(
+        app=app,
+        app_max_price=7,
+        dataset=0,
+        dataset_max_price=0,
+        workerpool=pool,
+        workerpool_max_price=100,
+        requester=requester.address,
+        volume=1,
+        category=TEST_CATEGORY_ID,
+        trust=1,
+    )
+    app_twin = _high_s_twin(app_dev.sign_order(app_order))
+    proper_pool = scheduler.sign_order(pool_order)
+    pool_low_v = "0x" + (proper_pool[:64] + bytes([proper_pool[64] - 27])).hex()
+    listed = {}
+    for kind, order, sig in (
+        ("app", app_order, app_twin),
+        ("workerpool", pool_order, pool_low_v),
+        ("request", request, _high_s_twin(requester.sign_order(request))),
+    ):
+        r = await http.post(
+            "/v1/orders", json={"kind": kind, "order": order.to_json(), "signature": sig}
+        )
+        assert r.status_code == 201, r.text
+        listed[kind] = bytes.fromhex(r.json()["signature"][2:])
+    stranger = clients["stranger"]
+    with pytest.raises(TransactionRejected) as refused:  # the twin as sent: the hub refuses it
+        stranger.match_orders(
+            app_order,
+            bytes.fromhex(app_twin[2:]),
+            None,
+            b"",
+            pool_order,
+            listed["workerpool"],
+            request,
+            listed["request"],
+        )
+    assert refused.value.reason == "ecdsa: invalid signature `s` value"
+    stranger.match_orders(
+        app_order,
+        listed["app"],
+        None,
+        b"",
+        pool_order,
+        listed["workerpool"],
+        request,
+        listed["request"],
+    )
+    assert stranger.consumed(request) == 1

@@ -94,9 +94,9 @@ async def test_min_remaining_filter(client: httpx.AsyncClient) -> None:
 
 
 async def test_max_price_filter(client: httpx.AsyncClient) -> None:
-    a = (await publish(client, app_order(app_price=2**130)))["hash"]
-    assert await hashes(client, max_price=2**130) == [a]
-    assert await hashes(client, max_price=2**130 - 1) == []
+    a = (await publish(client, app_order(app_price=2**127)))["hash"]
+    assert await hashes(client, max_price=2**127) == [a]
+    assert await hashes(client, max_price=2**127 - 1) == []
 
 
 async def test_request_price_is_sum_of_maxima(client: httpx.AsyncClient) -> None:

@@ -11,6 +11,7 @@ from comptoir.market import DealEvent, InMemoryChainView, MarketSettings, create
 
 from .support import (
     ACTORS,
+    ADMIN_TOKEN,
     APP,
     CHAIN_ID,
     HUB,
@@ -28,7 +29,7 @@ def raw(h: str) -> bytes:
 
 
 async def sync(client: httpx.AsyncClient, **headers: str) -> dict[str, int]:
-    r = await client.post("/v1/sync", headers=headers)
+    r = await client.post("/v1/sync", headers=headers or {"Authorization": f"Bearer {ADMIN_TOKEN}"})
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -119,6 +120,18 @@ async def test_admin_token(settings: MarketSettings) -> None:
         bad = await client.post("/v1/sync", headers={"Authorization": "Bearer nope"})
         assert bad.status_code == 401
         await sync(client, Authorization="Bearer s3cret")
+    await app.state.market.store.close()
+
+
+async def test_sync_is_closed_without_an_admin_token(settings: MarketSettings) -> None:
+    settings.admin_token = None
+    app = create_market_app(settings)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://market"
+    ) as client:
+        closed = await client.post("/v1/sync", headers={"Authorization": "Bearer anything"})
+        assert closed.status_code == 403
+        assert "COMPTOIR_MARKET_ADMIN_TOKEN" in closed.json()["detail"]
     await app.state.market.store.close()
 
 

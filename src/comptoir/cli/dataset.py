@@ -59,7 +59,10 @@ def publish(
     dataset_ref: Annotated[str, typer.Argument(metavar="DATASET", help="Dataset: " + Ref + ".")],
     price: PriceOpt,
     volume: Annotated[int, typer.Option(help="Tasks on offer.")] = 1_000_000,
-    app_restrict: Annotated[str, typer.Option(help="Only with this app (" + Ref + ").")] = "0",
+    app_restrict: Annotated[
+        str | None,
+        typer.Option(help="The app that may read it (" + Ref + "; 0: any app, on purpose)."),
+    ] = None,
     workerpool_restrict: Annotated[
         str, typer.Option(help="Only on this workerpool (" + Ref + ").")
     ] = "0",

@@ -78,9 +78,17 @@ def _print_services(settings: object) -> None:
     for col in ("service", "status", "pid", "url / account", "log"):
         table.add_column(col)
     for s in states:
+        if s.running:
+            shown = "[green]running[/green]"
+        elif s.supervisor == "backoff":
+            shown = f"[yellow]restarting[/yellow] ({s.note})"
+        else:
+            shown = "[red]stopped[/red]" + (f" ({s.note})" if s.note else "")
+        if s.restarts:
+            shown += f" [yellow]restarted {s.restarts}x[/yellow]"
         table.add_row(
             s.name,
-            "[green]running[/green]" if s.running else "[red]stopped[/red]",
+            shown,
             str(s.pid),
             s.url or s.address or "",
             s.log,

@@ -17,9 +17,11 @@ from comptoir.exceptions import (
     ChainError,
     ForgedSignature,
     InvalidOrder,
+    ListingRefused,
     MarketError,
     OrderNotFound,
 )
+from comptoir.httpguard import guard
 from comptoir.market.events import Broadcaster
 from comptoir.market.orderbook import OrderBook
 from comptoir.market.schemas import (
@@ -46,16 +48,21 @@ from comptoir.market.sync import MarketSync
 API_VERSION = "v1"
 MAX_PAGE = 500
 MAX_CANDLES = 10_000
+MAX_OFFSET = 1_000_000  # deeper pages: narrow the filters instead
+MAX_EVENTS = 1_000_000
+MAX_TIME = 2.0**40  # Unix seconds, far past any deal
 
 _ERRORS: dict[type[Exception], int] = {
     InvalidOrder: 422,
     ForgedSignature: 400,
     OrderNotFound: 404,
+    ListingRefused: 403,
     MarketError: 400,
     ChainError: 503,
 }
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "Forged signature or refused request."},
+    403: {"model": ErrorBody, "description": "Too many open orders, or too little deposited."},
     422: {"model": ErrorBody, "description": "Malformed request; `detail` says which field."},
 }
 
@@ -68,7 +75,13 @@ class Market:
         self.store = MarketStore(settings.database)
         self.events = Broadcaster()
         self.book = OrderBook(
-            self.store, settings.chain_view(), settings.chain_id, settings.hub, self.events
+            self.store,
+            settings.chain_view(),
+            settings.chain_id,
+            settings.hub,
+            self.events,
+            max_open_per_owner=settings.max_open_per_owner,
+            min_request_balance=settings.min_request_balance,
         )
         self.sync = MarketSync(
             self.book,
@@ -90,6 +103,7 @@ class Market:
 
 Uint = Annotated[int | None, Query(ge=0, le=MAX_UINT256)]
 ADDRESS = r"^0x[0-9a-fA-F]{40}$"
+UnixTime = Annotated[float | None, Query(ge=-MAX_TIME, le=MAX_TIME, allow_inf_nan=False)]
 HashPath = Annotated[
     str, Path(pattern=r"^0x[0-9a-fA-F]{64}$", description="EIP-712 order hash, 0x + 64 hex.")
 ]
@@ -174,6 +188,7 @@ def create_market_app(settings: MarketSettings) -> FastAPI:
         ),
         lifespan=lifespan,
     )
+    guard(app)
     app.state.market = market
     book = market.book
 
@@ -300,7 +315,7 @@ def create_market_app(settings: MarketSettings) -> FastAPI:
             ),
         ] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> OrderPage:
         """Lists orders, cheapest first (then oldest first)."""
         query = OrderQuery(
@@ -368,17 +383,30 @@ def create_market_app(settings: MarketSettings) -> FastAPI:
         "/v1/sync",
         response_model=SyncReport,
         tags=["admin"],
-        responses={401: {"model": ErrorBody, "description": "Wrong or missing admin token."}},
+        responses={
+            401: {"model": ErrorBody, "description": "Wrong or missing admin token."},
+            403: {"model": ErrorBody, "description": "No admin token is configured."},
+            422: _RESPONSES[422],
+        },
     )
-    async def sync(authorization: Annotated[str | None, Header()] = None) -> Response | SyncReport:
+    async def sync(
+        authorization: Annotated[str | None, Header(max_length=1024)] = None,
+    ) -> Response | SyncReport:
         """Runs one synchronization pass with the chain now (needs `Authorization: Bearer
-        <admin token>` when the server has one)."""
-        if settings.admin_token is not None:
-            expected = f"Bearer {settings.admin_token}"
-            if authorization is None or not hmac.compare_digest(authorization, expected):
-                return JSONResponse(
-                    {"detail": "This endpoint needs the admin token."}, status_code=401
-                )
+        <admin token>`; closed when the server has no admin token)."""
+        if settings.admin_token is None:
+            return JSONResponse(
+                {
+                    "detail": "POST /v1/sync is closed on this market: start it with "
+                    "COMPTOIR_MARKET_ADMIN_TOKEN set to open it to who holds the token."
+                },
+                status_code=403,
+            )
+        expected = f"Bearer {settings.admin_token}"
+        if authorization is None or not hmac.compare_digest(
+            authorization.encode(), expected.encode()
+        ):
+            return JSONResponse({"detail": "This endpoint needs the admin token."}, status_code=401)
         return await market.sync.run_once()
 
     @app.get("/v1/prices", response_model=list[LatestPrice], tags=["prices"])
@@ -397,8 +425,18 @@ def create_market_app(settings: MarketSettings) -> FastAPI:
         interval: Annotated[
             int, Query(ge=1, le=366 * 86400, description="Candle length, seconds.")
         ] = 3600,
-        start: Annotated[float | None, Query(description="Unix time, inclusive.")] = None,
-        end: Annotated[float | None, Query(description="Unix time, exclusive.")] = None,
+        start: Annotated[
+            float | None,
+            Query(
+                ge=-MAX_TIME, le=MAX_TIME, allow_inf_nan=False, description="Unix time, inclusive."
+            ),
+        ] = None,
+        end: Annotated[
+            float | None,
+            Query(
+                ge=-MAX_TIME, le=MAX_TIME, allow_inf_nan=False, description="Unix time, exclusive."
+            ),
+        ] = None,
     ) -> CandleSeries:
         """OHLC candles of the workerpool price per task of the deals matched in a category
         (the cloud price index); intervals without deals are omitted."""
@@ -435,7 +473,7 @@ def create_market_app(settings: MarketSettings) -> FastAPI:
     )
     async def stream(
         max_events: Annotated[
-            int | None, Query(ge=1, description="Close after this many events.")
+            int | None, Query(ge=1, le=MAX_EVENTS, description="Close after this many events.")
         ] = None,
     ) -> StreamingResponse:
         """Live feed of the order book."""

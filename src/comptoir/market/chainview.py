@@ -38,6 +38,10 @@ class ChainView(Protocol):
 
     async def block_number(self) -> int: ...
 
+    async def balance_of(self, account: str) -> int:
+        """The account's free balance on the hub (escrow.balance_of)."""
+        ...
+
 
 @dataclass(frozen=True)
 class DealEvent:
@@ -65,10 +69,15 @@ class InMemoryChainView:
         self.consumed_volumes: dict[bytes, int] = {}
         self.block = 1
         self.deals: list[DealEvent] = []
+        self.balances: dict[str, int] = {}
 
     def register(self, asset_id: int, owner: str, kind: int | str) -> None:
         self.owners[asset_id] = str(to_checksum_address(owner))
         self.kinds[asset_id] = ASSET_KINDS[kind] if isinstance(kind, str) else kind
+
+    def deposit(self, account: str, amount: int) -> None:
+        key = str(to_checksum_address(account))
+        self.balances[key] = self.balances.get(key, 0) + amount
 
     def consume(self, order_hash: bytes, volume: int) -> None:
         self.consumed_volumes[order_hash] = self.consumed_volumes.get(order_hash, 0) + volume
@@ -110,6 +119,9 @@ class InMemoryChainView:
     async def block_number(self) -> int:
         return self.block
 
+    async def balance_of(self, account: str) -> int:
+        return self.balances.get(str(to_checksum_address(account)), 0)
+
 
 # Minimal ABIs: only the views the market calls, so no build artifact is needed.
 REGISTRY_VIEW_ABI: list[dict[str, Any]] = [
@@ -136,6 +148,13 @@ HUB_VIEW_ABI: list[dict[str, Any]] = [
         "name": "consumed",
         "stateMutability": "view",
         "inputs": [{"name": "arg0", "type": "bytes32"}],
+        "outputs": [{"name": "", "type": "uint256"}],
+    },
+    {
+        "type": "function",
+        "name": "balance_of",
+        "stateMutability": "view",
+        "inputs": [{"name": "arg0", "type": "address"}],
         "outputs": [{"name": "", "type": "uint256"}],
     },
     {
@@ -208,6 +227,10 @@ class Web3ChainView:
 
     async def block_number(self) -> int:
         return int(await self.w3.eth.block_number)
+
+    async def balance_of(self, account: str) -> int:
+        async with self._limit:
+            return int(await self.hub.functions.balance_of(to_checksum_address(account)).call())
 
     async def deal_source(self, from_block: int, to_block: int) -> list[DealEvent]:
         """DealCreated events of the hub in [from_block, to_block], timestamped by their block."""

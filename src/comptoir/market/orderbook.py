@@ -6,6 +6,7 @@ import time
 import uuid
 from typing import Any
 
+import structlog
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
@@ -13,7 +14,13 @@ from eth_utils import to_checksum_address
 
 from comptoir.chain.eip712 import order_hash, recover_order_signer
 from comptoir.chain.types import _Struct
-from comptoir.exceptions import ChainError, ForgedSignature, InvalidOrder, OrderNotFound
+from comptoir.exceptions import (
+    ChainError,
+    ForgedSignature,
+    InvalidOrder,
+    ListingRefused,
+    OrderNotFound,
+)
 from comptoir.market import events
 from comptoir.market.chainview import ASSET_KINDS, CANCELLED, ChainView
 from comptoir.market.prices import OHLC, PricePoint, candles
@@ -24,9 +31,57 @@ from comptoir.market.schemas import (
     OrderRecord,
     _OrderModel,
 )
-from comptoir.market.store import DealRow, MarketStore, OrderQuery, StoredOrder, row_for
+from comptoir.market.store import (
+    MAX_PRICE,
+    DealRow,
+    MarketStore,
+    OrderQuery,
+    StoredOrder,
+    row_for,
+)
+
+log = structlog.get_logger("comptoir.market")
 
 FORGED = "signature does not match the order owner"
+# poco.vy: what match_orders refuses whatever the other orders are
+MAX_TRUST = 1_000_000  # a request's trust at most this
+SCHEDULER_STAKE_RATIO = 30  # percent of the workerpool price the scheduler stakes per task
+# secp256k1 group order: the hub's ECDSA recovery takes s <= N/2 and v in {27, 28} only
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+DEFAULT_MAX_OPEN_PER_OWNER = 200
+DEFAULT_MIN_REQUEST_BALANCE = 1
+
+
+def canonical_signature(sig: bytes) -> bytes:
+    """The one form of a 65-byte ECDSA signature the hub accepts (low s, v = 27 or 28):
+    a high-s twin or a v of 0/1 is rewritten, so a twin lists as the owner's own signature."""
+    r, s, v = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:64], "big"), sig[64]
+    if v in (0, 1):
+        v += 27
+    if v not in (27, 28):
+        raise InvalidOrder("The signature's v byte must be 27 or 28 (or 0 or 1).")
+    if not (0 < r < SECP256K1_N and 0 < s < SECP256K1_N):
+        raise ForgedSignature(FORGED)
+    if s > SECP256K1_N // 2:
+        s, v = SECP256K1_N - s, 55 - v  # the twin: same signer, the hub's form
+    return r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([v])
+
+
+def unmatchable(kind: str, struct: _Struct) -> str | None:
+    """Why the hub would refuse every match of this order, or None (poco.vy match_orders)."""
+    if kind in ("app", "dataset", "workerpool"):
+        price = int(getattr(struct, f"{kind}_price"))
+        if price >= MAX_PRICE:
+            return (
+                f"The {kind} price must be below 2**128: the hub refuses to match larger "
+                "prices; sign the order again with a smaller price."
+            )
+    if kind == "request" and int(struct.trust) > MAX_TRUST:  # type: ignore[attr-defined]
+        return (
+            f"A request's trust must be at most {MAX_TRUST}: the hub refuses higher trust; "
+            "sign the request again with a lower trust."
+        )
+    return None
 
 
 def cancel_message(order_hash_hex: str, chain_id: int, hub: str) -> str:
@@ -93,10 +148,15 @@ class OrderBook:
         chain_id: int,
         hub: str,
         broadcaster: events.Broadcaster | None = None,
+        max_open_per_owner: int = DEFAULT_MAX_OPEN_PER_OWNER,
+        min_request_balance: int = DEFAULT_MIN_REQUEST_BALANCE,
     ) -> None:
         self.store, self.chain = store, chain
         self.chain_id, self.hub = chain_id, str(to_checksum_address(hub))
         self.events = broadcaster or events.Broadcaster()
+        # each open order costs an eth_call per sync pass: the cost per owner is bounded
+        self.max_open_per_owner = max_open_per_owner
+        self.min_request_balance = min_request_balance
 
     # ------------------------------------------------------------ orders
 
@@ -117,6 +177,10 @@ class OrderBook:
         )
         if len(sig) != 65:
             raise InvalidOrder("The signature must be 65 bytes (r, s, v).")
+        sig = canonical_signature(sig)
+        refusal = unmatchable(kind, struct)
+        if refusal is not None:
+            raise InvalidOrder(refusal)
         digest = _hex(order_hash(struct, self.chain_id, self.hub))
         try:
             signer = recover_order_signer(struct, sig, self.chain_id, self.hub)
@@ -132,6 +196,7 @@ class OrderBook:
         owner = await self._owner(kind, struct)
         if signer != owner:
             raise ForgedSignature(FORGED)
+        await self._check_deposit(kind, struct, owner)
         consumed = await _read_chain(
             "the consumed volume", self.chain.consumed(bytes.fromhex(digest[2:]))
         )
@@ -148,13 +213,38 @@ class OrderBook:
             remaining=remaining,
             published_at=now,
         )
-        created = await self.store.insert_order(row)
+        created = await self.store.insert_order(row, max_open_per_owner=self.max_open_per_owner)
+        if created is None:
+            raise ListingRefused(
+                f"{owner} already has {self.max_open_per_owner} open orders listed here, the "
+                "most one owner may; cancel some or wait until they fill."
+            )
         stored = await self.store.get_order(digest)
         assert stored is not None
         record = to_record(stored)
         if created:
             self.events.publish(events.PUBLISHED, record.model_dump(mode="json"))
         return record, created
+
+    async def _check_deposit(self, kind: str, struct: _Struct, owner: str) -> None:
+        """A request's requester, and a workerpool order's scheduler, must hold on the hub
+        what a match of one task takes from them (a request at least `min_request_balance`):
+        listing costs every sync pass a read, so it is not free to strangers."""
+        if kind == "request":
+            need, who = self.min_request_balance, "requester"
+        elif kind == "workerpool":
+            price = int(struct.workerpool_price)  # type: ignore[attr-defined]
+            need, who = price * SCHEDULER_STAKE_RATIO // 100, "scheduler"
+        else:
+            return
+        if need <= 0:
+            return
+        free = await _read_chain("the free balance", self.chain.balance_of(owner))
+        if free < need:
+            raise ListingRefused(
+                f"The {who} {owner} holds {free} on the hub but a {kind} order needs at least "
+                f"{need} deposited to be listed; deposit {need - free} more first."
+            )
 
     async def _owner(self, kind: str, struct: _Struct) -> str:
         if kind == "request":
@@ -170,15 +260,33 @@ class OrderBook:
 
     async def get(self, order_hash_hex: str) -> OrderRecord:
         stored = await self.store.get_order(order_hash_hex.lower())
-        if stored is None:
+        record = None if stored is None else await self.readable(stored)
+        if record is None:
             raise OrderNotFound(f"No order {order_hash_hex} is listed; publish it first.")
-        return to_record(stored)
+        return record
+
+    async def readable(self, stored: StoredOrder) -> OrderRecord | None:
+        """The row as a record, or None after retiring it (dead) when it cannot be read:
+        one bad row must not fail a listing or the sync loop."""
+        try:
+            return to_record(stored)
+        except (ValueError, KeyError, TypeError) as e:  # pydantic's ValidationError too
+            log.warning("market.unreadable_order", hash=stored.hash, error=str(e)[:200])
+            await self.store.update_order(
+                stored.hash, status="dead", status_reason="unreadable listing"
+            )
+            return None
 
     async def list_orders(self, query: OrderQuery) -> OrderPage:
         rows, total = await self.store.list_orders(query)
-        return OrderPage(
-            orders=[to_record(r) for r in rows], total=total, limit=query.limit, offset=query.offset
-        )
+        records = []
+        for row in rows:
+            record = await self.readable(row)
+            if record is None:
+                total -= 1
+            else:
+                records.append(record)
+        return OrderPage(orders=records, total=total, limit=query.limit, offset=query.offset)
 
     async def cancel(self, order_hash_hex: str, signature: str) -> OrderRecord:
         """Withdraws a listing when `signature` is the owner's EIP-191 signature of

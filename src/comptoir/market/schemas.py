@@ -281,7 +281,10 @@ class OrderRecord(BaseModel):
     volume: Uint256
     remaining: Uint256 = Field(description="Volume not yet consumed on-chain.")
     price: Uint256 = Field(
-        description="Price per task: the asset price, or for a request the sum of its maxima."
+        description=(
+            "Price per task: the asset price, or for a request the most it can pay per task "
+            "(the sum of its maxima, each counted at most 2**128 - 1, what a deal can pay)."
+        )
     )
     published_at: Timestamp
     updated_at: Timestamp

@@ -33,7 +33,9 @@ class MarketSettings:
     deal_source: DealSource | bool | None = None
     sync_interval: float | None = 5.0  # None: no background loop (POST /v1/sync only)
     start_block: int = 0
-    admin_token: str | None = None  # required by POST /v1/sync when set
+    admin_token: str | None = None  # POST /v1/sync needs it; without one it is closed
+    max_open_per_owner: int = 200  # open orders one signer may have listed
+    min_request_balance: int = 1  # free balance a requester needs on the hub to list
     max_block_range: int = 2000  # blocks per eth_getLogs call (providers cap the range)
     confirmations: int = 0  # read DealCreated this many blocks behind the head (reorgs)
 
@@ -72,7 +74,8 @@ class MarketSettings:
     def from_env(cls, environ: dict[str, str] | None = None) -> MarketSettings:
         """COMPTOIR_CHAIN_ID, COMPTOIR_HUB, COMPTOIR_REGISTRY, COMPTOIR_RPC_URL,
         COMPTOIR_MARKET_DB, COMPTOIR_MARKET_SYNC_INTERVAL, COMPTOIR_MARKET_ADMIN_TOKEN,
-        COMPTOIR_MARKET_START_BLOCK."""
+        COMPTOIR_MARKET_START_BLOCK, COMPTOIR_MARKET_MAX_OPEN_PER_OWNER,
+        COMPTOIR_MARKET_MIN_REQUEST_BALANCE."""
         env = os.environ if environ is None else environ
         missing = [k for k in ("COMPTOIR_CHAIN_ID", "COMPTOIR_HUB") if not env.get(k)]
         if missing:
@@ -81,10 +84,13 @@ class MarketSettings:
             chain_id = int(env["COMPTOIR_CHAIN_ID"])
             interval = float(env.get("COMPTOIR_MARKET_SYNC_INTERVAL", "5"))
             start_block = int(env.get("COMPTOIR_MARKET_START_BLOCK", "0") or 0)
+            max_open = int(env.get("COMPTOIR_MARKET_MAX_OPEN_PER_OWNER", "200") or 200)
+            min_balance = int(env.get("COMPTOIR_MARKET_MIN_REQUEST_BALANCE", "1") or 0)
         except ValueError as e:
             raise ConfigError(
-                "COMPTOIR_CHAIN_ID and COMPTOIR_MARKET_START_BLOCK must be integers and "
-                "COMPTOIR_MARKET_SYNC_INTERVAL a number."
+                "COMPTOIR_CHAIN_ID, COMPTOIR_MARKET_START_BLOCK, "
+                "COMPTOIR_MARKET_MAX_OPEN_PER_OWNER and COMPTOIR_MARKET_MIN_REQUEST_BALANCE "
+                "must be integers and COMPTOIR_MARKET_SYNC_INTERVAL a number."
             ) from e
         return cls(
             chain_id=chain_id,
@@ -95,4 +101,6 @@ class MarketSettings:
             sync_interval=interval if interval > 0 else None,
             admin_token=env.get("COMPTOIR_MARKET_ADMIN_TOKEN") or None,
             start_block=start_block,
+            max_open_per_owner=max_open,
+            min_request_balance=min_balance,
         )

@@ -41,6 +41,7 @@ from comptoir.dburl import database_url
 T = TypeVar("T")
 
 WIDTH = 80  # a sum of three uint256 prices has at most 78 digits
+MAX_PRICE = 2**128  # poco.vy: every price a deal pays is below it
 TAG_WORDS = 8
 WORD_MASK = 0xFFFFFFFF
 
@@ -131,7 +132,7 @@ class StoredOrder:
         return cls(
             hash=row.hash,
             kind=row.kind,
-            order=json.loads(row.order_json),
+            order=_order_json(row.order_json),
             signature=row.signature,
             owner=row.owner,
             status=row.status,
@@ -142,6 +143,15 @@ class StoredOrder:
             published_at=row.published_at,
             updated_at=row.updated_at,
         )
+
+
+def _order_json(text: str) -> dict[str, Any]:
+    """The stored order, or {} when the row is unreadable (the book then retires it)."""
+    try:
+        found = json.loads(text)
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 @dataclass
@@ -236,15 +246,27 @@ class MarketStore:
 
     # ------------------------------------------------------------ orders
 
-    async def insert_order(self, row: dict[str, Any]) -> bool:
-        """Insert unless the hash is listed already; True when inserted."""
+    async def insert_order(
+        self, row: dict[str, Any], max_open_per_owner: int | None = None
+    ) -> bool | None:
+        """Insert unless the hash is listed already; True when inserted, None when the
+        owner already has `max_open_per_owner` open orders (an order listed closed does not
+        count)."""
 
-        def run() -> bool:
+        def run() -> bool | None:
             try:
                 with self.engine.begin() as conn:
                     found = conn.scalar(select(orders.c.hash).where(orders.c.hash == row["hash"]))
                     if found is not None:
                         return False
+                    if max_open_per_owner is not None and row["status"] == "open":
+                        open_count = conn.scalar(
+                            select(func.count())
+                            .select_from(orders)
+                            .where(orders.c.owner == row["owner"], orders.c.status == "open")
+                        )
+                        if int(open_count or 0) >= max_open_per_owner:
+                            return None
                     conn.execute(orders.insert().values(**row))
             except IntegrityError:  # a concurrent publish of the same order won
                 return False
@@ -466,7 +488,11 @@ def row_for(
         "app": lambda: o["app_price"],
         "dataset": lambda: o["dataset_price"],
         "workerpool": lambda: o["workerpool_price"],
-        "request": lambda: o["app_max_price"] + o["dataset_max_price"] + o["workerpool_max_price"],
+        # the most a request can pay per task: each maximum beyond what a deal can pay
+        # (poco.vy MAX_PRICE) counts as that, so the sum is always a uint256
+        "request": lambda: sum(
+            min(o[f"{k}_max_price"], MAX_PRICE - 1) for k in ("app", "dataset", "workerpool")
+        ),
     }[kind]()
 
     def opt(name: str) -> str | None:

@@ -81,6 +81,9 @@ class MarketSync:
         after = ""
         while page := await store.open_orders(after, self.page_size):
             after = page[-1].hash
+            page = [o for o in page if await self.book.readable(o) is not None]
+            if not page:
+                continue
             consumed = await _read_chain(
                 "consumed volumes",
                 asyncio.gather(*(chain.consumed(bytes.fromhex(o.hash[2:])) for o in page)),

@@ -10,13 +10,14 @@ from typing import Annotated, Any
 
 import structlog
 from eth_utils import is_address, to_checksum_address
-from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
 from comptoir.chain.client import SignedContribution
 from comptoir.exceptions import SchedulerError, StorageError
+from comptoir.httpguard import guard
 from comptoir.scheduler import state, trustpolicy
 from comptoir.scheduler.db import Database
 from comptoir.scheduler.metrics import SchedulerMetrics
@@ -28,23 +29,28 @@ from comptoir.storage.keys import recover_signer
 log = structlog.get_logger("comptoir.scheduler")
 
 HEX32 = r"^0x[0-9a-fA-F]{64}$"
+MAX_ID = 2**53  # assignment ids are SQL integers
+AssignmentId = Annotated[int, Path(ge=0, le=MAX_ID)]
+Hash32 = Annotated[str, Path(pattern=HEX32, description="0x + 64 hex digits.")]
 
 
 class Capabilities(BaseModel):
     gpu: bool = False
     cpus: int = Field(default=1, ge=1, le=1_000_000)
-    memory: int = Field(default=0, ge=0, description="bytes of memory")
+    memory: int = Field(default=0, ge=0, le=2**62, description="bytes of memory")
 
 
 class RegisterRequest(BaseModel):
-    address: str
-    nonce: str
-    signature: str
+    address: str = Field(max_length=42)
+    nonce: str = Field(max_length=128)
+    signature: str = Field(max_length=132)
     capabilities: Capabilities = Field(default_factory=lambda: Capabilities())
 
 
 class HeartbeatRequest(BaseModel):
-    cached: list[str] = Field(default_factory=list, max_length=10_000)
+    cached: list[Annotated[str, Field(max_length=66)]] = Field(
+        default_factory=list, max_length=10_000
+    )
 
 
 class CommitRequest(BaseModel):
@@ -119,6 +125,7 @@ def create_scheduler_app(
         description="Workerpool scheduler: worker registration, dispatch, commit-reveal.",
         lifespan=lifespan,
     )
+    guard(app, max_bytes=1024 * 1024)  # a heartbeat lists up to 10 000 cached checksums
     app.state.scheduler = sched
     app.state.db = db
     app.state.metrics = metrics
@@ -140,7 +147,7 @@ def create_scheduler_app(
     # ---------------------------------------------------------------- registration
 
     @app.get("/v1/workers/challenge")
-    async def challenge(address: str) -> dict[str, Any]:
+    async def challenge(address: Annotated[str, Query(max_length=42)]) -> dict[str, Any]:
         addr = checksummed(address)
         nonce = await db.run(
             lambda c: state.issue_challenge(c, addr, time.time(), settings.challenge_ttl_s)
@@ -207,11 +214,11 @@ def create_scheduler_app(
         return found
 
     @app.get("/v1/assignments/{aid}")
-    async def assignment(aid: int, me: Worker) -> dict[str, Any]:
+    async def assignment(aid: AssignmentId, me: Worker) -> dict[str, Any]:
         return await db.run(lambda c: state.assignment_state(c, aid, me))
 
     @app.post("/v1/assignments/{aid}/commit")
-    async def commit(aid: int, req: CommitRequest, me: Worker) -> dict[str, Any]:
+    async def commit(aid: AssignmentId, req: CommitRequest, me: Worker) -> dict[str, Any]:
         view = await db.run(lambda c: state.assignment_state(c, aid, me))
         c = SignedContribution(
             me,
@@ -229,7 +236,7 @@ def create_scheduler_app(
         return out
 
     @app.post("/v1/assignments/{aid}/reveal")
-    async def reveal(aid: int, req: RevealRequest, me: Worker) -> dict[str, Any]:
+    async def reveal(aid: AssignmentId, req: RevealRequest, me: Worker) -> dict[str, Any]:
         if storage is not None and req.result_blob:
             try:
                 present = await storage.aexists(req.result_blob)
@@ -248,7 +255,7 @@ def create_scheduler_app(
         return out
 
     @app.post("/v1/assignments/{aid}/fail")
-    async def fail(aid: int, req: FailRequest, me: Worker) -> dict[str, Any]:
+    async def fail(aid: AssignmentId, req: FailRequest, me: Worker) -> dict[str, Any]:
         out = await db.run(
             lambda c: state.fail(
                 c, aid, me, req.kind, req.message, time.time(), settings.max_attempts
@@ -258,7 +265,7 @@ def create_scheduler_app(
         return out
 
     @app.post("/v1/assignments/{aid}/release")
-    async def release(aid: int, me: Worker) -> dict[str, Any]:
+    async def release(aid: AssignmentId, me: Worker) -> dict[str, Any]:
         return await db.run(lambda c: state.release(c, aid, me, time.time()))
 
     # ---------------------------------------------------------------- public views
@@ -278,16 +285,17 @@ def create_scheduler_app(
 
     @app.get("/v1/deals")
     async def deals(
-        status: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+        status: Annotated[str | None, Query(max_length=32)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[dict[str, Any]]:
         return await db.run(lambda c: state.deal_list(c, status, limit))
 
     @app.get("/v1/deals/{deal_id}")
-    async def deal(deal_id: str) -> dict[str, Any]:
+    async def deal(deal_id: Hash32) -> dict[str, Any]:
         return await db.run(lambda c: state.deal_view(c, deal_id))
 
     @app.get("/v1/tasks/{task_id}")
-    async def task(task_id: str) -> dict[str, Any]:
+    async def task(task_id: Hash32) -> dict[str, Any]:
         return await db.run(lambda c: state.task_view(c, task_id))
 
     @app.get("/v1/workers")

@@ -10,6 +10,7 @@ import structlog
 import uvicorn
 
 from comptoir.exceptions import ComptoirError
+from comptoir.httpguard import sane_recursion_limit
 from comptoir.scheduler.api import create_scheduler_app
 from comptoir.scheduler.settings import SchedulerSettings
 
@@ -37,6 +38,7 @@ def configure_logging(json_logs: bool = False, level: int = logging.INFO) -> Non
 def run_scheduler(settings: SchedulerSettings, log_level: str = "warning") -> None:
     """Serve the scheduler API and run its loops until interrupted (blocking)."""
     configure_logging(settings.json_logs)
+    sane_recursion_limit()  # web3 imports raise it past what the C stack holds
     app = create_scheduler_app(settings, run_loops=settings.run_loops)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level)
 

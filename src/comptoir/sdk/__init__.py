@@ -24,9 +24,9 @@ Public API
 - apps: ``init_app``, ``build_app``, ``read_app``
 - services: ``serve_pool``, ``run_worker``
 - results and records: ``Balance``, ``AppDeployment``, ``DatasetDeployment``,
-  ``PoolDeployment``, ``ListedOrder``, ``OrderSelection``, ``DealHandle``, ``DealStatus``,
-  ``TaskStatus``, ``TaskResult``, ``Progress``, ``MarketClient``, ``AssetView``,
-  ``CancelledOrder``, ``DealSummary``, ``Claimed``, ``Sent``
+  ``PoolDeployment``, ``ListedOrder``, ``OrderSelection``, ``PreparedRequest``,
+  ``DealHandle``, ``DealStatus``, ``TaskStatus``, ``TaskResult``, ``Progress``,
+  ``MarketClient``, ``AssetView``, ``CancelledOrder``, ``DealSummary``, ``Claimed``, ``Sent``
 """
 
 from comptoir.sdk.amounts import parse_amount, parse_value
@@ -48,6 +48,7 @@ from comptoir.sdk.types import (
     DealSummary,
     OrderSelection,
     PoolDeployment,
+    PreparedRequest,
     Progress,
     Sent,
     TaskResult,
@@ -83,6 +84,7 @@ __all__ = [
     "MarketClient",
     "OrderSelection",
     "PoolDeployment",
+    "PreparedRequest",
     "Progress",
     "ProgressCallback",
     "Sent",

@@ -51,6 +51,7 @@ from comptoir.sdk import chainscan, lifecycle, names
 from comptoir.sdk.amounts import parse_amount
 from comptoir.sdk.apps import app_determinism, build_app, read_app
 from comptoir.sdk.config import Config, as_config
+from comptoir.sdk.journal import RequestJournal
 from comptoir.sdk.market import ListedOrder, MarketClient
 from comptoir.sdk.results import check_result
 from comptoir.sdk.types import (
@@ -65,6 +66,7 @@ from comptoir.sdk.types import (
     DealSummary,
     OrderSelection,
     PoolDeployment,
+    PreparedRequest,
     Progress,
     Sent,
     TaskResult,
@@ -120,6 +122,7 @@ class Comptoir:
         self._http: httpx.AsyncClient | None = None
         self._determinism: dict[int, str | None] = {}
         self.transactions: list[str] = []  # hashes of the transactions this client sent
+        self.journal = RequestJournal(self.config.settings.home / "requests")
 
     # ------------------------------------------------------------ plumbing
 
@@ -309,11 +312,19 @@ class Comptoir:
         volume: int = 1_000_000,
         *,
         tag: int = 0,
-        app_restrict: int | str = 0,
+        app_restrict: int | str | None = None,
         workerpool_restrict: int | str = 0,
         requester_restrict: str | None = None,
     ) -> ListedOrder:
-        """Sign and list an offer of `dataset`, optionally only to one app, pool or requester."""
+        """Sign and list an offer of `dataset` to one app (`app_restrict`; 0 says any app
+        may read it, on purpose), optionally only on one pool or for one requester."""
+        if app_restrict is None:
+            # an app receives the plaintext and its results are public: left open, any
+            # stranger's app could publish the dataset as its result
+            raise ConfigError(
+                "Name the app that may read this dataset (app_restrict / --app-restrict); "
+                "give 0 only if any app, including a stranger's, may read its plaintext."
+            )
         order = DatasetOrder(
             dataset=await self.resolve("dataset", dataset),
             dataset_price=parse_amount(price, "price"),
@@ -474,6 +485,15 @@ class Comptoir:
     # ------------------------------------------------------------ requesters: buying
 
     async def request(
+        self, app: int | str, *, on_progress: ProgressCallback | None = None, **terms: Any
+    ) -> list[DealHandle]:
+        """Find the best orders, sign a request for `volume` tasks, pre-check the balance
+        and match it on-chain (several deals when one set of orders cannot hold the bag);
+        `terms` are those of `prepare_request`."""
+        prepared = await self.prepare_request(app, on_progress=on_progress, **terms)
+        return await self.match_request(prepared, on_progress=on_progress)
+
+    async def prepare_request(
         self,
         app: int | str,
         *,
@@ -489,9 +509,9 @@ class Comptoir:
         beneficiary: str | None = None,
         on_progress: ProgressCallback | None = None,
         min_worker_stake: int = 0,
-    ) -> list[DealHandle]:
-        """Find the best orders, sign a request for `volume` tasks, pre-check the balance
-        and match it on-chain (several deals when one set of orders cannot hold the bag).
+    ) -> PreparedRequest:
+        """Find the best orders, pre-check the balance and sign a request for `volume`
+        tasks bound to the workerpool chosen (recorded in the journal); nothing is sent.
         `min_worker_stake`: see find_orders."""
         if volume < 1:
             raise ConfigError("The volume must be at least 1 task.")
@@ -526,6 +546,9 @@ class Comptoir:
             )
         # the pool price may rise up to max_price for later partial fills of the same request
         pool_max = max_price - sel.app.price - dataset_price if max_price else sel.workerpool.price
+        # bound to the pool it chose: with workerpool 0 anyone who saw the signed request
+        # could match it with their own pool and settle it with their own keys
+        pool_id = pool_id or sel.workerpool.order.workerpool
         request = RequestOrder(
             app=app_id,
             app_max_price=sel.app.price,
@@ -543,6 +566,27 @@ class Comptoir:
             params=args,
         )
         signature = c.sign_order(request)
+        self.journal.record(c.order_hash(request), request)
+        return PreparedRequest(sel, request, signature, min_worker_stake)
+
+    async def match_request(
+        self, prepared: PreparedRequest, on_progress: ProgressCallback | None = None
+    ) -> list[DealHandle]:
+        """Match a prepared request on-chain, again with the next cheapest orders of its
+        workerpool while volume is left and its signed maxima allow."""
+        notify = on_progress or (lambda p: None)
+        c = await self.chain()
+        sel, request, signature = prepared.selection, prepared.order, prepared.signature
+        volume, app_id = request.volume, request.app
+        dataset_price, pool_max = request.dataset_max_price, request.workerpool_max_price
+        search = {
+            "dataset": request.dataset,
+            "category": request.category,
+            "trust": request.trust,
+            "tag": int.from_bytes(request.tag, "big"),
+            "workerpool": request.workerpool,
+            "min_worker_stake": prepared.min_worker_stake,
+        }
         deals: list[DealHandle] = []
         matched = 0
         tried: list[str] = []
@@ -555,6 +599,7 @@ class Comptoir:
                     raise
                 tried += [o.hash for o in (sel.app, sel.workerpool, sel.dataset) if o]
             else:
+                _check_deal(deal, sel, request)
                 deals.append(deal)
                 matched += deal.volume
                 notify(
@@ -651,7 +696,9 @@ class Comptoir:
             sig,
         )
         created = c.deal_created(c.last_receipt)
-        return _handle(created)
+        handle = _handle(created)
+        self.journal.record_deal(handle.deal_id, handle.workerpool)
+        return handle
 
     async def run(
         self,
@@ -793,16 +840,39 @@ class Comptoir:
         determinism = await self._app_determinism(deal.app)
         has_callback = int(deal.deal.callback, 16) != 0
         checked = await self._call(check_result, data, digest, dest, determinism, has_callback)
+        status, message = checked.status, checked.message
+        unbound = self._unbound(deal)
+        if unbound is not None and status in ("verified", "failed"):
+            status, message = "unbound", unbound
         return TaskResult(
             deal.deal_id,
             task_id,
             index,
-            checked.status,
+            status,
             _hex(digest),
             dest,
             checked.files,
-            checked.message,
+            message,
             checked.preview,
+        )
+
+    def _unbound(self, deal: DealHandle) -> str | None:
+        """Why this deal's result cannot be called verified, or None when this SDK made the
+        deal, or signed its request bound to that pool (this home's journal)."""
+        if self.journal.made_here(deal.deal_id, deal.workerpool):
+            return None
+        signed = self.journal.find(deal.deal.request_hash)
+        if (
+            signed is not None
+            and signed.requester == to_checksum_address(deal.deal.requester)
+            and signed.workerpool != 0
+            and signed.workerpool == deal.workerpool
+        ):
+            return None
+        return (
+            f"deal {deal.deal_id} was not made here nor from a request signed here for "
+            f"workerpool {deal.workerpool}, so whoever matched it chose who computed it; "
+            "the digest matches the chain but the result is not verified as yours"
         )
 
     async def _result_blob(self, scheduler_url: str, task_id: str) -> str | None:
@@ -1125,6 +1195,24 @@ def _handle(created: ev.DealCreated) -> DealHandle:
         created.params,
         _hex(created.tx_hash) if created.tx_hash else "",
     )
+
+
+def _check_deal(deal: DealHandle, sel: OrderSelection, request: RequestOrder) -> None:
+    """The deal the hub made is the one chosen: its pool, its scheduler and the owners the
+    listed orders were signed by (an asset transferred in between would pay someone else)."""
+    expected = {
+        "workerpool": (deal.workerpool, request.workerpool),
+        "scheduler": (deal.deal.scheduler, sel.workerpool.owner),
+        "app owner": (deal.deal.app_owner, sel.app.owner),
+    }
+    if sel.dataset is not None:
+        expected["dataset owner"] = (deal.deal.dataset_owner, sel.dataset.owner)
+    for what, (got, want) in expected.items():
+        if str(got).lower() != str(want).lower():
+            raise ResultError(
+                f"Deal {deal.deal_id} was made with {what} {got}, not the {want} this request "
+                "chose; its results will not be reported as verified."
+            )
 
 
 def _price(a: ListedOrder, d: ListedOrder | None, p: ListedOrder) -> int:

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from comptoir.chain.types import Deal
+from comptoir.chain.types import Deal, RequestOrder
 from comptoir.sdk.market import ListedOrder
 
 
@@ -87,6 +87,16 @@ class OrderSelection:
 
 
 @dataclass(frozen=True)
+class PreparedRequest:
+    """A request signed for `selection`, bound to its workerpool, not yet matched."""
+
+    selection: OrderSelection
+    order: RequestOrder
+    signature: bytes
+    min_worker_stake: int = 0  # kept for the partial fills of later matches
+
+
+@dataclass(frozen=True)
 class DealHandle(_Json):
     """A deal this SDK created (or found): enough to follow its tasks."""
 
@@ -115,7 +125,9 @@ class TaskResult(_Json):
     status: ``verified`` (the result's digest equals the on-chain one), ``failed`` (the
     app failed; the signed failure record matches the chain), ``claimed`` (refunded after
     the deadline), ``mismatch`` (the downloaded result does not match the chain: do not
-    trust it) or ``unavailable`` (settled, but no copy of the result could be fetched).
+    trust it), ``unbound`` (the digest matches, but the deal was not made from a request
+    this account signed bound to the workerpool it chose, so anyone may have computed it)
+    or ``unavailable`` (settled, but no copy of the result could be fetched).
     """
 
     deal_id: str

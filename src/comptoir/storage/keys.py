@@ -27,6 +27,7 @@ from fastapi import APIRouter, FastAPI, HTTPException
 from pydantic import BaseModel, Field
 
 from comptoir.exceptions import InvalidDigest, KeyReleaseDenied, StorageError
+from comptoir.httpguard import guard
 from comptoir.storage.digest import normalize_digest
 
 # -- signed messages (what owners and workers sign, EIP-191 personal_sign) ---------------
@@ -168,20 +169,23 @@ OwnerResolver = Callable[[str], str | Awaitable[str | None] | None]
 # -- HTTP --------------------------------------------------------------------------------
 
 
+_ADDRESS = r"^0x[0-9a-fA-F]{40}$"
+
+
 class RegisterKey(BaseModel):
-    dataset_checksum: str
-    key: str = Field(description="hex of the 32-byte AES key")
-    owner: str
-    signature: str
+    dataset_checksum: str = Field(max_length=80)
+    key: str = Field(max_length=66, description="hex of the 32-byte AES key")
+    owner: str = Field(max_length=42)
+    signature: str = Field(max_length=132)
 
 
 class NonceRequest(BaseModel):
-    worker: str
+    worker: str = Field(pattern=_ADDRESS)
 
 
 class ReleaseRequest(BaseModel):
-    worker: str
-    dataset_checksum: str
+    worker: str = Field(pattern=_ADDRESS)
+    dataset_checksum: str = Field(max_length=80)
     evidence: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -260,6 +264,7 @@ def create_key_service_app(
     owner_of: OwnerResolver | None = None,
 ) -> FastAPI:
     app = FastAPI(title="Comptoir dataset key service", version="1")
+    guard(app)
     app.include_router(create_key_router(vault, policy, nonces=nonces, owner_of=owner_of))
     return app
 

@@ -14,6 +14,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from comptoir.exceptions import BlobNotFound, ChecksumMismatch, InvalidDigest
+from comptoir.httpguard import guard
 from comptoir.storage.base import BlobStore
 from comptoir.storage.client import DIGEST_HEADER, ERROR_HEADER
 from comptoir.storage.digest import normalize_digest
@@ -35,6 +36,8 @@ def create_storage_app(
     ``max_upload_bytes``: uploads above it are refused with 413 while streaming.
     """
     app = FastAPI(title="Comptoir blob storage", version="1")
+    # uploads stream to disk under their own bound; the key routes are small JSON
+    guard(app, passthrough=("/blobs",))
 
     def _digest(raw: str) -> str:
         try:
