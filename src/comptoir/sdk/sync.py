@@ -165,6 +165,8 @@ class ComptoirSync:
 
     find_orders = _blocking(Comptoir.find_orders)
     request = _blocking(Comptoir.request)
+    prepare_request = _blocking(Comptoir.prepare_request)
+    match_request = _blocking(Comptoir.match_request)
     fulfil = _blocking(Comptoir.fulfil)
     run = _iterating(Comptoir.run)
     watch = _iterating(Comptoir.watch)
