@@ -4,8 +4,12 @@ deal's price; the search finds a task by id; filters, keyboard and phone width w
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import signal
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -62,8 +66,22 @@ def _statuses_seen(page: Any, selector: str) -> None:
     )
 
 
+@contextlib.contextmanager
+def workers_paused(running: stack.Stack) -> Iterator[None]:
+    """The stack's workers stopped (SIGSTOP) for the block, so a deal's tasks cannot settle
+    before the page is watching them; they resume however the block ends."""
+    groups = [w.pid for w in running.workers() if w.running]
+    for pid in groups:
+        os.killpg(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in groups:
+            os.killpg(pid, signal.SIGCONT)
+
+
 def test_deal_appears_and_settles_live(
-    tab: Page, phone: Page, config: Config, explorer_url: str
+    tab: Page, phone: Page, config: Config, explorer_url: str, local_stack: stack.Stack
 ) -> None:
     page = tab.page
     page.goto(explorer_url)
@@ -72,20 +90,24 @@ def test_deal_appears_and_settles_live(
     listed = "rows => rows.map(r => r.dataset.deal)"
     before = set(page.eval_on_selector_all("tr[data-deal]", listed))
 
-    deal_id = make_deal(config, 3)["deal_id"]
-    assert deal_id not in before
-    page.wait_for_selector(f"tr[data-deal='{deal_id}']", timeout=LIVE_TIMEOUT)
-    assert page.evaluate(MARKED), "the page reloaded to show the deal"
+    with workers_paused(local_stack):
+        deal_id = make_deal(config, 3)["deal_id"]
+        assert deal_id not in before
+        page.wait_for_selector(f"tr[data-deal='{deal_id}']", timeout=LIVE_TIMEOUT)
+        assert page.evaluate(MARKED), "the page reloaded to show the deal"
 
-    # follow it to its page and watch the tasks settle there
-    page.click(f"tr[data-deal='{deal_id}'] a[href$='{deal_id}']")
-    page.wait_for_url(re.compile(deal_id))
-    page.evaluate(MARK)
-    _statuses_seen(page, "#deal-live")
+        # follow it to its page, where nothing is settled yet
+        page.click(f"tr[data-deal='{deal_id}'] a[href$='{deal_id}']")
+        page.wait_for_url(re.compile(deal_id))
+        page.evaluate(MARK)
+        _statuses_seen(page, "#deal-live")
+        assert page.get_attribute("#deal-live", "data-status") == "active"
+        assert page.inner_text("[data-testid='settled-count']") == "0"
+    # the workers resume: the tasks settle on the open page
     page.wait_for_selector("#deal-live[data-status='completed']", timeout=LIVE_TIMEOUT)
     assert page.evaluate(MARKED), "the deal page reloaded"
     seen = page.evaluate("window.__seen")
-    assert seen[-1] == "completed"
+    assert seen[0] == "active" and seen[-1] == "completed", seen
     rows = page.locator("#deal-live tr[data-task]")
     assert rows.count() == 3
     for i in range(3):

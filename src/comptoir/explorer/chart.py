@@ -112,7 +112,7 @@ def candles_svg(
         cx = x0 + slot * (i + 0.5)
         up = b.close >= b.open
         y_open, y_close = y(b.open), y(b.close)
-        body_top, body_h = min(y_open, y_close), max(abs(y_open - y_close), 2.0)
+        body_top, body_h = min(y_open, y_close), max(abs(y_open - y_close), 3.0)
         vh = b.volume / vmax * vol_h
         tip = (
             f"{_clock(b.start, interval)} UTC — open {b.open}, high {b.high}, low {b.low}, "
