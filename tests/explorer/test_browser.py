@@ -5,9 +5,12 @@ deal's price; the search finds a task by id; filters, keyboard and phone width w
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -230,3 +233,20 @@ def test_pages_of_pools_workers_catalogue_and_address(tab: Page, explorer_url: s
     page.goto(f"{explorer_url}address/{scheduler}")
     assert stack.POOL_NAME in page.inner_text("#own-h + ul")
     assert int(re.sub(r"\D", "", page.inner_text("[data-testid='escrow-free']"))) > 0
+
+
+def test_devnet_status_gives_the_explorer(local_stack: stack.Stack, tab: Page) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMPTOIR_")}
+    env.update(COMPTOIR_HOME=str(local_stack.settings.home), NO_COLOR="1", COLUMNS="200")
+    cli = [sys.executable, "-m", "comptoir.cli", "devnet", "status"]
+    text = subprocess.run(cli, capture_output=True, text=True, env=env, timeout=60)
+    url = local_stack.urls["explorer"]
+    assert text.returncode == 0 and f"Explorer: {url}" in text.stdout, text.stdout + text.stderr
+    doc = subprocess.run([*cli, "--json"], capture_output=True, text=True, env=env, timeout=60)
+    assert json.loads(doc.stdout)["explorer_url"] == url
+    tab.page.goto(url)
+    assert tab.page.title() == "Comptoir explorer"
+    # the market's API docs render from local files (the test machine has no internet)
+    tab.page.goto(url.replace("/explorer/", "/docs"))
+    tab.page.wait_for_selector(".swagger-ui .info .title")
+    assert "Comptoir Market API" in tab.page.inner_text(".swagger-ui .info .title")

@@ -151,7 +151,8 @@ class WorkerRecord:
     wrong: int = 0
     rewards: int = 0
     seized: int = 0
-    history: list[tuple[str, str, int, float]] = field(default_factory=list)  # task, outcome,
+    # (task id, "correct" or "wrong", reward or seized stake, chain time), latest last
+    history: list[tuple[str, str, int, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -499,19 +500,24 @@ class ChainIndex:
         return touched
 
     def _announce(self, touched: set[tuple[str, int | None]]) -> None:
+        """One task.updated per changed task, then one deal.updated per deal."""
+        deals: list[str] = []
         for deal_id, index in sorted(touched, key=lambda k: (k[0], -1 if k[1] is None else k[1])):
             deal = self.deals.get(deal_id)
             if deal is None:
                 continue
+            if deal_id not in deals:
+                deals.append(deal_id)
             if index is not None:
                 t = deal.task(index)
                 self.publish(
                     TASK_UPDATED,
                     {"deal_id": deal_id, "task_id": t.task_id, "index": index, "status": t.status},
                 )
+        for deal_id in deals:
+            deal = self.deals[deal_id]
             self.publish(
-                DEAL_UPDATED,
-                {"deal_id": deal_id, "status": deal.status, "settled": deal.settled},
+                DEAL_UPDATED, {"deal_id": deal_id, "status": deal.status, "settled": deal.settled}
             )
 
     # ------------------------------------------------------------ background loop

@@ -451,17 +451,18 @@ def create_router(explorer: Explorer) -> APIRouter:
 
 
 def _replace_docs(app: FastAPI) -> None:
-    """Swagger UI from the swagger-ui-bundle package's files, so /docs works offline."""
+    """Swagger UI from the swagger-ui-py package's files, so /docs works offline."""
     try:
-        import swagger_ui_bundle
+        import swagger_ui
     except ImportError:  # the CDN page FastAPI ships stays in place
         return
+    static = Path(swagger_ui.__file__).parent / "static"
     app.router.routes[:] = [
         r for r in app.router.routes if not (isinstance(r, Route) and r.path == app.docs_url)
     ]
     app.mount(
         "/docs/static",
-        StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
+        StaticFiles(directory=static),
         name="swagger-static",
     )
 

@@ -1,11 +1,11 @@
-"""The price chart drawing and the small parsers behind the explorer's filters."""
+"""The price chart drawing, the parsers behind the filters, failure reasons in words."""
 
 from __future__ import annotations
 
 import re
 
 from comptoir.explorer.chart import MAX_SHOWN, candles_svg, pick_interval
-from comptoir.explorer.views import parse_tag, tag_labels
+from comptoir.explorer.views import failure_text, parse_tag, tag_labels
 from comptoir.market.prices import OHLC
 
 
@@ -49,3 +49,18 @@ def test_tags() -> None:
     assert parse_tag("gpu") == 2 and parse_tag("TEE, gpu") == 3 and parse_tag("0x4") == 4
     assert parse_tag("") is None and parse_tag("purple") is None and parse_tag("9" * 80) is None
     assert tag_labels("0x" + "0" * 63 + "3") == ["TEE", "GPU"] and tag_labels(8) == ["0x8"]
+
+
+def test_failure_reasons_in_words() -> None:
+    record = {"kind": "comptoir-task-failure", "status": "TIMEOUT", "version": 1}
+    assert failure_text({"status": "finalized", "failure": record}) == "TIMEOUT"
+    failed = {**record, "status": "APP_FAILED", "exit_code": 3}
+    assert failure_text({"failure": failed}) == "APP_FAILED (exit code 3)"
+    abandoned = {
+        "status": "abandoned",
+        "replicas": [{"error": "download: checksum mismatch"}, {"error": None}],
+    }
+    assert failure_text(abandoned) == "abandoned: download: checksum mismatch"
+    assert failure_text({"status": "finalized", "failure": None}) is None
+    # a hostile scheduler cannot flood the page
+    assert len(failure_text({"failure": {"status": "X" * 10_000}}) or "") == 40
