@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -250,3 +251,48 @@ def test_devnet_status_gives_the_explorer(local_stack: stack.Stack, tab: Page) -
     tab.page.goto(url.replace("/explorer/", "/docs"))
     tab.page.wait_for_selector(".swagger-ui .info .title")
     assert "Comptoir Market API" in tab.page.inner_text(".swagger-ui .info .title")
+
+
+FAILING_APP = """
+import sys
+print("refusing to run", file=sys.stderr)
+sys.exit(3)
+"""
+
+
+def _deploy_failing_app(config: Config, folder: Path, out: dict[str, Any]) -> None:
+    from comptoir.sdk import init_app
+
+    try:
+        source = init_app(folder, "always-fails")
+        (source / "main.py").write_text(FAILING_APP)
+        with ComptoirSync(config, devnet_account(stack.APP_OWNER)) as dev:
+            app = dev.deploy_app(source).app
+            dev.publish_app_order(app, 1, 10)
+        with ComptoirSync(config, devnet_account(stack.REQUESTER)) as c:
+            c.deposit(stack.POOL_PRICE + 1)
+            out["deal_id"] = c.request("always-fails", category="TEST")[0].deal_id
+    except Exception as e:  # surfaced by the test thread
+        out["error"] = e
+
+
+def test_failed_task_shows_its_reason(
+    tab: Page, config: Config, explorer_url: str, tmp_path: Path
+) -> None:
+    made: dict[str, Any] = {}
+    worker = threading.Thread(target=_deploy_failing_app, args=(config, tmp_path / "app", made))
+    worker.start()
+    worker.join(180)
+    assert "error" not in made, made.get("error")
+    page = tab.page
+    page.goto(f"{explorer_url}deals")
+    page.wait_for_selector(f"tr[data-deal='{made['deal_id']}']", timeout=LIVE_TIMEOUT)
+    page.goto(f"{explorer_url}deals/{made['deal_id']}")
+    # a deterministic failure is a result: agreed on, settled, paid, and said in words
+    page.wait_for_selector("#deal-live[data-status='completed']", timeout=LIVE_TIMEOUT)
+    row = page.locator("#deal-live tr[data-task]").first
+    assert row.get_attribute("data-status") == "settled"
+    assert row.locator(".fail").inner_text() == "APP_FAILED (exit code 3)"
+    row.locator("a.mono").click()
+    page.wait_for_selector("#task-live")
+    assert "APP_FAILED (exit code 3)" in page.inner_text("#task-live")
