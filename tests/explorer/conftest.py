@@ -40,10 +40,11 @@ def explorer_url(local_stack: stack.Stack) -> str:
     return local_stack.urls["explorer"]
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def browser(local_stack: stack.Stack) -> Iterator[Any]:
     # after the stack: Playwright's sync API holds an event loop in this thread, so the
-    # SDK (which runs its own) is only used before it starts or from another thread
+    # SDK (which runs its own) is only used before it starts or from another thread; and
+    # per module, so the loop is gone before another module's async tests run here
     if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
         pytest.skip(f"no Chromium at {CHROMIUM}: 'make sysdeps' installs Debian's chromium")
     from playwright.sync_api import sync_playwright
