@@ -19,6 +19,8 @@ CHROMIUM = os.environ.get("COMPTOIR_CHROMIUM", "/usr/bin/chromium")
 # screenshots are test artifacts, kept out of git (build/ is ignored)
 ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "explorer"
 DESKTOP = {"width": 1366, "height": 900}
+# generous waits: other suites may load the 2 CPUs while a page waits for its update
+WAIT_MS = 120_000
 PHONE = {"width": 390, "height": 844}
 
 
@@ -75,6 +77,7 @@ class Page:
 @pytest.fixture
 def tab(browser: Any) -> Iterator[Page]:
     context = browser.new_context(viewport=DESKTOP)
+    context.set_default_timeout(WAIT_MS)
     page = Page(context.new_page())
     yield page
     context.close()
@@ -84,6 +87,7 @@ def tab(browser: Any) -> Iterator[Page]:
 @pytest.fixture
 def phone(browser: Any) -> Iterator[Page]:
     context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+    context.set_default_timeout(WAIT_MS)
     page = Page(context.new_page())
     yield page
     context.close()
