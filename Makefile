@@ -23,10 +23,12 @@ $(ANVIL):
 	npm install --silent --no-audit --no-fund --prefix $(TOOLS) @foundry-rs/anvil-linux-amd64@$(ANVIL_VERSION)
 	test -x $(ANVIL)
 
-# Debian packages the sandbox and the database tests use (needs root; skipped when present).
+# Debian packages the sandbox, the database and the explorer's browser tests use (needs root;
+# skipped when present). Playwright drives Debian's chromium: its own browser download is not used.
 sysdeps:
 	@command -v bwrap >/dev/null && command -v umoci >/dev/null && command -v pg_ctlcluster >/dev/null \
-	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap umoci postgresql >/dev/null)
+	  && test -x /usr/bin/chromium \
+	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap umoci postgresql chromium >/dev/null)
 
 test: setup sysdeps
 	$(PY) -m ruff check src tests bench scripts examples

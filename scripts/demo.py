@@ -125,6 +125,8 @@ def run_demo(settings: object) -> None:
                 f"deal {deal_id[:18]}…: {deal.volume} tasks at {deal.task_price} per task, "
                 f"trust {deal.trust}"
             )
+            if info.urls.get("explorer"):
+                console.print(f"  in the explorer: {info.urls['explorer']}deals/{deal_id}")
         replicas = _replicas(c, results)
         console.print(f"replicas per task: {replicas}")
         after = {name: c.balance(addr) for name, addr in parties.items()}

@@ -304,14 +304,29 @@ def _start(stack: Stack, net: devnet.Devnet, workers: int, say: Notify) -> None:
     market = _spawn(
         stack,
         "market",
-        ["-m", "comptoir.stack", "market", "--port", str(mport), "--db", str(data / "market.db")],
+        [
+            "-m",
+            "comptoir.stack",
+            "market",
+            "--port",
+            str(mport),
+            "--db",
+            str(data / "market.db"),
+            "--stack-file",
+            str(stack.path),
+        ],
         chain_env,
         url=f"http://127.0.0.1:{mport}",
     )
     assert storage.url and market.url
     _wait_http(storage, f"{storage.url}/healthz")
     _wait_http(market, f"{market.url}/v1/info")
-    stack.urls = {"storage": storage.url, "keys": storage.url, "market": market.url}
+    stack.urls = {
+        "storage": storage.url,
+        "keys": storage.url,
+        "market": market.url,
+        "explorer": f"{market.url}/explorer/",
+    }
     stack.save()
 
     say("Registering the workerpool and the sample app...")
@@ -592,17 +607,32 @@ def serve_storage(root: Path, port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
-def serve_market(db: Path, port: int) -> None:
+def recorded_schedulers(stack_file: Path) -> dict[int, str]:
+    """The schedulers a stack record lists (read on each call: they start after the market)."""
+    try:
+        doc = json.loads(stack_file.read_text())
+        return {int(k): str(v) for k, v in (doc.get("schedulers") or {}).items()}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {}
+
+
+def serve_market(db: Path, port: int, stack_file: Path | None = None) -> None:
+    """The market API, with the explorer reading the stack's schedulers from its record."""
+    import uvicorn
+
     from comptoir.chain.client import ChainClient
     from comptoir.config import load_settings
-    from comptoir.market import MarketSettings, run_market
+    from comptoir.market import MarketSettings, create_market_app
 
     settings = load_settings()
     client = ChainClient.from_settings(settings)
     market = MarketSettings.from_deployment(
         client.deployment, settings.resolved_rpc_url(), database=db, sync_interval=1.0
     )
-    run_market("127.0.0.1", port, market, log_level="warning")
+    app = create_market_app(market)
+    if stack_file is not None:
+        app.state.explorer.schedulers = lambda: recorded_schedulers(stack_file)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -615,12 +645,13 @@ def main(argv: list[str] | None = None) -> int:
     m = sub.add_parser("market")
     m.add_argument("--db", type=Path, required=True)
     m.add_argument("--port", type=int, required=True)
+    m.add_argument("--stack-file", type=Path, default=None)
     args = parser.parse_args(argv)
     try:
         if args.service == "storage":
             serve_storage(args.root, args.port)
         else:
-            serve_market(args.db, args.port)
+            serve_market(args.db, args.port, args.stack_file)
     except ComptoirError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -94,6 +94,10 @@ def _print_services(settings: object) -> None:
             s.log,
         )
     console.print(table)
+    record = stack.Stack.load(settings)
+    market = record.service("market")
+    if record.urls.get("explorer") and market is not None and market.running:
+        console.print(f"Explorer: [bold]{record.urls['explorer']}[/bold]")
 
 
 @app.command()
@@ -137,6 +141,7 @@ def status(
                 "deployment": st.deployment.to_json() if st.deployment else None,
                 "home": str(st.home),
                 "services": [s.__dict__ for s in services],
+                "explorer_url": stack.Stack.load(settings).urls.get("explorer"),
             }
         )
         return

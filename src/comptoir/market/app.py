@@ -483,4 +483,7 @@ def create_market_app(settings: MarketSettings) -> FastAPI:
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
+    from comptoir.explorer import mount_explorer  # here: the explorer reads market modules
+
+    mount_explorer(app, market)  # the web explorer under /explorer
     return app
