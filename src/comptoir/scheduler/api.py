@@ -14,6 +14,7 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Res
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import SQLAlchemyError
 
 from comptoir.chain.client import SignedContribution
 from comptoir.exceptions import SchedulerError, StorageError
@@ -95,7 +96,12 @@ def create_scheduler_app(
     else:
         db, metrics = Database(settings.db_url), SchedulerMetrics()
         sched = Scheduler(settings, db, metrics)
-    storage = StorageClient(settings.storage_url) if settings.storage_url else None
+    # the reveal check must answer fast even when storage hangs: one try, a short timeout
+    storage = (
+        StorageClient(settings.storage_url, timeout=5.0, retries=0)
+        if settings.storage_url
+        else None
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -130,6 +136,11 @@ def create_scheduler_app(
         elif isinstance(exc, state.Conflict):
             code = 409
         return JSONResponse({"detail": str(exc)}, status_code=code)
+
+    @app.exception_handler(SQLAlchemyError)
+    async def _database_error(_request: Request, exc: SQLAlchemyError) -> JSONResponse:
+        log.error("scheduler.database_error", error=str(exc).splitlines()[0][:300])
+        return JSONResponse({"detail": state.DATABASE_DOWN}, status_code=503)
 
     def checksummed(address: str) -> str:
         if not is_address(address):
@@ -300,6 +311,8 @@ def create_scheduler_app(
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
+        # a write, not a read: a full disk or a read-only database fails only on writes
+        await db.run(state.health_probe)
         return {"status": "ok"}
 
     return app

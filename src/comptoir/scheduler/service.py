@@ -35,6 +35,7 @@ log = structlog.get_logger("comptoir.scheduler")
 MAX_CLAIM = 256  # hub: indices per claim
 RECONCILE_TASKS = 500  # is_settled checks per reconciliation pass
 MAX_SCAN_CHUNKS = 20  # log ranges the watcher queries per loop iteration
+ROLLBACK_HORIZON_S = 3600  # settlements of deals this long past their final deadline are final
 
 
 def contribution_signer(c: SignedContribution, chain_id: int, hub: str) -> str | None:
@@ -92,6 +93,9 @@ class Scheduler:
         self._categories: dict[int, int] = {}
         self._last_reconcile = 0.0
         self._reconcile_after = ""
+        self._settled_after = ""
+        self._chain_went_back = False
+        self._failing: dict[str, int] = {}  # step -> consecutive failures (for the logs)
         self._stop = asyncio.Event()
         self.wake = asyncio.Event()  # set by the API when there is work for the finalizer
 
@@ -129,6 +133,10 @@ class Scheduler:
 
     async def run(self) -> None:
         log.info("scheduler.start", scheduler=self.address, workerpool=self.settings.workerpool)
+        # the time we were down must not count as the workers' silence or slowness
+        restarted = await self.db.run(lambda c: state.restart_clocks(c, time.time()))
+        if restarted:
+            log.info("scheduler.reveals_restarted", tasks=restarted)
         while not self._stop.is_set():
             await self.step()
             self.wake.clear()
@@ -152,7 +160,19 @@ class Scheduler:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # keep the other steps going whatever happens
-                log.warning(f"scheduler.{name}_failed", error=str(exc), kind=type(exc).__name__)
+                # retried at the next iteration (every poll interval, sooner when woken)
+                failures = self._failing.get(name, 0) + 1
+                self._failing[name] = failures
+                self.metrics.step_retries.labels(step=name).inc()
+                log.warning(
+                    f"scheduler.{name}_failed",
+                    error=str(exc),
+                    kind=type(exc).__name__,
+                    attempt=failures,
+                )
+            else:
+                if self._failing.pop(name, 0):
+                    log.info(f"scheduler.{name}_recovered")
 
     # ------------------------------------------------------------ watcher
 
@@ -169,6 +189,9 @@ class Scheduler:
             log.warning("watch.chain_went_back", cursor=start, head=head, rescan_from=back)
             start = back - 1
             await self.db.run(lambda c: state.set_cursor(c, start))
+            self._chain_went_back = True  # what we saw settled may be undone: check now
+            self._settled_after = ""
+            self._last_reconcile = 0.0
         if head <= start:
             return
         # far behind (fresh database on a long chain): catch up a bounded range per step
@@ -258,7 +281,12 @@ class Scheduler:
             log.info("assignments.lost", ids=lost)
 
     async def reveal_tick(self) -> None:
-        await self.db.run(lambda c: state.reveal_tick(c, time.time(), self.settings.reveal_wait_s))
+        s, chain_now = self.settings, self.clock.now()
+        await self.db.run(
+            lambda c: state.reveal_tick(
+                c, time.time(), s.reveal_wait_s, s.heartbeat_lease_s, chain_now
+            )
+        )
 
     # ------------------------------------------------------------ finalizer
 
@@ -447,8 +475,45 @@ class Scheduler:
         if settled:
             await self.db.run(lambda c: state.mark_tasks(c, settled, SETTLED, time.time()))
             log.info("reconcile.settled", count=len(settled))
+        await self.reconcile_settled()
         online = await self.db.run(state.worker_addresses)
         await self.refresh_workers(set(online))
+
+    async def reconcile_settled(self) -> None:
+        """The chain wins: a settlement we recorded that the chain no longer holds (it was
+        rolled back: node restarted from older state, reorg) is driven again, and a deal
+        the chain no longer knows is dropped."""
+        since = self.clock.now() - ROLLBACK_HORIZON_S
+        if self._chain_went_back:
+            self._chain_went_back = False
+            for deal_id in await self.db.run(lambda c: state.active_deals(c, since)):
+                if not await self.chain(self.client.deal_exists, state.unhx(deal_id)):
+                    await self._forget_deal(deal_id)
+        after = self._settled_after
+        page = await self.db.run(lambda c: state.settled_recently(c, since, after, RECONCILE_TASKS))
+        self._settled_after = page[-1][0] if len(page) == RECONCILE_TASKS else ""
+        undone: list[str] = []
+        gone: set[str] = set()
+        for task_id, deal_id, index in page:
+            did = state.unhx(deal_id)
+            if deal_id in gone or await self.chain(self.client.is_settled, did, index):
+                continue
+            if not await self.chain(self.client.deal_exists, did):
+                gone.add(deal_id)
+                continue
+            undone.append(task_id)
+        for deal_id in gone:
+            await self._forget_deal(deal_id)
+        if undone:
+            await self.db.run(lambda c: state.unsettle(c, undone, time.time()))
+            self.metrics.rollbacks.labels(kind="settlement").inc(len(undone))
+            log.warning("reconcile.settlement_undone", tasks=undone)
+            self.wake.set()
+
+    async def _forget_deal(self, deal_id: str) -> None:
+        await self.db.run(lambda c: state.forget_deal(c, deal_id))
+        self.metrics.rollbacks.labels(kind="deal").inc()
+        log.warning("reconcile.deal_vanished", deal=deal_id)
 
     # ------------------------------------------------------------ metrics
 
