@@ -14,7 +14,7 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Res
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError
 
 from comptoir.chain.client import SignedContribution
 from comptoir.exceptions import SchedulerError, StorageError
@@ -29,6 +29,7 @@ from comptoir.storage.keys import recover_signer
 log = structlog.get_logger("comptoir.scheduler")
 
 HEX32 = r"^0x[0-9a-fA-F]{64}$"
+HEALTH_MEMORY_S = 30.0  # a database failure keeps /healthz at 503 this long
 
 
 class Capabilities(BaseModel):
@@ -137,8 +138,8 @@ def create_scheduler_app(
             code = 409
         return JSONResponse({"detail": str(exc)}, status_code=code)
 
-    @app.exception_handler(SQLAlchemyError)
-    async def _database_error(_request: Request, exc: SQLAlchemyError) -> JSONResponse:
+    @app.exception_handler(OperationalError)
+    async def _database_error(_request: Request, exc: OperationalError) -> JSONResponse:
         log.error("scheduler.database_error", error=str(exc).splitlines()[0][:300])
         return JSONResponse({"detail": state.DATABASE_DOWN}, status_code=503)
 
@@ -309,10 +310,12 @@ def create_scheduler_app(
         await sched.update_metrics()
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
+    @app.get("/healthz", response_model=None)
+    async def healthz() -> JSONResponse | dict[str, str]:
         # a write, not a read: a full disk or a read-only database fails only on writes
         await db.run(state.health_probe)
+        if db.failed_at is not None and time.time() - db.failed_at < HEALTH_MEMORY_S:
+            return JSONResponse({"detail": state.DATABASE_DOWN}, status_code=503)
         return {"status": "ok"}
 
     return app

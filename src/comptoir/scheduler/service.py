@@ -20,6 +20,7 @@ from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 
+from comptoir.backoff import Backoff
 from comptoir.chain import eip712
 from comptoir.chain import events as ev
 from comptoir.chain.client import AssetInfo, ChainClient, SignedContribution, connect
@@ -35,6 +36,7 @@ log = structlog.get_logger("comptoir.scheduler")
 MAX_CLAIM = 256  # hub: indices per claim
 RECONCILE_TASKS = 500  # is_settled checks per reconciliation pass
 MAX_SCAN_CHUNKS = 20  # log ranges the watcher queries per loop iteration
+LOOP_BACKOFF_CAP_S = 5.0  # longest pause between loop iterations while steps fail
 ROLLBACK_HORIZON_S = 3600  # settlements of deals this long past their final deadline are final
 
 
@@ -137,14 +139,22 @@ class Scheduler:
         restarted = await self.db.run(lambda c: state.restart_clocks(c, time.time()))
         if restarted:
             log.info("scheduler.reveals_restarted", tasks=restarted)
+        poll = self.settings.poll_interval_s
+        # while something keeps failing (node down, say), iterations space out with jitter
+        backoff = Backoff(poll, cap_s=max(poll, LOOP_BACKOFF_CAP_S))
         while not self._stop.is_set():
-            await self.step()
+            healthy = await self.step()
             self.wake.clear()
+            if healthy:
+                backoff.reset()
+            delay = poll if healthy else backoff.next_delay()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout=self.settings.poll_interval_s)
+                await asyncio.wait_for(self.wake.wait(), timeout=delay)
         log.info("scheduler.stop")
 
-    async def step(self) -> None:
+    async def step(self) -> bool:
+        """One pass of every step; False when one of them failed (it is retried)."""
+        healthy = True
         for name, fn in (
             ("watch", self.watch),
             ("leases", self.expire_leases),
@@ -160,7 +170,8 @@ class Scheduler:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # keep the other steps going whatever happens
-                # retried at the next iteration (every poll interval, sooner when woken)
+                # retried at the next iteration (backed off, sooner when woken)
+                healthy = False
                 failures = self._failing.get(name, 0) + 1
                 self._failing[name] = failures
                 self.metrics.step_retries.labels(step=name).inc()
@@ -173,6 +184,7 @@ class Scheduler:
             else:
                 if self._failing.pop(name, 0):
                     log.info(f"scheduler.{name}_recovered")
+        return healthy
 
     # ------------------------------------------------------------ watcher
 

@@ -70,7 +70,7 @@ CALLBACK_FILE = "callback"  # for deals with a callback: the data delivered on-c
 MAX_CALLBACK_DATA = 1024
 LIE_PREFIX = b"comptoir-test-lie"
 RETRY_BASE_S = 0.5  # first back-off delay after a transient fault (chain, storage)
-RETRY_CAP_S = 15.0  # longest delay between two attempts
+RETRY_CAP_S = 8.0  # longest delay between two attempts (bounds the recovery latency)
 TRANSIENT = (ChainUnreachable, StorageUnavailable)  # wait and retry, never report a failure
 
 
