@@ -94,6 +94,14 @@ def replica_statuses(pool: Pool, deal: object, index: int = 0) -> list[str]:
     return [] if view is None else sorted(r["status"] for r in view["replicas"])
 
 
+def assert_all_counted(pool: Pool, deal: object, replicas: int = 3) -> None:
+    """No replica was dropped: each revealed, or is a committed member the finalize
+    counted by its seal (a late one once the others revealed and the wait passed)."""
+    statuses = replica_statuses(pool, deal)
+    assert len(statuses) == replicas and set(statuses) <= {"revealed", "committed"}, statuses
+    assert "revealed" in statuses
+
+
 def assert_paid_as_protocol_says(
     pool: Pool, before: dict[str, int], winners: tuple[str, ...], tasks: int = 1
 ) -> None:

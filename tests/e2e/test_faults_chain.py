@@ -14,14 +14,10 @@ import pytest
 
 from comptoir import devnet as devnet_mod
 from comptoir.config import load_settings
-from comptoir.scheduler.keypolicy import chain_deal_check
-from comptoir.storage import LocalBlobStore
-from comptoir.storage.keys import KeyVault, NonceBook, SignedNoncePolicy, create_key_router
-from comptoir.storage.server import create_storage_app
 
 from .apps import ECHO
-from .conftest import Pool, Storage, ThreadServer, free_port, wait_for
-from .faultkit import assert_paid_as_protocol_says, replica_statuses, report
+from .conftest import Pool, Storage, free_port, storage_server, wait_for
+from .faultkit import assert_all_counted, assert_paid_as_protocol_says, report
 
 ROLES = ("w1", "w2", "w3")
 
@@ -42,17 +38,8 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devnet_mod.Devne
 def storage(
     chain: devnet_mod.Devnet, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Storage]:
-    root = tmp_path_factory.mktemp("own-storage")
-    store = LocalBlobStore(root / "blobs", fsync=False)
-    app = create_storage_app(store)
-    policy = SignedNoncePolicy(NonceBook(), chain_deal_check(chain.client()))
-    app.include_router(create_key_router(KeyVault(), policy, nonces=policy.nonces))
-    server = ThreadServer(app)
-    url = server.start()
-    try:
-        yield Storage(url, root, store)
-    finally:
-        server.stop()
+    with storage_server(chain, tmp_path_factory.mktemp("own-storage")) as served:
+        yield served
 
 
 def _restart(net: devnet_mod.Devnet, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -87,7 +74,7 @@ def test_a_chain_outage_mid_run_delays_the_task_but_finalizes_it(
     pool.wait_settled(deal, 120)
     report("chain node down mid-run (~15 s)", "finalized", time.monotonic() - started)
 
-    assert replica_statuses(pool, deal) == ["revealed"] * 3
+    assert_all_counted(pool, deal)
     logs = "\n".join(pool.workers[w].tail(400) for w in ROLES)
     assert "assignment.failed" not in logs  # waited, never reported the outage as failure
     assert (pool.task(deal) or {})["failures"] == 0

@@ -11,7 +11,7 @@ from comptoir.chain import events as ev
 
 from .apps import ECHO
 from .conftest import Pool, wait_for
-from .faultkit import assert_paid_as_protocol_says, replica_statuses, report
+from .faultkit import assert_all_counted, assert_paid_as_protocol_says, report
 
 ROLES = ("w1", "w2", "w3")
 
@@ -38,7 +38,7 @@ def test_a_settlement_undone_by_a_rollback_is_settled_again(pool: Pool) -> None:
     report("chain rolled back after the finalize", "finalized again", time.monotonic() - started)
 
     wait_for(lambda: pool.task_status(deal) == "finalized", 30, "the database to agree", pool)
-    assert replica_statuses(pool, deal) == ["revealed"] * 3
+    assert_all_counted(pool, deal)
     finalized = pool["stranger"].events(start, kinds=[ev.TaskFinalized])
     assert [e.index for e in finalized] == [0]  # type: ignore[attr-defined]
     assert pool.scheduler_proc is not None

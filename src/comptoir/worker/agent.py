@@ -71,6 +71,7 @@ MAX_CALLBACK_DATA = 1024
 LIE_PREFIX = b"comptoir-test-lie"
 RETRY_BASE_S = 0.5  # first back-off delay after a transient fault (chain, storage)
 RETRY_CAP_S = 8.0  # longest delay between two attempts (bounds the recovery latency)
+SCHEDULER_CAP_S = 4.0  # longest pause between pulls while the scheduler is unreachable
 TRANSIENT = (ChainUnreachable, StorageUnavailable)  # wait and retry, never report a failure
 
 
@@ -168,13 +169,20 @@ class WorkerAgent:
     async def run(self) -> None:
         log.info("worker.start", worker=self.address, gpu=self.gpu)
         _ = self.executor  # no bubblewrap, no work: fail now, not on every task
+        backoff = self._scheduler_backoff()
         while not self._stop.is_set():
             try:
                 await self.scheduler.register()
                 break
             except SchedulerUnreachable as exc:
-                log.warning("worker.register_retry", error=str(exc))
-                await self._sleep(self.s.poll_interval_s)
+                delay = backoff.next_delay()
+                log.warning(
+                    "worker.register_retry",
+                    attempt=backoff.attempt,
+                    delay=round(delay, 2),
+                    error=str(exc),
+                )
+                await self._sleep(delay)
         await self.resume()
         background = [
             asyncio.create_task(self._heartbeat_loop()),
@@ -228,7 +236,13 @@ class WorkerAgent:
                 log.warning("worker.heartbeat_failed", error=str(exc))
             await self._sleep(self.s.heartbeat_interval_s)
 
+    def _scheduler_backoff(self) -> Backoff:
+        """Pacing of retries while the scheduler is unreachable: from the poll interval up
+        to a few seconds, jittered so restarted schedulers are not hit in lockstep."""
+        return Backoff(self.s.poll_interval_s, cap_s=max(self.s.poll_interval_s, SCHEDULER_CAP_S))
+
     async def _work_loop(self) -> None:
+        backoff = self._scheduler_backoff()
         while not self._stop.is_set():
             if self.s.idle_only and not await asyncio.to_thread(
                 machine_idle, self.s.idle_cpu_percent
@@ -238,9 +252,16 @@ class WorkerAgent:
             try:
                 assignment = await self.scheduler.next_work()
             except ComptoirError as exc:
-                log.warning("worker.pull_failed", error=str(exc))
-                await self._sleep(self.s.poll_interval_s)
+                delay = backoff.next_delay()
+                log.warning(
+                    "worker.pull_failed",
+                    attempt=backoff.attempt,
+                    delay=round(delay, 2),
+                    error=str(exc),
+                )
+                await self._sleep(delay)
                 continue
+            backoff.reset()
             if assignment is None:
                 await self._sleep(self.s.poll_interval_s)
                 continue
