@@ -12,10 +12,11 @@ from collections.abc import Callable
 
 import pytest
 
+from comptoir import devnet as devnet_mod
 from comptoir.chain.types import Deal
 
 from .apps import ECHO
-from .conftest import Pool, wait_for
+from .conftest import SCHEDULER_STAKE, Pool, wait_for
 from .faultkit import (
     StorageProc,
     assert_all_counted,
@@ -95,7 +96,7 @@ def test_storage_killed_before_the_upload_delays_but_finalizes(pool: Pool) -> No
     report("storage kill -9 before the upload (~20 s)", "finalized", time.monotonic() - started)
     assert_all_counted(pool, deal)
     assert "assignment.upload_retry" in _worker_logs(pool)
-    assert "assignment.reveal_refused" not in _worker_logs(pool)
+    assert "assignment.failed" not in _worker_logs(pool)  # nothing reported as a failure
     assert_paid_as_protocol_says(pool, before, ROLES)
 
 
@@ -120,3 +121,26 @@ def test_every_replica_worker_killed_mid_upload_finalizes_once_they_return(pool:
     assert_all_counted(pool, deal)
     assert "worker.resume_committed" in _worker_logs(pool)
     assert_paid_as_protocol_says(pool, before, ROLES)
+
+
+def test_storage_down_past_the_deadline_margin_ends_in_an_exact_refund(pool: Pool) -> None:
+    """An outage longer than the deal allows: the blocked replicas are dropped at the
+    deadline margin and the claim refunds the requester exactly (chain time moved on with
+    evm_increaseTime instead of waiting the category's ten minutes)."""
+    _, deal, before = _committed_after(pool, StorageProc.kill)
+    time.sleep(REVEAL_WAIT + 1)
+    assert replica_statuses(pool, deal) == ["committed"] * 3  # still waited for
+    now = devnet_mod.increase_time(pool.devnet.w3, 0)
+    devnet_mod.increase_time(pool.devnet.w3, deal.final_deadline - now + 1)
+    started = time.monotonic()
+    pool.wait_settled(deal, 60)
+    elapsed = time.monotonic() - started
+    report("storage down past the deadline margin", "claimed, exact refund", elapsed)
+    wait_for(lambda: pool.task_status(deal) == "claimed", 30, "the claim to be recorded", pool)
+    assert replica_statuses(pool, deal) == ["unrevealed"] * 3
+    after = pool.balances()
+    expected = dict(before)
+    expected["requester"] += SCHEDULER_STAKE  # price back, plus the scheduler's stake
+    expected["scheduler"] -= SCHEDULER_STAKE
+    assert after == expected
+    pool.escrow_holds_everything()
