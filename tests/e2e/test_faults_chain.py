@@ -1,5 +1,6 @@
-"""The chain node down mid-run: anvil stopped (it dumps its state) while the replicas
-start, then restarted from that state on the same port. Work that needs the chain waits
+"""The chain node down mid-run: anvil stopped (SIGTERM: it dumps its state) or killed
+(kill -9, after its periodic dump) while the replicas start, then restarted from that
+state on the same port. Work that needs the chain waits
 and retries with back-off; the task is finalized, not claimed.
 
 This module runs its own anvil (it is stopped and restarted), so it overrides the
@@ -7,6 +8,8 @@ This module runs its own anvil (it is stopped and restarted), so it overrides th
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Iterator
 
@@ -50,15 +53,33 @@ def _restart(net: devnet_mod.Devnet, monkeypatch: pytest.MonkeyPatch) -> None:
     devnet_mod.up(net.settings, port=port)
 
 
+def _kill_after_a_state_dump(net: devnet_mod.Devnet, since: float) -> None:
+    """kill -9 once anvil's periodic dump holds the deal: a hard crash loses only what
+    came after that dump (here nothing: no transaction since)."""
+    state = net.settings.devnet_dir / "state.json"
+    wait_for(
+        lambda: state.exists() and state.stat().st_mtime > since,
+        devnet_mod.STATE_INTERVAL + 30,
+        "anvil's periodic state dump",
+    )
+    os.kill(net.pid, signal.SIGKILL)
+    devnet_mod.down(net.settings)  # clears the records of the dead process
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "kill -9"])
 def test_a_chain_outage_mid_run_delays_the_task_but_finalizes_it(
-    pool: Pool, monkeypatch: pytest.MonkeyPatch
+    pool: Pool, monkeypatch: pytest.MonkeyPatch, how: str
 ) -> None:
     app = pool.register_app({"main.py": ECHO})
     pool.start_scheduler()
     before = pool.balances()
     deal = pool.deal(app, trust=5, params="sleep=2")
+    matched_at = time.time()
     wait_for(lambda: pool.task(deal) is not None, 30, "the scheduler to see the deal", pool)
-    assert devnet_mod.down(pool.devnet.settings)  # SIGTERM: anvil dumps its state, exits
+    if how == "SIGTERM":
+        assert devnet_mod.down(pool.devnet.settings)  # anvil dumps its state, exits
+    else:
+        _kill_after_a_state_dump(pool.devnet, matched_at)
     down_at = time.monotonic()
     for w in ROLES:  # they get the replicas, and cannot check them against the chain
         pool.start_worker(w)
@@ -72,7 +93,7 @@ def test_a_chain_outage_mid_run_delays_the_task_but_finalizes_it(
     started = time.monotonic()
     _restart(pool.devnet, monkeypatch)
     pool.wait_settled(deal, 120)
-    report("chain node down mid-run (~15 s)", "finalized", time.monotonic() - started)
+    report(f"chain node {how} mid-run (~15 s)", "finalized", time.monotonic() - started)
 
     assert_all_counted(pool, deal)
     logs = "\n".join(pool.workers[w].tail(400) for w in ROLES)
