@@ -157,3 +157,30 @@ def test_a_deal_the_chain_lost_is_forgotten(pool: Pool) -> None:
     pool.tx(lambda c: state.forget_deal(c, deal_id))
     assert not pool.tx(lambda c: state.deal_known(c, deal_id))
     assert pool.next("a") is None
+
+
+def test_a_result_nobody_uploaded_is_asked_of_the_other_members(pool: Pool) -> None:
+    deal, got = _revealing(pool)
+
+    def reveal(w: str, blob: str | None) -> None:
+        pool.tx(
+            lambda c: state.reveal(
+                c, got[w]["id"], pool.addr(w), DIGEST, blob, None, None, time.time()
+            )
+        )
+
+    def action(w: str) -> str:
+        return str(
+            pool.tx(lambda c: state.assignment_state(c, got[w]["id"], pool.addr(w)))["action"]
+        )
+
+    reveal("a", None)  # its result file was gone: the digest alone
+    _tick(pool, time.time() + WAIT + 1)
+    task = "0x" + deal.task_id(0).hex()  # type: ignore[attr-defined]
+    pool.tx(lambda c: state.mark_tasks(c, [task], "finalized", time.time()))
+    assert pool.task(deal)["result_blob"] is None
+    assert action("b") == "reveal" and action("c") == "reveal"
+    reveal("b", "cd" * 32)
+    assert pool.task(deal)["result_blob"] == "cd" * 32
+    assert pool.task(deal)["status"] == "finalized"
+    assert action("c") == "done"  # uploaded once is enough

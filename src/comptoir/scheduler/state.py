@@ -637,7 +637,7 @@ def reveal(
     a, t = _own(conn, aid, address)
     if a.status == REVEALED:
         return {"status": REVEALED}
-    if a.status != COMMITTED or t.status not in (REVEALING, READY):
+    if a.status != COMMITTED or (t.status not in (REVEALING, READY) and not _wants_upload(t)):
         raise Conflict(f"The assignment is {a.status} and its task {t.status}: no reveal expected.")
     if a.result_hash != t.consensus_hash:
         raise Conflict("This contribution is not in the consensus group; nothing to reveal.")
@@ -816,6 +816,17 @@ def release(conn: Connection, aid: int, address: str, now: float) -> dict[str, A
 _DONE_TASK = (FINALIZED, CLAIMED, SETTLED)
 
 
+def _wants_upload(t: Any) -> bool:
+    """A task settled with a digest but no result blob (its revealer could not upload):
+    the other members of its group are asked to reveal, so one of them uploads it."""
+    return (
+        t.status in (FINALIZED, SETTLED)
+        and t.digest is not None
+        and t.result_blob is None
+        and t.failure is None
+    )
+
+
 def assignment_state(conn: Connection, aid: int, address: str) -> dict[str, Any]:
     """What the worker should do next with an assignment: run, wait, reveal, abort, done.
 
@@ -834,7 +845,9 @@ def assignment_state(conn: Connection, aid: int, address: str) -> dict[str, Any]
     if a.status == RUNNING:
         action = "run" if t.status == OPEN else "abort"
     elif a.status == COMMITTED:
-        if t.status in (REVEALING, READY) and a.result_hash == t.consensus_hash:
+        if a.result_hash == t.consensus_hash and (
+            t.status in (REVEALING, READY) or _wants_upload(t)
+        ):
             action = "reveal"
         elif t.status in (*_DONE_TASK, ABANDONED):
             action = "done"
