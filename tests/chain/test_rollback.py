@@ -38,3 +38,27 @@ def test_a_rolled_back_settlement_is_not_settled_and_is_sent_again(market: Marke
     assert chainscan.still_settled(market["stranger"], again)
     found = chainscan.settlements(market["stranger"], [deal.deal_id])
     assert [(e.index, e.digest) for e in found] == [(0, digest)]  # once, on this chain
+
+
+def test_a_transaction_not_mined_yet_is_seen_in_flight(market: Market) -> None:
+    """What keeps the scheduler from sending a second finalize beside a slow first one."""
+    client = market["scheduler"]
+    w3 = client.w3
+    assert client.tx.in_flight() == 0
+    w3.provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]
+    try:
+        tx = {
+            "from": client.address,
+            "to": client.address,
+            "data": "0x",
+            "value": 0,
+            "gas": 21_000,
+            "chainId": client.tx._chain_id(),
+            **client.tx._fees(),
+        }
+        client.tx._sign_and_send(tx)
+        assert client.tx.in_flight() == 1
+        w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+        assert client.tx.in_flight() == 0
+    finally:
+        w3.provider.make_request("evm_setAutomine", [True])  # type: ignore[arg-type]

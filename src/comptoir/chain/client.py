@@ -244,6 +244,13 @@ class Transactor:
                 return tx_hash
         raise ChainError("Could not find a usable nonce; retry.")
 
+    def in_flight(self) -> int:
+        """Transactions of this account sent but not mined yet (the node's pending count
+        minus its mined count): a caller about to repeat one should wait for them."""
+        me = to_checksum_address(self.address)
+        pending = int(self.w3.eth.get_transaction_count(me, "pending"))
+        return max(0, pending - int(self.w3.eth.get_transaction_count(me, "latest")))
+
     def _known(self, tx_hash: bytes | None) -> bool:
         """Whether the node still knows a transaction we sent (pending or mined)."""
         if tx_hash is None:

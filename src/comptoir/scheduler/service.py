@@ -305,8 +305,18 @@ class Scheduler:
     async def finalize(self) -> None:
         now = self.clock.now()
         batches = await self.db.run(lambda c: state.ready_batches(c, now))
+        if batches and await self._still_in_flight("finalize"):
+            return
         for batch in batches:
             await self._finalize_batch(batch)
+
+    async def _still_in_flight(self, what: str) -> bool:
+        """A transaction of ours not mined yet (its receipt wait timed out, the node is
+        slow) may be settling these very tasks: never send a second one beside it."""
+        waiting = int(await self.chain(self.client.tx.in_flight))
+        if waiting:
+            log.info(f"{what}.waiting_for_pending", transactions=waiting)
+        return waiting > 0
 
     async def _finalize_batch(self, batch: state.Batch) -> None:
         deal = batch.deal
@@ -429,6 +439,8 @@ class Scheduler:
     async def claim(self) -> None:
         now = self.clock.now()
         found = await self.db.run(lambda c: state.claimable(c, now))
+        if found and await self._still_in_flight("claim"):
+            return
         for deal_id, deal, items in found:
             if self.clock.latest_ts < deal.final_deadline:
                 continue  # the next block must be past the deadline: wait for one
