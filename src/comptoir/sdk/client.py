@@ -919,6 +919,11 @@ class Comptoir:
         )
         if result.status == "unavailable":
             raise ResultError(f"The result of task {tid} cannot be fetched: {result.message}.")
+        if not await self._call(chainscan.still_settled, c, s):
+            raise ResultError(
+                f"Task {tid} is no longer settled on the chain (it went back while the result "
+                f"was fetched); follow it with 'comptoir task show {tid} --watch'."
+            )
         return result
 
 

@@ -383,23 +383,22 @@ class WorkerAgent:
                     await self._advance(aid, entry)
                 except SchedulerUnreachable as exc:
                     log.warning("assignment.poll_failed", id=aid, error=str(exc))
-                except StorageError as exc:
+                except (StorageError, SchedulerError) as exc:
                     # the committed result stays in the journal: the upload (then the
                     # reveal) is tried again until the scheduler says it is not needed
+                    # (done or abort: the next poll forgets it then)
                     self._retry_reveal_later(aid, exc)
-                except SchedulerError as exc:
-                    log.warning("assignment.reveal_refused", id=aid, error=str(exc))
-                    self._forget(aid)
                 else:
                     self._reveal_backoff.pop(aid, None)
             await self._sleep(min(self.s.poll_interval_s, 1.0))
 
-    def _retry_reveal_later(self, aid: int, exc: StorageError) -> None:
+    def _retry_reveal_later(self, aid: int, exc: ComptoirError) -> None:
         backoff, _ = self._reveal_backoff.get(aid, (Backoff(RETRY_BASE_S, RETRY_CAP_S), 0.0))
         delay = backoff.next_delay()
         self._reveal_backoff[aid] = (backoff, asyncio.get_running_loop().time() + delay)
+        event = "upload_retry" if isinstance(exc, StorageError) else "reveal_retry"
         log.warning(
-            "assignment.upload_retry",
+            f"assignment.{event}",
             id=aid,
             attempt=backoff.attempt,
             delay=round(delay, 2),
