@@ -1,8 +1,11 @@
 """A scheduler whose database cannot be written says so: /healthz answers 503 and every
-endpoint one sentence, never a traceback (SQLite's own failures, no mock)."""
+endpoint one sentence, never a traceback (SQLite's own failures, no mock). The key
+service whose chain is down answers 503 too: retry, not refused."""
 
 from __future__ import annotations
 
+import hashlib
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,10 +15,23 @@ import pytest
 from eth_account import Account
 from sqlalchemy import event
 
+from comptoir.chain import eip712
+from comptoir.chain.client import ChainClient, connect
+from comptoir.exceptions import StorageUnavailable
 from comptoir.scheduler import create_scheduler_app, state
+from comptoir.scheduler.keypolicy import chain_deal_check
 from comptoir.scheduler.settings import SchedulerSettings
+from comptoir.storage import encrypt_dataset
+from comptoir.storage.keys import (
+    KeyServiceClient,
+    KeyVault,
+    NonceBook,
+    SignedNoncePolicy,
+    create_key_service_app,
+)
+from comptoir.testing.servers import serve_app
 
-from .conftest import DEPLOYMENT
+from .conftest import CHAIN_ID, DEPLOYMENT, deal_info
 
 
 @pytest.fixture
@@ -75,3 +91,28 @@ async def test_a_full_database_is_unhealthy(api: tuple[httpx.AsyncClient, Any]) 
     assert codes == {200, 503}
     _one_sentence(await client.get("/v1/workers/challenge", params=params))
     _one_sentence(await client.get("/healthz"))
+
+
+def test_a_key_release_the_chain_cannot_check_is_retryable(tmp_path: Path) -> None:
+    """The chain-backed key policy with its node down: 503 and StorageUnavailable (the
+    worker waits and asks again), not a refusal that fails the replica."""
+    scheduler, owner, worker = Account.create(), Account.create(), Account.create()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = connect(f"http://127.0.0.1:{sock.getsockname()[1]}", 2.0, check=False)
+    nonces = NonceBook()
+    policy = SignedNoncePolicy(nonces, chain_deal_check(ChainClient(dead, DEPLOYMENT)))
+    app = create_key_service_app(KeyVault(tmp_path / "keys.db"), policy, nonces=nonces)
+    blob, key = encrypt_dataset(b"data")
+    checksum = hashlib.sha256(blob).hexdigest()
+    deal, _ = deal_info(str(scheduler.address))
+    auth = eip712.sign_authorization(
+        scheduler, worker.address, deal.task_id(0), CHAIN_ID, DEPLOYMENT.contributions
+    )
+    evidence = {"deal": deal.to_json(), "index": 0, "block": 10, "authorization": auth.hex()}
+    with serve_app(app) as url:
+        client = KeyServiceClient(url)
+        client.register_key(checksum, key, owner.key)
+        with pytest.raises(StorageUnavailable, match="503"):
+            client.request_key(checksum, worker.key, evidence)
+        client.close()

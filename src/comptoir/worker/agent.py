@@ -617,7 +617,9 @@ class WorkerAgent:
                 self.keys.request_key, checksum, self.account.key, evidence
             )
             await asyncio.to_thread(_decrypt_to, encrypted, key, in_dir / "dataset")
-        except StorageError as exc:  # key refused, key service down, wrong key
+        except StorageUnavailable:
+            raise  # key service or chain down: waited out and retried by the caller
+        except StorageError as exc:  # key refused, wrong key
             raise NonDeterministic("dataset_key", str(exc)) from None
 
 
