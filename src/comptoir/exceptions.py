@@ -17,7 +17,8 @@ Tree::
     ├── OrderError             malformed, forged or unmatchable orders
     ├── StorageError           content-addressed storage
     │   ├── BlobNotFound
-    │   └── ChecksumMismatch       bytes do not match the expected digest
+    │   ├── ChecksumMismatch       bytes do not match the expected digest
+    │   └── StorageUnavailable     the server is down or failing (transient)
     ├── SandboxError           the sandbox could not run an app
     ├── DevnetError            the local devnet could not be started or stopped
     ├── MarketError            the order-book API refused a request
@@ -109,6 +110,10 @@ class BlobNotFound(StorageError):
 
 class ChecksumMismatch(StorageError):
     """Bytes do not match the digest they were fetched by (or the one on-chain)."""
+
+
+class StorageUnavailable(StorageError):
+    """The storage server could not be reached or answered 5xx: worth retrying later."""
 
 
 class SandboxError(ComptoirError):

@@ -108,7 +108,13 @@ def storage(
     devnet: devnet_mod.Devnet, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Storage]:
     """Blob server with the dataset key service (chain-backed release policy)."""
-    root = tmp_path_factory.mktemp("storage")
+    with storage_server(devnet, tmp_path_factory.mktemp("storage")) as served:
+        yield served
+
+
+@contextlib.contextmanager
+def storage_server(devnet: devnet_mod.Devnet, root: Path) -> Iterator[Storage]:
+    """An in-process blob server + key service over `root`, releasing keys per `devnet`."""
     store = LocalBlobStore(root / "blobs", fsync=False)
     app = create_storage_app(store)
     policy = SignedNoncePolicy(NonceBook(), chain_deal_check(devnet.client()))

@@ -42,12 +42,17 @@ def test_a_worker_killed_mid_task_is_replaced(pool: Pool) -> None:
     victim = next(w for w in roles if pool.accounts[w].address == running[0]["worker"])
     pool.workers[victim].kill()
     pool.start_worker(victim)  # back at once: its journal says it held a running replica
+    wait_for(
+        lambda: "worker.released_after_restart" in pool.workers[victim].tail(200),
+        60,
+        "the restarted worker to release its replica",
+        pool,
+    )
     pool.wait_settled(deal, 60)
 
     statuses = {r["worker"]: r["status"] for r in _replicas(pool, deal)}
     # released by the restarted worker, or lost first if its lease ran out before that
     assert statuses.pop(pool.accounts[victim].address) in ("released", "lost")
-    assert "worker.released_after_restart" in pool.workers[victim].tail(200)
     assert sorted(statuses.values()) == ["revealed"] * 3
     after = pool.balances()
     assert after[victim] == before[victim]

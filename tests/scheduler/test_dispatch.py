@@ -170,7 +170,7 @@ def test_disagreement_asks_for_more_replicas(pool: Pool) -> None:
             conn, a["id"], pool.addr("a"), DIGEST, None, None, None, time.time()
         )
     )
-    pool.tx(lambda conn: state.reveal_tick(conn, time.time() + 100, 30))
+    pool.tx(lambda conn: state.reveal_tick(conn, time.time() + 100, 30, 30, NOW))
     outcome = pool.tx(lambda conn: state.ready_batches(conn, NOW))[0].outcomes[0]
     workers = {c.worker for c in outcome.contributions}
     assert workers == {pool.addr(w) for w in ("liar", "a", "b", "c")}

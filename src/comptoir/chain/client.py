@@ -21,12 +21,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import requests
+import structlog
 from eth_account.signers.local import LocalAccount
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 from web3 import HTTPProvider, Web3
 from web3.exceptions import (
     ContractLogicError,
     TimeExhausted,
+    TransactionNotFound,
     Web3RPCError,
 )
 from web3.types import RPCEndpoint
@@ -104,7 +106,10 @@ def connect(url: str, timeout: float = 30.0, check: bool = True) -> Web3:
 
 _NONCE_LOCKS: dict[tuple[str, str], threading.Lock] = {}
 _NEXT_NONCE: dict[tuple[str, str], int] = {}
+_LAST_TX: dict[tuple[str, str], bytes] = {}  # the last transaction sent with that nonce cache
 _REGISTRY_LOCK = threading.Lock()
+
+log = structlog.get_logger("comptoir.chain")
 
 
 def _nonce_key(w3: Web3, address: str) -> tuple[str, str]:
@@ -115,6 +120,7 @@ def forget_nonces() -> None:
     """Drop cached nonces (after an evm_revert, the chain's count goes backwards)."""
     with _REGISTRY_LOCK:
         _NEXT_NONCE.clear()
+        _LAST_TX.clear()
 
 
 def _revert_reason(exc: Exception) -> str | None:
@@ -224,8 +230,18 @@ class Transactor:
                 chain_next = self.w3.eth.get_transaction_count(
                     to_checksum_address(self.address), "pending"
                 )
+                cached = _NEXT_NONCE.get(key, 0)
+                if cached > chain_next and not self._known(_LAST_TX.get(key)):
+                    # the node forgot our last transaction (rolled back, restarted from
+                    # older state, dropped it): a nonce past its count would leave a gap
+                    # every later transaction waits on; the chain's count wins
+                    log.warning(
+                        "chain.nonce_resync", cached=cached, chain=chain_next, account=self.address
+                    )
+                    _NEXT_NONCE.pop(key, None)
+                    cached = chain_next
                 # the chain's pending count lags when our previous tx is still propagating
-                nonce = max(chain_next, _NEXT_NONCE.get(key, 0)) if attempt == 0 else chain_next
+                nonce = max(chain_next, cached) if attempt == 0 else chain_next
                 signed = self.account.sign_transaction({**tx, "nonce": nonce})
                 try:
                     tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
@@ -236,8 +252,26 @@ class Transactor:
                         continue
                     raise self._rpc_rejection(exc) from None
                 _NEXT_NONCE[key] = nonce + 1
+                _LAST_TX[key] = bytes(tx_hash)
                 return tx_hash
         raise ChainError("Could not find a usable nonce; retry.")
+
+    def in_flight(self) -> int:
+        """Transactions of this account sent but not mined yet (the node's pending count
+        minus its mined count): a caller about to repeat one should wait for them."""
+        me = to_checksum_address(self.address)
+        pending = int(self.w3.eth.get_transaction_count(me, "pending"))
+        return max(0, pending - int(self.w3.eth.get_transaction_count(me, "latest")))
+
+    def _known(self, tx_hash: bytes | None) -> bool:
+        """Whether the node still knows a transaction we sent (pending or mined)."""
+        if tx_hash is None:
+            return False
+        try:
+            self.w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
+        except TransactionNotFound:
+            return False
+        return True
 
     def _explain_failure(self, tx: dict[str, Any], receipt: Any) -> TransactionRejected:
         # replay at the failing block to recover the reason the receipt does not carry

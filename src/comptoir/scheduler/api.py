@@ -14,6 +14,7 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Reques
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import OperationalError
 
 from comptoir.chain.client import SignedContribution
 from comptoir.exceptions import SchedulerError, StorageError
@@ -32,6 +33,7 @@ HEX32 = r"^0x[0-9a-fA-F]{64}$"
 MAX_ID = 2**53  # assignment ids are SQL integers
 AssignmentId = Annotated[int, Path(ge=0, le=MAX_ID)]
 Hash32 = Annotated[str, Path(pattern=HEX32, description="0x + 64 hex digits.")]
+HEALTH_MEMORY_S = 30.0  # a database failure keeps /healthz at 503 this long
 
 
 class Capabilities(BaseModel):
@@ -101,7 +103,12 @@ def create_scheduler_app(
     else:
         db, metrics = Database(settings.db_url), SchedulerMetrics()
         sched = Scheduler(settings, db, metrics)
-    storage = StorageClient(settings.storage_url) if settings.storage_url else None
+    # the reveal check must answer fast even when storage hangs: one try, a short timeout
+    storage = (
+        StorageClient(settings.storage_url, timeout=5.0, retries=0)
+        if settings.storage_url
+        else None
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -138,6 +145,11 @@ def create_scheduler_app(
         elif isinstance(exc, state.Conflict):
             code = 409
         return JSONResponse({"detail": str(exc)}, status_code=code)
+
+    @app.exception_handler(OperationalError)
+    async def _database_error(_request: Request, exc: OperationalError) -> JSONResponse:
+        log.error("scheduler.database_error", error=str(exc).splitlines()[0][:300])
+        return JSONResponse({"detail": state.DATABASE_DOWN}, status_code=503)
 
     def checksummed(address: str) -> str:
         if not is_address(address):
@@ -307,8 +319,12 @@ def create_scheduler_app(
         await sched.update_metrics()
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
+    @app.get("/healthz", response_model=None)
+    async def healthz() -> JSONResponse | dict[str, str]:
+        # a write, not a read: a full disk or a read-only database fails only on writes
+        await db.run(state.health_probe)
+        if db.failed_at is not None and time.time() - db.failed_at < HEALTH_MEMORY_S:
+            return JSONResponse({"detail": state.DATABASE_DOWN}, status_code=503)
         return {"status": "ok"}
 
     return app

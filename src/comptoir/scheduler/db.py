@@ -9,6 +9,7 @@ inside a state transition, and SQLite never sees two writers.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,6 +33,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import StaticPool
 
 from comptoir.dburl import database_url
@@ -223,11 +225,18 @@ class Database:
         metadata.create_all(self.engine)
         _add_missing_columns(self.engine)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scheduler-db")
+        # when the database last failed (disk full, read-only, server gone): health checks
+        # report it even when their own small probe still fits
+        self.failed_at: float | None = None
 
     def tx(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` in one transaction on the calling thread."""
-        with self.engine.begin() as conn:
-            return fn(conn)
+        try:
+            with self.engine.begin() as conn:
+                return fn(conn)
+        except OperationalError:
+            self.failed_at = time.time()
+            raise
 
     async def run(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` in one transaction on the database thread."""

@@ -22,6 +22,7 @@ import structlog
 from comptoir.chain import eip712
 from comptoir.chain.client import ChainClient
 from comptoir.chain.types import Deal
+from comptoir.exceptions import ChainUnreachable
 
 log = structlog.get_logger("comptoir.keys")
 
@@ -62,7 +63,9 @@ def chain_deal_check(
     async def deal_check(worker: str, checksum: str, evidence: dict[str, Any]) -> bool:
         try:
             allowed = await asyncio.to_thread(check_release, client, worker, checksum, evidence)
-        except Exception as exc:  # chain unreachable: refuse, the worker retries elsewhere
+        except ChainUnreachable:
+            raise  # not a refusal: the key service answers 503 and the worker waits
+        except Exception as exc:  # a broken node answer: refuse
             log.warning("keys.check_failed", error=str(exc))
             return False
         log.info("keys.release", worker=worker, dataset=checksum, allowed=allowed)

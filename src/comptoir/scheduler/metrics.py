@@ -44,6 +44,18 @@ class SchedulerMetrics:
         self.assignments_dispatched = Counter(
             "comptoir_scheduler_assignments_dispatched", "Replicas handed to workers", registry=r
         )
+        self.step_retries = Counter(
+            "comptoir_scheduler_step_retries",
+            "Background steps that failed (node, database, storage down) and are retried",
+            ["step"],
+            registry=r,
+        )
+        self.rollbacks = Counter(
+            "comptoir_scheduler_rollbacks",
+            "Settlements (or deals) the chain no longer holds, driven again (or dropped)",
+            ["kind"],
+            registry=r,
+        )
         for status in TASK_STATES:
             self.tasks.labels(status=status).set(0)
 

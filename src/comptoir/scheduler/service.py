@@ -20,6 +20,7 @@ from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 
+from comptoir.backoff import Backoff
 from comptoir.chain import eip712
 from comptoir.chain import events as ev
 from comptoir.chain.client import AssetInfo, ChainClient, SignedContribution, connect
@@ -35,6 +36,8 @@ log = structlog.get_logger("comptoir.scheduler")
 MAX_CLAIM = 256  # hub: indices per claim
 RECONCILE_TASKS = 500  # is_settled checks per reconciliation pass
 MAX_SCAN_CHUNKS = 20  # log ranges the watcher queries per loop iteration
+LOOP_BACKOFF_CAP_S = 5.0  # longest pause between loop iterations while steps fail
+ROLLBACK_HORIZON_S = 3600  # settlements of deals this long past their final deadline are final
 
 
 def contribution_signer(c: SignedContribution, chain_id: int, hub: str) -> str | None:
@@ -92,6 +95,9 @@ class Scheduler:
         self._categories: dict[int, int] = {}
         self._last_reconcile = 0.0
         self._reconcile_after = ""
+        self._settled_after = ""
+        self._chain_went_back = False
+        self._failing: dict[str, int] = {}  # step -> consecutive failures (for the logs)
         self._stop = asyncio.Event()
         self.wake = asyncio.Event()  # set by the API when there is work for the finalizer
 
@@ -133,14 +139,26 @@ class Scheduler:
 
     async def run(self) -> None:
         log.info("scheduler.start", scheduler=self.address, workerpool=self.settings.workerpool)
+        # the time we were down must not count as the workers' silence or slowness
+        restarted = await self.db.run(lambda c: state.restart_clocks(c, time.time()))
+        if restarted:
+            log.info("scheduler.reveals_restarted", tasks=restarted)
+        poll = self.settings.poll_interval_s
+        # while something keeps failing (node down, say), iterations space out with jitter
+        backoff = Backoff(poll, cap_s=max(poll, LOOP_BACKOFF_CAP_S))
         while not self._stop.is_set():
-            await self.step()
+            healthy = await self.step()
             self.wake.clear()
+            if healthy:
+                backoff.reset()
+            delay = poll if healthy else backoff.next_delay()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout=self.settings.poll_interval_s)
+                await asyncio.wait_for(self.wake.wait(), timeout=delay)
         log.info("scheduler.stop")
 
-    async def step(self) -> None:
+    async def step(self) -> bool:
+        """One pass of every step; False when one of them failed (it is retried)."""
+        healthy = True
         for name, fn in (
             ("watch", self.watch),
             ("leases", self.expire_leases),
@@ -156,7 +174,21 @@ class Scheduler:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # keep the other steps going whatever happens
-                log.warning(f"scheduler.{name}_failed", error=str(exc), kind=type(exc).__name__)
+                # retried at the next iteration (backed off, sooner when woken)
+                healthy = False
+                failures = self._failing.get(name, 0) + 1
+                self._failing[name] = failures
+                self.metrics.step_retries.labels(step=name).inc()
+                log.warning(
+                    f"scheduler.{name}_failed",
+                    error=str(exc),
+                    kind=type(exc).__name__,
+                    attempt=failures,
+                )
+            else:
+                if self._failing.pop(name, 0):
+                    log.info(f"scheduler.{name}_recovered")
+        return healthy
 
     # ------------------------------------------------------------ watcher
 
@@ -173,6 +205,9 @@ class Scheduler:
             log.warning("watch.chain_went_back", cursor=start, head=head, rescan_from=back)
             start = back - 1
             await self.db.run(lambda c: state.set_cursor(c, start))
+            self._chain_went_back = True  # what we saw settled may be undone: check now
+            self._settled_after = ""
+            self._last_reconcile = 0.0
         if head <= start:
             return
         # far behind (fresh database on a long chain): catch up a bounded range per step
@@ -262,7 +297,12 @@ class Scheduler:
             log.info("assignments.lost", ids=lost)
 
     async def reveal_tick(self) -> None:
-        await self.db.run(lambda c: state.reveal_tick(c, time.time(), self.settings.reveal_wait_s))
+        s, chain_now = self.settings, self.clock.now()
+        await self.db.run(
+            lambda c: state.reveal_tick(
+                c, time.time(), s.reveal_wait_s, s.heartbeat_lease_s, chain_now
+            )
+        )
 
     # ------------------------------------------------------------ finalizer
 
@@ -270,8 +310,18 @@ class Scheduler:
         now = self.clock.now()
         window = self.settings.finalize_window_s
         batches = await self.db.run(lambda c: state.ready_batches(c, now, time.time(), window))
+        if batches and await self._still_in_flight("finalize"):
+            return
         for batch in batches:
             await self._finalize_batch(batch)
+
+    async def _still_in_flight(self, what: str) -> bool:
+        """A transaction of ours not mined yet (its receipt wait timed out, the node is
+        slow) may be settling these very tasks: never send a second one beside it."""
+        waiting = int(await self.chain(self.client.tx.in_flight))
+        if waiting:
+            log.info(f"{what}.waiting_for_pending", transactions=waiting)
+        return waiting > 0
 
     async def _finalize_batch(self, batch: state.Batch) -> None:
         deal = batch.deal
@@ -390,6 +440,8 @@ class Scheduler:
     async def claim(self) -> None:
         now = self.clock.now()
         found = await self.db.run(lambda c: state.claimable(c, now))
+        if found and await self._still_in_flight("claim"):
+            return
         for deal_id, deal, items in found:
             if self.clock.latest_ts < deal.final_deadline:
                 continue  # the next block must be past the deadline: wait for one
@@ -447,8 +499,45 @@ class Scheduler:
         if settled:
             await self.db.run(lambda c: state.mark_tasks(c, settled, SETTLED, time.time()))
             log.info("reconcile.settled", count=len(settled))
+        await self.reconcile_settled()
         online = await self.db.run(state.worker_addresses)
         await self.refresh_workers(set(online))
+
+    async def reconcile_settled(self) -> None:
+        """The chain wins: a settlement we recorded that the chain no longer holds (it was
+        rolled back: node restarted from older state, reorg) is driven again, and a deal
+        the chain no longer knows is dropped."""
+        since = self.clock.now() - ROLLBACK_HORIZON_S
+        if self._chain_went_back:
+            self._chain_went_back = False
+            for deal_id in await self.db.run(lambda c: state.active_deals(c, since)):
+                if not await self.chain(self.client.deal_exists, state.unhx(deal_id)):
+                    await self._forget_deal(deal_id)
+        after = self._settled_after
+        page = await self.db.run(lambda c: state.settled_recently(c, since, after, RECONCILE_TASKS))
+        self._settled_after = page[-1][0] if len(page) == RECONCILE_TASKS else ""
+        undone: list[str] = []
+        gone: set[str] = set()
+        for task_id, deal_id, index in page:
+            did = state.unhx(deal_id)
+            if deal_id in gone or await self.chain(self.client.is_settled, did, index):
+                continue
+            if not await self.chain(self.client.deal_exists, did):
+                gone.add(deal_id)
+                continue
+            undone.append(task_id)
+        for deal_id in gone:
+            await self._forget_deal(deal_id)
+        if undone:
+            await self.db.run(lambda c: state.unsettle(c, undone, time.time()))
+            self.metrics.rollbacks.labels(kind="settlement").inc(len(undone))
+            log.warning("reconcile.settlement_undone", tasks=undone)
+            self.wake.set()
+
+    async def _forget_deal(self, deal_id: str) -> None:
+        await self.db.run(lambda c: state.forget_deal(c, deal_id))
+        self.metrics.rollbacks.labels(kind="deal").inc()
+        log.warning("reconcile.deal_vanished", deal=deal_id)
 
     # ------------------------------------------------------------ metrics
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +60,14 @@ MAX_LOSER_SIGS = 32
 DEAL_SCAN = 64  # deals with open tasks looked at per dispatch
 STARTED_SCAN = 512  # tasks with replicas in flight looked at per deal and dispatch
 FRESH_TRIES = 8  # untouched tasks tried per deal when concurrent dispatchers race
+# failures a worker reports that say nothing about the task (an outage it waited out):
+# the replica is released, not counted against the task, and may go back to that worker
+TRANSIENT_FAILURES = frozenset({"ChainUnreachable", "StorageUnavailable"})
+# why an assignment became unrevealed: its worker was offline (it may come back and
+# reveal while the task is still open), or it stayed silent past the deadline margin
+UNREVEALED_OFFLINE = "offline when asked to reveal"
+UNREVEALED_LATE = "did not reveal before the deadline margin"
+REDISPATCHABLE = (RELEASED,)  # never committed: the same worker may take the task again
 
 
 class NotFound(SchedulerError):
@@ -95,6 +104,12 @@ def registration_message(workerpool: int, address: str, nonce: str) -> str:
     )
 
 
+DATABASE_DOWN = (
+    "The scheduler cannot write its database (disk full, read-only or database server "
+    "down); free space or restore the database, then retry."
+)
+
+
 # ---------------------------------------------------------------- cursor
 
 
@@ -107,6 +122,11 @@ def set_cursor(conn: Connection, value: int, name: str = "block") -> None:
     if conn.execute(update(cursor).where(cursor.c.name == name).values(value=value)).rowcount:
         return
     conn.execute(insert(cursor).values(name=name, value=value))
+
+
+def health_probe(conn: Connection) -> None:
+    """One small write: what fails first when the disk is full or the database is gone."""
+    set_cursor(conn, int(time.time()), name="health")
 
 
 # ---------------------------------------------------------------- deals
@@ -260,6 +280,21 @@ def worker_addresses(conn: Connection, online_only: bool = True) -> list[str]:
     return [str(a) for a in conn.execute(q).scalars()]
 
 
+def restart_clocks(conn: Connection, now: float) -> int:
+    """At scheduler start: time it was down counts against nobody. Reveal windows start
+    again and online workers get a fresh lease to reach the restarted API; returns the
+    reveal phases restarted."""
+    restarted = conn.execute(
+        update(tasks).where(tasks.c.status == REVEALING).values(reveal_started=now)
+    ).rowcount
+    conn.execute(
+        update(workers)
+        .where(workers.c.online.is_(True), workers.c.last_heartbeat < now)
+        .values(last_heartbeat=now)
+    )
+    return int(restarted or 0)
+
+
 def expire_leases(conn: Connection, now: float, lease: float, grace: float) -> list[int]:
     """Workers silent for `lease` go offline and lose their running replicas; replicas
     running longer than the category time plus `grace` are lost too. Returns the lost
@@ -383,7 +418,9 @@ def next_work(
     if me is None:
         raise NotFound("This worker is not registered; register again.")
     cached = set(json.loads(me.cached))
-    mine = select(assignments.c.task_id).where(assignments.c.worker == address)
+    mine = select(assignments.c.task_id).where(
+        assignments.c.worker == address, assignments.c.status.not_in(REDISPATCHABLE)
+    )
     open_deals = conn.execute(
         select(deals)
         .where(
@@ -515,19 +552,31 @@ def _assign(
     authorize: Callable[[str, bytes], bytes],
 ) -> dict[str, Any]:
     auth = authorize(address, unhx(task_row.task_id))
-    result = conn.execute(
-        insert(assignments).values(
-            task_id=task_row.task_id,
-            deal_id=deal_row.deal_id,
-            worker=address,
-            status=RUNNING,
-            authorization=hx(auth),
-            assigned_at=now,
-            updated_at=now,
+    again = conn.execute(
+        select(assignments.c.id).where(
+            assignments.c.task_id == task_row.task_id,
+            assignments.c.worker == address,
+            assignments.c.status.in_(REDISPATCHABLE),
         )
-    )
-    assert result.inserted_primary_key is not None
-    aid = result.inserted_primary_key[0]
+    ).scalar()
+    fresh = {
+        "status": RUNNING,
+        "authorization": hx(auth),
+        "assigned_at": now,
+        "updated_at": now,
+        "error": None,
+    }
+    if again is not None:  # one row per (task, worker): the released one runs again
+        conn.execute(update(assignments).where(assignments.c.id == again).values(**fresh))
+        aid = again
+    else:
+        result = conn.execute(
+            insert(assignments).values(
+                task_id=task_row.task_id, deal_id=deal_row.deal_id, worker=address, **fresh
+            )
+        )
+        assert result.inserted_primary_key is not None
+        aid = result.inserted_primary_key[0]
     row = conn.execute(select(assignments).where(assignments.c.id == aid)).one()
     return assignment_payload(deal_row, task_row, row)
 
@@ -668,7 +717,7 @@ def reveal(
     a, t = _own(conn, aid, address)
     if a.status == REVEALED:
         return {"status": REVEALED}
-    if a.status != COMMITTED or t.status not in (REVEALING, READY):
+    if a.status != COMMITTED or (t.status not in (REVEALING, READY) and not _wants_upload(t)):
         raise Conflict(f"The assignment is {a.status} and its task {t.status}: no reveal expected.")
     if a.result_hash != t.consensus_hash:
         raise Conflict("This contribution is not in the consensus group; nothing to reveal.")
@@ -749,8 +798,15 @@ def _recheck(conn: Connection, task_id: str, now: float) -> None:
     evaluate(conn, task_id, now)
 
 
-def reveal_tick(conn: Connection, now: float, reveal_wait: float) -> None:
-    """Reveal phases past their wait: ready with the digest we have, or back to open."""
+def reveal_tick(
+    conn: Connection, now: float, reveal_wait: float, lease: float, chain_now: int
+) -> None:
+    """Reveal phases past their wait: ready with the digest we have, or back to open.
+
+    While a member of the winning group still heartbeats (blocked on an upload, say), the
+    phase waits on, up to two category times before the final deadline (room left to
+    replace them); members that are offline become unrevealed and may still reveal if
+    they come back while the task is open (:func:`assignment_state`)."""
     for t in conn.execute(
         select(tasks).where(tasks.c.status == REVEALING, tasks.c.reveal_started < now - reveal_wait)
     ).all():
@@ -761,16 +817,33 @@ def reveal_tick(conn: Connection, now: float, reveal_wait: float) -> None:
                 .values(status=READY, updated_at=now)
             )
             continue
-        # nobody in the winning group revealed: drop them, look for replicas again
-        conn.execute(
-            update(assignments)
+        d = conn.execute(
+            select(deals.c.final_deadline, deals.c.time_ref).where(deals.c.deal_id == t.deal_id)
+        ).one()
+        margin_left = chain_now < int(d.final_deadline) - 2 * int(d.time_ref)
+        pending = conn.execute(
+            select(assignments.c.id, workers.c.last_heartbeat, workers.c.online)
+            .select_from(assignments.join(workers, workers.c.address == assignments.c.worker))
             .where(
                 assignments.c.task_id == t.task_id,
                 assignments.c.status == COMMITTED,
                 assignments.c.result_hash == t.consensus_hash,
             )
-            .values(status=UNREVEALED, updated_at=now)
-        )
+        ).all()
+        alive = [p for p in pending if p.online and p.last_heartbeat >= now - lease]
+        if alive and margin_left:
+            continue  # blocked, not gone: give it the time the deadline allows
+        # nobody in the winning group revealed: drop them, look for replicas again
+        for p in pending:
+            conn.execute(
+                update(assignments)
+                .where(assignments.c.id == p.id)
+                .values(
+                    status=UNREVEALED,
+                    updated_at=now,
+                    error=UNREVEALED_OFFLINE if margin_left else UNREVEALED_LATE,
+                )
+            )
         conn.execute(
             update(tasks)
             .where(tasks.c.task_id == t.task_id)
@@ -786,6 +859,13 @@ def fail(
     a, t = _own(conn, aid, address)
     if a.status != RUNNING:
         return {"status": a.status}
+    if kind in TRANSIENT_FAILURES:  # an outage, not the task: release, count nothing
+        conn.execute(
+            update(assignments)
+            .where(assignments.c.id == aid)
+            .values(status=RELEASED, error=f"{kind}: {message}"[:2000], updated_at=now)
+        )
+        return {"status": RELEASED}
     conn.execute(
         update(assignments)
         .where(assignments.c.id == aid)
@@ -816,13 +896,38 @@ def release(conn: Connection, aid: int, address: str, now: float) -> dict[str, A
 _DONE_TASK = (FINALIZED, CLAIMED, SETTLED)
 
 
+def _wants_upload(t: Any) -> bool:
+    """A task settled with a digest but no result blob (its revealer could not upload):
+    the other members of its group are asked to reveal, so one of them uploads it."""
+    return (
+        t.status in (FINALIZED, SETTLED)
+        and t.digest is not None
+        and t.result_blob is None
+        and t.failure is None
+    )
+
+
 def assignment_state(conn: Connection, aid: int, address: str) -> dict[str, Any]:
-    """What the worker should do next with an assignment: run, wait, reveal, abort, done."""
+    """What the worker should do next with an assignment: run, wait, reveal, abort, done.
+
+    A commitment dropped as unrevealed because its worker was offline counts again when
+    the worker comes back and asks while its task is still open (after a crash, a
+    restart, a partition): its work is not lost and the task need not expire."""
     a, t = _own(conn, aid, address)
+    if a.status == UNREVEALED and a.error == UNREVEALED_OFFLINE and t.status == OPEN:
+        conn.execute(
+            update(assignments)
+            .where(assignments.c.id == aid)
+            .values(status=COMMITTED, error=None, updated_at=time.time())
+        )
+        evaluate(conn, t.task_id, time.time())
+        a, t = _own(conn, aid, address)
     if a.status == RUNNING:
         action = "run" if t.status == OPEN else "abort"
     elif a.status == COMMITTED:
-        if t.status in (REVEALING, READY) and a.result_hash == t.consensus_hash:
+        if a.result_hash == t.consensus_hash and (
+            t.status in (REVEALING, READY) or _wants_upload(t)
+        ):
             action = "reveal"
         elif t.status in (*_DONE_TASK, ABANDONED):
             action = "done"
@@ -1066,6 +1171,62 @@ def unsettled_tasks(conn: Connection, after: str, limit: int) -> list[tuple[str,
         .limit(limit)
     ).all()
     return [(str(t), str(d), int(i)) for t, d, i in rows]
+
+
+def settled_recently(
+    conn: Connection, since: int, after: str, limit: int
+) -> list[tuple[str, str, int]]:
+    """(task id, deal id, index) of tasks recorded as settled in deals whose final deadline
+    is after `since` (chain time): those a rollback of the chain can still have undone.
+    Paged in task-id order after `after`."""
+    rows = conn.execute(
+        select(tasks.c.task_id, tasks.c.deal_id, tasks.c.idx)
+        .select_from(tasks.join(deals, deals.c.deal_id == tasks.c.deal_id))
+        .where(
+            tasks.c.status.in_(_DONE_TASK),
+            deals.c.final_deadline > since,
+            tasks.c.task_id > after,
+        )
+        .order_by(tasks.c.task_id)
+        .limit(limit)
+    ).all()
+    return [(str(t), str(d), int(i)) for t, d, i in rows]
+
+
+def unsettle(conn: Connection, task_ids: Sequence[str], now: float) -> None:
+    """The chain no longer holds these tasks' settlement (it was rolled back): the chain
+    wins. A task with a revealed consensus goes back to ready (the finalizer settles it
+    again, or the claimer refunds it past the deadline), any other one to open."""
+    for task_id in task_ids:
+        t = conn.execute(select(tasks).where(tasks.c.task_id == task_id)).one()
+        revealed = t.digest is not None and t.consensus_hash is not None
+        conn.execute(
+            update(tasks)
+            .where(tasks.c.task_id == task_id)
+            .values(status=READY if revealed else OPEN, finalize_tx=None, updated_at=now)
+        )
+        conn.execute(update(deals).where(deals.c.deal_id == t.deal_id).values(status="active"))
+        if not revealed:
+            evaluate(conn, task_id, now)
+
+
+def forget_deal(conn: Connection, deal_id: str) -> None:
+    """The chain no longer knows this deal (rolled back before its match): it goes, with
+    its tasks and replicas (their workers are told so and drop them); if the match is
+    mined again, the watcher records it afresh."""
+    conn.execute(assignments.delete().where(assignments.c.deal_id == deal_id))
+    conn.execute(tasks.delete().where(tasks.c.deal_id == deal_id))
+    conn.execute(deals.delete().where(deals.c.deal_id == deal_id))
+
+
+def active_deals(conn: Connection, since: int) -> list[str]:
+    """Ids of deals with a final deadline after `since` (chain time)."""
+    return [
+        str(d)
+        for d in conn.execute(
+            select(deals.c.deal_id).where(deals.c.final_deadline > since)
+        ).scalars()
+    ]
 
 
 # ---------------------------------------------------------------- views

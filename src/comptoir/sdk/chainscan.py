@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from eth_utils import to_checksum_address
+from web3.exceptions import TransactionNotFound
 
 from comptoir.chain import events as ev
 from comptoir.chain.client import KIND_APP, KIND_DATASET, KIND_WORKERPOOL, ChainClient
@@ -80,6 +81,21 @@ def task_settlement(
     found = logs(client, [[_topic("TaskFinalized"), _topic("TaskClaimed")], _b32(task_id)])
     hits = [e for e in found if isinstance(e, ev.TaskFinalized | ev.TaskClaimed)]
     return hits[0] if hits else None
+
+
+def still_settled(client: ChainClient, e: ev.TaskFinalized | ev.TaskClaimed) -> bool:
+    """Whether the chain as it is now still holds this settlement: its transaction is
+    mined where the event said and the task is settled (a rollback or a reorg undoes
+    both, and a result is only "verified" against what the chain holds)."""
+    try:
+        receipt = client.w3.eth.get_transaction_receipt(e.tx_hash)  # type: ignore[arg-type]
+    except TransactionNotFound:
+        return False
+    if receipt is None or int(receipt["status"]) != 1:
+        return False
+    if int(receipt["blockNumber"]) != e.block_number:
+        return False
+    return client.is_settled(e.deal_id, e.index)
 
 
 def all_deals(client: ChainClient, requester: str | None = None) -> list[ev.DealCreated]:

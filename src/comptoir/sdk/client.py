@@ -755,19 +755,25 @@ class Comptoir:
         by_id = {d.deal_id: d for d in deals}
         pending = {(d.deal_id, i) for d in deals for i in range(d.volume)}
         total, done = len(pending), 0
-        cursor = min((d.block for d in deals), default=0)
+        first_block = min((d.block for d in deals), default=0)
+        cursor = first_block
         started = time.monotonic()
         notify(Progress("waiting", f"waiting for {total} task(s) to settle", 0, total))
         while pending:
             head = await self._call(c.block_number)
+            if head < cursor - 1:  # the chain went back (rollback, reorg): look again
+                cursor = first_block
             found = await self._call(chainscan.settlements, c, list(by_id), cursor, head)
             cursor = head + 1
             for e in found:
                 key = (_hex(e.deal_id), int(e.index))
                 if key not in pending:
                     continue
-                pending.discard(key)
                 task = await self._settled(by_id[key[0]], e, out)
+                if not await self._call(chainscan.still_settled, c, e):
+                    cursor = first_block  # undone while we fetched it: wait for it again
+                    continue
+                pending.discard(key)
                 done += 1
                 notify(Progress("task", f"task {task.index}: {task.status}", done, total, task))
                 yield task
@@ -1048,6 +1054,11 @@ class Comptoir:
         )
         if result.status == "unavailable":
             raise ResultError(f"The result of task {tid} cannot be fetched: {result.message}.")
+        if not await self._call(chainscan.still_settled, c, s):
+            raise ResultError(
+                f"Task {tid} is no longer settled on the chain (it went back while the result "
+                f"was fetched); follow it with 'comptoir task show {tid} --watch'."
+            )
         return result
 
     # ------------------------------------------------------------ lifecycle verbs

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
+import structlog
 
-from comptoir.exceptions import BlobNotFound, ChecksumMismatch, StorageError
+from comptoir.backoff import Backoff
+from comptoir.exceptions import BlobNotFound, ChecksumMismatch, StorageError, StorageUnavailable
 from comptoir.httpclients import LazyHttpClients
 from comptoir.storage.digest import CHUNK, check_digest, normalize_digest, sha256_bytes
 
@@ -19,25 +24,75 @@ DIGEST_HEADER = "X-Comptoir-Sha256"
 ERROR_HEADER = "X-Comptoir-Error"  # "checksum-mismatch" on a refused upload
 
 Body = bytes | str | Path
+T = TypeVar("T")
+
+log = structlog.get_logger("comptoir.storage")
 
 
 class StorageClient(LazyHttpClients):
-    """Sync methods (``upload``, ``download``…) and async twins prefixed with ``a``."""
+    """Sync methods (``upload``, ``download``…) and async twins prefixed with ``a``.
 
-    def __init__(self, base_url: str, *, token: str | None = None, timeout: float = 60.0) -> None:
+    Every operation is idempotent (blobs are content-addressed), so one that hits an
+    unreachable or failing server (:class:`StorageUnavailable`) is tried again up to
+    `retries` times with jittered back-off before the error reaches the caller."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        timeout: float = 60.0,
+        retries: int = 2,
+        backoff_s: float = 0.5,
+    ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         super().__init__(timeout=timeout, headers=headers)
         self.base_url = base_url.rstrip("/")
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.retried = 0  # attempts repeated after a transient failure (for logs and tests)
 
     @contextmanager
     def _net(self) -> Iterator[None]:
         try:
             yield
         except httpx.HTTPError as exc:
-            raise StorageError(
+            raise StorageUnavailable(
                 f"The storage server at {self.base_url} could not be used ({exc!r}); "
                 "check that it is running and reachable, then retry."
             ) from exc
+
+    def _retry_delay(self, backoff: Backoff, what: str, exc: StorageError) -> float | None:
+        if backoff.attempt >= self.retries:
+            return None
+        delay = backoff.next_delay()
+        self.retried += 1
+        log.warning(
+            "storage.retry", op=what, attempt=backoff.attempt, delay=round(delay, 2), error=str(exc)
+        )
+        return delay
+
+    def _retrying(self, what: str, fn: Callable[[], T]) -> T:
+        backoff = Backoff(self.backoff_s, cap_s=10.0)
+        while True:
+            try:
+                return fn()
+            except StorageUnavailable as exc:
+                delay = self._retry_delay(backoff, what, exc)
+                if delay is None:
+                    raise
+                time.sleep(delay)
+
+    async def _aretrying(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
+        backoff = Backoff(self.backoff_s, cap_s=10.0)
+        while True:
+            try:
+                return await fn()
+            except StorageUnavailable as exc:
+                delay = self._retry_delay(backoff, what, exc)
+                if delay is None:
+                    raise
+                await asyncio.sleep(delay)
 
     def url(self, digest: str) -> str:
         return f"{self.base_url}/blobs/{normalize_digest(digest)}"
@@ -47,6 +102,11 @@ class StorageClient(LazyHttpClients):
             raise BlobNotFound(f"No blob {digest} at {self.base_url}.")
         if resp.headers.get(ERROR_HEADER) == "checksum-mismatch":
             raise ChecksumMismatch(_detail(resp))
+        if resp.status_code >= 500:
+            raise StorageUnavailable(
+                f"The storage server at {self.base_url} answered {resp.status_code}: "
+                f"{_detail(resp)}; retry later."
+            )
         if resp.status_code >= 400:
             raise StorageError(
                 f"The storage server at {self.base_url} answered {resp.status_code}: "
@@ -80,6 +140,9 @@ class StorageClient(LazyHttpClients):
         """Upload bytes or a file; returns its digest (verified against the server's)."""
         local, payload = self._prepare(body)
         check_digest(local, expected, "upload")
+        return self._retrying("upload", lambda: self._upload_once(local, payload))
+
+    def _upload_once(self, local: str, payload: bytes | Path) -> str:
         params = {"expected": local}
         with self._net():
             if isinstance(payload, Path):
@@ -90,6 +153,9 @@ class StorageClient(LazyHttpClients):
         return self._check_upload(resp, local)
 
     def exists(self, digest: str) -> bool:
+        return self._retrying("exists", lambda: self._exists_once(digest))
+
+    def _exists_once(self, digest: str) -> bool:
         with self._net():
             resp = self.http.head(self.url(digest))
         if resp.status_code == 404:
@@ -98,6 +164,9 @@ class StorageClient(LazyHttpClients):
         return True
 
     def download(self, digest: str) -> bytes:
+        return self._retrying("download", lambda: self._download_once(digest))
+
+    def _download_once(self, digest: str) -> bytes:
         d = normalize_digest(digest)
         with self._net(), self.http.stream("GET", self.url(d)) as resp:
             self._fail(resp, d)
@@ -107,6 +176,9 @@ class StorageClient(LazyHttpClients):
 
     def download_to(self, digest: str, dest: str | Path) -> Path:
         """Stream to ``dest`` atomically; a mismatching download leaves no file behind."""
+        return self._retrying("download", lambda: self._download_to_once(digest, dest))
+
+    def _download_to_once(self, digest: str, dest: str | Path) -> Path:
         d = normalize_digest(digest)
         with self._net(), self.http.stream("GET", self.url(d)) as resp:
             self._fail(resp, d)
@@ -117,6 +189,9 @@ class StorageClient(LazyHttpClients):
     async def aupload(self, body: Body, expected: str | None = None) -> str:
         local, payload = self._prepare(body)
         check_digest(local, expected, "upload")
+        return await self._aretrying("upload", lambda: self._aupload_once(local, payload))
+
+    async def _aupload_once(self, local: str, payload: bytes | Path) -> str:
         content = _aiter_file(payload) if isinstance(payload, Path) else payload
         with self._net():
             resp = await self.ahttp.put(
@@ -125,6 +200,9 @@ class StorageClient(LazyHttpClients):
         return self._check_upload(resp, local)
 
     async def aexists(self, digest: str) -> bool:
+        return await self._aretrying("exists", lambda: self._aexists_once(digest))
+
+    async def _aexists_once(self, digest: str) -> bool:
         with self._net():
             resp = await self.ahttp.head(self.url(digest))
         if resp.status_code == 404:
@@ -133,6 +211,9 @@ class StorageClient(LazyHttpClients):
         return True
 
     async def adownload(self, digest: str) -> bytes:
+        return await self._aretrying("download", lambda: self._adownload_once(digest))
+
+    async def _adownload_once(self, digest: str) -> bytes:
         d = normalize_digest(digest)
         with self._net():
             async with self.ahttp.stream("GET", self.url(d)) as resp:
@@ -143,6 +224,9 @@ class StorageClient(LazyHttpClients):
 
     async def adownload_to(self, digest: str, dest: str | Path) -> Path:
         """Async twin of :meth:`download_to`."""
+        return await self._aretrying("download", lambda: self._adownload_to_once(digest, dest))
+
+    async def _adownload_to_once(self, digest: str, dest: str | Path) -> Path:
         d = normalize_digest(digest)
         dest = Path(dest)
         h = hashlib.sha256()

@@ -26,7 +26,13 @@ from eth_account.messages import encode_defunct
 from fastapi import APIRouter, FastAPI, HTTPException
 from pydantic import BaseModel, Field
 
-from comptoir.exceptions import InvalidDigest, KeyReleaseDenied, StorageError
+from comptoir.exceptions import (
+    ChainUnreachable,
+    InvalidDigest,
+    KeyReleaseDenied,
+    StorageError,
+    StorageUnavailable,
+)
 from comptoir.httpguard import guard
 from comptoir.storage.digest import normalize_digest
 
@@ -247,7 +253,12 @@ def create_key_router(
         checksum = _checksum(req.dataset_checksum)
         # Ask the policy before looking the key up so "no such dataset" and "not allowed"
         # are indistinguishable to an unauthorized caller.
-        allowed = await policy.authorize(req.worker, checksum, req.evidence)
+        try:
+            allowed = await policy.authorize(req.worker, checksum, req.evidence)
+        except ChainUnreachable:  # cannot check now, not a refusal: the worker waits
+            raise HTTPException(
+                503, "The chain cannot be reached to check this release; retry shortly."
+            ) from None
         entry = vault.get(checksum) if allowed else None
         if entry is None:
             raise HTTPException(403, "This worker is not authorized for a key of this dataset.")
@@ -286,11 +297,15 @@ class KeyServiceClient:
         try:
             resp = self._http.post(f"{self.base_url}/keys/{path}", json=body)
         except httpx.HTTPError as exc:
-            raise StorageError(
-                f"The key service at {self.base_url} is unreachable ({exc})."
+            raise StorageUnavailable(
+                f"The key service at {self.base_url} is unreachable ({exc}); retry later."
             ) from exc
         if resp.status_code in (401, 403):
             raise KeyReleaseDenied(str(resp.json().get("detail", "refused")))
+        if resp.status_code >= 500:
+            raise StorageUnavailable(
+                f"The key service answered {resp.status_code}: {resp.text[:200]}; retry later."
+            )
         if resp.status_code >= 400:
             raise StorageError(f"The key service answered {resp.status_code}: {resp.text[:200]}")
         result: dict[str, Any] = resp.json()

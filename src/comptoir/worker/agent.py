@@ -28,6 +28,7 @@ from eth_utils import keccak
 
 from comptoir.apps.contract import result_archive
 from comptoir.apps.prepare import AppKind, prepare_app
+from comptoir.backoff import Backoff
 from comptoir.chain import eip712
 from comptoir.chain import events as ev
 from comptoir.chain.client import (
@@ -44,12 +45,14 @@ from comptoir.exceptions import (
     AssignmentRefused,
     BlobNotFound,
     ChainError,
+    ChainUnreachable,
     ChecksumMismatch,
     ComptoirError,
     PackageLimitExceeded,
     SchedulerError,
     SchedulerUnreachable,
     StorageError,
+    StorageUnavailable,
 )
 from comptoir.sandbox import BwrapExecutor, Outcome, SandboxJob, SandboxLimits, detect_gpu_devices
 from comptoir.storage.client import StorageClient
@@ -67,6 +70,10 @@ COMMITTING = "committing"  # journal phase: digest chosen, commit not yet acknow
 CALLBACK_FILE = "callback"  # for deals with a callback: the data delivered on-chain
 MAX_CALLBACK_DATA = 1024
 LIE_PREFIX = b"comptoir-test-lie"
+RETRY_BASE_S = 0.5  # first back-off delay after a transient fault (chain, storage)
+RETRY_CAP_S = 8.0  # longest delay between two attempts (bounds the recovery latency)
+SCHEDULER_CAP_S = 4.0  # longest pause between pulls while the scheduler is unreachable
+TRANSIENT = (ChainUnreachable, StorageUnavailable)  # wait and retry, never report a failure
 
 
 class NonDeterministic(ComptoirError):
@@ -143,6 +150,7 @@ class WorkerAgent:
         self._executor: BwrapExecutor | None = None
         self._stop = asyncio.Event()
         self.current: int | None = None  # assignment being computed
+        self._reveal_backoff: dict[int, tuple[Backoff, float]] = {}  # aid -> (backoff, next try)
 
     @property
     def executor(self) -> BwrapExecutor:
@@ -173,13 +181,20 @@ class WorkerAgent:
         )
         # told to the pool on registration, for a scheduler that sorts workers by it
         self.scheduler.capabilities["isolation"] = isolation.level
+        backoff = self._scheduler_backoff()
         while not self._stop.is_set():
             try:
                 await self.scheduler.register()
                 break
             except SchedulerUnreachable as exc:
-                log.warning("worker.register_retry", error=str(exc))
-                await self._sleep(self.s.poll_interval_s)
+                delay = backoff.next_delay()
+                log.warning(
+                    "worker.register_retry",
+                    attempt=backoff.attempt,
+                    delay=round(delay, 2),
+                    error=str(exc),
+                )
+                await self._sleep(delay)
         await self.resume()
         background = [
             asyncio.create_task(self._heartbeat_loop()),
@@ -218,6 +233,7 @@ class WorkerAgent:
                 self._forget(aid)
 
     def _forget(self, aid: int) -> None:
+        self._reveal_backoff.pop(aid, None)
         entry = self.journal.entries().get(aid, {})
         if entry.get("result_path"):
             Path(entry["result_path"]).unlink(missing_ok=True)
@@ -232,7 +248,13 @@ class WorkerAgent:
                 log.warning("worker.heartbeat_failed", error=str(exc))
             await self._sleep(self.s.heartbeat_interval_s)
 
+    def _scheduler_backoff(self) -> Backoff:
+        """Pacing of retries while the scheduler is unreachable: from the poll interval up
+        to a few seconds, jittered so restarted schedulers are not hit in lockstep."""
+        return Backoff(self.s.poll_interval_s, cap_s=max(self.s.poll_interval_s, SCHEDULER_CAP_S))
+
     async def _work_loop(self) -> None:
+        backoff = self._scheduler_backoff()
         while not self._stop.is_set():
             if self.s.idle_only and not await asyncio.to_thread(
                 machine_idle, self.s.idle_cpu_percent
@@ -242,9 +264,16 @@ class WorkerAgent:
             try:
                 assignment = await self.scheduler.next_work()
             except ComptoirError as exc:
-                log.warning("worker.pull_failed", error=str(exc))
-                await self._sleep(self.s.poll_interval_s)
+                delay = backoff.next_delay()
+                log.warning(
+                    "worker.pull_failed",
+                    attempt=backoff.attempt,
+                    delay=round(delay, 2),
+                    error=str(exc),
+                )
+                await self._sleep(delay)
                 continue
+            backoff.reset()
             if assignment is None:
                 await self._sleep(self.s.poll_interval_s)
                 continue
@@ -258,7 +287,9 @@ class WorkerAgent:
         self.journal.put(aid, phase="running", assignment=a)
         log.info("assignment.start", id=aid, task=a["task_id"], index=a["index"])
         try:
-            computed = await self.compute(a)
+            computed = await self._compute_patiently(a)
+            if computed is None:
+                return  # the scheduler took it back while the fault lasted
         except AssignmentRefused as exc:
             await self._report(aid, "refused", str(exc))
             return
@@ -298,6 +329,42 @@ class WorkerAgent:
         )
         await self._commit(aid, c)
 
+    async def _compute_patiently(self, a: dict[str, Any]) -> Computed | None:
+        """compute(), retried with back-off while the chain or storage is unreachable and
+        the scheduler still wants this replica; None once it does not (then forgotten)."""
+        aid = int(a["id"])
+        backoff = Backoff(RETRY_BASE_S, RETRY_CAP_S)
+        while True:
+            try:
+                return await self.compute(a)
+            except TRANSIENT as exc:
+                delay = backoff.next_delay()
+                log.warning(
+                    "assignment.retry",
+                    id=aid,
+                    attempt=backoff.attempt,
+                    delay=round(delay, 2),
+                    kind=type(exc).__name__,
+                    error=str(exc),
+                )
+                await self._sleep(delay)
+                if self._stop.is_set() or not await self._still_running(aid):
+                    log.info("assignment.dropped_during_fault", id=aid)
+                    if self._stop.is_set():
+                        with contextlib.suppress(ComptoirError):
+                            await self.scheduler.release(aid)
+                    self._forget(aid)
+                    return None
+
+    async def _still_running(self, aid: int) -> bool:
+        """Whether the scheduler still counts on this replica (an unreachable scheduler is
+        given the benefit of the doubt: its lease decides)."""
+        try:
+            st = await self.scheduler.assignment(aid)
+        except SchedulerUnreachable:
+            return True
+        return st is not None and st["action"] == "run"
+
     async def _commit(self, aid: int, c: SignedContribution) -> None:
         try:
             await self.scheduler.commit(aid, c)
@@ -319,15 +386,36 @@ class WorkerAgent:
 
     async def _reveal_loop(self) -> None:
         while not self._stop.is_set():
+            loop_now = asyncio.get_running_loop().time()
             for aid, entry in self.journal.entries().items():
+                _, next_try = self._reveal_backoff.get(aid, (None, 0.0))
+                if loop_now < next_try:
+                    continue
                 try:
                     await self._advance(aid, entry)
                 except SchedulerUnreachable as exc:
                     log.warning("assignment.poll_failed", id=aid, error=str(exc))
-                except (SchedulerError, StorageError) as exc:
-                    log.warning("assignment.reveal_refused", id=aid, error=str(exc))
-                    self._forget(aid)
+                except (StorageError, SchedulerError) as exc:
+                    # the committed result stays in the journal: the upload (then the
+                    # reveal) is tried again until the scheduler says it is not needed
+                    # (done or abort: the next poll forgets it then)
+                    self._retry_reveal_later(aid, exc)
+                else:
+                    self._reveal_backoff.pop(aid, None)
             await self._sleep(min(self.s.poll_interval_s, 1.0))
+
+    def _retry_reveal_later(self, aid: int, exc: ComptoirError) -> None:
+        backoff, _ = self._reveal_backoff.get(aid, (Backoff(RETRY_BASE_S, RETRY_CAP_S), 0.0))
+        delay = backoff.next_delay()
+        self._reveal_backoff[aid] = (backoff, asyncio.get_running_loop().time() + delay)
+        event = "upload_retry" if isinstance(exc, StorageError) else "reveal_retry"
+        log.warning(
+            f"assignment.{event}",
+            id=aid,
+            attempt=backoff.attempt,
+            delay=round(delay, 2),
+            error=str(exc),
+        )
 
     async def _advance(self, aid: int, entry: dict[str, Any]) -> None:
         phase = entry.get("phase")
@@ -482,18 +570,27 @@ class WorkerAgent:
         try:
             try:
                 await self.storage.adownload_to(checksum, tmp)
-            except BlobNotFound:
+            except (BlobNotFound, StorageUnavailable) as exc:
                 if not location.startswith(("http://", "https://")):
+                    if isinstance(exc, StorageUnavailable):
+                        raise  # transient: the caller waits and retries
                     raise NonDeterministic(
                         "download", f"No copy of blob {checksum} could be found."
                     ) from None
-                await self._download_url(location, tmp, checksum)
+                try:
+                    await self._download_url(location, tmp, checksum)
+                except NonDeterministic:
+                    if isinstance(exc, StorageUnavailable):
+                        raise exc from None
+                    raise
             return self.cache.add(checksum, tmp)
         except ChecksumMismatch as exc:
             raise AssignmentRefused(
                 f"The bytes of {location or checksum} do not match the on-chain checksum "
                 f"{checksum}; refusing to run them ({exc})."
             ) from None
+        except StorageUnavailable:
+            raise
         except StorageError as exc:
             raise NonDeterministic("download", str(exc)) from None
         finally:
@@ -540,7 +637,9 @@ class WorkerAgent:
                 self.keys.request_key, checksum, self.account.key, evidence
             )
             await asyncio.to_thread(_decrypt_to, encrypted, key, in_dir / "dataset")
-        except StorageError as exc:  # key refused, key service down, wrong key
+        except StorageUnavailable:
+            raise  # key service or chain down: waited out and retried by the caller
+        except StorageError as exc:  # key refused, wrong key
             raise NonDeterministic("dataset_key", str(exc)) from None
 
 
