@@ -5,6 +5,9 @@ outcome of the app (never a sandbox error), and the host is checked afterwards."
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -23,6 +26,16 @@ LIMITS = SandboxLimits(
     max_processes=32,
     tmp_bytes=16 << 20,
 )
+
+
+@pytest.fixture
+def executor() -> Iterator[BwrapExecutor]:
+    """An executor with job directories of its own: these tests check that no job
+    directory is left, which jobs of tests running in parallel would otherwise break."""
+    root = Path(tempfile.mkdtemp(prefix="comptoir-sbx-test-"))
+    os.chmod(root, 0o711)  # the per-job uid traverses it, as bwrap needs
+    yield BwrapExecutor(work_root=root)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def _run(executor: BwrapExecutor, app, out: Path, args: str = ""):  # type: ignore[no-untyped-def]
