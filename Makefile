@@ -8,7 +8,7 @@ ANVIL_VERSION := 1.7.1
 ANVIL := $(TOOLS)/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 export COMPTOIR_ANVIL := $(abspath $(ANVIL))
 
-.PHONY: setup sysdeps test lint typecheck gas demo bench clean
+.PHONY: setup sysdeps test lint typecheck gas demo bench clean artifacts wheel
 
 setup: $(VENV)/.installed $(ANVIL)
 
@@ -22,6 +22,16 @@ $(ANVIL):
 	mkdir -p $(TOOLS)
 	npm install --silent --no-audit --no-fund --prefix $(TOOLS) @foundry-rs/anvil-linux-amd64@$(ANVIL_VERSION)
 	test -x $(ANVIL)
+
+# Recompile the contracts into the committed artifacts (src/comptoir/contracts/artifacts);
+# tests/install/test_artifacts.py fails until this is run after a contract changes.
+artifacts: setup
+	$(PY) -m comptoir.chain.build --write
+
+# The installable wheel (ships the compiled artifacts; vyper only with the [dev] extra).
+wheel: setup
+	$(PY) -m pip wheel --no-deps -q -w dist .
+	@ls dist/comptoir-*.whl
 
 # Debian packages the sandbox and the database tests use (needs root; skipped when present).
 sysdeps:
@@ -51,4 +61,4 @@ bench: setup sysdeps
 	$(PY) bench/e2e.py
 
 clean:
-	rm -rf $(VENV) $(TOOLS) build .pytest_cache
+	rm -rf $(VENV) $(TOOLS) build dist .pytest_cache
