@@ -8,7 +8,7 @@ ANVIL_VERSION := 1.7.1
 ANVIL := $(TOOLS)/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 export COMPTOIR_ANVIL := $(abspath $(ANVIL))
 
-.PHONY: setup sysdeps test lint typecheck gas demo bench clean artifacts wheel
+.PHONY: setup sysdeps test lint typecheck gas demo bench clean artifacts wheel docs
 
 setup: $(VENV)/.installed $(ANVIL)
 
@@ -32,6 +32,10 @@ artifacts: setup
 wheel: setup
 	$(PY) -m pip wheel --no-deps -q -w dist .
 	@ls dist/comptoir-*.whl
+
+# The generated settings reference (tests/install/test_docs.py fails when it is stale).
+docs: setup
+	$(PY) -m comptoir.settings_doc > docs/configuration.md
 
 # Debian packages the sandbox and the database tests use (needs root; skipped when present).
 sysdeps:

@@ -46,7 +46,13 @@ from comptoir.chain.types import (
     result_hash,
     result_seal,
 )
-from comptoir.exceptions import ChainError, ChainUnreachable, OrderError, TransactionRejected
+from comptoir.exceptions import (
+    ChainError,
+    ChainUnreachable,
+    ConfigError,
+    OrderError,
+    TransactionRejected,
+)
 
 if TYPE_CHECKING:
     from comptoir.chain.deploy import Deployment
@@ -577,6 +583,23 @@ class ChainClient:
             worker_stake_ratio,
             scheduler_reward_ratio,
         )
+
+    def set_location(self, asset: int, location: str) -> None:
+        """Move an asset's location; a workerpool's is its scheduler's API endpoint."""
+        if len(location.encode()) > 256:
+            raise ConfigError("A location is at most 256 bytes; give a shorter URL.")
+        if self.owner_of(asset) != self.address:
+            raise TransactionRejected(
+                f"Asset {asset} is not owned by {self.address}; use its owner's wallet."
+            )
+        self._send(self.registry, "set_location", asset, location)
+
+    def workerpool_endpoint(self, workerpool: int) -> str | None:
+        """The scheduler API URL a workerpool's owner recorded on-chain (None when unset)."""
+        info = self.asset(workerpool)
+        if info.kind != KIND_WORKERPOOL or not info.location.startswith(("http://", "https://")):
+            return None
+        return info.location.rstrip("/")
 
     def transfer_asset(self, asset: int, new_owner: str) -> None:
         self._send(self.registry, "transfer_asset", asset, to_checksum_address(new_owner))

@@ -48,10 +48,14 @@ def package_version() -> str:
 @app.callback()
 def _root(
     home: Annotated[
-        Path | None, typer.Option(help="State folder (default $COMPTOIR_HOME or ./.comptoir).")
+        Path | None, typer.Option(help="State and config folder (default $COMPTOIR_HOME).")
     ] = None,
     rpc_url: Annotated[
         str | None, typer.Option(help="JSON-RPC endpoint (default $COMPTOIR_RPC_URL).")
+    ] = None,
+    network: Annotated[
+        str | None,
+        typer.Option(help="Network by name (default $COMPTOIR_NETWORK or 'network use')."),
     ] = None,
     _version: Annotated[
         bool,
@@ -65,6 +69,8 @@ def _root(
         os.environ["COMPTOIR_HOME"] = str(home)
     if rpc_url is not None:
         os.environ["COMPTOIR_RPC_URL"] = rpc_url
+    if network is not None:
+        os.environ["COMPTOIR_NETWORK"] = network
 
 
 def _register_groups() -> None:
