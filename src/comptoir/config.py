@@ -15,6 +15,7 @@ and ``COMPTOIR_DEPLOYMENT`` at the deployment record (or keep one per chain id u
 | COMPTOIR_ANVIL | .tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil | anvil binary |
 | COMPTOIR_DEVNET_PORT | 8545 | devnet port (0 = any free port) |
 | COMPTOIR_DEVNET_CHAIN_ID | 31337 | devnet chain id |
+| COMPTOIR_DEVNET_BLOCK_TIME | 5 | seconds between idle devnet blocks (0: only on transactions) |
 | COMPTOIR_RPC_TIMEOUT | 30 | seconds per JSON-RPC request |
 | COMPTOIR_TX_TIMEOUT | 120 | seconds to wait for a receipt |
 """
@@ -33,6 +34,7 @@ from comptoir.network import Network, selected_network
 DEFAULT_RPC_URL = "http://127.0.0.1:8545"
 DEFAULT_DEVNET_PORT = 8545
 DEFAULT_DEVNET_CHAIN_ID = 31337
+DEFAULT_DEVNET_BLOCK_TIME = 5
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_ANVIL = _PROJECT_ROOT / ".tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
 
@@ -45,6 +47,7 @@ class Settings:
     anvil: Path = DEFAULT_ANVIL
     devnet_port: int = DEFAULT_DEVNET_PORT
     devnet_chain_id: int = DEFAULT_DEVNET_CHAIN_ID
+    devnet_block_time: int = DEFAULT_DEVNET_BLOCK_TIME
     rpc_timeout: float = 30.0
     tx_timeout: float = 120.0
     rpc_url_explicit: bool = False  # set by COMPTOIR_RPC_URL: the devnet must not override it
@@ -147,6 +150,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         anvil=Path(anvil).expanduser() if anvil else DEFAULT_ANVIL,
         devnet_port=env_int(env, "COMPTOIR_DEVNET_PORT", DEFAULT_DEVNET_PORT),
         devnet_chain_id=env_int(env, "COMPTOIR_DEVNET_CHAIN_ID", DEFAULT_DEVNET_CHAIN_ID),
+        devnet_block_time=env_int(env, "COMPTOIR_DEVNET_BLOCK_TIME", DEFAULT_DEVNET_BLOCK_TIME),
         rpc_timeout=env_float(env, "COMPTOIR_RPC_TIMEOUT", 30.0),
         tx_timeout=env_float(env, "COMPTOIR_TX_TIMEOUT", 120.0),
     )

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from comptoir import stack
+from comptoir.config import load_settings
 from comptoir.devnet import ANVIL_MNEMONIC
 
 
@@ -48,3 +50,14 @@ def bare_anvil(tmp_path: Path) -> Iterator[Callable[..., str]]:
     for proc in procs:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def pool_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[stack.Stack]:
+    """The pool manager's host: chain, storage, market, a pool's scheduler, one worker."""
+    if not os.environ.get("COMPTOIR_ANVIL"):
+        pytest.skip("COMPTOIR_ANVIL is not set (make test sets it)")
+    home = tmp_path_factory.mktemp("pool-host")
+    settings = load_settings({"COMPTOIR_HOME": str(home), "COMPTOIR_DEVNET_PORT": "0"})
+    with stack.running(settings, workers=1) as running:
+        yield running

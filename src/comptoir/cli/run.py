@@ -99,6 +99,18 @@ def run(
         )
     if any(r.status == "mismatch" for r in results):
         raise typer.Exit(3)
+    unavailable = [r for r in results if r.status == "unavailable"]
+    if unavailable:
+        from rich.markup import escape
+
+        from comptoir.cli.output import err_console
+
+        err_console.print(
+            f"[red]{len(unavailable)} result(s) settled on-chain could not be fetched "
+            f"({escape(unavailable[0].message or 'no copy found')}); retry later with "
+            f"'comptoir result get {unavailable[0].task_id}'.[/red]"
+        )
+        raise typer.Exit(4)
 
 
 _root.command("run")(run)

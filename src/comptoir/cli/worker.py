@@ -19,7 +19,8 @@ def run(
         str | None, typer.Option(help="The pool's scheduler URL (or give --pool).")
     ] = None,
     pool: Annotated[
-        int | None, typer.Option(help="Workerpool id whose scheduler URL is configured.")
+        int | None,
+        typer.Option(help="Workerpool id: its scheduler is found from its on-chain endpoint."),
     ] = None,
     work_dir: Annotated[Path | None, typer.Option(help="Work folder (cache, journal).")] = None,
     idle_only: Annotated[bool, typer.Option(help="Volunteer mode: only when idle.")] = False,
@@ -29,14 +30,15 @@ def run(
     from comptoir.exceptions import ConfigError
     from comptoir.sdk import run_worker
 
+    if scheduler is None and pool is None:
+        raise ConfigError("Give the pool to join with --pool ID (or its --scheduler URL).")
     with sdk(wallet) as c:
         config, account = c.config, c.account
-    url = scheduler or (config.scheduler_url(pool) if pool is not None else None)
+        url = scheduler or (c.scheduler_url(pool) if pool is not None else None)
     if not url:
-        known = ", ".join(str(p) for p in config.schedulers) or "none"
         raise ConfigError(
-            f"Give the pool's scheduler with --scheduler URL (or --pool N for a configured "
-            f"pool; configured: {known})."
+            f"Workerpool {pool} records no endpoint on-chain; ask its owner to run 'comptoir "
+            "pool advertise', or give its --scheduler URL."
         )
     assert account is not None
     console.print(f"Worker {account.address} serving {url} (Ctrl-C stops it).")
