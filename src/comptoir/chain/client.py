@@ -34,6 +34,7 @@ from comptoir.chain import eip712
 from comptoir.chain import events as ev
 from comptoir.chain.build import artifact
 from comptoir.chain.errors import decode_revert_data, reason_from_message, rejected
+from comptoir.chain.logscan import DEFAULT_MAX_RANGE, ScanPolicy
 from comptoir.chain.types import (
     ZERO_ADDRESS,
     ZERO_BYTES32,
@@ -409,6 +410,8 @@ class ChainClient:
             to_checksum_address(deployment.contributions), abi=artifact("Contributions").abi
         )
         self.last_receipt: Any = None
+        # how event logs are read on this network (range cap, finality depth, disk cache)
+        self.scan_policy = ScanPolicy()
 
     @classmethod
     def from_settings(
@@ -421,11 +424,20 @@ class ChainClient:
         deployment = find_deployment(settings, int(w3.eth.chain_id))
         if verify:
             deployment.verify(w3)
-        return cls(w3, deployment, account, settings.tx_timeout)
+        client = cls(w3, deployment, account, settings.tx_timeout)
+        network = settings.network
+        client.scan_policy = ScanPolicy(
+            max_range=network.log_range if network else DEFAULT_MAX_RANGE,
+            confirmations=network.confirmations if network else 0,
+            cache_dir=settings.home / "index",
+        )
+        return client
 
     def with_account(self, account: LocalAccount) -> ChainClient:
         """The same deployment and connection, another signer."""
-        return ChainClient(self.w3, self.deployment, account, self.tx.tx_timeout)
+        client = ChainClient(self.w3, self.deployment, account, self.tx.tx_timeout)
+        client.scan_policy = self.scan_policy
+        return client
 
     @property
     def address(self) -> str:

@@ -687,7 +687,8 @@ class Comptoir:
         started = time.monotonic()
         notify(Progress("waiting", f"waiting for {total} task(s) to settle", 0, total))
         while pending:
-            head = await self._call(c.block_number)
+            # only what is final at the network's depth is reported (verified, refunded)
+            head = await self._call(chainscan.final_block, c)
             found = await self._call(chainscan.settlements, c, list(by_id), cursor, head)
             cursor = head + 1
             for e in found:
