@@ -7,6 +7,11 @@ TOOLS := .tools
 ANVIL_VERSION := 1.7.1
 ANVIL := $(TOOLS)/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 export COMPTOIR_ANVIL := $(abspath $(ANVIL))
+# a second, independent EVM node for tests/network/test_hardhat.py
+HARDHAT_VERSION := 2.22.19
+HARDHAT_DIR := $(TOOLS)/hardhat
+HARDHAT := $(HARDHAT_DIR)/node_modules/.bin/hardhat
+export COMPTOIR_HARDHAT := $(abspath $(HARDHAT_DIR))
 
 .PHONY: setup sysdeps test lint typecheck gas demo bench clean artifacts wheel docs
 
@@ -37,12 +42,17 @@ wheel: setup
 docs: setup
 	$(PY) -m comptoir.settings_doc > docs/configuration.md
 
+$(HARDHAT):
+	mkdir -p $(HARDHAT_DIR)
+	npm install --silent --no-audit --no-fund --prefix $(HARDHAT_DIR) hardhat@$(HARDHAT_VERSION)
+	test -x $(HARDHAT)
+
 # Debian packages the sandbox and the database tests use (needs root; skipped when present).
 sysdeps:
 	@command -v bwrap >/dev/null && command -v umoci >/dev/null && command -v pg_ctlcluster >/dev/null \
 	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap umoci postgresql >/dev/null)
 
-test: setup sysdeps
+test: setup sysdeps $(HARDHAT)
 	$(PY) -m ruff check src tests bench scripts examples
 	COMPTOIR_TEST_POSTGRES_URL="$$(scripts/postgres-test-db.sh)" $(PY) -m pytest -q -n 2 --dist loadfile
 
