@@ -11,7 +11,9 @@ import pytest
 
 from comptoir.chain.client import ChainClient, connect
 from comptoir.chain.deploy import Deployment
-from comptoir.sdk import devnet_account
+from comptoir.config import load_settings
+from comptoir.sdk import Config, devnet_account
+from comptoir.sdk.services import scheduler_settings
 
 from .support import cli, failure
 
@@ -55,6 +57,15 @@ def test_deploy_then_a_second_home_joins_by_hub(
     show = cli(owner, "--network", "lab", "account", "show", "--wallet", "devnet:1", "--json")
     assert show.returncode == 0, show.stdout + show.stderr
     assert json.loads(show.stdout)["free"] == 1000  # the owner's home sees the joiner's deposit
+
+    # a scheduler served on this network keeps its finality depth and log range
+    on_lab = load_settings({"COMPTOIR_HOME": str(owner), "COMPTOIR_NETWORK": "lab"})
+    pool = ChainClient.from_settings(on_lab, devnet_account(4))
+    assert pool.scan_policy.confirmations == 2
+    pool_id = pool.register_workerpool("p", 10, 10)
+    config = Config.load(on_lab, env={})
+    served = scheduler_settings(config, devnet_account(4), pool_id)
+    assert served.confirmations == 2 and served.deployment.hub == record["hub"]
 
     listed = json.loads(cli(joiner, "network", "list", "--json").stdout)
     assert listed["current"] == "lab" and listed["networks"]["lab"]["chain_id"] == 4242
