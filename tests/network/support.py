@@ -17,8 +17,15 @@ def cli(
     base.update({"COMPTOIR_HOME": str(home), "NO_COLOR": "1", "COLUMNS": "250", **env})
     if "COMPTOIR_ANVIL" in os.environ:
         base.setdefault("COMPTOIR_ANVIL", os.environ["COMPTOIR_ANVIL"])
+    home.mkdir(parents=True, exist_ok=True)  # the working folder too: results land there
     return subprocess.run(
-        [*COMPTOIR, *args], capture_output=True, text=True, env=base, timeout=timeout, check=False
+        [*COMPTOIR, *args],
+        capture_output=True,
+        text=True,
+        env=base,
+        timeout=timeout,
+        check=False,
+        cwd=home,
     )
 
 
