@@ -7,8 +7,13 @@ TOOLS := .tools
 ANVIL_VERSION := 1.7.1
 ANVIL := $(TOOLS)/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 export COMPTOIR_ANVIL := $(abspath $(ANVIL))
+# a second, independent EVM node for tests/network/test_hardhat.py
+HARDHAT_VERSION := 2.22.19
+HARDHAT_DIR := $(TOOLS)/hardhat
+HARDHAT := $(HARDHAT_DIR)/node_modules/.bin/hardhat
+export COMPTOIR_HARDHAT := $(abspath $(HARDHAT_DIR))
 
-.PHONY: setup sysdeps test lint typecheck gas bench-trust bench-scale demo bench clean
+.PHONY: setup sysdeps test lint typecheck gas bench-trust bench-scale demo bench clean artifacts wheel docs
 
 setup: $(VENV)/.installed $(ANVIL)
 
@@ -23,6 +28,25 @@ $(ANVIL):
 	npm install --silent --no-audit --no-fund --prefix $(TOOLS) @foundry-rs/anvil-linux-amd64@$(ANVIL_VERSION)
 	test -x $(ANVIL)
 
+# Recompile the contracts into the committed artifacts (src/comptoir/contracts/artifacts);
+# tests/install/test_artifacts.py fails until this is run after a contract changes.
+artifacts: setup
+	$(PY) -m comptoir.chain.build --write
+
+# The installable wheel (ships the compiled artifacts; vyper only with the [dev] extra).
+wheel: setup
+	$(PY) -m pip wheel --no-deps -q -w dist .
+	@ls dist/comptoir-*.whl
+
+# The generated settings reference (tests/install/test_docs.py fails when it is stale).
+docs: setup
+	$(PY) -m comptoir.settings_doc > docs/configuration.md
+
+$(HARDHAT):
+	mkdir -p $(HARDHAT_DIR)
+	npm install --silent --no-audit --no-fund --prefix $(HARDHAT_DIR) hardhat@$(HARDHAT_VERSION)
+	test -x $(HARDHAT)
+
 # Debian packages the sandbox, the database and the explorer's browser tests use (needs root;
 # skipped when present). Playwright drives Debian's chromium: its own browser download is not used.
 sysdeps:
@@ -30,7 +54,7 @@ sysdeps:
 	  && test -x /usr/bin/chromium \
 	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap umoci postgresql chromium >/dev/null)
 
-test: setup sysdeps
+test: setup sysdeps $(HARDHAT)
 	$(PY) -m ruff check src tests bench scripts examples
 	COMPTOIR_TEST_POSTGRES_URL="$$(scripts/postgres-test-db.sh)" $(PY) -m pytest -q -n 2 --dist loadfile
 
@@ -66,4 +90,4 @@ bench-scale: setup sysdeps
 	  --processes 1,2 --postgres "$$(scripts/postgres-test-db.sh)"
 
 clean:
-	rm -rf $(VENV) $(TOOLS) build .pytest_cache
+	rm -rf $(VENV) $(TOOLS) build dist .pytest_cache

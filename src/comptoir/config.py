@@ -1,17 +1,21 @@
 """Settings from the environment: where Comptoir keeps its files and which chain it talks to.
 
-Any EVM JSON-RPC endpoint works by configuration alone: point ``COMPTOIR_RPC_URL`` at it
+Any EVM JSON-RPC endpoint works by configuration alone: name a network added with
+``comptoir network add`` (its RPC URL, deployment record and services live in
+``networks.toml``, see :mod:`comptoir.network`), or point ``COMPTOIR_RPC_URL`` at a node
 and ``COMPTOIR_DEPLOYMENT`` at the deployment record (or keep one per chain id under
 ``<home>/deployments/<chain id>.json``).
 
 | variable | default | meaning |
 |---|---|---|
-| COMPTOIR_HOME | ./.comptoir | state folder (devnet, deployments, wallets...) |
-| COMPTOIR_RPC_URL | http://127.0.0.1:8545 | JSON-RPC endpoint |
-| COMPTOIR_DEPLOYMENT | (lookup, see ``deployment_path``) | deployment record JSON |
+| COMPTOIR_HOME | ~/.local/share/comptoir | state (devnet, wallets) and, when set, networks.toml |
+| COMPTOIR_NETWORK | `current` in networks.toml | network to use, by name (`devnet`: local) |
+| COMPTOIR_RPC_URL | the network's or devnet's | JSON-RPC endpoint |
+| COMPTOIR_DEPLOYMENT | the network's record | deployment record JSON |
 | COMPTOIR_ANVIL | .tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil | anvil binary |
 | COMPTOIR_DEVNET_PORT | 8545 | devnet port (0 = any free port) |
 | COMPTOIR_DEVNET_CHAIN_ID | 31337 | devnet chain id |
+| COMPTOIR_DEVNET_BLOCK_TIME | 5 | seconds between idle devnet blocks (0: only on transactions) |
 | COMPTOIR_RPC_TIMEOUT | 30 | seconds per JSON-RPC request |
 | COMPTOIR_TX_TIMEOUT | 120 | seconds to wait for a receipt |
 """
@@ -25,10 +29,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from comptoir.exceptions import ConfigError
+from comptoir.network import Network, selected_network
 
 DEFAULT_RPC_URL = "http://127.0.0.1:8545"
 DEFAULT_DEVNET_PORT = 8545
 DEFAULT_DEVNET_CHAIN_ID = 31337
+DEFAULT_DEVNET_BLOCK_TIME = 5
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_ANVIL = _PROJECT_ROOT / ".tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
 
@@ -41,9 +47,11 @@ class Settings:
     anvil: Path = DEFAULT_ANVIL
     devnet_port: int = DEFAULT_DEVNET_PORT
     devnet_chain_id: int = DEFAULT_DEVNET_CHAIN_ID
+    devnet_block_time: int = DEFAULT_DEVNET_BLOCK_TIME
     rpc_timeout: float = 30.0
     tx_timeout: float = 120.0
     rpc_url_explicit: bool = False  # set by COMPTOIR_RPC_URL: the devnet must not override it
+    network: Network | None = None  # a named network (None: the local devnet)
 
     @property
     def devnet_dir(self) -> Path:
@@ -117,11 +125,18 @@ def env_flag(env: Mapping[str, str], name: str) -> bool:
     return env.get(name, "") not in ("", "0", "false")
 
 
+def default_home() -> Path:
+    import platformdirs
+
+    return platformdirs.user_data_path("comptoir")
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Settings from `env` (default: the process environment)."""
     env = os.environ if env is None else env
-    home = Path(env.get("COMPTOIR_HOME") or ".comptoir").expanduser().absolute()
-    rpc_url = env.get("COMPTOIR_RPC_URL") or ""
+    network = selected_network(env)
+    home = Path(env.get("COMPTOIR_HOME") or default_home()).expanduser().absolute()
+    rpc_url = env.get("COMPTOIR_RPC_URL") or (network.rpc_url if network else "")
     if rpc_url and not rpc_url.startswith(("http://", "https://")):
         raise ConfigError(f"COMPTOIR_RPC_URL must be an http(s) URL, not {rpc_url!r}.")
     deployment = env.get("COMPTOIR_DEPLOYMENT")
@@ -130,10 +145,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         home=home,
         rpc_url=rpc_url or DEFAULT_RPC_URL,
         rpc_url_explicit=bool(rpc_url),
+        network=network,
         deployment_file=Path(deployment).expanduser().absolute() if deployment else None,
         anvil=Path(anvil).expanduser() if anvil else DEFAULT_ANVIL,
         devnet_port=env_int(env, "COMPTOIR_DEVNET_PORT", DEFAULT_DEVNET_PORT),
         devnet_chain_id=env_int(env, "COMPTOIR_DEVNET_CHAIN_ID", DEFAULT_DEVNET_CHAIN_ID),
+        devnet_block_time=env_int(env, "COMPTOIR_DEVNET_BLOCK_TIME", DEFAULT_DEVNET_BLOCK_TIME),
         rpc_timeout=env_float(env, "COMPTOIR_RPC_TIMEOUT", 30.0),
         tx_timeout=env_float(env, "COMPTOIR_TX_TIMEOUT", 120.0),
     )

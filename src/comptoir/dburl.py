@@ -20,5 +20,15 @@ def database_url(database: str | Path) -> str:
     if scheme in ("sqlite", "sqlite+aiosqlite", "sqlite+pysqlite"):
         return "sqlite://" + rest
     if scheme in ("postgresql", "postgres", "postgresql+asyncpg", "postgresql+psycopg_async"):
+        _need_psycopg()
         return "postgresql+psycopg://" + rest
     return text
+
+
+def _need_psycopg() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg") is None:
+        from comptoir.exceptions import ConfigError
+
+        raise ConfigError("A PostgreSQL database needs psycopg; install 'comptoir[postgres]'.")

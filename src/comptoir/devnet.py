@@ -11,6 +11,10 @@ Files under ``<home>/devnet/``:
 
 ``up`` is idempotent: it reuses a running devnet, and deploys the protocol only when no
 deployment is recorded for the chain or its code is gone (e.g. the state was deleted).
+Ports are stable: asked for any port (0), a restart gets the previous one back (``port``),
+and a port whose old connections sit in TIME_WAIT is not refused. The clock follows wall
+time: besides mining each transaction at once, anvil mines an empty block every
+``COMPTOIR_DEVNET_BLOCK_TIME`` seconds, so deadlines pass on-chain while the devnet idles.
 Accounts come from anvil's well-known test mnemonic; the first ten get test tokens.
 """
 
@@ -102,6 +106,7 @@ def _paths(settings: Settings) -> dict[str, Path]:
         "log": d / "anvil.log",
         "state": d / "state.json",
         "deployment": d / "deployment.json",
+        "port": d / "port",  # the last port: a restart asking for any port gets it back
     }
 
 
@@ -121,12 +126,22 @@ def _alive(pid: int) -> bool:
 
 
 def _port_free(port: int) -> bool:
+    """Whether anvil could listen on `port` now. SO_REUSEADDR, as anvil's own listener sets
+    it: sockets of a previous run lingering in TIME_WAIT do not make the port busy."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
             return False
     return True
+
+
+def _remembered_port(settings: Settings) -> int | None:
+    try:
+        return int(_paths(settings)["port"].read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 def anvil_binary(settings: Settings) -> Path:
@@ -167,6 +182,9 @@ def _start_anvil(settings: Settings, port: int, chain_id: int) -> tuple[int, str
         "--state-interval",
         str(STATE_INTERVAL),
     ]
+    if settings.devnet_block_time > 0:
+        # transactions still mine at once; empty blocks keep the clock on wall time when idle
+        cmd += ["--block-time", str(settings.devnet_block_time), "--mixed-mining"]
     log_start = paths["log"].stat().st_size if paths["log"].exists() else 0
     with open(paths["log"], "ab") as log:
         # own session: the devnet outlives the CLI command that started it
@@ -255,11 +273,18 @@ def up(settings: Settings, port: int | None = None, chain_id: int | None = None)
                 "run 'comptoir devnet down' then 'comptoir devnet up'."
             ) from None
     else:
-        pid, url = _start_anvil(
-            settings,
-            settings.devnet_port if port is None else port,
-            settings.devnet_chain_id if chain_id is None else chain_id,
-        )
+        wanted = settings.devnet_port if port is None else port
+        chain = settings.devnet_chain_id if chain_id is None else chain_id
+        previous = _remembered_port(settings) if wanted == 0 else None
+        if previous is not None and _port_free(previous):
+            try:
+                pid, url = _start_anvil(settings, previous, chain)
+            except DevnetError:  # taken in the meantime: any port will do
+                pid, url = _start_anvil(settings, 0, chain)
+        else:
+            pid, url = _start_anvil(settings, wanted, chain)
+        # a new node on a known URL may hold another chain: nonces cached for it are void
+        forget_nonces()
         w3 = connect(url, settings.rpc_timeout)
     actual_chain = int(w3.eth.chain_id)
     info = {
@@ -269,6 +294,7 @@ def up(settings: Settings, port: int | None = None, chain_id: int | None = None)
         "port": int(url.rsplit(":", 1)[1]),
     }
     paths["info"].write_text(json.dumps(info, indent=2) + "\n")
+    paths["port"].write_text(f"{info['port']}\n")
     try:
         deployment = provision(settings, w3, accounts)
     except Exception:

@@ -355,6 +355,10 @@ def _start(stack: Stack, net: devnet.Devnet, workers: int, say: Notify) -> None:
     _wait_http(scheduler, f"{scheduler.url}/healthz")
     stack.schedulers = {pool: scheduler.url}
     stack.save()
+    # the pool's endpoint on-chain: requesters and workers elsewhere find it by pool id
+    pool_owner = net.client(account(SCHEDULER))
+    if pool_owner.workerpool_endpoint(pool) != scheduler.url:
+        pool_owner.set_location(pool, scheduler.url)
 
     say(f"Starting {workers} worker(s)...")
     started = [_start_worker(stack, i, chain_env) for i in range(workers)]

@@ -175,6 +175,25 @@ def test_workerpool_policy_update_and_refusals(protocol, actors):
         protocol.registry.set_workerpool_policy(pool, 1, 1)
 
 
+def test_workerpool_endpoint_set_by_its_owner_only(protocol, actors):
+    scheduler = actors["scheduler"].address
+    with boa.env.prank(scheduler):
+        pool = protocol.registry.register_workerpool("pool", 10, 20)
+        assert protocol.registry.asset(pool).location == ""
+        protocol.registry.set_location(pool, "https://pool.example:8700")
+        logs = protocol.registry.get_logs()
+    assert protocol.registry.asset(pool).location == "https://pool.example:8700"
+    assert [(e.asset, e.location) for e in logs] == [(pool, "https://pool.example:8700")]
+    with (
+        boa.env.prank(actors["stranger"].address),
+        boa.reverts("registry: caller is not the owner"),
+    ):
+        protocol.registry.set_location(pool, "http://evil.example")
+    with boa.env.prank(scheduler), boa.reverts("registry: unknown asset"):
+        protocol.registry.set_location(pool + 100, "http://x")
+    assert protocol.registry.asset(pool).location == "https://pool.example:8700"
+
+
 def test_categories_owner_only_and_bounded(protocol, actors):
     with boa.env.prank(protocol.owner):
         category = protocol.registry.create_category("XL", 36000)

@@ -37,6 +37,7 @@ from comptoir.chain import eip712
 from comptoir.chain import events as ev
 from comptoir.chain.build import artifact
 from comptoir.chain.errors import decode_revert_data, reason_from_message, rejected
+from comptoir.chain.logscan import DEFAULT_MAX_RANGE, ScanPolicy
 from comptoir.chain.types import (
     ZERO_ADDRESS,
     ZERO_BYTES32,
@@ -49,7 +50,13 @@ from comptoir.chain.types import (
     result_hash,
     result_seal,
 )
-from comptoir.exceptions import ChainError, ChainUnreachable, OrderError, TransactionRejected
+from comptoir.exceptions import (
+    ChainError,
+    ChainUnreachable,
+    ConfigError,
+    OrderError,
+    TransactionRejected,
+)
 
 if TYPE_CHECKING:
     from comptoir.chain.deploy import Deployment
@@ -449,6 +456,8 @@ class ChainClient:
             to_checksum_address(deployment.contributions), abi=artifact("Contributions").abi
         )
         self.last_receipt: Any = None
+        # how event logs are read on this network (range cap, finality depth, disk cache)
+        self.scan_policy = ScanPolicy()
 
     @classmethod
     def from_settings(
@@ -461,11 +470,20 @@ class ChainClient:
         deployment = find_deployment(settings, int(w3.eth.chain_id))
         if verify:
             deployment.verify(w3)
-        return cls(w3, deployment, account, settings.tx_timeout)
+        client = cls(w3, deployment, account, settings.tx_timeout)
+        network = settings.network
+        client.scan_policy = ScanPolicy(
+            max_range=network.log_range if network else DEFAULT_MAX_RANGE,
+            confirmations=network.confirmations if network else 0,
+            cache_dir=settings.home / "index",
+        )
+        return client
 
     def with_account(self, account: LocalAccount) -> ChainClient:
         """The same deployment and connection, another signer."""
-        return ChainClient(self.w3, self.deployment, account, self.tx.tx_timeout)
+        client = ChainClient(self.w3, self.deployment, account, self.tx.tx_timeout)
+        client.scan_policy = self.scan_policy
+        return client
 
     @property
     def address(self) -> str:
@@ -644,6 +662,23 @@ class ChainClient:
             worker_stake_ratio,
             scheduler_reward_ratio,
         )
+
+    def set_location(self, asset: int, location: str) -> None:
+        """Move an asset's location; a workerpool's is its scheduler's API endpoint."""
+        if len(location.encode()) > 256:
+            raise ConfigError("A location is at most 256 bytes; give a shorter URL.")
+        if self.owner_of(asset) != self.address:
+            raise TransactionRejected(
+                f"Asset {asset} is not owned by {self.address}; use its owner's wallet."
+            )
+        self._send(self.registry, "set_location", asset, location)
+
+    def workerpool_endpoint(self, workerpool: int) -> str | None:
+        """The scheduler API URL a workerpool's owner recorded on-chain (None when unset)."""
+        info = self.asset(workerpool)
+        if info.kind != KIND_WORKERPOOL or not info.location.startswith(("http://", "https://")):
+            return None
+        return info.location.rstrip("/")
 
     def transfer_asset(self, asset: int, new_owner: str) -> None:
         self._send(self.registry, "transfer_asset", asset, to_checksum_address(new_owner))

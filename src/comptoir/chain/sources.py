@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import snekmate
+from comptoir.exceptions import BuildError
 
 CONTRACTS_DIR = Path(__file__).resolve().parent.parent / "contracts"
-# snekmate is a namespace package (no __init__): its parent folder is the search path
-SNEKMATE_ROOT = Path(next(iter(snekmate.__path__))).resolve().parent
+# Compiled artifacts committed with the sources and shipped in the wheel.
+ARTIFACTS_DIR = CONTRACTS_DIR / "artifacts"
 
 # The deployable contracts, in deployment order.
 DEPLOYABLE = ("ComptoirToken", "Registry", "Hub", "Contributions")
@@ -16,8 +16,22 @@ DEPLOYABLE = ("ComptoirToken", "Registry", "Hub", "Contributions")
 TESTING_DIR = CONTRACTS_DIR / "testing"
 
 
+def snekmate_root() -> Path:
+    """The folder that holds snekmate (a namespace package: its parent is the search path).
+
+    snekmate is only needed to compile, so it is imported here and not at module load:
+    an installed wheel without the [dev] extra never compiles."""
+    try:
+        import snekmate
+    except ImportError:
+        raise BuildError(
+            "Compiling the contracts needs vyper and snekmate; install 'comptoir[dev]'."
+        ) from None
+    return Path(next(iter(snekmate.__path__))).resolve().parent
+
+
 def search_paths() -> list[str]:
-    return [str(CONTRACTS_DIR), str(SNEKMATE_ROOT)]
+    return [str(CONTRACTS_DIR), str(snekmate_root())]
 
 
 def source_path(name: str) -> Path:

@@ -27,20 +27,51 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from comptoir.chain.build import committed
+
+        shipped = committed()
+        contracts = f", contracts {shipped.key[:12]} ({shipped.evm_version})" if shipped else ""
+        typer.echo(f"comptoir {package_version()}{contracts}")
+        raise typer.Exit()
+
+
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("comptoir")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "unknown"
+
+
 @app.callback()
 def _root(
     home: Annotated[
-        Path | None, typer.Option(help="State folder (default $COMPTOIR_HOME or ./.comptoir).")
+        Path | None, typer.Option(help="State and config folder (default $COMPTOIR_HOME).")
     ] = None,
     rpc_url: Annotated[
         str | None, typer.Option(help="JSON-RPC endpoint (default $COMPTOIR_RPC_URL).")
     ] = None,
+    network: Annotated[
+        str | None,
+        typer.Option(help="Network by name (default $COMPTOIR_NETWORK or 'network use')."),
+    ] = None,
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
     # global options travel as environment so every module reads one source: load_settings()
     if home is not None:
         os.environ["COMPTOIR_HOME"] = str(home)
     if rpc_url is not None:
         os.environ["COMPTOIR_RPC_URL"] = rpc_url
+    if network is not None:
+        os.environ["COMPTOIR_NETWORK"] = network
 
 
 def _register_groups() -> None:

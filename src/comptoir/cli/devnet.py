@@ -37,8 +37,11 @@ def up(
     if workers > 0:
         from comptoir import stack
 
-        with console.status("Starting the local stack...") as spinner:
-            stack.up(settings, workers, port=port, notify=lambda m: spinner.update(m))
+        if _stack_runs(settings, workers):
+            console.print("The local stack already runs; nothing was restarted.")
+        else:
+            with console.status("Starting the local stack...") as spinner:
+                stack.up(settings, workers, port=port, notify=lambda m: spinner.update(m))
     with console.status("Starting the devnet..."):
         net = sdk.up(settings, port=port, chain_id=chain_id)
     d = net.deployment
@@ -62,6 +65,26 @@ def up(
             "Try: comptoir run primes --volume 3 --trust 4 --category TEST --wallet devnet:1"
         )
     success("Devnet ready.")
+
+
+def _stack_runs(settings: object, workers: int) -> bool:
+    """Every service of a stack with `workers` workers is up: 'up' again changes nothing."""
+    from comptoir import devnet as sdk
+    from comptoir import stack
+    from comptoir.config import Settings
+
+    assert isinstance(settings, Settings)
+    states = stack.status(settings)
+    names = [s.name for s in states if s.running]
+    worker_count = sum(n.startswith("worker-") for n in names)
+    core = {"storage", "market", "scheduler"} <= set(names)
+    return (
+        bool(states)
+        and len(names) == len(states)
+        and core
+        and worker_count == workers
+        and (sdk.running_rpc_url(settings) is not None)
+    )
 
 
 def _print_services(settings: object) -> None:

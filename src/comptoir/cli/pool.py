@@ -87,6 +87,13 @@ def serve(
     host: Annotated[str, typer.Option(help="Listen address for workers.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Listen port.")] = 8700,
     db: Annotated[str | None, typer.Option(help="SQLite file or PostgreSQL URL.")] = None,
+    advertise: Annotated[
+        str | None,
+        typer.Option(
+            help="Public URL of this scheduler, recorded on-chain: workers join with only "
+            "the pool id, requesters fetch results there."
+        ),
+    ] = None,
     wallet: WalletOpt = None,
 ) -> None:
     """Run the pool's scheduler: watch deals, dispatch tasks, drive consensus, finalize."""
@@ -95,6 +102,8 @@ def serve(
     with sdk(wallet) as c:
         pool = c.resolve("workerpool", pool_ref)
         config, account = c.config, c.account
+        if advertise:
+            console.print(f"Endpoint {c.advertise_pool(pool, advertise)} recorded on-chain.")
     assert account is not None
     console.print(f"Scheduler of workerpool {pool} on http://{host}:{port} (Ctrl-C stops it).")
     serve_pool(config, account, pool, host=host, port=port, db=db)
@@ -121,6 +130,19 @@ def status(pool_ref: PoolArg, as_json: JsonOpt = False) -> None:
         ],
         title="Workerpool scheduler",
     )
+
+
+@app.command()
+def advertise(
+    pool_ref: Annotated[str, typer.Argument(metavar="POOL", help="Workerpool id or name.")],
+    url: Annotated[str, typer.Argument(help="Public URL of the pool's scheduler.")],
+    wallet: WalletOpt = None,
+) -> None:
+    """Record on-chain where the pool's scheduler answers (owner only)."""
+    with sdk(wallet) as c:
+        pool = c.resolve("workerpool", pool_ref)
+        recorded = c.advertise_pool(pool, url)
+    success(f"Workerpool {pool} endpoint recorded on-chain: {recorded}.")
 
 
 add_asset_commands(app, "workerpool", "workerpool")

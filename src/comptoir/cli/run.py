@@ -165,6 +165,17 @@ def run(
             f"[{colour}]{ok}/{len(results)} task(s) verified against the chain;[/{colour}] "
             f"results in {out}/"
         )
+    unavailable = [r for r in results if r.status == "unavailable"]
+    if unavailable and not as_json:
+        from rich.markup import escape
+
+        from comptoir.cli.output import err_console
+
+        err_console.print(
+            f"[red]{len(unavailable)} result(s) settled on-chain could not be fetched "
+            f"({escape(unavailable[0].message or 'no copy found')}); retry later with "
+            f"'comptoir result get {unavailable[0].task_id}'.[/red]"
+        )
     if code:
         raise typer.Exit(code)
 

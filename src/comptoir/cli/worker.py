@@ -29,15 +29,16 @@ def run(
     from comptoir.exceptions import ConfigError
     from comptoir.sdk import run_worker
 
+    if scheduler is None and pool is None:
+        raise ConfigError("Give the pool to join with --pool ID (or its --scheduler URL).")
     with sdk(wallet) as c:
         config, account = c.config, c.account
         pool_id = c.resolve("workerpool", pool) if pool is not None and not scheduler else None
-    url = scheduler or (config.scheduler_url(pool_id) if pool_id is not None else None)
+        url = scheduler or (c.scheduler_url(pool_id) if pool_id is not None else None)
     if not url:
-        known = ", ".join(str(p) for p in config.schedulers) or "none"
         raise ConfigError(
-            f"Give the pool's scheduler with --scheduler URL (or --pool N for a configured "
-            f"pool; configured: {known})."
+            f"Workerpool {pool} records no endpoint on-chain; ask its owner to run 'comptoir "
+            "pool advertise', or give its --scheduler URL."
         )
     assert account is not None
     console.print(f"Worker {account.address} serving {url} (Ctrl-C stops it).")

@@ -3,6 +3,7 @@ assets by name, and what an account has locked in deals (all from event logs).""
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -11,6 +12,7 @@ from eth_utils import to_checksum_address
 from web3.exceptions import TransactionNotFound
 
 from comptoir.chain import events as ev
+from comptoir.chain import logscan
 from comptoir.chain.client import KIND_APP, KIND_DATASET, KIND_WORKERPOOL, ChainClient
 from comptoir.exceptions import ConfigError, UnknownNameError
 
@@ -34,23 +36,25 @@ def logs(
     from_block: int | None = None,
     to_block: int | str = "latest",
     address: str | None = None,
+    cache: bool = False,
 ) -> list[ev.ChainEvent]:
-    """Decoded hub (or `address`) events matching `topics`, chunked like events.get_events."""
+    """Decoded hub (or `address`) events matching `topics`, read as the network's scan
+    policy says: bounded, adaptive ranges; with `cache` (queries that every command repeats
+    from the deployment block), what is final at its depth is kept on disk."""
     start = client.deployment.block if from_block is None else max(from_block, 0)
-    end = client.block_number() if to_block == "latest" else int(to_block)
-    out: list[ev.ChainEvent] = []
-    step = 10_000
-    for a in range(start, end + 1, step):
-        raw = client.w3.eth.get_logs(
-            {
-                "address": to_checksum_address(address or client.deployment.hub),
-                "fromBlock": a,
-                "toBlock": min(a + step - 1, end),
-                "topics": topics,
-            }  # type: ignore[typeddict-item]
-        )
-        out.extend(ev.decode_logs(raw))
-    return out
+    head = client.block_number()
+    end = head if to_block == "latest" else int(to_block)
+    policy = client.scan_policy
+    if not cache or from_block is not None:
+        policy = dataclasses.replace(policy, cache_dir=None)
+    target = address or client.deployment.hub
+    raw = logscan.scan(client.w3, target, topics, start, end, policy, head)
+    return ev.decode_logs(raw)
+
+
+def final_block(client: ChainClient) -> int:
+    """The newest block final at the network's confirmation depth."""
+    return client.block_number() - client.scan_policy.confirmations
 
 
 def find_deal(client: ChainClient, deal_id: bytes | str) -> ev.DealCreated | None:
@@ -102,7 +106,7 @@ def all_deals(client: ChainClient, requester: str | None = None) -> list[ev.Deal
     topics: list[Any] = [_topic("DealCreated")]
     if requester:
         topics += [None, None, "0x" + requester[2:].lower().rjust(64, "0")]
-    return [e for e in logs(client, topics) if isinstance(e, ev.DealCreated)]
+    return [e for e in logs(client, topics, cache=True) if isinstance(e, ev.DealCreated)]
 
 
 def locked_in_deals(client: ChainClient, address: str) -> tuple[int, int]:
@@ -127,7 +131,7 @@ def locked_in_deals(client: ChainClient, address: str) -> tuple[int, int]:
 
 def registered_assets(client: ChainClient, kind: int) -> list[ev.AssetRegistered]:
     topics = [_topic("AssetRegistered"), None, _b32(kind.to_bytes(32, "big"))]
-    found = logs(client, topics, address=client.deployment.registry)
+    found = logs(client, topics, address=client.deployment.registry, cache=True)
     return [e for e in found if isinstance(e, ev.AssetRegistered)]
 
 

@@ -117,6 +117,7 @@ class Comptoir:
             account = resolve_account(self.config.settings, account, password)
         self.account: LocalAccount | None = account
         self._chain: ChainClient | None = None
+        self._endpoints: dict[int, str | None] = {}  # workerpool -> on-chain scheduler URL
         self._market: MarketClient | None = None
         self._storage: StorageClient | None = None
         self._http: httpx.AsyncClient | None = None
@@ -149,6 +150,17 @@ class Comptoir:
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         return await asyncio.to_thread(fn, *args, **kw)
+
+    async def scheduler_url(self, workerpool: int) -> str | None:
+        """Where a workerpool's scheduler answers: the configured URL, else the endpoint its
+        owner recorded on-chain (so any pool's results are found from the chain alone)."""
+        url = self.config.scheduler_url(workerpool)
+        if url is not None:
+            return url
+        if workerpool not in self._endpoints:
+            c = await self.chain()
+            self._endpoints[workerpool] = await self._call(c.workerpool_endpoint, workerpool)
+        return self._endpoints[workerpool]
 
     async def chain(self) -> ChainClient:
         """The chain client (connects on first use; ChainUnreachable/NotDeployed otherwise)."""
@@ -347,6 +359,19 @@ class Comptoir:
             c.register_workerpool, name, worker_stake_ratio, scheduler_reward_ratio
         )
         return PoolDeployment(pool, name, worker_stake_ratio, scheduler_reward_ratio)
+
+    async def advertise_pool(self, workerpool: int | str, url: str) -> str:
+        """Record on-chain where the pool's scheduler answers (workers join there, requesters
+        fetch results there); a no-op when already recorded. Returns the URL."""
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"A scheduler endpoint is an http(s) URL, not {url!r}.")
+        url = url.rstrip("/")
+        pool = await self.resolve("workerpool", workerpool)
+        c = await self.chain()
+        if await self._call(c.workerpool_endpoint, pool) != url:
+            await self._call(c.set_location, pool, url)
+        self._endpoints[pool] = url
+        return url
 
     async def publish_pool_order(
         self,
@@ -760,7 +785,8 @@ class Comptoir:
         started = time.monotonic()
         notify(Progress("waiting", f"waiting for {total} task(s) to settle", 0, total))
         while pending:
-            head = await self._call(c.block_number)
+            # only what is final at the network's depth is reported (verified, refunded)
+            head = await self._call(chainscan.final_block, c)
             if head < cursor - 1:  # the chain went back (rollback, reorg): look again
                 cursor = first_block
             found = await self._call(chainscan.settlements, c, list(by_id), cursor, head)
@@ -820,12 +846,13 @@ class Comptoir:
         self, deal: DealHandle, task_id: str, index: int, digest: bytes, dest: Path
     ) -> TaskResult:
         base = TaskResult(deal.deal_id, task_id, index, "unavailable", _hex(digest))
-        url = self.config.scheduler_url(deal.workerpool)
+        url = await self.scheduler_url(deal.workerpool)
         if url is None:
             return dataclasses.replace(
                 base,
-                message=f"no scheduler URL is known for workerpool {deal.workerpool}; set "
-                f"COMPTOIR_SCHEDULER_URLS={deal.workerpool}=<url> to fetch its results",
+                message=f"workerpool {deal.workerpool} records no endpoint on-chain (its owner "
+                f"sets one with 'comptoir pool serve --advertise URL'); or set "
+                f"COMPTOIR_SCHEDULER_URLS={deal.workerpool}=<url>",
             )
         blob = await self._result_blob(url, task_id)
         if blob is None:
@@ -945,7 +972,7 @@ class Comptoir:
         )
 
     async def _scheduler_deal(self, workerpool: int, deal_id: str) -> dict[str, str]:
-        url = self.config.scheduler_url(workerpool)
+        url = await self.scheduler_url(workerpool)
         if url is None:
             return {}
         try:

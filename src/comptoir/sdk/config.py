@@ -2,15 +2,17 @@
 
 The chain comes from :class:`comptoir.config.Settings` (``COMPTOIR_RPC_URL``, the devnet
 recorded under ``COMPTOIR_HOME``...). The services come, first match wins, from explicit
-arguments, then the environment, then the local stack record ``<home>/devnet/stack.json``
-written by ``comptoir devnet up``:
+arguments, then the environment, then the selected network's record (``networks.toml``,
+see :mod:`comptoir.network`), then the local stack record ``<home>/devnet/stack.json``
+written by ``comptoir devnet up``. A workerpool's scheduler is found on-chain (its
+registered location) when no URL is configured for it:
 
 | variable | meaning |
 |---|---|
 | COMPTOIR_MARKET_URL | market (order book) API |
 | COMPTOIR_STORAGE_URL | blob storage server |
 | COMPTOIR_KEY_SERVICE_URL | dataset key service (default: the storage server) |
-| COMPTOIR_SCHEDULER_URLS | ``<workerpool id>=<url>,...``: schedulers, which list results |
+| COMPTOIR_SCHEDULER_URLS | ``<pool id>=<url>,...``: schedulers (default: on-chain endpoints) |
 """
 
 from __future__ import annotations
@@ -80,8 +82,10 @@ class Config:
     ) -> Config:
         env = os.environ if env is None else env
         settings = settings or load_settings(env)
-        stack = read_stack(settings)
+        stack = read_stack(settings) if settings.network is None else {}
         urls = stack.get("urls", {}) if isinstance(stack.get("urls"), dict) else {}
+        if settings.network is not None:
+            urls = {"market": settings.network.market_url, "storage": settings.network.storage_url}
         schedulers: dict[int, str] = {
             int(k): str(v) for k, v in (stack.get("schedulers") or {}).items()
         }

@@ -53,6 +53,12 @@ def scheduler_settings(
     )
     if poll_interval_s is not None:
         settings = settings.with_(poll_interval_s=poll_interval_s)
+    network = config.settings.network
+    if network is not None:  # the network's finality depth and provider range limit
+        settings = settings.with_(
+            confirmations=network.confirmations,
+            log_chunk_blocks=min(settings.log_chunk_blocks, network.log_range),
+        )
     return settings
 
 

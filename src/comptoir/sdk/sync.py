@@ -156,6 +156,8 @@ class ComptoirSync:
     publish_dataset_order = _blocking(Comptoir.publish_dataset_order)
     deploy_pool = _blocking(Comptoir.deploy_pool)
     publish_pool_order = _blocking(Comptoir.publish_pool_order)
+    advertise_pool = _blocking(Comptoir.advertise_pool)
+    scheduler_url = _blocking(Comptoir.scheduler_url)
     cancel_order = _blocking(Comptoir.cancel_order)
     unpublish = _blocking(Comptoir.unpublish)
     pool_status = _blocking(Comptoir.pool_status)

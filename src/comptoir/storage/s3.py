@@ -7,7 +7,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from comptoir.exceptions import BlobNotFound, StorageError
+from comptoir.exceptions import BlobNotFound, ConfigError, StorageError
 from comptoir.storage.base import BlobStore
 from comptoir.storage.digest import CHUNK, check_digest, normalize_digest, verified_chunks
 
@@ -32,8 +32,11 @@ class S3BlobStore(BlobStore):
     ) -> None:
         self.bucket, self.prefix = bucket, prefix
         if client is None:
-            import boto3
-            from botocore.config import Config
+            try:
+                import boto3
+                from botocore.config import Config
+            except ImportError:
+                raise ConfigError("S3 storage needs boto3; install 'comptoir[s3]'.") from None
 
             # Checksums only "when required": the default aws-chunked trailer encoding is
             # rejected by several S3-compatible servers, and we verify sha256 ourselves.

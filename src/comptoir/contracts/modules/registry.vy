@@ -8,7 +8,8 @@
         location of the bytes and their sha256 checksum; apps also carry their packaging
         kind (OCI image or bundle) and an enclave measurement for later TEE support.
         Workerpools carry their policy: worker stake and scheduler reward share, in
-        percent of the workerpool price.
+        percent of the workerpool price, and as location their scheduler's API
+        endpoint. Owners may move an asset's location (set_location).
 """
 
 KIND_APP: constant(uint8) = 1
@@ -35,6 +36,11 @@ event AssetTransferred:
     asset: indexed(uint256)
     previous_owner: indexed(address)
     new_owner: indexed(address)
+
+
+event AssetLocationUpdated:
+    asset: indexed(uint256)
+    location: String[256]
 
 
 event WorkerpoolPolicyUpdated:
@@ -116,6 +122,22 @@ def set_workerpool_policy(workerpool: uint256, worker_stake_ratio: uint256, sche
     """
     assert self._require_kind(workerpool, KIND_WORKERPOOL) == msg.sender, "registry: caller is not the owner"
     self._set_policy(workerpool, worker_stake_ratio, scheduler_reward_ratio)
+
+
+@external
+def set_location(asset: uint256, location: String[256]):
+    """
+    @notice Changes where an asset is found: an app's or dataset's bytes (its checksum
+            still pins them), or a workerpool's scheduler API endpoint, where workers
+            join and requesters fetch results.
+    @param asset The asset id (caller must own it).
+    @param location The new location (URL or storage reference).
+    """
+    owner: address = convert(self._records[asset] & OWNER_MASK, address)
+    assert owner != empty(address), "registry: unknown asset"
+    assert owner == msg.sender, "registry: caller is not the owner"
+    self._assets[asset].location = location
+    log AssetLocationUpdated(asset=asset, location=location)
 
 
 @external
