@@ -31,6 +31,9 @@ async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     chain = InMemoryChainView()
     chain.register(APP, ACTORS.app_owner.address, "app")
     chain.register(POOL, ACTORS.pool_owner.address, "workerpool")
+    # the market lists only orders whose signers hold a deposit on the hub
+    for actor in (ACTORS.requester, ACTORS.pool_owner):
+        chain.deposit(actor.address, 10**9)
     settings = MarketSettings(
         chain_id=CHAIN_ID,
         hub=HUB,
