@@ -51,14 +51,14 @@ def test_a_worker_killed_mid_task_is_replaced(pool: Pool) -> None:
     pool.wait_settled(deal, 60)
 
     statuses = {r["worker"]: r["status"] for r in _replicas(pool, deal)}
-    # released by the restarted worker, or lost first if its lease ran out before that
-    assert statuses.pop(pool.accounts[victim].address) in ("released", "lost")
-    assert sorted(statuses.values()) == ["revealed"] * 3
+    # released by the restarted worker, or lost first if its lease ran out before that; a
+    # released replica was never committed, so the same worker may take it again and win
+    assert statuses[pool.accounts[victim].address] in ("released", "lost", "revealed")
+    assert sorted(statuses.values()).count("revealed") == 3
+    winners = {w for w in roles if statuses.get(pool.accounts[w].address) == "revealed"}
     after = pool.balances()
-    assert after[victim] == before[victim]
     for w in roles:
-        if w != victim:
-            assert after[w] == before[w] + SHARE, w
+        assert after[w] == before[w] + (SHARE if w in winners else 0), w
     assert after["requester"] == before["requester"] - (APP_PRICE + POOL_PRICE)
 
 
