@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from comptoir.chain import events as ev
 from comptoir.chain.client import TaskOutcome
+from comptoir.config import load_settings
 from comptoir.devnet import snapshot
 from comptoir.sdk import chainscan
 
@@ -45,6 +46,8 @@ def test_a_transaction_not_mined_yet_is_seen_in_flight(market: Market) -> None:
     client = market["scheduler"]
     w3 = client.w3
     assert client.tx.in_flight() == 0
+    # the devnet also mines a block every few seconds: stop that too, or it may mine ours
+    w3.provider.make_request("evm_setIntervalMining", [0])  # type: ignore[arg-type]
     w3.provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]
     try:
         tx = {
@@ -62,3 +65,5 @@ def test_a_transaction_not_mined_yet_is_seen_in_flight(market: Market) -> None:
         assert client.tx.in_flight() == 0
     finally:
         w3.provider.make_request("evm_setAutomine", [True])  # type: ignore[arg-type]
+        interval = load_settings().devnet_block_time
+        w3.provider.make_request("evm_setIntervalMining", [interval])  # type: ignore[arg-type]

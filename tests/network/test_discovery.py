@@ -85,7 +85,7 @@ def test_a_worker_elsewhere_joins_with_the_pool_id(pool_host: stack.Stack, tmp_p
     _join(worker_home, pool_host)
     assert cli(worker_home, "account", "deposit", "100000", "--wallet", "devnet:9").returncode == 0
     not_a_pool = cli(worker_home, "worker", "run", "--pool", str(pool_host.app), "-w", "devnet:9")
-    assert "records no endpoint on-chain" in failure(not_a_pool)
+    assert "not a workerpool" in failure(not_a_pool)
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMPTOIR_")}
     env.update({"COMPTOIR_HOME": str(worker_home), "NO_COLOR": "1"})

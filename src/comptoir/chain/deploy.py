@@ -289,8 +289,9 @@ def plan_deployment(
         ctor = next((i for i in art.abi if i.get("type") == "constructor"), None)
         data = art.bytecode
         if ctor is not None and ctor["inputs"]:
-            # placeholder addresses: constructors only store them
-            data += abi_encode([i["type"] for i in ctor["inputs"]], [me] * len(ctor["inputs"]))
+            # placeholders (our address, 1): constructors only store them
+            types = [i["type"] for i in ctor["inputs"]]
+            data += abi_encode(types, [me if t == "address" else 1 for t in types])
         try:
             gas += int(w3.eth.estimate_gas({"from": me, "data": "0x" + data.hex()}))  # type: ignore[typeddict-item]
         except Exception as exc:
