@@ -168,6 +168,10 @@ class OrderNotFound(MarketError):
     """No order with that hash is listed (HTTP 404)."""
 
 
+class IndexNotFound(MarketError):
+    """The market's index holds no such deal, task or asset as final (HTTP 404)."""
+
+
 class ListingRefused(MarketError):
     """The owner may not list more now: too many open orders, or too little deposited
     on the hub (HTTP 403)."""

@@ -83,6 +83,7 @@ class Market:
             max_open_per_owner=settings.max_open_per_owner,
             min_request_balance=settings.min_request_balance,
         )
+        self.indexer = settings.indexer(self.store.engine)
         self.sync = MarketSync(
             self.book,
             settings.deals(),
@@ -90,6 +91,7 @@ class Market:
             start_block=settings.start_block,
             max_block_range=settings.max_block_range,
             confirmations=settings.confirmations,
+            indexer=self.indexer,
         )
 
     async def close_chain(self) -> None:
@@ -167,6 +169,8 @@ def create_market_app(settings: MarketSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await market.store.ready()
+        if market.indexer is not None:
+            await market.store._run(market.indexer.create_tables)
         if settings.sync_interval:
             market.sync.start()
         try:
@@ -482,6 +486,10 @@ def create_market_app(settings: MarketSettings) -> FastAPI:
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
+
+    from comptoir.market.indexapi import mount_index_routes
+
+    mount_index_routes(app, market)  # /v1/index, /v1/deals, /v1/tasks, /v1/assets
 
     from comptoir.explorer import mount_explorer  # here: the explorer reads market modules
 

@@ -11,7 +11,10 @@ from comptoir.exceptions import ConfigError
 from comptoir.market.chainview import ChainView, DealSource, Web3ChainView
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
     from comptoir.chain.deploy import Deployment
+    from comptoir.market.indexer import ChainIndexer
 
 
 @dataclass
@@ -38,6 +41,13 @@ class MarketSettings:
     min_request_balance: int = 1  # free balance a requester needs on the hub to list
     max_block_range: int = 2000  # blocks per eth_getLogs call (providers cap the range)
     confirmations: int = 0  # read DealCreated this many blocks behind the head (reorgs)
+    # the network index (deals, tasks, assets, order fills from final events); None: on
+    # when the chain is read over rpc_url, off for a ChainView passed in
+    index: bool | None = None
+    contributions: str | None = None  # None: read from the hub (onchain_path)
+
+    def __post_init__(self) -> None:
+        self._chain_given = self.chain is not None  # chain_view() fills `chain` in later
 
     def chain_view(self) -> ChainView:
         if self.chain is not None:
@@ -49,6 +59,30 @@ class MarketSettings:
             )
         self.chain = Web3ChainView(self.rpc_url, self.registry, self.hub)
         return self.chain
+
+    def indexer(self, engine: Engine) -> ChainIndexer | None:
+        """The network index over the market's database, when enabled."""
+        enabled = self.index if self.index is not None else not self._chain_given
+        if not enabled:
+            return None
+        if not (self.rpc_url and self.registry):
+            raise ConfigError(
+                "The market's index needs COMPTOIR_RPC_URL and COMPTOIR_REGISTRY set."
+            )
+        from comptoir.chain.client import connect
+        from comptoir.market.indexer import ChainIndexer, contributions_of
+
+        w3 = connect(self.rpc_url, timeout=30.0, check=False)
+        return ChainIndexer(
+            engine,
+            w3,
+            self.hub,
+            self.registry,
+            self.contributions or contributions_of(w3, self.hub),
+            start_block=self.start_block,
+            confirmations=self.confirmations,
+            max_range=self.max_block_range,
+        )
 
     def deals(self) -> DealSource | None:
         if self.deal_source is False:
@@ -62,6 +96,7 @@ class MarketSettings:
         """Settings for a recorded deployment (comptoir.chain.deploy.Deployment): its chain,
         hub and registry; DealCreated events are scanned from its first block."""
         kw.setdefault("start_block", deployment.block)
+        kw.setdefault("contributions", deployment.contributions)
         return cls(
             chain_id=deployment.chain_id,
             hub=deployment.hub,

@@ -1,9 +1,14 @@
 """Keeps listed orders in step with the chain.
 
-Each pass records new DealCreated events into the price index (when a deal source is
-given), then re-reads the consumed volume of every open order, and the owner of the asset
-behind asset orders: events alone miss on-chain cancels and ownership transfers, and
-an event stream can drop entries, so polling is the source of truth.
+With the network index (`indexer`), each pass moves the index forward over the final
+blocks and updates only the orders its new events touched (fills and cancels named by
+DealCreated and OrderCancelled, orders of assets that changed owner), from the index's
+tables: no eth_call per order. After a rollback, and on the first pass, every order the
+chain can still change is reconciled against the index (SQL only).
+
+Without an index (a ChainView passed in), each pass records new DealCreated events into
+the price index (when a deal source is given), then re-reads the consumed volume of every
+open order and the owner of the asset behind asset orders.
 """
 
 from __future__ import annotations
@@ -13,13 +18,18 @@ import contextlib
 
 import structlog
 
-from comptoir.market.chainview import DealSource
+from comptoir.exceptions import ChainError
+from comptoir.market import indexstore as ix
+from comptoir.market.chainview import CANCELLED, DealSource
+from comptoir.market.indexer import ChainIndexer, PassReport, caught_up
 from comptoir.market.orderbook import OrderBook, _read_chain
 from comptoir.market.schemas import SyncReport
+from comptoir.market.store import OrderQuery, StoredOrder
 
 log = structlog.get_logger("comptoir.market.sync")
 
 DEALS_BLOCK_KEY = "deals_block"
+ON_CHAIN = "cancelled on-chain"  # orderbook.chain_status's reason
 
 
 class MarketSync:
@@ -32,8 +42,12 @@ class MarketSync:
         page_size: int = 500,
         max_block_range: int = 2000,
         confirmations: int = 0,
+        indexer: ChainIndexer | None = None,
     ) -> None:
         self.book = book
+        self.indexer = indexer
+        self.last_index: PassReport | None = None
+        self._reconcile_all = True  # first pass: the book may predate the index
         self.deal_source = deal_source
         self.interval = interval
         self.start_block = start_block
@@ -50,6 +64,8 @@ class MarketSync:
             return await self._pass()
 
     async def _pass(self) -> SyncReport:
+        if self.indexer is not None:
+            return await self._index_pass(self.indexer)
         store, chain = self.book.store, self.book.chain
         block = await _read_chain("the block number", chain.block_number())
         new_deals = 0
@@ -104,6 +120,117 @@ class MarketSync:
         if updated or new_deals:
             log.info("market.sync", **report.model_dump())
         return report
+
+    # ------------------------------------------------------------ from the index
+
+    async def _index_pass(self, indexer: ChainIndexer) -> SyncReport:
+        store = self.book.store
+        try:
+            report = await indexer.run(read=asyncio.to_thread, write=store._run)
+        except Exception as e:
+            raise ChainError(
+                f"The index could not follow the chain ({type(e).__name__}: {str(e)[:200]}); "
+                "it resumes from its cursor when the node answers."
+            ) from e
+        self.last_index = report
+        new_deals = 0
+        for deal, stamp in report.changes.deals:
+            new_deals += await self.book.record_deal(
+                deal.category,
+                deal.deal.workerpool_price,
+                deal.deal.volume,
+                stamp if stamp is not None else 0.0,
+                deal_id=deal.deal_id,
+                block=deal.block_number,
+            )
+        checked = updated = 0
+        if report.rolled_back_to is not None:
+            self._reconcile_all = True
+        if caught_up(report):  # a partial index would mark live orders dead
+            if self._reconcile_all:
+                orders = await self._reconcilable_orders()
+                self._reconcile_all = False
+            else:
+                orders = await self._touched_orders(report.changes)
+            checked, updated = await self._apply_index(orders)
+        out = SyncReport(block=report.head, checked=checked, updated=updated, deals=new_deals)
+        if updated or new_deals or report.rolled_back_to is not None:
+            log.info("market.sync", rolled_back_to=report.rolled_back_to, **out.model_dump())
+        return out
+
+    async def _reconcilable_orders(self) -> list[StoredOrder]:
+        """Every listed order the chain can still change: open, filled, cancelled on-chain
+        (a rollback may reopen the last two)."""
+        store = self.book.store
+        out: list[StoredOrder] = []
+        after = ""
+        while page := await store.open_orders(after, self.page_size):
+            out += page
+            after = page[-1].hash
+        for status in ("filled", "cancelled"):
+            offset = 0
+            while True:
+                rows, _ = await store.list_orders(
+                    OrderQuery(status=status, limit=self.page_size, offset=offset)
+                )
+                out += [r for r in rows if status == "filled" or r.status_reason == ON_CHAIN]
+                if len(rows) < self.page_size:
+                    break
+                offset += self.page_size
+        return out
+
+    async def _touched_orders(self, changes: ix.Changes) -> list[StoredOrder]:
+        store = self.book.store
+        found = [await store.get_order(h) for h in sorted(changes.orders)]
+        out = [o for o in found if o is not None]
+        for asset in sorted(changes.assets):
+            for kind in ("app", "dataset", "workerpool"):
+                offset = 0
+                while True:
+                    query = OrderQuery(
+                        kind=kind, status="open", limit=self.page_size, offset=offset
+                    )
+                    setattr(query, kind, asset)
+                    rows, _ = await store.list_orders(query)
+                    out += rows
+                    if len(rows) < self.page_size:
+                        break
+                    offset += self.page_size
+        return out
+
+    async def _apply_index(self, orders: list[StoredOrder]) -> tuple[int, int]:
+        """Applies the index's fills, cancels and owners to these orders."""
+        orders = [
+            o
+            for o in orders
+            if o.status in ("open", "filled")
+            or (o.status == "cancelled" and o.status_reason == ON_CHAIN)
+        ]
+        if not orders:
+            return 0, 0
+        engine = self.book.store.engine
+        assets = {int(o.order[o.kind]) for o in orders if o.kind != "request"}
+
+        def read() -> tuple[dict[str, tuple[int, bool]], dict[int, str]]:
+            with engine.connect() as conn:
+                return ix.fills(conn, [o.hash for o in orders]), ix.owners(conn, assets)
+
+        fills, owners = await self.book.store._run(read)
+        checked = updated = 0
+        seen: set[str] = set()
+        for order in orders:
+            if order.hash in seen or await self.book.readable(order) is None:
+                continue
+            seen.add(order.hash)
+            checked += 1
+            consumed, cancelled = fills.get(order.hash, (0, False))
+            asset = None if order.kind == "request" else int(order.order[order.kind])
+            owner = owners.get(asset) if asset is not None else None
+            # an asset the index has not seen final yet keeps its listing (publish checked it)
+            updated += await self.book.apply_chain_state(
+                order, CANCELLED if cancelled else consumed, owner, check_owner=owner is not None
+            )
+        return checked, updated
 
     # ------------------------------------------------------------ background loop
 

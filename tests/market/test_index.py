@@ -1,0 +1,296 @@
+"""The market as the network's index, against a real anvil devnet and the real market app:
+incremental ingestion that resumes after a restart, order status from chain events, a reorg
+rolled back and re-read, the confirmation depth, and the query API's bounds."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from comptoir import devnet
+from comptoir.chain.client import ChainClient
+from comptoir.chain.deploy import TEST_CATEGORY_ID
+from comptoir.chain.types import AppOrder, RequestOrder, WorkerpoolOrder
+from comptoir.devnet import Devnet
+from comptoir.market import MarketSettings, create_market_app
+from comptoir.market import indexstore as ix
+
+pytestmark = pytest.mark.devnet
+
+Market = Callable[..., Any]
+
+
+def doc(kind: str, order: Any, client: ChainClient) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "order": order.to_json(),
+        "signature": "0x" + client.sign_order(order).hex(),
+    }
+
+
+@pytest.fixture
+def market(chain: Devnet, tmp_path: Path) -> Market:
+    """Opens the real market app (index on) over one database; call it again to restart."""
+    d = chain.deployment
+    start = chain.w3.eth.block_number
+
+    @asynccontextmanager
+    async def open_market(confirmations: int = 0) -> AsyncIterator[httpx.AsyncClient]:
+        settings = MarketSettings(
+            chain_id=chain.chain_id,
+            hub=d.hub,
+            registry=d.registry,
+            rpc_url=chain.rpc_url,
+            database=tmp_path / "m.db",
+            sync_interval=None,
+            start_block=start,
+            confirmations=confirmations,
+            max_block_range=3,  # several chunks per pass, as a capped provider forces
+            admin_token="anvil-admin",
+        )
+        app = create_market_app(settings)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app),
+                base_url="http://market",
+                headers={"Authorization": "Bearer anvil-admin"},
+            ) as client,
+        ):
+            client.app = app  # type: ignore[attr-defined]
+            yield client
+
+    return open_market
+
+
+def journal_size(http: httpx.AsyncClient) -> int:
+    engine = http.app.state.market.store.engine  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(ix.journal)).scalar() or 0)
+
+
+def orders_for(clients: dict[str, ChainClient], volume: int = 1) -> tuple[Any, Any, Any, int]:
+    app_dev, scheduler, requester = clients["app_dev"], clients["scheduler"], clients["requester"]
+    app = app_dev.register_app("echo", "oci://echo", b"\x11" * 32)
+    pool = scheduler.register_workerpool("pool", 25, 10)
+    requester.deposit(10_000)
+    scheduler.deposit(10_000)
+    app_order = AppOrder(app=app, app_price=7, volume=3)
+    pool_order = WorkerpoolOrder(
+        workerpool=pool, workerpool_price=100, volume=3, category=TEST_CATEGORY_ID, trust=1
+    )
+    return app_order, pool_order, request_for(clients, app, volume), pool
+
+
+def request_for(clients: dict[str, ChainClient], app: int, volume: int = 1) -> RequestOrder:
+    return RequestOrder(
+        app=app,
+        app_max_price=7,
+        dataset=0,
+        dataset_max_price=0,
+        workerpool=0,
+        workerpool_max_price=100,
+        requester=clients["requester"].address,
+        volume=volume,
+        category=TEST_CATEGORY_ID,
+        trust=1,
+    )
+
+
+def match(clients: dict[str, ChainClient], app_order: Any, pool_order: Any, request: Any) -> Any:
+    app_dev, scheduler, requester = clients["app_dev"], clients["scheduler"], clients["requester"]
+    return clients["stranger"].match_orders(
+        app_order,
+        app_dev.sign_order(app_order),
+        None,
+        b"",
+        pool_order,
+        scheduler.sign_order(pool_order),
+        request,
+        requester.sign_order(request),
+    )
+
+
+def mine(chain: Devnet, blocks: int) -> None:
+    for _ in range(blocks):
+        chain.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+
+
+async def publish(http: httpx.AsyncClient, kind: str, order: Any, signer: ChainClient) -> str:
+    r = await http.post("/v1/orders", json=doc(kind, order, signer))
+    assert r.status_code == 201, r.text
+    return str(r.json()["hash"])
+
+
+async def status(http: httpx.AsyncClient, order_hash: str) -> tuple[str, int, str | None]:
+    body = (await http.get(f"/v1/orders/{order_hash}")).json()
+    return body["status"], body["remaining"], body["status_reason"]
+
+
+async def test_index_follows_the_chain_across_restarts(
+    chain: Devnet, clients: dict[str, ChainClient], market: Market
+) -> None:
+    app_dev, scheduler, requester = clients["app_dev"], clients["scheduler"], clients["requester"]
+    app_order, pool_order, request, pool = orders_for(clients)
+    async with market() as http:
+        hashes = {
+            "app": await publish(http, "app", app_order, app_dev),
+            "pool": await publish(http, "workerpool", pool_order, scheduler),
+            "request": await publish(http, "request", request, requester),
+        }
+        deal = match(clients, app_order, pool_order, request)
+        report = (await http.post("/v1/sync")).json()
+        assert report["deals"] == 1 and report["checked"] == 3
+        assert await status(http, hashes["app"]) == ("open", 2, None)
+        assert await status(http, hashes["pool"]) == ("open", 2, None)
+        assert (await status(http, hashes["request"]))[0] == "filled"
+        r = await http.get("/v1/deals", params={"requester": requester.address})
+        page = r.json()
+        assert r.status_code == 200, r.text
+        assert [d["deal_id"] for d in page["deals"]] == ["0x" + deal.deal_id.hex()]
+        assert page["deals"][0]["volume"] == 1 and page["deals"][0]["workerpool"] == pool
+        assert page["index"]["final"] == chain.w3.eth.block_number
+        apps = (
+            await http.get("/v1/assets", params={"kind": "app", "owner": app_dev.address})
+        ).json()
+        assert [(a["name"], a["location"]) for a in apps["assets"]] == [("echo", "oci://echo")]
+        logged = journal_size(http)
+        assert logged > 0
+
+    # restart: the cursor resumes, nothing is read or counted twice
+    request2 = request_for(clients, app_order.app)
+    async with market() as http:
+        assert (await http.post("/v1/sync")).json()["deals"] == 0
+        assert journal_size(http) == logged
+        assert (await status(http, hashes["app"]))[:2] == ("open", 2)  # full reconcile: same
+        await publish(http, "request", request2, requester)
+        deal2 = match(clients, app_order, pool_order, request2)
+        assert (await http.post("/v1/sync")).json()["deals"] == 1
+        page = (await http.get("/v1/deals", params={"limit": 1})).json()
+        assert [d["deal_id"] for d in page["deals"]] == ["0x" + deal2.deal_id.hex()]
+        older = (await http.get("/v1/deals", params={"cursor": page["next_cursor"]})).json()
+        assert [d["deal_id"] for d in older["deals"]] == ["0x" + deal.deal_id.hex()]
+        assert older["next_cursor"] is None
+        assert await status(http, hashes["app"]) == ("open", 1, None)
+
+        # on-chain cancel and transfer reach the book through events
+        app_dev.cancel_order(app_order)
+        scheduler.transfer_asset(pool, clients["stranger"].address)
+        await http.post("/v1/sync")
+        assert await status(http, hashes["app"]) == ("cancelled", 0, "cancelled on-chain")
+        assert await status(http, hashes["pool"]) == ("dead", 1, "asset owner changed")
+        owned = (await http.get(f"/v1/assets/{pool}")).json()
+        assert owned["owner"] == clients["stranger"].address
+
+        # a claim after the final deadline: the task shows as claimed, the deal counts it
+        devnet.increase_time(
+            chain.w3, deal.final_deadline - chain.w3.eth.get_block("latest")["timestamp"] + 1
+        )
+        scheduler.claim(deal, [0])
+        await http.post("/v1/sync")
+        task_id = "0x" + deal.task_id(0).hex()
+        task = (await http.get(f"/v1/tasks/{task_id}")).json()
+        assert (task["status"], task["deal_id"], task["index"]) == (
+            "claimed",
+            "0x" + deal.deal_id.hex(),
+            0,
+        )
+        one = (await http.get(f"/v1/deals/0x{deal.deal_id.hex()}")).json()
+        assert (one["claimed"], one["finalized"]) == (1, 0)
+        listed = (await http.get(f"/v1/deals/0x{deal.deal_id.hex()}/tasks")).json()
+        assert [t["task_id"] for t in listed["tasks"]] == [task_id]
+
+
+async def test_a_reorg_rolls_index_rows_back_and_rereads(
+    chain: Devnet, clients: dict[str, ChainClient], market: Market
+) -> None:
+    app_dev, requester = clients["app_dev"], clients["requester"]
+    app_order, pool_order, request, _ = orders_for(clients)
+    async with market() as http:
+        request_hash = await publish(http, "request", request, requester)
+        await publish(http, "app", app_order, app_dev)
+        await http.post("/v1/sync")
+        fork = devnet.snapshot(chain.w3)
+        deal = match(clients, app_order, pool_order, request)
+        gone = app_dev.register_app("gone", "oci://gone", b"\x33" * 32)
+        await http.post("/v1/sync")
+        assert (await status(http, request_hash))[0] == "filled"
+        assert (await http.get(f"/v1/assets/{gone}")).json()["name"] == "gone"
+        assert (await http.get(f"/v1/deals/0x{deal.deal_id.hex()}")).status_code == 200
+
+        devnet.revert(chain.w3, fork)  # the chain forgets the deal and the app
+        kept = app_dev.register_app("kept", "oci://kept", b"\x44" * 32)
+        mine(chain, 4)
+        await http.post("/v1/sync")
+        assert http.app.state.market.sync.last_index.rolled_back_to is not None  # type: ignore[attr-defined]
+        missing = await http.get(f"/v1/deals/0x{deal.deal_id.hex()}")
+        assert missing.status_code == 404 and "No deal" in missing.json()["detail"]
+        assert (await http.get(f"/v1/assets/{kept}")).json()["name"] == "kept"
+        names = [a["name"] for a in (await http.get("/v1/assets")).json()["assets"]]
+        assert "gone" not in names and "kept" in names
+        assert await status(http, request_hash) == ("open", 1, None)  # the fill went back
+        head = (await http.get("/v1/index")).json()
+        assert head["final"] == chain.w3.eth.block_number
+        assert head["final_hash"] == "0x" + bytes(chain.w3.eth.get_block("latest")["hash"]).hex()
+
+
+async def test_only_final_events_are_indexed(
+    chain: Devnet, clients: dict[str, ChainClient], market: Market
+) -> None:
+    mine(chain, 3)  # blocks the index starts in are already final
+    async with market(confirmations=3) as http:
+        app = clients["app_dev"].register_app("deep", "oci://deep", b"\x55" * 32)
+        await http.post("/v1/sync")
+        head = (await http.get("/v1/index")).json()
+        assert head["confirmations"] == 3
+        assert head["final"] == chain.w3.eth.block_number - 3
+        assert (await http.get(f"/v1/assets/{app}")).status_code == 404
+        mine(chain, 3)
+        await http.post("/v1/sync")
+        assert (await http.get(f"/v1/assets/{app}")).json()["name"] == "deep"
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "words"),
+    [
+        ("/v1/deals", {"limit": 501}, "limit"),
+        ("/v1/deals", {"limit": 0}, "limit"),
+        ("/v1/deals", {"cursor": "abc"}, "cursor"),
+        ("/v1/deals", {"requester": "0x12"}, "requester"),
+        ("/v1/deals", {"workerpool": -1}, "workerpool"),
+        ("/v1/assets", {"kind": "car"}, "kind"),
+        ("/v1/assets", {"name": "x" * 300}, "name"),
+        ("/v1/assets/-4", {}, "asset"),
+        ("/v1/tasks/0x12", {}, "task_id"),
+        ("/v1/deals/0xzz", {}, "deal_id"),
+    ],
+)
+async def test_query_bounds(market: Market, path: str, params: dict[str, Any], words: str) -> None:
+    async with market() as http:
+        r = await http.get(path, params=params)
+        assert r.status_code == 422, r.text
+        assert words in r.json()["detail"]
+
+
+async def test_unknown_rows_and_page_caps(clients: dict[str, ChainClient], market: Market) -> None:
+    for i in range(4):
+        clients["app_dev"].register_app(f"a{i}", f"oci://a{i}", bytes([i + 1]) * 32)
+    async with market() as http:
+        await http.post("/v1/sync")
+        r = await http.get("/v1/tasks/0x" + "ab" * 32)
+        assert r.status_code == 404 and "ask its scheduler" in r.json()["detail"]
+        first = (await http.get("/v1/assets", params={"kind": "app", "limit": 3})).json()
+        assert len(first["assets"]) == 3 and first["next_cursor"] is not None
+        rest = (
+            await http.get("/v1/assets", params={"kind": "app", "cursor": first["next_cursor"]})
+        ).json()
+        assert [a["name"] for a in rest["assets"]] == ["a3"]
+        assert (await http.get("/v1/assets", params={"name": "a2"})).json()["assets"][0][
+            "location"
+        ] == "oci://a2"
