@@ -172,6 +172,11 @@ class IndexNotFound(MarketError):
     """The market's index holds no such deal, task or asset as final (HTTP 404)."""
 
 
+class IndexUnavailable(MarketError):
+    """The market's index cannot answer (no index, unreachable, or an answer that does not
+    hold up); the SDK reads the chain's logs instead."""
+
+
 class ListingRefused(MarketError):
     """The owner may not list more now: too many open orders, or too little deposited
     on the hub (HTTP 403)."""

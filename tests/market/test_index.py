@@ -34,25 +34,42 @@ def doc(kind: str, order: Any, client: ChainClient) -> dict[str, Any]:
     }
 
 
+def index_settings(chain: Devnet, database: Path, start: int, **kw: Any) -> MarketSettings:
+    """A market reading the devnet over JSON-RPC, so it keeps the index."""
+    d = chain.deployment
+    return MarketSettings(
+        chain_id=chain.chain_id,
+        hub=d.hub,
+        registry=d.registry,
+        rpc_url=chain.rpc_url,
+        database=database,
+        sync_interval=None,
+        start_block=start,
+        admin_token="anvil-admin",
+        **kw,
+    )
+
+
+def claimed_deal(chain: Devnet, clients: dict[str, ChainClient]) -> tuple[Any, Any, Any]:
+    """A deal whose task 0 was claimed after its final deadline; (deal, app, pool orders)."""
+    app_order, pool_order, request, _ = orders_for(clients)
+    deal = match(clients, app_order, pool_order, request)
+    now = chain.w3.eth.get_block("latest")["timestamp"]
+    devnet.increase_time(chain.w3, deal.final_deadline - now + 1)
+    clients["scheduler"].claim(deal, [0])
+    return deal, app_order, pool_order
+
+
 @pytest.fixture
 def market(chain: Devnet, tmp_path: Path) -> Market:
     """Opens the real market app (index on) over one database; call it again to restart."""
-    d = chain.deployment
     start = chain.w3.eth.block_number
 
     @asynccontextmanager
     async def open_market(confirmations: int = 0) -> AsyncIterator[httpx.AsyncClient]:
-        settings = MarketSettings(
-            chain_id=chain.chain_id,
-            hub=d.hub,
-            registry=d.registry,
-            rpc_url=chain.rpc_url,
-            database=tmp_path / "m.db",
-            sync_interval=None,
-            start_block=start,
-            confirmations=confirmations,
-            max_block_range=3,  # several chunks per pass, as a capped provider forces
-            admin_token="anvil-admin",
+        # several chunks per pass, as a capped provider forces
+        settings = index_settings(
+            chain, tmp_path / "m.db", start, confirmations=confirmations, max_block_range=3
         )
         app = create_market_app(settings)
         async with (

@@ -51,6 +51,7 @@ class ScanPolicy:
     max_range: int = DEFAULT_MAX_RANGE
     confirmations: int = 0
     cache_dir: Path | None = None  # None: no on-disk cache
+    index_url: str | None = None  # the network's market, whose index the SDK reads first
 
 
 def _too_large(exc: Exception) -> bool:

@@ -58,6 +58,10 @@ class DealEntry(BaseModel):
     category: int
     volume: int
     params: str
+    tag: str
+    app_order_hash: str
+    dataset_order_hash: str
+    workerpool_order_hash: str
     finalized: int = Field(description="Tasks settled with a result (final events).")
     claimed: int = Field(description="Tasks refunded by a claim (final events).")
     deal: dict[str, Any] = Field(description="The full Deal struct DealCreated carried.")
@@ -109,6 +113,7 @@ class AssetPage(BaseModel):
 
 def _deal(row: Any, counts: dict[str, tuple[int, int]]) -> DealEntry:
     finalized, claimed = counts.get(row.deal_id, (0, 0))
+    app_hash, dataset_hash, workerpool_hash = json.loads(row.order_hashes)
     return DealEntry(
         deal_id=row.deal_id,
         block=row.block,
@@ -123,6 +128,10 @@ def _deal(row: Any, counts: dict[str, tuple[int, int]]) -> DealEntry:
         category=int(row.category),
         volume=int(row.volume),
         params=row.params,
+        tag=row.tag,
+        app_order_hash=app_hash,
+        dataset_order_hash=dataset_hash,
+        workerpool_order_hash=workerpool_hash,
         finalized=finalized,
         claimed=claimed,
         deal=json.loads(row.deal_json),

@@ -75,6 +75,8 @@ deals = Table(
     Column("category", String(WIDTH), nullable=False),
     Column("volume", String(WIDTH), nullable=False),
     Column("params", Text, nullable=False),
+    Column("tag", String(66), nullable=False),
+    Column("order_hashes", Text, nullable=False),  # JSON: app, dataset, workerpool order hashes
     Column("deal_json", Text, nullable=False),  # the full Deal struct
     Index("ix_index_deals_seq", "seq", unique=True),
     Index("ix_index_deals_requester", "requester", "seq"),
@@ -238,6 +240,10 @@ def apply_event(conn: Connection, e: ev.ChainEvent, timestamp: float | None, out
                 category=pad(e.category),
                 volume=pad(d.volume),
                 params=e.params,
+                tag=hx(e.tag),
+                order_hashes=json.dumps(
+                    [hx(e.app_order_hash), hx(e.dataset_order_hash), hx(e.workerpool_order_hash)]
+                ),
                 deal_json=json.dumps(d.to_json()),
             )
         )

@@ -165,9 +165,12 @@ class Comptoir:
     async def chain(self) -> ChainClient:
         """The chain client (connects on first use; ChainUnreachable/NotDeployed otherwise)."""
         if self._chain is None:
-            self._chain = await self._call(
-                ChainClient.from_settings, self.config.settings, self.account
+            chain = await self._call(ChainClient.from_settings, self.config.settings, self.account)
+            # the market's index answers deal, task and asset listings (the chain decides)
+            chain.scan_policy = dataclasses.replace(
+                chain.scan_policy, index_url=self.config.market_url
             )
+            self._chain = chain
             lifecycle.record_transactions(self._chain, self.transactions)
         return self._chain
 
