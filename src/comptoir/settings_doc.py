@@ -48,6 +48,8 @@ OTHER_VARIABLES = """
 | COMPTOIR_MARKET_ADMIN_TOKEN | (none) | market: token POST /v1/sync requires |
 | COMPTOIR_MARKET_MAX_OPEN_PER_OWNER | 200 | market: open orders one signer may list |
 | COMPTOIR_MARKET_MIN_REQUEST_BALANCE | 1 | market: free hub balance a requester needs to list |
+| COMPTOIR_MARKET_CONFIRMATIONS | 0 | market: depth at which the index counts a block final |
+| COMPTOIR_MARKET_LOG_RANGE | 2000 | market: most blocks per eth_getLogs the index asks |
 | COMPTOIR_KEYSTORE_PASSWORD | (prompted) | password of a `wallet import --keystore` file |
 | COMPTOIR_S3_BUCKET / _PREFIX / _ENDPOINT_URL / _REGION | (none) / blobs/ | S3 storage backend |
 """

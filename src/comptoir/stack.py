@@ -630,8 +630,14 @@ def serve_market(db: Path, port: int, stack_file: Path | None = None) -> None:
 
     settings = load_settings()
     client = ChainClient.from_settings(settings)
+    network = settings.network  # the index follows the network's depth and range cap
     market = MarketSettings.from_deployment(
-        client.deployment, settings.resolved_rpc_url(), database=db, sync_interval=1.0
+        client.deployment,
+        settings.resolved_rpc_url(),
+        database=db,
+        sync_interval=1.0,
+        confirmations=network.confirmations if network else 0,
+        max_block_range=min(network.log_range, 2000) if network else 2000,
     )
     app = create_market_app(market)
     if stack_file is not None:

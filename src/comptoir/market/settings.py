@@ -110,7 +110,8 @@ class MarketSettings:
         """COMPTOIR_CHAIN_ID, COMPTOIR_HUB, COMPTOIR_REGISTRY, COMPTOIR_RPC_URL,
         COMPTOIR_MARKET_DB, COMPTOIR_MARKET_SYNC_INTERVAL, COMPTOIR_MARKET_ADMIN_TOKEN,
         COMPTOIR_MARKET_START_BLOCK, COMPTOIR_MARKET_MAX_OPEN_PER_OWNER,
-        COMPTOIR_MARKET_MIN_REQUEST_BALANCE."""
+        COMPTOIR_MARKET_MIN_REQUEST_BALANCE, COMPTOIR_MARKET_CONFIRMATIONS,
+        COMPTOIR_MARKET_LOG_RANGE."""
         env = os.environ if environ is None else environ
         missing = [k for k in ("COMPTOIR_CHAIN_ID", "COMPTOIR_HUB") if not env.get(k)]
         if missing:
@@ -121,11 +122,14 @@ class MarketSettings:
             start_block = int(env.get("COMPTOIR_MARKET_START_BLOCK", "0") or 0)
             max_open = int(env.get("COMPTOIR_MARKET_MAX_OPEN_PER_OWNER", "200") or 200)
             min_balance = int(env.get("COMPTOIR_MARKET_MIN_REQUEST_BALANCE", "1") or 0)
+            confirmations = int(env.get("COMPTOIR_MARKET_CONFIRMATIONS", "0") or 0)
+            log_range = int(env.get("COMPTOIR_MARKET_LOG_RANGE", "2000") or 2000)
         except ValueError as e:
             raise ConfigError(
                 "COMPTOIR_CHAIN_ID, COMPTOIR_MARKET_START_BLOCK, "
-                "COMPTOIR_MARKET_MAX_OPEN_PER_OWNER and COMPTOIR_MARKET_MIN_REQUEST_BALANCE "
-                "must be integers and COMPTOIR_MARKET_SYNC_INTERVAL a number."
+                "COMPTOIR_MARKET_MAX_OPEN_PER_OWNER, COMPTOIR_MARKET_MIN_REQUEST_BALANCE, "
+                "COMPTOIR_MARKET_CONFIRMATIONS and COMPTOIR_MARKET_LOG_RANGE must be integers "
+                "and COMPTOIR_MARKET_SYNC_INTERVAL a number."
             ) from e
         return cls(
             chain_id=chain_id,
@@ -138,4 +142,6 @@ class MarketSettings:
             start_block=start_block,
             max_open_per_owner=max_open,
             min_request_balance=min_balance,
+            confirmations=max(confirmations, 0),
+            max_block_range=max(log_range, 1),
         )
