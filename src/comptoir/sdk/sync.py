@@ -180,5 +180,6 @@ class ComptoirSync:
     claim_deal = _blocking(Comptoir.claim_deal)
     claim_task = _blocking(Comptoir.claim_task)
     task = _blocking(Comptoir.task)
+    logs = _blocking(Comptoir.logs)
     watch_task = _iterating(Comptoir.watch_task)
     result = _blocking(Comptoir.result)
