@@ -53,6 +53,7 @@ from comptoir.sdk.amounts import parse_amount
 from comptoir.sdk.apps import app_determinism, build_app, read_app
 from comptoir.sdk.config import Config, as_config
 from comptoir.sdk.journal import RequestJournal
+from comptoir.sdk.liveness import Liveness, LivenessCache
 from comptoir.sdk.market import ListedOrder, MarketClient
 from comptoir.sdk.results import MAX_PARAMS_BYTES, check_result, log_tails, write_logs
 from comptoir.sdk.types import (
@@ -124,6 +125,7 @@ class Comptoir:
         self._storage: StorageClient | None = None
         self._http: httpx.AsyncClient | None = None
         self._determinism: dict[int, str | None] = {}
+        self._liveness = LivenessCache()
         self.transactions: list[str] = []  # hashes of the transactions this client sent
         self.journal = RequestJournal(self.config.settings.home / "requests")
 
@@ -241,6 +243,21 @@ class Comptoir:
     async def orderbook(self, kind: str | None = None, **filters: Any) -> list[ListedOrder]:
         """Orders listed by the market, cheapest first (filters: see the market API)."""
         return await self.market.aorders(kind=kind, **filters)
+
+    async def pools_alive(self, workerpools: Sequence[int]) -> dict[int, Liveness]:
+        """Whether each pool's scheduler answers at its endpoint (probes cached 30 s)."""
+        return await self._liveness.check_all(set(workerpools), self.scheduler_url, self.http)
+
+    async def _live_pools(self, pools: list[ListedOrder]) -> list[ListedOrder]:
+        live = await self.pools_alive([int(o.order.workerpool) for o in pools])
+        kept = [o for o in pools if live[int(o.order.workerpool)].alive]
+        if not kept:
+            dead = live[int(pools[0].order.workerpool)]
+            raise NoMatchingOrder(
+                f"No workerpool offering these terms has a scheduler that answers (workerpool "
+                f"{dead.workerpool}: {dead.reason}); try again later or another workerpool."
+            )
+        return kept
 
     async def _publish(self, order: Any) -> ListedOrder:
         c = await self.chain()
@@ -461,6 +478,8 @@ class Comptoir:
                     f"No workerpool offering these terms stakes {min_worker_stake} or more per "
                     "worker contribution; lower --min-worker-stake or wait for such an offer."
                 )
+        if pools:  # a pool whose scheduler is down would only let the deal expire
+            pools = await self._live_pools(pools)
         datasets = [o for o in datasets if o is None or o.hash not in skip]
         if not apps:
             raise NoMatchingOrder(

@@ -148,6 +148,7 @@ class ComptoirSync:
     # ------------------------------------------------------------ assets and orders
 
     orderbook = _blocking(Comptoir.orderbook)
+    pools_alive = _blocking(Comptoir.pools_alive)
     assets = _blocking(Comptoir.assets)
     show_asset = _blocking(Comptoir.show_asset)
     deploy_app = _blocking(Comptoir.deploy_app)

@@ -483,10 +483,10 @@ class WorkerAgent:
                 raise AssignmentRefused(str(exc)) from None
             except PackageLimitExceeded as exc:
                 log.warning("assignment.package_limit", id=aid, error=str(exc))
-                return sealed(self._failure(aid, PACKAGE_LIMIT, None, deal), terms, None)
+                return self._package(self._failure(aid, PACKAGE_LIMIT, None, deal), terms, None)
             except AppPackageError:
                 # same verified bytes everywhere: every honest worker fails the same way
-                return sealed(self._failure(aid, APP_INVALID, None, deal), terms, None)
+                return self._package(self._failure(aid, APP_INVALID, None, deal), terms, None)
             if facts.dataset is not None:
                 await self._stage_dataset(a, facts.dataset, in_dir)
             limits = SandboxLimits(
@@ -520,9 +520,9 @@ class WorkerAgent:
             raise NonDeterministic("sandbox", result.message)
         if result.outcome in DETERMINISTIC:
             failed = self._failure(aid, result.outcome.value.upper(), result.exit_code, deal)
-            return sealed(failed, terms, result)
+            return self._package(failed, terms, result)
         done = await asyncio.to_thread(self._success, aid, out_dir, result.result_digest, deal)
-        return await asyncio.to_thread(sealed, done, terms, result)
+        return await asyncio.to_thread(self._package, done, terms, result)
 
     def _success(self, aid: int, out_dir: Path, digest_hex: str | None, deal: Deal) -> Computed:
         path = self.results / f"{aid}.tar.gz"
@@ -543,6 +543,14 @@ class WorkerAgent:
             data = record.encode()
             return Computed(keccak(data), path, failure=record, callback_data=data)
         return Computed(hashlib.sha256(record.encode()).digest(), path, failure=record)
+
+    def _package(
+        self, computed: Computed, terms: ResultTerms, run: SandboxResult | None
+    ) -> Computed:
+        """`computed` with the file to upload sealed to the requester when it named a key."""
+        tamper = self.s.fault == "tamper_seal"  # TEST ONLY: upload an altered envelope
+        path = seal_file(computed.result_path, terms, run, tamper=tamper)
+        return dataclasses.replace(computed, result_path=path)
 
     def verify(self, a: dict[str, Any], deal: Deal, task: bytes) -> Verified:
         """Check the assignment against the chain (runs in a thread)."""
@@ -654,11 +662,6 @@ class WorkerAgent:
 
 def _decrypt_to(encrypted: Path, key: bytes, dest: Path) -> None:
     dest.write_bytes(decrypt_dataset(encrypted.read_bytes(), key))
-
-
-def sealed(computed: Computed, terms: ResultTerms, run: SandboxResult | None) -> Computed:
-    """`computed` with the file to upload sealed to the requester when it named a key."""
-    return dataclasses.replace(computed, result_path=seal_file(computed.result_path, terms, run))
 
 
 def _has_callback(deal: Deal) -> bool:

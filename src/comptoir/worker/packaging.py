@@ -22,13 +22,18 @@ def logs_of(run: SandboxResult | None) -> Logs:
     )
 
 
-def seal_file(path: Path, terms: ResultTerms, run: SandboxResult | None) -> Path:
+def seal_file(
+    path: Path, terms: ResultTerms, run: SandboxResult | None, *, tamper: bool = False
+) -> Path:
     """The file to upload for the result at ``path``: ``path`` itself without a result key
     (the logs are then not kept: nobody may read them but the requester), else an envelope
     beside it (``<path>.sealed``), which replaces it."""
     if terms.key is None:
         return path
     sealed = path.with_name(path.name + ".sealed")
-    sealed.write_bytes(seal(path.read_bytes(), logs_of(run), terms.key, terms.sealed))
+    envelope = bytearray(seal(path.read_bytes(), logs_of(run), terms.key, terms.sealed))
+    if tamper:  # TEST ONLY (COMPTOIR_WORKER_FAULT=tamper_seal): one ciphertext bit flipped
+        envelope[-1] ^= 1
+    sealed.write_bytes(envelope)
     path.unlink()
     return sealed
