@@ -99,3 +99,20 @@ def wait_online(scheduler: str, *procs: subprocess.Popen[str], timeout: float = 
                 return
         time.sleep(0.5)
     raise AssertionError("the worker never registered")
+
+
+def wait_answering(scheduler: str, serve: subprocess.Popen[str], timeout: float = 90) -> None:
+    """Until the scheduler started as `serve` answers its status endpoint."""
+    import contextlib
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert serve.poll() is None, "the scheduler exited"
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{scheduler}/v1/status", timeout=5).status_code == 200:
+                return
+        time.sleep(0.5)
+    raise AssertionError("the scheduler never answered")

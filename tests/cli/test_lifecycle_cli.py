@@ -19,7 +19,7 @@ from eth_account import Account
 from comptoir import stack
 from comptoir.sdk import devnet_account
 
-from ._cli import PASSWORD, background, comptoir, free_port, ok, one_sentence, stop
+from ._cli import PASSWORD, background, comptoir, free_port, ok, one_sentence, stop, wait_answering
 
 pytestmark = pytest.mark.devnet
 
@@ -328,6 +328,7 @@ def test_ctrl_c_exits_130_then_an_expired_deal_is_claimable(home: Path) -> None:
     port = free_port()
     serve = background(home, "pool", "serve", pool_id, "--port", str(port), "-w", IDLE_MANAGER)
     env = {"COMPTOIR_SCHEDULER_URLS": f"{pool_id}=http://127.0.0.1:{port}"}
+    wait_answering(f"http://127.0.0.1:{port}", serve)
     log = home / "interrupted-run.log"
     proc = background(
         home, "run", f"primes@{OWNER}", "--volume", "2", "--workerpool", pool_id,
