@@ -120,3 +120,24 @@ def test_wrong_digest_and_corrupted_images(image: bytes, tmp_path: Path) -> None
             dst.addfile(member, io.BytesIO(data) if data is not None else None)
     with pytest.raises(ChecksumMismatch):
         unpack_oci_image(out.getvalue(), tmp_path / "tampered")
+
+
+def test_the_same_folder_always_builds_the_same_image(tmp_path: Path) -> None:
+    """`comptoir app deploy` of an oci.json folder: same sources, same on-chain checksum,
+    whenever and however often it is built (file times and image dates are pinned)."""
+    import os
+
+    from comptoir.sdk.apps import build_app
+
+    app = tmp_path / "app"
+    (app / "rootfs" / "bin").mkdir(parents=True)
+    (app / "rootfs" / "bin" / "hello.sh").write_text("echo hello\n")
+    (app / "oci.json").write_text(json.dumps({"name": "oci-hello", "entrypoint": ["/bin/sh"]}))
+    first = build_app(app, tmp_path / "first.tar")
+    os.utime(app / "rootfs" / "bin" / "hello.sh", (1e9, 1e9))  # touched, then rebuilt
+    os.utime(app / "rootfs", (2e9, 2e9))
+    again = build_app(app, tmp_path / "again.tar")
+    assert first.checksum == again.checksum and first.name == "oci-hello"  # not "app"
+    assert os.stat(app / "rootfs" / "bin" / "hello.sh").st_mtime == 1e9  # sources untouched
+    (app / "rootfs" / "bin" / "hello.sh").write_text("echo changed\n")
+    assert build_app(app, tmp_path / "changed.tar").checksum != first.checksum

@@ -82,3 +82,37 @@ def stop(proc: subprocess.Popen[str]) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
+
+
+def wait_online(scheduler: str, *procs: subprocess.Popen[str], timeout: float = 90) -> None:
+    """Until a worker is online at `scheduler` (the started processes must stay up)."""
+    import contextlib
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert all(p.poll() is None for p in procs), "a service exited"
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            if any(w["online"] for w in httpx.get(f"{scheduler}/v1/workers").json()):
+                return
+        time.sleep(0.5)
+    raise AssertionError("the worker never registered")
+
+
+def wait_answering(scheduler: str, serve: subprocess.Popen[str], timeout: float = 90) -> None:
+    """Until the scheduler started as `serve` answers its status endpoint."""
+    import contextlib
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert serve.poll() is None, "the scheduler exited"
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{scheduler}/v1/status", timeout=5).status_code == 200:
+                return
+        time.sleep(0.5)
+    raise AssertionError("the scheduler never answered")

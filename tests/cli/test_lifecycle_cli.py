@@ -19,7 +19,7 @@ from eth_account import Account
 from comptoir import stack
 from comptoir.sdk import devnet_account
 
-from ._cli import PASSWORD, background, comptoir, ok, one_sentence, stop
+from ._cli import PASSWORD, background, comptoir, free_port, ok, one_sentence, stop, wait_answering
 
 pytestmark = pytest.mark.devnet
 
@@ -315,10 +315,24 @@ def test_ctrl_c_exits_130_then_an_expired_deal_is_claimable(home: Path) -> None:
     )  # fmt: skip
     ok(comptoir(home, "account", "deposit", "100", "-w", IDLE_BUYER))
     before = balance(home, IDLE_BUYER)
+    pool_id = str(pool["workerpool"])
+    # its scheduler answers (or the offer would not be matched) but no worker joins it
+    no_scheduler = comptoir(
+        home, "run", f"primes@{OWNER}", "--workerpool", pool_id, *TEST, "-w", IDLE_BUYER
+    )
+    assert "has a scheduler that answers" in one_sentence(no_scheduler)
+    listed = json.loads(ok(comptoir(home, "orderbook", "--kind", "workerpool", "--json")))
+    idle = next(o for o in listed if o["asset"] == pool["workerpool"])
+    assert idle["scheduler_alive"] is False and "no scheduler endpoint" in idle["scheduler"]
+    assert any(o["scheduler_alive"] for o in listed)  # the stack's own pool
+    port = free_port()
+    serve = background(home, "pool", "serve", pool_id, "--port", str(port), "-w", IDLE_MANAGER)
+    env = {"COMPTOIR_SCHEDULER_URLS": f"{pool_id}=http://127.0.0.1:{port}"}
+    wait_answering(f"http://127.0.0.1:{port}", serve)
     log = home / "interrupted-run.log"
     proc = background(
-        home, "run", f"primes@{OWNER}", "--volume", "2", "--workerpool", str(pool["workerpool"]),
-        *TEST, "-w", IDLE_BUYER, log=log,
+        home, "run", f"primes@{OWNER}", "--volume", "2", "--workerpool", pool_id,
+        *TEST, "-w", IDLE_BUYER, log=log, **env,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 120
@@ -329,6 +343,7 @@ def test_ctrl_c_exits_130_then_an_expired_deal_is_claimable(home: Path) -> None:
         assert proc.wait(30) == 130, log.read_text()
     finally:
         stop(proc)
+        stop(serve)  # before the deadline: nobody claims the deal but the test
     text = log.read_text()
     assert "Traceback" not in text and "Interrupted; the deal(s) keep running" in text
     deal_id = text.split("deal ")[1].split()[0]

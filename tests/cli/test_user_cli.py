@@ -3,15 +3,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from ._cli import (
@@ -23,6 +20,7 @@ from ._cli import (
     ok,
     one_sentence,
     stop,
+    wait_online,
 )
 
 pytestmark = pytest.mark.devnet
@@ -218,16 +216,7 @@ def test_pool_manager_serves_and_a_worker_joins(home: Path) -> None:
     serve = background(home, "pool", "serve", pool_id, "--port", str(port), "-w", manager)
     agent = background(home, "worker", "run", "--scheduler", url, "-w", worker)
     try:
-        deadline = time.monotonic() + 90
-        online: list[str] = []
-        while time.monotonic() < deadline and not online:
-            assert serve.poll() is None and agent.poll() is None, "a service exited"
-            with contextlib.suppress(httpx.HTTPError, ValueError):
-                online = [
-                    w["address"] for w in httpx.get(f"{url}/v1/workers").json() if w["online"]
-                ]
-            time.sleep(0.5)
-        assert online, "the worker never registered"
+        wait_online(url, serve, agent)
         ok(comptoir(home, "account", "deposit", "200", "-w", buyer))
         out = ok(
             comptoir(

@@ -27,7 +27,7 @@ import uvicorn
 from eth_account.signers.local import LocalAccount
 
 from comptoir import devnet as devnet_mod
-from comptoir.apps import build_bundle
+from comptoir.apps import build_bundle, sealed
 from comptoir.chain.client import APP_TYPE_BUNDLE, ChainClient
 from comptoir.chain.deploy import TEST_CATEGORY_ID
 from comptoir.chain.types import (
@@ -349,6 +349,10 @@ class Pool:
     ) -> Deal:
         requester = self.accounts["requester"].address
         tag_b = tag.to_bytes(32, "big")
+        if dataset and not params.startswith(sealed.TERMS_PREFIX):
+            # as the SDK does: a result computed on a dataset is sealed to the requester
+            key = sealed.public_key_of(bytes(self.accounts["requester"].key))
+            params = sealed.request_params(params, key, seal=False)
         app_order = AppOrder(app=app, app_price=APP_PRICE, volume=volume)
         pool_order = WorkerpoolOrder(
             workerpool=self.workerpool,

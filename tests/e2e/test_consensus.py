@@ -7,10 +7,13 @@ import tarfile
 from pathlib import Path
 
 import httpx
+import pytest
 
+from comptoir.apps import sealed
 from comptoir.apps.contract import result_digest
 from comptoir.chain import events as ev
 from comptoir.chain.client import TaskOutcome
+from comptoir.exceptions import ResultError
 from comptoir.storage import StorageClient
 
 from .apps import ECHO
@@ -62,7 +65,15 @@ def test_three_workers_reach_consensus_and_everyone_is_paid(pool: Pool, tmp_path
     assert view["digest"] == "0x" + finalized[0].digest.hex()  # type: ignore[attr-defined]
     assert sorted(r["status"] for r in view["replicas"]) == ["revealed"] * 3
     with StorageClient(pool.storage.url) as client:
-        archive = client.download(view["result_blob"])
+        envelope = client.download(view["result_blob"])
+    # computed on a dataset: storage holds only what the requester can decrypt
+    assert b"secret dataset" not in envelope
+    assert sealed.open_envelope(envelope).result is None
+    with pytest.raises(ResultError, match="sealed to its requester"):
+        sealed.open_envelope(envelope, bytes(pool.accounts["stranger"].key))
+    opened = sealed.open_envelope(envelope, bytes(pool.accounts["requester"].key))
+    archive = opened.result
+    assert archive is not None and opened.logs is not None
     out = tmp_path / "result"
     with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
         tar.extractall(out, filter="data")

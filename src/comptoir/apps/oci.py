@@ -110,20 +110,35 @@ def build_oci_image(
     with tempfile.TemporaryDirectory(prefix="comptoir-oci-") as tmp:
         layout = Path(tmp) / "layout"
         image = f"{layout}:{_TAG}"
+        # reproducible: the same folder gives the same checksum whenever it is built, so
+        # file times are pinned in a copy, and so are the image's and history's dates
+        rootfs = Path(tmp) / "rootfs"
+        shutil.copytree(rootfs_dir, rootfs, symlinks=True)
+        _pin_times(rootfs)
         _umoci("init", "--layout", layout)
         _umoci("new", "--image", image)
-        _umoci("insert", *_rootless(), "--image", image, Path(rootfs_dir), "/")
-        args: list[str] = []
+        _umoci("insert", *_rootless(), "--history.created", EPOCH, "--image", image, rootfs, "/")
+        args: list[str] = ["--created", EPOCH, "--history.created", EPOCH]
         args += [f"--config.entrypoint={a}" for a in entrypoint]
         args += [f"--config.cmd={a}" for a in cmd]
         args += [f"--config.env={k}={v}" for k, v in (env or {}).items()]
         args += [f"--config.label={k}={v}" for k, v in (labels or {}).items()]
         if workdir:
             args.append(f"--config.workingdir={workdir}")
-        if args:
-            _umoci("config", "--image", image, *args)
+        _umoci("config", "--image", image, *args)
         _umoci("gc", "--layout", layout)
         return deterministic_tar(layout)
+
+
+EPOCH = "1970-01-01T00:00:00Z"  # every date an image built here records
+
+
+def _pin_times(root: Path) -> None:
+    """Every entry's access and modification times at the epoch (links themselves too)."""
+    for top, dirs, files in os.walk(root, topdown=False):  # never through a link
+        for name in files + dirs:
+            os.utime(os.path.join(top, name), (0, 0), follow_symlinks=False)
+    os.utime(root, (0, 0))
 
 
 def deterministic_tar(directory: str | Path) -> bytes:

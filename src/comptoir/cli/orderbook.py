@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from comptoir.cli._common import JsonOpt, parse_amount, parse_tag, sdk
 from comptoir.cli.output import console, print_json
+
+if TYPE_CHECKING:
+    from comptoir.sdk.liveness import Liveness
 
 app = typer.Typer(help="Browse the order book (cheapest first) and the cloud price index.")
 
@@ -60,6 +63,8 @@ def orderbook(
             status=status,
             limit=limit,
         )
+        # liveness of each listed pool's scheduler: what `run` checks before matching
+        live = c.pools_alive([o.asset for o in orders if o.kind == "workerpool"])
     if as_json:
         print_json(
             [
@@ -73,6 +78,11 @@ def orderbook(
                     "status": o.status,
                     "owner": o.owner,
                     "order": o.order.to_json(),
+                    **(
+                        {"scheduler_alive": live[o.asset].alive, "scheduler": live[o.asset].reason}
+                        if o.asset in live and o.kind == "workerpool"
+                        else {}
+                    ),
                 }
                 for o in orders
             ]
@@ -94,6 +104,7 @@ def orderbook(
         "tag",
         "owner",
         "hash",
+        "scheduler",
     ):
         table.add_column(col)
     for o in orders:
@@ -108,8 +119,16 @@ def orderbook(
             hex(int.from_bytes(order.tag, "big")),
             o.owner[:10] + "…",
             o.hash[:12] + "…",
+            _scheduler_cell(live, o.asset) if o.kind == "workerpool" else "",
         )
     console.print(table)
+
+
+def _scheduler_cell(live: dict[int, Liveness], pool: int) -> str:
+    state = live.get(pool)
+    if state is None:
+        return ""
+    return "alive" if state.alive else "DOWN: " + state.reason
 
 
 @app.command()

@@ -38,3 +38,10 @@ def print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
     for row in rows:
         table.add_row(*row)
     console.print(table)
+
+
+def print_tails(stdout: str, stderr: str) -> None:
+    """The app's stdout/stderr tails, verbatim (no markup), each under its name."""
+    for name, text in (("stdout", stdout), ("stderr", stderr)):
+        console.print(f"[bold]{name}[/bold] (tail):")
+        console.print(text.rstrip("\n") or "(empty)", markup=False, highlight=False)

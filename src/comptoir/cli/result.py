@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from comptoir.cli._common import JsonOpt, sdk
-from comptoir.cli.output import console, print_json
+from comptoir.cli._common import JsonOpt, WalletOpt, sdk
+from comptoir.cli.output import console, print_json, print_tails
 
 app = typer.Typer(help="Download and verify results.", no_args_is_help=True)
 
@@ -19,10 +19,14 @@ def get(
     output: Annotated[
         Path | None, typer.Option(help="Where to unpack it (default $COMPTOIR_HOME/results).")
     ] = None,
+    wallet: WalletOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Fetch a settled task's result and check its digest against the on-chain one."""
-    with sdk(need_account=False) as c:
+    """Fetch a settled task's result and check its digest against the on-chain one.
+
+    A sealed result (computed on a dataset, or asked with 'run --seal') and the app's
+    logs are encrypted to the requester: pass its wallet to decrypt them."""
+    with sdk(wallet, need_account=False) as c:
         r = c.result(task_id, output)
     if as_json:
         print_json(r.to_json())
@@ -31,5 +35,7 @@ def get(
         console.print(f"task {r.index}: [{colour}]{r.status}[/{colour}] ({r.message})")
         if r.path:
             console.print(f"files in {r.path}: {', '.join(r.files) or '(none)'}")
+        if r.stdout or r.stderr:
+            print_tails(r.stdout, r.stderr)
     if r.status == "mismatch":
         raise typer.Exit(3)

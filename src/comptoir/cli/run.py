@@ -71,6 +71,10 @@ def run(
         str | None, typer.Option(help="Only this workerpool (id or name).")
     ] = None,
     callback: Annotated[str | None, typer.Option(help="Contract receiving the result.")] = None,
+    seal: Annotated[
+        bool,
+        typer.Option(help="Encrypt the results to your wallet (always done with a dataset)."),
+    ] = False,
     output: Annotated[
         Path | None,
         typer.Option(help="Where results are unpacked (default $COMPTOIR_HOME/results)."),
@@ -140,6 +144,7 @@ def run(
                     workerpool=workerpool or 0,
                     callback=callback,
                     on_progress=on_progress,
+                    seal=seal,
                 )
                 for d in deals:
                     if as_json:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from comptoir.cli._common import JsonOpt, WalletOpt, print_claimed, sdk
-from comptoir.cli.output import console, print_json
+from comptoir.cli.output import console, print_json, print_tails
 
 app = typer.Typer(help="Inspect and claim tasks.", no_args_is_help=True)
 
@@ -33,16 +33,23 @@ def _line(t: object) -> str:
 def show(
     task_id: Annotated[str, typer.Argument(help="Task id (0x + 64 hex).")],
     watch: Annotated[bool, typer.Option(help="Follow it until it is settled.")] = False,
+    logs: Annotated[
+        bool, typer.Option(help="Also print the app's stdout/stderr tails (requester only).")
+    ] = False,
+    wallet: WalletOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """A task's status: settled on-chain (digest), or its scheduler's view."""
-    with sdk(need_account=False) as c:
+    with sdk(wallet, need_account=logs) as c:
         if not watch:
             st = c.task(task_id)
+            tails = c.logs(task_id) if logs else None
             if as_json:
-                print_json(st.to_json())
+                print_json({**st.to_json(), **({"logs": tails.to_json()} if tails else {})})
             else:
                 console.print(_line(st))
+                if tails is not None:
+                    print_tails(tails.stdout, tails.stderr)
             return
         for st in c.watch_task(task_id):
             if as_json:

@@ -51,6 +51,7 @@ from comptoir.sdk.types import (
     PreparedRequest,
     Progress,
     Sent,
+    TaskLogs,
     TaskResult,
     TaskStatus,
 )
@@ -88,6 +89,7 @@ __all__ = [
     "Progress",
     "ProgressCallback",
     "Sent",
+    "TaskLogs",
     "TaskResult",
     "TaskStatus",
     "WalletInfo",

@@ -25,6 +25,7 @@ import httpx
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 
+from comptoir.apps import sealed
 from comptoir.chain import events as ev
 from comptoir.chain.client import ChainClient
 from comptoir.chain.types import (
@@ -52,8 +53,9 @@ from comptoir.sdk.amounts import parse_amount
 from comptoir.sdk.apps import app_determinism, build_app, read_app
 from comptoir.sdk.config import Config, as_config
 from comptoir.sdk.journal import RequestJournal
+from comptoir.sdk.liveness import Liveness, LivenessCache
 from comptoir.sdk.market import ListedOrder, MarketClient
-from comptoir.sdk.results import check_result
+from comptoir.sdk.results import MAX_PARAMS_BYTES, check_result, log_tails, write_logs
 from comptoir.sdk.types import (
     AppDeployment,
     AssetView,
@@ -69,6 +71,7 @@ from comptoir.sdk.types import (
     PreparedRequest,
     Progress,
     Sent,
+    TaskLogs,
     TaskResult,
     TaskStatus,
 )
@@ -122,6 +125,7 @@ class Comptoir:
         self._storage: StorageClient | None = None
         self._http: httpx.AsyncClient | None = None
         self._determinism: dict[int, str | None] = {}
+        self._liveness = LivenessCache()
         self.transactions: list[str] = []  # hashes of the transactions this client sent
         self.journal = RequestJournal(self.config.settings.home / "requests")
 
@@ -242,6 +246,21 @@ class Comptoir:
     async def orderbook(self, kind: str | None = None, **filters: Any) -> list[ListedOrder]:
         """Orders listed by the market, cheapest first (filters: see the market API)."""
         return await self.market.aorders(kind=kind, **filters)
+
+    async def pools_alive(self, workerpools: Sequence[int]) -> dict[int, Liveness]:
+        """Whether each pool's scheduler answers at its endpoint (probes cached 30 s)."""
+        return await self._liveness.check_all(set(workerpools), self.scheduler_url, self.http)
+
+    async def _live_pools(self, pools: list[ListedOrder]) -> list[ListedOrder]:
+        live = await self.pools_alive([int(o.order.workerpool) for o in pools])
+        kept = [o for o in pools if live[int(o.order.workerpool)].alive]
+        if not kept:
+            dead = live[int(pools[0].order.workerpool)]
+            raise NoMatchingOrder(
+                f"No workerpool offering these terms has a scheduler that answers (workerpool "
+                f"{dead.workerpool}: {dead.reason}); try again later or another workerpool."
+            )
+        return kept
 
     async def _publish(self, order: Any) -> ListedOrder:
         c = await self.chain()
@@ -462,6 +481,8 @@ class Comptoir:
                     f"No workerpool offering these terms stakes {min_worker_stake} or more per "
                     "worker contribution; lower --min-worker-stake or wait for such an offer."
                 )
+        if pools:  # a pool whose scheduler is down would only let the deal expire
+            pools = await self._live_pools(pools)
         datasets = [o for o in datasets if o is None or o.hash not in skip]
         if not apps:
             raise NoMatchingOrder(
@@ -537,10 +558,12 @@ class Comptoir:
         beneficiary: str | None = None,
         on_progress: ProgressCallback | None = None,
         min_worker_stake: int = 0,
+        seal: bool = False,
     ) -> PreparedRequest:
         """Find the best orders, pre-check the balance and sign a request for `volume`
         tasks bound to the workerpool chosen (recorded in the journal); nothing is sent.
-        `min_worker_stake`: see find_orders."""
+        `min_worker_stake`: see find_orders. The params carry this wallet's public key, so
+        workers seal the logs (and, with a dataset or `seal`, the result) to it."""
         if volume < 1:
             raise ConfigError("The volume must be at least 1 task.")
         if trust < 1:
@@ -591,7 +614,7 @@ class Comptoir:
             trust=trust,
             beneficiary=to_checksum_address(beneficiary) if beneficiary else self.address,
             callback=to_checksum_address(callback) if callback else ZERO_ADDRESS,
-            params=args,
+            params=self._sealed_params(args, seal),
         )
         signature = c.sign_order(request)
         self.journal.record(c.order_hash(request), request)
@@ -745,6 +768,7 @@ class Comptoir:
         timeout: float | None = None,
         on_progress: ProgressCallback | None = None,
         min_worker_stake: int = 0,
+        seal: bool = False,
     ) -> AsyncIterator[TaskResult]:
         """Request, match, then yield each task as it settles, its result downloaded and
         checked against the on-chain digest (``status == "verified"``)."""
@@ -761,6 +785,7 @@ class Comptoir:
             callback=callback,
             on_progress=on_progress,
             min_worker_stake=min_worker_stake,
+            seal=seal,
         )
         async for task in self.watch(
             deals, output=output, timeout=timeout, on_progress=on_progress
@@ -873,10 +898,26 @@ class Comptoir:
             return TaskResult(
                 deal.deal_id, task_id, index, "unavailable", _hex(digest), message=str(exc)
             )
+        logs: sealed.Logs | None = None
+        if sealed.is_envelope(data):
+            try:
+                opened = self._open_envelope(data)
+            except ResultError as exc:  # altered or malformed: never unpacked
+                return dataclasses.replace(base, status="mismatch", message=str(exc).rstrip("."))
+            if opened.result is None:
+                return dataclasses.replace(
+                    base,
+                    status="sealed",
+                    message=f"the result is sealed to its requester {opened.recipient}; only "
+                    "that wallet can read it (pass it with --wallet)",
+                )
+            data, logs = opened.result, opened.logs
         determinism = await self._app_determinism(deal.app)
         has_callback = int(deal.deal.callback, 16) != 0
         checked = await self._call(check_result, data, digest, dest, determinism, has_callback)
         status, message = checked.status, checked.message
+        if logs is not None:
+            write_logs(dest, logs)
         unbound = self._unbound(deal)
         if unbound is not None and status in ("verified", "failed"):
             status, message = "unbound", unbound
@@ -890,7 +931,27 @@ class Comptoir:
             checked.files,
             message,
             checked.preview,
+            *log_tails(logs),
         )
+
+    def _open_envelope(self, data: bytes) -> sealed.Opened:
+        """The envelope, decrypted when this wallet is its recipient."""
+        public = sealed.open_envelope(data)
+        if self.account is None or public.recipient != self.account.address:
+            return public
+        return sealed.open_envelope(data, bytes(self.account.key))
+
+    def _sealed_params(self, args: str, seal: bool) -> str:
+        """The request's params: the result terms naming this wallet's key, then `args`."""
+        key = sealed.public_key_of(bytes(self._signer().key))
+        params = sealed.request_params(args, key, seal)
+        if len(params.encode()) > MAX_PARAMS_BYTES:
+            room = MAX_PARAMS_BYTES - (len(params.encode()) - len(args.encode()))
+            raise ConfigError(
+                f"The task arguments are {len(args.encode())} bytes but at most {room} fit "
+                "beside the result key in a request; shorten them or pass a dataset."
+            )
+        return params
 
     def _unbound(self, deal: DealHandle) -> str | None:
         """Why this deal's result cannot be called verified, or None when this SDK made the
@@ -1043,6 +1104,30 @@ class Comptoir:
                     return _hex(created.deal_id), i
         return None
 
+    async def logs(self, task_id: str) -> TaskLogs:
+        """The app's stdout/stderr tails for a task whose result a worker revealed; they
+        are sealed to the requester, so this wallet must be the requester's."""
+        st = await self.task(task_id)
+        if not st.result_blob:
+            raise ResultError(
+                f"No worker has revealed a result of task {st.task_id} yet, so there are no "
+                f"logs; follow it with 'comptoir task show {st.task_id} --watch'."
+            )
+        data = await self.storage.adownload(st.result_blob)
+        if not sealed.is_envelope(data):
+            raise ResultError(
+                f"Task {st.task_id} was requested without a result key, so its workers kept "
+                "no logs; requests made with 'comptoir run' or the SDK always carry one."
+            )
+        opened = self._open_envelope(data)
+        if opened.logs is None:
+            raise ResultError(
+                f"The logs of task {st.task_id} are sealed to its requester "
+                f"{opened.recipient}; pass that wallet with --wallet."
+            )
+        out, err = log_tails(opened.logs)
+        return TaskLogs(st.task_id, st.result_blob, out, err)
+
     async def watch_task(self, task_id: str, interval: float = 1.0) -> AsyncIterator[TaskStatus]:
         """Yield the task's status each time it changes, until it is settled."""
         last: tuple[str, int] | None = None
@@ -1082,8 +1167,8 @@ class Comptoir:
         result = await self._fetch_result(
             handle, tid, s.index, s.digest, out / handle.deal_id[:18] / str(s.index)
         )
-        if result.status == "unavailable":
-            raise ResultError(f"The result of task {tid} cannot be fetched: {result.message}.")
+        if result.status in ("unavailable", "sealed"):
+            raise ResultError(f"The result of task {tid} cannot be read: {result.message}.")
         if not await self._call(chainscan.still_settled, c, s):
             raise ResultError(
                 f"Task {tid} is no longer settled on the chain (it went back while the result "

@@ -19,13 +19,14 @@ from pathlib import Path
 
 from eth_utils import keccak
 
-from comptoir.apps import result_digest
+from comptoir.apps import result_digest, sealed
 from comptoir.apps.contract import output_files, safe_extract
 from comptoir.exceptions import AppPackageError
 from comptoir.storage.digest import sha256_bytes
 
 CALLBACK_FILE = "callback"
 MAX_RESULT_BYTES = 1 << 30
+MAX_PARAMS_BYTES = 512  # the hub's String[512]
 
 
 @dataclass(frozen=True)
@@ -105,3 +106,21 @@ def _preview(dest: Path, main: str | None, files: tuple[str, ...]) -> str:
         if text.isprintable() or "\n" in text:
             return " ".join(text.split())
     return ""
+
+
+def write_logs(dest: Path, logs: sealed.Logs) -> None:
+    """The app's stdout/stderr tails beside its outputs (``<dest>.stdout``, never inside
+    ``dest``: they are not part of the result)."""
+    dest.with_name(dest.name + ".stdout").write_bytes(logs.stdout)
+    dest.with_name(dest.name + ".stderr").write_bytes(logs.stderr)
+
+
+def log_tails(logs: sealed.Logs | None) -> tuple[str, str]:
+    """The tails as text for display (marked when the worker kept only the end)."""
+    if logs is None:
+        return "", ""
+    out = [
+        ("[…] " if cut else "") + raw.decode(errors="replace")
+        for raw, cut in ((logs.stdout, logs.stdout_truncated), (logs.stderr, logs.stderr_truncated))
+    ]
+    return out[0], out[1]

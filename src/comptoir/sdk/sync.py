@@ -148,6 +148,7 @@ class ComptoirSync:
     # ------------------------------------------------------------ assets and orders
 
     orderbook = _blocking(Comptoir.orderbook)
+    pools_alive = _blocking(Comptoir.pools_alive)
     assets = _blocking(Comptoir.assets)
     show_asset = _blocking(Comptoir.show_asset)
     deploy_app = _blocking(Comptoir.deploy_app)
@@ -180,5 +181,6 @@ class ComptoirSync:
     claim_deal = _blocking(Comptoir.claim_deal)
     claim_task = _blocking(Comptoir.claim_task)
     task = _blocking(Comptoir.task)
+    logs = _blocking(Comptoir.logs)
     watch_task = _iterating(Comptoir.watch_task)
     result = _blocking(Comptoir.result)

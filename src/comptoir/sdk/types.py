@@ -127,7 +127,8 @@ class TaskResult(_Json):
     the deadline), ``mismatch`` (the downloaded result does not match the chain: do not
     trust it), ``unbound`` (the digest matches, but the deal was not made from a request
     this account signed bound to the workerpool it chose, so anyone may have computed it)
-    or ``unavailable`` (settled, but no copy of the result could be fetched).
+    or ``unavailable`` (settled, but no copy of the result could be fetched), or
+    ``sealed`` (encrypted to its requester, and this is not the requester's wallet).
     """
 
     deal_id: str
@@ -139,6 +140,8 @@ class TaskResult(_Json):
     files: tuple[str, ...] = ()
     message: str = ""
     preview: str = ""  # the start of the main output file, for display
+    stdout: str = ""  # the app's stdout tail (sealed to the requester; empty otherwise)
+    stderr: str = ""  # the app's stderr tail
 
     @property
     def verified(self) -> bool:
@@ -154,6 +157,17 @@ class Progress:
     done: int = 0
     total: int = 0
     task: TaskResult | None = None
+
+
+@dataclass(frozen=True)
+class TaskLogs(_Json):
+    """The tails of a task's stdout and stderr one worker kept (the last 64 KiB of each),
+    sealed to the requester with that worker's result."""
+
+    task_id: str
+    worker_blob: str  # the envelope they were read from
+    stdout: str
+    stderr: str
 
 
 @dataclass(frozen=True)

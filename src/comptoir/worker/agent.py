@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -28,6 +29,7 @@ from eth_utils import keccak
 
 from comptoir.apps.contract import result_archive
 from comptoir.apps.prepare import AppKind, prepare_app
+from comptoir.apps.sealed import ResultTerms, read_terms
 from comptoir.backoff import Backoff
 from comptoir.chain import eip712
 from comptoir.chain import events as ev
@@ -55,6 +57,7 @@ from comptoir.exceptions import (
     StorageUnavailable,
 )
 from comptoir.sandbox import BwrapExecutor, Outcome, SandboxJob, SandboxLimits, detect_gpu_devices
+from comptoir.sandbox.executor import SandboxResult
 from comptoir.storage.client import StorageClient
 from comptoir.storage.crypto import decrypt_dataset
 from comptoir.storage.keys import KeyServiceClient
@@ -62,6 +65,7 @@ from comptoir.worker.cache import BlobCache
 from comptoir.worker.client import SchedulerClient
 from comptoir.worker.failure import APP_INVALID, DETERMINISTIC, PACKAGE_LIMIT, failure_record
 from comptoir.worker.journal import COMMITTED, Journal
+from comptoir.worker.packaging import seal_file
 from comptoir.worker.settings import WorkerSettings
 
 log = structlog.get_logger("comptoir.worker")
@@ -454,6 +458,9 @@ class WorkerAgent:
         ):
             raise AssignmentRefused("The assignment's ids do not match its deal.")
         facts = await asyncio.to_thread(self.verify, a, deal, task)
+        terms = read_terms(facts.created.params, deal.requester, facts.dataset is not None)
+        if terms.failure is not None:  # the same on-chain params for every replica
+            return self._failure(aid, terms.failure, None, deal)
         job_dir = self.jobs / str(aid)
         shutil.rmtree(job_dir, ignore_errors=True)
         in_dir, out_dir = job_dir / "in", job_dir / "out"
@@ -476,10 +483,10 @@ class WorkerAgent:
                 raise AssignmentRefused(str(exc)) from None
             except PackageLimitExceeded as exc:
                 log.warning("assignment.package_limit", id=aid, error=str(exc))
-                return self._failure(aid, PACKAGE_LIMIT, None, deal)
+                return self._package(self._failure(aid, PACKAGE_LIMIT, None, deal), terms, None)
             except AppPackageError:
                 # same verified bytes everywhere: every honest worker fails the same way
-                return self._failure(aid, APP_INVALID, None, deal)
+                return self._package(self._failure(aid, APP_INVALID, None, deal), terms, None)
             if facts.dataset is not None:
                 await self._stage_dataset(a, facts.dataset, in_dir)
             limits = SandboxLimits(
@@ -495,7 +502,7 @@ class WorkerAgent:
                 input_dir=in_dir,
                 task_id="0x" + task.hex(),
                 task_index=index,
-                args=facts.created.params,
+                args=terms.args,
                 limits=limits,
                 gpu=bool(int.from_bytes(facts.created.tag, "big") & TAG_GPU),
             )
@@ -512,8 +519,10 @@ class WorkerAgent:
         if result.outcome is Outcome.SANDBOX_ERROR:
             raise NonDeterministic("sandbox", result.message)
         if result.outcome in DETERMINISTIC:
-            return self._failure(aid, result.outcome.value.upper(), result.exit_code, deal)
-        return await asyncio.to_thread(self._success, aid, out_dir, result.result_digest, deal)
+            failed = self._failure(aid, result.outcome.value.upper(), result.exit_code, deal)
+            return self._package(failed, terms, result)
+        done = await asyncio.to_thread(self._success, aid, out_dir, result.result_digest, deal)
+        return await asyncio.to_thread(self._package, done, terms, result)
 
     def _success(self, aid: int, out_dir: Path, digest_hex: str | None, deal: Deal) -> Computed:
         path = self.results / f"{aid}.tar.gz"
@@ -534,6 +543,14 @@ class WorkerAgent:
             data = record.encode()
             return Computed(keccak(data), path, failure=record, callback_data=data)
         return Computed(hashlib.sha256(record.encode()).digest(), path, failure=record)
+
+    def _package(
+        self, computed: Computed, terms: ResultTerms, run: SandboxResult | None
+    ) -> Computed:
+        """`computed` with the file to upload sealed to the requester when it named a key."""
+        tamper = self.s.fault == "tamper_seal"  # TEST ONLY: upload an altered envelope
+        path = seal_file(computed.result_path, terms, run, tamper=tamper)
+        return dataclasses.replace(computed, result_path=path)
 
     def verify(self, a: dict[str, Any], deal: Deal, task: bytes) -> Verified:
         """Check the assignment against the chain (runs in a thread)."""

@@ -21,7 +21,7 @@
 | COMPTOIR_WORKER_UNPACK_ENTRIES | 100 000 | an app package's files, directories and links |
 | COMPTOIR_WORKER_UNPACK_RATIO | 100 | unpacked bytes per package byte (past 32 MiB) |
 | COMPTOIR_WORKER_POLL / _HEARTBEAT | 2 / 5 | seconds between pulls / heartbeats |
-| COMPTOIR_WORKER_FAULT | (none) | TEST ONLY: "lie" commits wrong digests |
+| COMPTOIR_WORKER_FAULT | (none) | TEST ONLY: "lie" (wrong digests), "tamper_seal" (altered seals) |
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from comptoir.config import env_flag, env_float, env_required
 from comptoir.exceptions import ConfigError
 from comptoir.sandbox.executor import ISOLATION_LEVELS
 
-FAULTS = ("lie",)  # test-only fault injection
+FAULTS = ("lie", "tamper_seal")  # test-only fault injection
 
 
 @dataclass(frozen=True)

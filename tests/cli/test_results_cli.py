@@ -1,0 +1,186 @@
+"""Confidential results and app logs as users meet them, against one real local stack
+(anvil, storage, market, a scheduler and its worker, plus a second pool whose worker
+alters what it seals): the requester reads results and logs with its wallet, a stranger
+who reads the task id on-chain gets ciphertext and one sentence, an altered envelope is
+refused."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from comptoir import stack
+from comptoir.sdk import devnet_account
+
+from ._cli import background, cli_env, comptoir, free_port, ok, one_sentence, stop, wait_online
+
+pytestmark = pytest.mark.devnet
+
+DEV, DATA_OWNER, BUYER, STRANGER = "devnet:2", "devnet:3", "devnet:1", "devnet:5"
+TEST = ("--category", "TEST")
+SECRET = "row-42,the dataset's secret value"
+# prints more than the worker keeps, then a last line: only the tail reaches the requester
+LOGGING_APP = """\
+import json, os, sys
+path = os.environ["COMPTOIR_DATASET"]
+data = open(path).read() if path else ""
+print("x" * 70000)
+print("stdout-end args=" + os.environ["COMPTOIR_ARGS"])
+print("stderr-line from the app", file=sys.stderr)
+with open("/comptoir/out/result.json", "w") as out:
+    json.dump({"args": os.environ["COMPTOIR_ARGS"], "dataset": data}, out, sort_keys=True)
+"""
+
+
+def lines_of_json(text: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    home = tmp_path_factory.mktemp("results-home")
+    assert "Devnet ready." in ok(comptoir(home, "devnet", "up", "--port", "0", "--workers", "1"))
+    try:
+        ok(comptoir(home, "app", "init", "logger", "--name", "logger"))
+        (home / "logger" / "main.py").write_text(LOGGING_APP)
+        app = json.loads(ok(comptoir(home, "app", "deploy", "logger", "-w", DEV, "--json")))
+        ok(comptoir(home, "app", "publish", "logger", "--price", "1", "-w", DEV))
+        (home / "secret.csv").write_text(SECRET)
+        ds = json.loads(
+            ok(comptoir(home, "dataset", "deploy", "secret.csv", "-w", DATA_OWNER, "--json"))
+        )
+        publish = ["dataset", "publish", str(ds["dataset"]), "--price", "2"]
+        ok(comptoir(home, *publish, "--app-restrict", str(app["app"]), "-w", DATA_OWNER))
+        ok(comptoir(home, "account", "deposit", "1000", "-w", BUYER))
+        (home / "dataset-id").write_text(str(ds["dataset"]))
+        yield home
+    finally:
+        comptoir(home, "devnet", "down")
+
+
+def run_json(home: Path, *args: str, code: int = 0, **env: str) -> dict[str, object]:
+    """`comptoir run logger ... --json`: the task event of its single task."""
+    proc = comptoir(
+        home, "run", "logger", *TEST, *args, "-w", BUYER, "--json", "--timeout", "240", **env
+    )
+    assert proc.returncode == code, (proc.stdout + proc.stderr)[-3000:]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    return next(e for e in lines_of_json(proc.stdout) if e["event"] == "task")
+
+
+def storage_url(home: Path) -> str:
+    st = json.loads(ok(comptoir(home, "devnet", "status", "--json")))
+    return next(str(s["url"]) for s in st["services"] if s["name"] == "storage")
+
+
+def test_a_dataset_result_is_sealed_to_its_requester(home: Path) -> None:
+    dataset = (home / "dataset-id").read_text()
+    task = run_json(home, "--dataset", dataset, "--args", "hello")
+    assert task["status"] == "verified", task
+    result = json.loads((Path(str(task["path"])) / "result.json").read_text())
+    assert result == {"args": "hello", "dataset": SECRET}  # the app sees only its args
+    assert "stdout-end args=hello" in str(task["stdout"])
+    tid = str(task["task_id"])
+
+    # the requester: result and logs, decrypted with its wallet, checked against the chain
+    got = ok(comptoir(home, "result", "get", tid, "-w", BUYER))
+    assert "verified" in got and "result.json" in got
+    assert "stdout-end args=hello" in got and "stderr-line from the app" in got
+    assert "[…]" in got  # only the tail of the 70 kB of stdout was kept
+    assert len(str(task["stdout"]).encode()) <= (64 << 10) + 8
+    shown = ok(comptoir(home, "task", "show", tid, "--logs", "-w", BUYER))
+    assert "finalized" in shown and "stderr-line from the app" in shown
+
+    # a stranger who read the task id on-chain: ciphertext in storage, one sentence here
+    view = json.loads(ok(comptoir(home, "task", "show", tid, "--json")))
+    raw = httpx.get(f"{storage_url(home)}/blobs/{view['result_blob']}").content
+    assert raw and SECRET.encode() not in raw and b"stdout-end" not in raw
+    requester = devnet_account(1).address
+    for who in ((), ("-w", STRANGER)):
+        refused = one_sentence(comptoir(home, "result", "get", tid, *who))
+        assert f"sealed to its requester {requester}" in refused and "--wallet" in refused
+    logs = one_sentence(comptoir(home, "task", "show", tid, "--logs", "-w", STRANGER))
+    assert f"logs of task {tid} are sealed to its requester" in logs
+
+
+def test_without_a_dataset_the_result_is_public_unless_sealed_on_request(home: Path) -> None:
+    public = run_json(home, "--args", "open")
+    assert public["status"] == "verified" and "stdout-end args=open" in str(public["stdout"])
+    tid = str(public["task_id"])
+    stranger = ok(comptoir(home, "result", "get", tid, "-w", STRANGER, "--json"))
+    seen = json.loads(stranger)
+    assert seen["status"] == "verified" and seen["stdout"] == "" and seen["stderr"] == ""
+    assert "stdout-end" not in stranger  # the logs stay the requester's
+    refused = one_sentence(comptoir(home, "task", "show", tid, "--logs", "-w", STRANGER))
+    assert "sealed to its requester" in refused
+
+    asked = run_json(home, "--args", "private", "--seal")
+    assert asked["status"] == "verified"
+    refused = one_sentence(comptoir(home, "result", "get", str(asked["task_id"])))
+    assert "sealed to its requester" in refused
+    mine = json.loads(ok(comptoir(home, "result", "get", str(asked["task_id"]), "-w", BUYER,
+                                  "--json")))  # fmt: skip
+    assert mine["status"] == "verified" and "args=private" in mine["stdout"]
+
+
+def test_arguments_too_long_for_the_key_are_refused_before_paying(home: Path) -> None:
+    refused = one_sentence(comptoir(home, "run", "logger", *TEST, "--args", "a" * 400,
+                                    "-w", BUYER))  # fmt: skip
+    assert "at most" in refused and "beside the result key" in refused
+
+
+def tampering_worker(home: Path, scheduler: str, wallet: str) -> subprocess.Popen[str]:
+    """A worker that flips a bit of every envelope it uploads (its test-only fault is set
+    from the environment, as the local stack starts its workers; `worker run` has none)."""
+    status = json.loads(ok(comptoir(home, "devnet", "status", "--json")))
+    env = {
+        **stack.FAST_ENV,
+        "COMPTOIR_WORKER_FAULT": "tamper_seal",
+        "COMPTOIR_WORKER_KEY": devnet_account(int(wallet.split(":")[1])).key.hex(),
+        "COMPTOIR_SCHEDULER_URL": scheduler,
+        "COMPTOIR_STORAGE_URL": storage_url(home),
+        "COMPTOIR_RPC_URL": str(status["rpc_url"]),
+        "COMPTOIR_DEPLOYMENT": str(next(Path(status["home"]).rglob("deployment.json"))),
+        "COMPTOIR_WORKER_DIR": str(home / "tampering-worker"),
+    }
+    log = open(home / "tampering-worker.log", "w")  # noqa: SIM115 - the child owns it
+    return subprocess.Popen(
+        [sys.executable, "-m", "comptoir.worker"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=cli_env(home, **env),
+        start_new_session=True,
+        text=True,
+    )
+
+
+def test_an_altered_sealed_result_is_refused(home: Path) -> None:
+    manager, worker = "devnet:9", "devnet:8"
+    buyer = devnet_account(1).address
+    pool = json.loads(ok(comptoir(home, "pool", "deploy", "tamper-pool", "-w", manager, "--json")))
+    pool_id = str(pool["workerpool"])
+    ok(comptoir(home, "account", "deposit", "100000", "-w", manager))
+    ok(comptoir(home, "account", "deposit", "1000", "-w", worker))
+    ok(comptoir(home, "pool", "publish", pool_id, "--price", "90", *TEST,
+                "--requester-restrict", buyer, "-w", manager))  # fmt: skip
+    url = f"http://127.0.0.1:{free_port()}"
+    serve = background(home, "pool", "serve", pool_id, "--port", url.rsplit(":", 1)[1],
+                       "-w", manager)  # fmt: skip
+    agent = tampering_worker(home, url, worker)
+    try:
+        wait_online(url, serve, agent)
+        env = {"COMPTOIR_SCHEDULER_URLS": f"{pool_id}={url}"}
+        task = run_json(home, "--seal", "--workerpool", pool_id, code=3, **env)
+        assert task["status"] == "mismatch" and "authentication check" in str(task["message"])
+        proc = comptoir(home, "result", "get", str(task["task_id"]), "-w", BUYER, **env)
+        assert proc.returncode == 3 and "Traceback" not in proc.stdout + proc.stderr
+        assert "altered after the worker sealed it" in " ".join(proc.stdout.split())
+    finally:
+        stop(agent)
+        stop(serve)
