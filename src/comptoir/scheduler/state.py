@@ -27,7 +27,6 @@ from comptoir.exceptions import SchedulerError
 from comptoir.scheduler import consensus, trustpolicy
 from comptoir.scheduler.db import (
     ABANDONED,
-    ACTIVE,
     CANCELLED,
     CLAIMED,
     COMMITTED,
@@ -49,6 +48,7 @@ from comptoir.scheduler.db import (
     challenges,
     cursor,
     deals,
+    recount_replicas,
     tasks,
     workers,
 )
@@ -309,24 +309,23 @@ def expire_leases(conn: Connection, now: float, lease: float, grace: float) -> l
     ]
     if silent:
         conn.execute(update(workers).where(workers.c.address.in_(silent)).values(online=False))
-    lost = [
-        int(i)
-        for i in conn.execute(
-            select(assignments.c.id)
-            .select_from(assignments.join(deals, deals.c.deal_id == assignments.c.deal_id))
-            .where(
-                assignments.c.status == RUNNING,
-                (assignments.c.worker.in_(silent))
-                | (assignments.c.assigned_at < now - grace - deals.c.time_ref),
-            )
-        ).scalars()
-    ]
+    rows = conn.execute(
+        select(assignments.c.id, assignments.c.task_id)
+        .select_from(assignments.join(deals, deals.c.deal_id == assignments.c.deal_id))
+        .where(
+            assignments.c.status == RUNNING,
+            (assignments.c.worker.in_(silent))
+            | (assignments.c.assigned_at < now - grace - deals.c.time_ref),
+        )
+    ).all()
+    lost = [int(i) for i, _ in rows]
     if lost:
         conn.execute(
             update(assignments)
             .where(assignments.c.id.in_(lost))
             .values(status=LOST, updated_at=now, error="worker lost (no heartbeat or overdue)")
         )
+        _recount(conn, [str(t) for _, t in rows])
     return lost
 
 
@@ -350,6 +349,14 @@ def _task_replicas(conn: Connection, task_ids: Sequence[str]) -> dict[str, list[
     for row in conn.execute(select(assignments).where(assignments.c.task_id.in_(task_ids))):
         out[row.task_id].append(row)
     return out
+
+
+def _recount(conn: Connection, task_ids: Iterable[str]) -> None:
+    """Every change of a replica's status is followed by this, in the same transaction:
+    the task's counters are what dispatch finds tasks by."""
+    ids = sorted(set(task_ids))
+    for start in range(0, len(ids), 500):
+        recount_replicas(conn, ids[start : start + 500])
 
 
 def _extra_needed(
@@ -418,9 +425,6 @@ def next_work(
     if me is None:
         raise NotFound("This worker is not registered; register again.")
     cached = set(json.loads(me.cached))
-    mine = select(assignments.c.task_id).where(
-        assignments.c.worker == address, assignments.c.status.not_in(REDISPATCHABLE)
-    )
     open_deals = conn.execute(
         select(deals)
         .where(
@@ -466,43 +470,52 @@ def next_work(
     }
     online[address] = int(me.weight)
     policy = trustpolicy.load(conn)
-    for d in candidates:
-        base = (tasks.c.deal_id == d.deal_id, tasks.c.status == OPEN, tasks.c.task_id.not_in(mine))
-        active = (
-            select(assignments.c.id)
-            .where(assignments.c.task_id == tasks.c.task_id, assignments.c.status.in_(ACTIVE))
-            .exists()
+    # never twice the same worker on a task: one probe of the (task, worker) unique index
+    # per candidate row, whatever the worker's history
+    not_mine = ~(
+        select(assignments.c.id)
+        .where(
+            assignments.c.task_id == tasks.c.task_id,
+            assignments.c.worker == address,
+            assignments.c.status.not_in(REDISPATCHABLE),
         )
-        # started tasks first (finish what is under way), bounded by the replicas in flight;
-        # then the first untouched task, which always wants a replica: no full-bag scans.
-        # The started ones are first summed up in SQL: a task whose active replicas all
-        # agree (one result hash at most) and would reach the trust even at the minimum
-        # weight needs nothing more, so only the others are loaded replica by replica.
+        .exists()
+    )
+    # on PostgreSQL concurrent API processes skip the fresh rows another one is taking
+    # instead of racing for them (the version compare-and-set still decides)
+    shared = conn.dialect.name == "postgresql"
+    for d in candidates:
+        base = (tasks.c.deal_id == d.deal_id, tasks.c.status == OPEN, not_mine)
+        # started tasks first (finish what is under way), then the first untouched task,
+        # which always wants a replica. Both are found through the replica counters
+        # (ix_tasks_dispatch, ix_tasks_split): a started task whose active replicas all
+        # agree and would reach the trust even at the minimum weight needs nothing
+        # more, so only the others (too few replicas, or disagreeing ones) are loaded
+        # replica by replica. No query aggregates the replicas in flight or scans the bag.
         # Above trust 1 the trust policy may refuse a lone result (score, audits): then
         # two agreeing replicas at least.
         quorum = _min_agreeing(d.trust, settings.max_replicas)
         if int(d.trust) > 1 and (policy.lone_score > 0 or policy.audit_rate > 0):
             quorum = max(quorum, 2)
-        summary = conn.execute(
-            select(
-                tasks.c.task_id,
-                func.count(assignments.c.id),
-                func.count(func.distinct(assignments.c.result_hash)),
-            )
-            .select_from(tasks.join(assignments, assignments.c.task_id == tasks.c.task_id))
-            .where(*base, assignments.c.status.in_(ACTIVE))
-            .group_by(tasks.c.task_id, tasks.c.idx)
-            .order_by(tasks.c.idx)
-            .limit(STARTED_SCAN)
-        ).all()
-        doubtful = [t for t, n, hashes in summary if hashes > 1 or n < quorum]
-        started = (
-            conn.execute(
-                select(tasks).where(tasks.c.task_id.in_(doubtful)).order_by(tasks.c.idx)
+        started: list[Any] = []
+        if quorum > 1:
+            started += conn.execute(
+                select(tasks)
+                .where(*base, tasks.c.active >= 1, tasks.c.active < quorum)
+                .order_by(tasks.c.active, tasks.c.idx)
+                .limit(STARTED_SCAN)
             ).all()
-            if doubtful
-            else []
-        )
+        seen = {t.task_id for t in started}
+        started += [
+            t
+            for t in conn.execute(
+                select(tasks)
+                .where(*base, tasks.c.hashes > 1)
+                .order_by(tasks.c.idx)
+                .limit(STARTED_SCAN)
+            ).all()
+            if t.task_id not in seen
+        ]
         replicas = _task_replicas(conn, [t.task_id for t in started])
         weights = _weights(conn, [r.worker for rs in replicas.values() for r in rs])
         for t in started:
@@ -523,9 +536,15 @@ def next_work(
             conn, policy, int(d.trust), address, int(me.score)
         ):
             continue
-        for fresh in conn.execute(
-            select(tasks).where(*base, ~active).order_by(tasks.c.idx).limit(FRESH_TRIES)
-        ).all():
+        fresh_q = (
+            select(tasks)
+            .where(*base, tasks.c.active == 0)
+            .order_by(tasks.c.idx)
+            .limit(1 if shared else FRESH_TRIES)
+        )
+        if shared:
+            fresh_q = fresh_q.with_for_update(skip_locked=True)
+        for fresh in conn.execute(fresh_q).all():
             if _claim(conn, fresh):
                 return _assign(conn, d, fresh, address, now, authorize)
     return None
@@ -577,8 +596,18 @@ def _assign(
         )
         assert result.inserted_primary_key is not None
         aid = result.inserted_primary_key[0]
-    row = conn.execute(select(assignments).where(assignments.c.id == aid)).one()
+    _recount(conn, [task_row.task_id])
+    row = _Assigned(int(aid), RUNNING, hx(auth))
     return assignment_payload(deal_row, task_row, row)
+
+
+@dataclass(frozen=True)
+class _Assigned:
+    """What the payload needs of a replica just written (no read back)."""
+
+    id: int
+    status: str
+    authorization: str
 
 
 def assignment_payload(d: Any, t: Any, a: Any) -> dict[str, Any]:
@@ -655,6 +684,7 @@ def commit(
             updated_at=now,
         )
     )
+    _recount(conn, [a.task_id])
     evaluate(conn, a.task_id, now)
     return {"status": COMMITTED}
 
@@ -697,11 +727,13 @@ def evaluate(conn: Connection, task_id: str, now: float) -> None:
 
 
 def _cancel_running(conn: Connection, task_id: str, now: float) -> None:
-    conn.execute(
+    cancelled = conn.execute(
         update(assignments)
         .where(assignments.c.task_id == task_id, assignments.c.status == RUNNING)
         .values(status=CANCELLED, updated_at=now)
-    )
+    ).rowcount
+    if cancelled:
+        _recount(conn, [task_id])
 
 
 def reveal(
@@ -757,6 +789,7 @@ def reveal(
             .where(assignments.c.id.in_(copiers))
             .values(status=INVALID, error="seal does not match the revealed digest", updated_at=now)
         )
+        _recount(conn, [t.task_id])
         evaluate_reopen = True
     else:
         evaluate_reopen = False
@@ -844,6 +877,7 @@ def reveal_tick(
                     error=UNREVEALED_OFFLINE if margin_left else UNREVEALED_LATE,
                 )
             )
+        _recount(conn, [t.task_id])
         conn.execute(
             update(tasks)
             .where(tasks.c.task_id == t.task_id)
@@ -865,12 +899,14 @@ def fail(
             .where(assignments.c.id == aid)
             .values(status=RELEASED, error=f"{kind}: {message}"[:2000], updated_at=now)
         )
+        _recount(conn, [t.task_id])
         return {"status": RELEASED}
     conn.execute(
         update(assignments)
         .where(assignments.c.id == aid)
         .values(status=FAILED, error=f"{kind}: {message}"[:2000], updated_at=now)
     )
+    _recount(conn, [t.task_id])
     failures = int(t.failures) + 1
     values: dict[str, Any] = {"failures": failures, "updated_at": now}
     if failures >= max_attempts and t.status == OPEN:
@@ -889,6 +925,7 @@ def release(conn: Connection, aid: int, address: str, now: float) -> dict[str, A
             .where(assignments.c.id == aid)
             .values(status=RELEASED, updated_at=now, error="released by the worker")
         )
+        _recount(conn, [a.task_id])
         return {"status": RELEASED}
     return {"status": a.status}
 
@@ -920,6 +957,7 @@ def assignment_state(conn: Connection, aid: int, address: str) -> dict[str, Any]
             .where(assignments.c.id == aid)
             .values(status=COMMITTED, error=None, updated_at=time.time())
         )
+        _recount(conn, [t.task_id])
         evaluate(conn, t.task_id, time.time())
         a, t = _own(conn, aid, address)
     if a.status == RUNNING:
@@ -1085,6 +1123,7 @@ def mark_tasks(
         .where(assignments.c.task_id.in_(task_ids), assignments.c.status == RUNNING)
         .values(status=CANCELLED, updated_at=now)
     )
+    _recount(conn, task_ids)
     deal_ids = {
         str(d)
         for d in conn.execute(
@@ -1121,6 +1160,7 @@ def mark_onchain(conn: Connection, task_ids: Sequence[str], now: float) -> list[
             .where(assignments.c.task_id.in_(found), assignments.c.status == RUNNING)
             .values(status=CANCELLED, updated_at=now)
         )
+        _recount(conn, found)
     return found
 
 
