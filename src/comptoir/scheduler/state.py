@@ -265,12 +265,31 @@ def heartbeat(conn: Connection, address: str, cached: Sequence[str], now: float)
 def set_scores(
     conn: Connection, scores: dict[str, int], balances: dict[str, int] | None = None
 ) -> None:
-    """On-chain scores (hence weights) and free escrow balances of workers."""
+    """On-chain scores (hence weights) and free escrow balances of workers. Only the rows
+    that changed are written: a pass over thousands of online workers mostly reads."""
+    known: dict[str, tuple[int, str | None]] = {}
+    addresses = list(scores)
+    for start in range(0, len(addresses), 500):
+        for a, score, balance in conn.execute(
+            select(workers.c.address, workers.c.score, workers.c.balance).where(
+                workers.c.address.in_(addresses[start : start + 500])
+            )
+        ):
+            known[str(a)] = (int(score), balance)
     for address, score in scores.items():
-        values: dict[str, Any] = {"score": score, "weight": consensus.weight(score)}
+        if address not in known:
+            continue
+        old_score, old_balance = known[address]
+        balance = old_balance
         if balances is not None and address in balances:
-            values["balance"] = str(balances[address])
-        conn.execute(update(workers).where(workers.c.address == address).values(**values))
+            balance = str(balances[address])
+        if (score, balance) == (old_score, old_balance):
+            continue
+        conn.execute(
+            update(workers)
+            .where(workers.c.address == address)
+            .values(score=score, weight=consensus.weight(score), balance=balance)
+        )
 
 
 def worker_addresses(conn: Connection, online_only: bool = True) -> list[str]:
