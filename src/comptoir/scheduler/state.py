@@ -12,12 +12,13 @@ import hashlib
 import json
 import secrets
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from eth_utils import keccak
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection, Row
 
 from comptoir.chain.client import AssetInfo, SignedContribution, TaskOutcome
@@ -27,6 +28,7 @@ from comptoir.exceptions import SchedulerError
 from comptoir.scheduler import consensus, trustpolicy
 from comptoir.scheduler.db import (
     ABANDONED,
+    ACTIVE,
     CANCELLED,
     CLAIMED,
     COMMITTED,
@@ -68,6 +70,33 @@ TRANSIENT_FAILURES = frozenset({"ChainUnreachable", "StorageUnavailable"})
 UNREVEALED_OFFLINE = "offline when asked to reveal"
 UNREVEALED_LATE = "did not reveal before the deadline margin"
 REDISPATCHABLE = (RELEASED,)  # never committed: the same worker may take the task again
+
+
+# Statements of the per-request path, built once: SQLAlchemy then skips constructing the
+# expression and deriving its cache key at every request (most of a request's CPU)
+_ASSIGNMENT_BY_ID = select(assignments).where(assignments.c.id == bindparam("aid"))
+_TASK_BY_ID = select(tasks).where(tasks.c.task_id == bindparam("task_id"))
+_WORKER_BY_ADDRESS = select(workers).where(workers.c.address == bindparam("address"))
+_CLAIM = (
+    update(tasks)
+    .where(tasks.c.task_id == bindparam("tid"), tasks.c.version == bindparam("seen"))
+    .values(version=tasks.c.version + 1)
+)
+_live = (assignments.c.task_id == tasks.c.task_id, assignments.c.status.in_(ACTIVE))
+_RECOUNT_ONE = (
+    update(tasks)
+    .where(tasks.c.task_id == bindparam("tid"))
+    .values(
+        active=select(func.count()).where(*_live).scalar_subquery(),
+        hashes=select(func.count(func.distinct(assignments.c.result_hash)))
+        .where(*_live)
+        .scalar_subquery(),
+    )
+)
+# the deals with open tasks, per engine, reused this long by every dispatch of the process:
+# a deal matched meanwhile waits at most that long, a finished one is skipped at once
+OPEN_DEALS_S = 1.0
+_open_deals: weakref.WeakKeyDictionary[Any, tuple[float, list[Any]]] = weakref.WeakKeyDictionary()
 
 
 class NotFound(SchedulerError):
@@ -188,6 +217,7 @@ def add_deal(conn: Connection, info: DealInfo, now: float) -> bool:
     ]
     for start in range(0, len(rows), 1000):
         conn.execute(insert(tasks), rows[start : start + 1000])
+    forget_open_deals(conn)
     return True
 
 
@@ -374,6 +404,9 @@ def _recount(conn: Connection, task_ids: Iterable[str]) -> None:
     """Every change of a replica's status is followed by this, in the same transaction:
     the task's counters are what dispatch finds tasks by."""
     ids = sorted(set(task_ids))
+    if len(ids) == 1:  # the request path: one task
+        conn.execute(_RECOUNT_ONE, {"tid": ids[0]})
+        return
     for start in range(0, len(ids), 500):
         recount_replicas(conn, ids[start : start + 500])
 
@@ -440,22 +473,15 @@ def next_work(
     committed and running replicas cannot reach the deal's trust even if they all agree
     (consensus.extra_replicas), and never twice the same worker.
     """
-    me = conn.execute(select(workers).where(workers.c.address == address)).first()
+    me = conn.execute(_WORKER_BY_ADDRESS, {"address": address}).first()
     if me is None:
         raise NotFound("This worker is not registered; register again.")
     cached = set(json.loads(me.cached))
-    open_deals = conn.execute(
-        select(deals)
-        .where(
-            deals.c.status == "active",
-            deals.c.final_deadline > chain_now + deals.c.time_ref,
-            select(tasks.c.task_id)
-            .where(tasks.c.deal_id == deals.c.deal_id, tasks.c.status == OPEN)
-            .exists(),
-        )
-        .order_by(deals.c.created_at)
-        .limit(DEAL_SCAN)
-    ).all()
+    open_deals = [
+        d
+        for d in _deals_with_open_tasks(conn, chain_now, now)
+        if int(d.final_deadline) > chain_now + int(d.time_ref)
+    ]
     # a worker that cannot cover the deal's stake could lie for free (unknown balance:
     # the chain was unreachable at registration, do not block on it)
     balance = None if me.balance is None else int(me.balance)
@@ -569,15 +595,40 @@ def next_work(
     return None
 
 
+def _deals_with_open_tasks(conn: Connection, chain_now: int, now: float) -> list[Any]:
+    """Active deals with an open task still open for replicas, oldest first (at most
+    DEAL_SCAN), as read at most OPEN_DEALS_S ago by this process."""
+    hit = _open_deals.get(conn.engine)
+    if hit is not None and 0 <= now - hit[0] < OPEN_DEALS_S:
+        return hit[1]
+    rows: list[Any] = list(
+        conn.execute(
+            select(deals)
+            .where(
+                deals.c.status == "active",
+                deals.c.final_deadline > chain_now + deals.c.time_ref,
+                select(tasks.c.task_id)
+                .where(tasks.c.deal_id == deals.c.deal_id, tasks.c.status == OPEN)
+                .exists(),
+            )
+            .order_by(deals.c.created_at)
+            .limit(DEAL_SCAN)
+        ).all()
+    )
+    _open_deals[conn.engine] = (now, rows)
+    return rows
+
+
+def forget_open_deals(conn: Connection) -> None:
+    """The next dispatch reads the open deals again (a deal was just recorded)."""
+    _open_deals.pop(conn.engine, None)
+
+
 def _claim(conn: Connection, task_row: Any) -> bool:
     """Compare-and-set on the task's version: False when another scheduler process
     dispatched a replica of it since we read it (several API processes on one PostgreSQL
     never hand out the same replica twice; the loser just moves on to another task)."""
-    claimed = conn.execute(
-        update(tasks)
-        .where(tasks.c.task_id == task_row.task_id, tasks.c.version == task_row.version)
-        .values(version=task_row.version + 1)
-    )
+    claimed = conn.execute(_CLAIM, {"tid": task_row.task_id, "seen": task_row.version})
     return bool(claimed.rowcount)
 
 
@@ -666,10 +717,10 @@ def assignment_payload(d: Any, t: Any, a: Any) -> dict[str, Any]:
 
 
 def _own(conn: Connection, aid: int, address: str) -> tuple[Any, Any]:
-    a = conn.execute(select(assignments).where(assignments.c.id == aid)).first()
+    a = conn.execute(_ASSIGNMENT_BY_ID, {"aid": aid}).first()
     if a is None or a.worker != address:
         raise NotFound(f"Assignment {aid} is not one of this worker's.")
-    t = conn.execute(select(tasks).where(tasks.c.task_id == a.task_id)).one()
+    t = conn.execute(_TASK_BY_ID, {"task_id": a.task_id}).one()
     return a, t
 
 
@@ -847,6 +898,7 @@ def _recheck(conn: Connection, task_id: str, now: float) -> None:
         .where(tasks.c.task_id == task_id, tasks.c.status.in_((REVEALING, READY)))
         .values(status=OPEN, consensus_hash=None, reveal_started=None, updated_at=now)
     )
+    forget_open_deals(conn)
     evaluate(conn, task_id, now)
 
 
@@ -902,6 +954,7 @@ def reveal_tick(
             .where(tasks.c.task_id == t.task_id)
             .values(status=OPEN, consensus_hash=None, reveal_started=None, updated_at=now)
         )
+        forget_open_deals(conn)
         evaluate(conn, t.task_id, now)
 
 
@@ -1265,6 +1318,7 @@ def unsettle(conn: Connection, task_ids: Sequence[str], now: float) -> None:
             .values(status=READY if revealed else OPEN, finalize_tx=None, updated_at=now)
         )
         conn.execute(update(deals).where(deals.c.deal_id == t.deal_id).values(status="active"))
+        forget_open_deals(conn)
         if not revealed:
             evaluate(conn, task_id, now)
 
