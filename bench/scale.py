@@ -643,6 +643,27 @@ def probe_request_cost(
     }
 
 
+def process_ratios(runs: list[dict[str, Any]]) -> list[str]:
+    """2 vs 1 API processes on the same database, trust and worker count: the ratio of
+    dispatch rates and of scheduler CPU per task (all processes together)."""
+    by_key: dict[tuple[Any, ...], dict[int, dict[str, Any]]] = defaultdict(dict)
+    for run in runs:
+        key = (run["database"], run["trust"], run["workers"])
+        by_key[key][int(run["api_processes"])] = run
+    out = []
+    for (database, trust, workers), per in sorted(by_key.items()):
+        if 1 not in per or 2 not in per:
+            continue
+        one, two = per[1]["dispatch"], per[2]["dispatch"]
+        rate = two["dispatches_per_second"] / max(one["dispatches_per_second"], 1e-9)
+        cpu = two["scheduler_cpu_ms_per_task"] / max(one["scheduler_cpu_ms_per_task"], 1e-9)
+        out.append(
+            f"{database}, trust {trust}, {workers} workers: 2 vs 1 API processes "
+            f"dispatch x{rate:.2f}, scheduler CPU per task x{cpu:.2f}"
+        )
+    return out
+
+
 def stack_hub(stack: Any) -> str:
     from comptoir.chain.deploy import Deployment
 
@@ -691,7 +712,7 @@ def main() -> int:
     databases: list[str | None] = [None] + ([args.postgres] if args.postgres else [])
     report: dict[str, Any] = {
         "description": __doc__.split("\n\n")[1].replace("\n", " "),
-        "machine": machine(),
+        "machine": {**machine(), "load_average_at_start": list(os.getloadavg())},
         "command": "python bench/scale.py " + " ".join(sys.argv[1:]),
         "runs": [],
     }
@@ -748,6 +769,10 @@ def main() -> int:
             report["runs"].append(run)
             args.output.write_text(json.dumps(report, indent=2) + "\n")
     report["total_seconds"] = round(time.monotonic() - started, 1)
+    report["load_average_at_end"] = list(os.getloadavg())
+    report["process_ratios"] = process_ratios(report["runs"])
+    for line in report["process_ratios"]:
+        print("  ", line)
     for run in report["runs"]:
         for line in run.get("profile_top", []):
             print("  ", line)
