@@ -15,7 +15,11 @@ For each database (SQLite; PostgreSQL with ``--postgres URL``), trust level and 
   commit and reveal until every task is revealed (or ``--seconds`` pass): dispatches/s,
   commits/s, p50/p99 latency per endpoint, scheduler CPU ms per task;
 - **settlement**: the scheduler's finalize transactions, read back from their receipts:
-  gas per task (match + finalize) and tasks per finalize transaction.
+  gas per task (match + finalize) and tasks per finalize transaction;
+- **request cost** (``--probe-queued``): CPU and wall time of one dispatch and one commit
+  transition on the database alone, with 1 000 and 100 000 tasks waiting and
+  ``--probe-in-flight`` replicas running (flat figures: no request scans the bag);
+- **process ratios**: with ``--processes 1,2`` (PostgreSQL), 2 vs 1 API processes.
 
 The load is a closed loop of ``--concurrency`` requests in flight. The machine is
 described beside the figures; CPU per operation is reported beside wall rates because
@@ -23,6 +27,7 @@ shared machines are noisy. Nothing here is asserted (no wall-clock limits in tes
 
 Usage: python bench/scale.py [--workers 100,1000] [--tasks 500] [--trust 1,4]
                              [--concurrency 32] [--seconds 120] [--postgres URL]
+                             [--processes 1,2] [--probe-queued 1000,100000] [--profile]
 """
 
 from __future__ import annotations
