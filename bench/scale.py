@@ -15,7 +15,11 @@ For each database (SQLite; PostgreSQL with ``--postgres URL``), trust level and 
   commit and reveal until every task is revealed (or ``--seconds`` pass): dispatches/s,
   commits/s, p50/p99 latency per endpoint, scheduler CPU ms per task;
 - **settlement**: the scheduler's finalize transactions, read back from their receipts:
-  gas per task (match + finalize) and tasks per finalize transaction.
+  gas per task (match + finalize) and tasks per finalize transaction;
+- **request cost** (``--probe-queued``): CPU and wall time of one dispatch and one commit
+  transition on the database alone, with 1 000 and 100 000 tasks waiting and
+  ``--probe-in-flight`` replicas running (flat figures: no request scans the bag);
+- **process ratios**: with ``--processes 1,2`` (PostgreSQL), 2 vs 1 API processes.
 
 The load is a closed loop of ``--concurrency`` requests in flight. The machine is
 described beside the figures; CPU per operation is reported beside wall rates because
@@ -23,6 +27,7 @@ shared machines are noisy. Nothing here is asserted (no wall-clock limits in tes
 
 Usage: python bench/scale.py [--workers 100,1000] [--tasks 500] [--trust 1,4]
                              [--concurrency 32] [--seconds 120] [--postgres URL]
+                             [--processes 1,2] [--probe-queued 1000,100000] [--profile]
 """
 
 from __future__ import annotations
@@ -315,6 +320,7 @@ def start_sampler(home: Path, pid: int, label: str) -> tuple[subprocess.Popen[by
             str(out),
             "--rate",
             "200",
+            "--gil",  # only the thread holding the GIL: where the CPU goes, not waits
             "--nonblocking",
         ],
         stdout=subprocess.DEVNULL,
@@ -517,6 +523,152 @@ async def one_run(
     return result
 
 
+# ---------------------------------------------------------------- per-request cost probe
+
+
+def _probe_deal(scheduler: str, volume: int, trust: int) -> Any:
+    """A deal as the watcher records it (no chain: the probe measures the database side)."""
+    from comptoir.chain import events as ev
+    from comptoir.chain.client import AssetInfo
+    from comptoir.chain.types import ZERO_ADDRESS, Deal
+    from comptoir.scheduler import state
+
+    deal = Deal(
+        request_hash=os.urandom(32),
+        first_task=0,
+        volume=volume,
+        requester=str(Account.create().address),
+        app_owner=ZERO_ADDRESS,
+        app_price=1,
+        dataset_owner=ZERO_ADDRESS,
+        dataset_price=0,
+        scheduler=scheduler,
+        workerpool_price=POOL_PRICE,
+        scheduler_stake=0,
+        worker_stake=0,
+        scheduler_reward_ratio=10,
+        trust=trust,
+        contribution_deadline=2**40,
+        final_deadline=2**41,
+        callback=ZERO_ADDRESS,
+    )
+    zero = b"\x00" * 32
+    created = ev.DealCreated(
+        deal_id=deal.deal_id,
+        workerpool=1,
+        requester=deal.requester,
+        deal=deal,
+        app=1,
+        dataset=0,
+        category=0,
+        tag=zero,
+        beneficiary=ZERO_ADDRESS,
+        params="",
+        app_order_hash=zero,
+        dataset_order_hash=zero,
+        workerpool_order_hash=zero,
+        block_number=1,
+    )
+    app = AssetInfo(1, 1, ZERO_ADDRESS, "app", "loc", b"\xaa" * 32, 2, zero)
+    return deal, state.DealInfo(created, 36_000, app, None)
+
+
+def probe_request_cost(
+    db_url: str, *, queued: int, in_flight: int, trust: int, samples: int
+) -> dict[str, Any]:
+    """CPU and wall time of the scheduler's dispatch and commit transitions (the state
+    functions its API calls, on a real database) with `queued` tasks waiting and
+    `in_flight` replicas already running: what one request costs, without HTTP. CPU is
+    this process's (on PostgreSQL the server's own work shows in the wall time)."""
+    from comptoir.chain import eip712
+    from comptoir.chain.client import SignedContribution, sign_contribution
+    from comptoir.chain.deploy import Deployment
+    from comptoir.scheduler import state, trustpolicy
+    from comptoir.scheduler.db import Database
+    from comptoir.scheduler.settings import SchedulerSettings
+
+    scheduler = Account.create()
+    hub = "0x" + "11" * 20
+    deployment = Deployment(31337, hub, hub, hub, hub, hub, 1)
+    settings = SchedulerSettings(
+        rpc_url="http://127.0.0.1:1",
+        deployment=deployment,
+        private_key=scheduler.key.hex(),
+        workerpool=1,
+    )
+    db = Database(db_url)
+    db.tx(lambda c: trustpolicy.store(c, settings.lone_score, settings.audit_rate))
+    # `queued` tasks still waiting once the replicas in flight are out
+    _deal, info = _probe_deal(str(scheduler.address), queued + in_flight, trust)
+    db.tx(lambda c: state.add_deal(c, info, time.time()))
+    keys = [Account.create() for _ in range(in_flight + samples)]
+    now = time.time()
+
+    def register_all(c: Any) -> None:
+        for k in keys:
+            state.register_worker(c, str(k.address), False, 1, 1 << 30, 0, now, 10**18)
+
+    db.tx(register_all)
+
+    def auth(worker: str, task: bytes) -> bytes:
+        return eip712.sign_authorization(scheduler, worker, task, 31337, hub)
+
+    def pull(k: LocalAccount) -> dict[str, Any] | None:
+        return db.tx(lambda c: state.next_work(c, settings, str(k.address), 0, time.time(), auth))
+
+    for k in keys[:in_flight]:  # replicas in flight before the measured requests
+        pull(k)
+    measured = keys[in_flight:]
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    got = [pull(k) for k in measured]
+    next_cpu, next_wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    contributions = []
+    for k, w in zip(measured, got, strict=True):
+        if w is None:
+            continue
+        task = bytes.fromhex(w["task_id"][2:])
+        c = sign_contribution(k, task, hashlib.sha256(task).digest(), 31337, hub)
+        contributions.append((w["id"], str(k.address), c))
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    for aid, address, c in contributions:
+        signed = SignedContribution(address, c.task_id, c.result_hash, c.result_seal, c.r, c.vs)
+        db.tx(lambda conn, a=aid, w=address, s=signed: state.commit(conn, a, w, s, time.time()))
+    commit_cpu, commit_wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    db.close()
+    n, m = max(len(got), 1), max(len(contributions), 1)
+    return {
+        "queued": queued,
+        "in_flight": in_flight,
+        "trust": trust,
+        "dispatched": sum(1 for w in got if w is not None),
+        "next_work_cpu_ms": round(1000 * next_cpu / n, 3),
+        "next_work_wall_ms": round(1000 * next_wall / n, 3),
+        "commit_cpu_ms": round(1000 * commit_cpu / m, 3),
+        "commit_wall_ms": round(1000 * commit_wall / m, 3),
+    }
+
+
+def process_ratios(runs: list[dict[str, Any]]) -> list[str]:
+    """2 vs 1 API processes on the same database, trust and worker count: the ratio of
+    dispatch rates and of scheduler CPU per task (all processes together)."""
+    by_key: dict[tuple[Any, ...], dict[int, dict[str, Any]]] = defaultdict(dict)
+    for run in runs:
+        key = (run["database"], run["trust"], run["workers"])
+        by_key[key][int(run["api_processes"])] = run
+    out = []
+    for (database, trust, workers), per in sorted(by_key.items()):
+        if 1 not in per or 2 not in per:
+            continue
+        one, two = per[1]["dispatch"], per[2]["dispatch"]
+        rate = two["dispatches_per_second"] / max(one["dispatches_per_second"], 1e-9)
+        cpu = two["scheduler_cpu_ms_per_task"] / max(one["scheduler_cpu_ms_per_task"], 1e-9)
+        out.append(
+            f"{database}, trust {trust}, {workers} workers: 2 vs 1 API processes "
+            f"dispatch x{rate:.2f}, scheduler CPU per task x{cpu:.2f}"
+        )
+    return out
+
+
 def stack_hub(stack: Any) -> str:
     from comptoir.chain.deploy import Deployment
 
@@ -544,6 +696,14 @@ def main() -> int:
     parser.add_argument(
         "--processes", default="1", help="API processes per pool, e.g. 1,2 (PostgreSQL only)"
     )
+    parser.add_argument(
+        "--probe-queued",
+        default="1000,100000",
+        help="bag sizes at which one request's database cost is probed ('' to skip)",
+    )
+    parser.add_argument(
+        "--probe-in-flight", type=int, default=1000, help="replicas running during the probe"
+    )
     parser.add_argument("--output", type=Path, default=OUT)
     args = parser.parse_args()
 
@@ -557,11 +717,30 @@ def main() -> int:
     databases: list[str | None] = [None] + ([args.postgres] if args.postgres else [])
     report: dict[str, Any] = {
         "description": __doc__.split("\n\n")[1].replace("\n", " "),
-        "machine": machine(),
+        "machine": {**machine(), "load_average_at_start": list(os.getloadavg())},
         "command": "python bench/scale.py " + " ".join(sys.argv[1:]),
         "runs": [],
     }
     started = time.monotonic()
+    report["request_cost"] = []
+    queued_sizes = [int(q) for q in args.probe_queued.split(",") if q]
+    for n, (db, trust, queued) in enumerate(
+        (db, int(t), q) for db in databases for t in args.trust.split(",") for q in queued_sizes
+    ):
+        url = fresh_database(db, f"bench_probe_{n}_{int(time.time())}", home)
+        cost = {
+            "database": "postgresql" if db else "sqlite",
+            **probe_request_cost(
+                url, queued=queued, in_flight=args.probe_in_flight, trust=trust, samples=200
+            ),
+        }
+        report["request_cost"].append(cost)
+        print(
+            f"probe: {cost['database']}, trust {trust}, {queued} queued, "
+            f"{args.probe_in_flight} in flight: next_work {cost['next_work_cpu_ms']} ms CPU, "
+            f"commit {cost['commit_cpu_ms']} ms CPU"
+        )
+        args.output.write_text(json.dumps(report, indent=2) + "\n")
     with stack_mod.running(settings, workers=1, notify=print) as stack:
         combos = [
             (db, trust, workers, procs)
@@ -595,6 +774,10 @@ def main() -> int:
             report["runs"].append(run)
             args.output.write_text(json.dumps(report, indent=2) + "\n")
     report["total_seconds"] = round(time.monotonic() - started, 1)
+    report["load_average_at_end"] = list(os.getloadavg())
+    report["process_ratios"] = process_ratios(report["runs"])
+    for line in report["process_ratios"]:
+        print("  ", line)
     for run in report["runs"]:
         for line in run.get("profile_top", []):
             print("  ", line)

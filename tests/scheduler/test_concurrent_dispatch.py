@@ -3,6 +3,7 @@ every replica is handed out once, and a database of an older version is upgraded
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import threading
 import time
@@ -72,6 +73,86 @@ def _race(url: str, volume: int, trust: int, dispatchers: int, workers: int) -> 
         db.close()
     assert not errors, errors
     return Counter(w["task_id"] for w in got)
+
+
+def _dispatch_process(
+    url: str, scheduler_key: str, addresses: list[str], go: Any, out: Any
+) -> None:
+    """One API process's dispatch: its own engine and database thread, pulling work for
+    its share of the workers one request at a time, as the API does."""
+    scheduler = Account.from_key(scheduler_key)
+    db = Database(url)
+
+    def auth(worker: str, task: bytes) -> bytes:
+        return eip712.sign_authorization(scheduler, worker, task, CHAIN_ID, "0x" + "03" * 20)
+
+    got: list[tuple[str, str, int]] = []
+    go.wait()
+    try:
+        for address in addresses:
+            for _ in range(3):  # a lost race returns None or another task: pull again
+                w = db.tx(
+                    lambda c, a=address: state.next_work(c, SETTINGS, a, NOW, time.time(), auth)
+                )
+                if w is not None:
+                    got.append((address, str(w["task_id"]), int(w["id"])))
+                    break
+        out.put(("ok", got))
+    except BaseException as exc:  # reported in the parent, not swallowed
+        out.put(("error", repr(exc)))
+    finally:
+        db.close()
+
+
+def _race_processes(url: str, volume: int, trust: int, workers: int) -> list[tuple[str, str, int]]:
+    """Two OS processes dispatch one deal at once for `workers` workers (interleaved
+    halves); returns every (worker, task, assignment id) handed out."""
+    scheduler = Account.create()
+    db = Database(url)
+    addresses = [str(Account.create().address) for _ in range(workers)]
+    _deal, info = deal_info(str(scheduler.address), volume=volume, trust=trust)
+    db.tx(lambda c: state.add_deal(c, info, time.time()))
+    for a in addresses:
+        db.tx(lambda c, a=a: state.register_worker(c, a, False, 1, 1, 0, time.time(), 1000))
+    db.close()
+    ctx = multiprocessing.get_context("spawn")
+    go, out = ctx.Event(), ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=_dispatch_process,
+            args=(url, scheduler.key.hex(), addresses[i::2], go, out),
+        )
+        for i in range(2)
+    ]
+    for p in procs:
+        p.start()
+    time.sleep(2.0)  # both have imported and connected: start them together
+    go.set()
+    results = [out.get(timeout=300) for _ in procs]
+    for p in procs:
+        p.join(60)
+    errors = [r for kind, r in results if kind == "error"]
+    assert not errors, errors
+    return [g for kind, got in results if kind == "ok" for g in got]
+
+
+def test_two_processes_hand_each_trust_1_task_out_once(shared_postgres: str) -> None:
+    got = _race_processes(shared_postgres, volume=120, trust=1, workers=120)
+    per_task = Counter(t for _, t, _ in got)
+    assert len(got) == 120  # every worker got a task ...
+    assert sorted(per_task.values()) == [1] * 120  # ... and no task went out twice
+    assert len({aid for _, _, aid in got}) == 120
+
+
+def test_two_processes_give_replicated_tasks_exactly_the_replicas_they_need(
+    shared_postgres: str,
+) -> None:
+    # trust 4: two agreeing fresh workers reach it; 40 workers for 20 tasks, none spare
+    got = _race_processes(shared_postgres, volume=20, trust=4, workers=44)
+    per_task = Counter(t for _, t, _ in got)
+    assert sorted(per_task.values()) == [2] * 20
+    assert len({(w, t) for w, t, _ in got}) == len(got)  # never one worker twice on a task
+    assert len(got) == 40  # the four spare workers found nothing to do
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ Field order matters: it is the ABI tuple order and the EIP-712 member order.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
@@ -235,8 +236,9 @@ class Deal(_Struct):
         ("callback", "address"),
     )
 
-    @property
+    @functools.cached_property
     def deal_id(self) -> bytes:
+        # cached: a scheduler derives task ids of the same deal thousands of times
         return keccak(abi_encode([DEAL_ABI_TYPE], [self.as_tuple()]))
 
     @property

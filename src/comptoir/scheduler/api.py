@@ -14,6 +14,7 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Reques
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
 from comptoir.chain.client import SignedContribution
@@ -21,6 +22,7 @@ from comptoir.exceptions import SchedulerError, StorageError
 from comptoir.httpguard import guard
 from comptoir.scheduler import state, trustpolicy
 from comptoir.scheduler.db import Database
+from comptoir.scheduler.hotpath import CoalescedReads, TokenCache
 from comptoir.scheduler.metrics import SchedulerMetrics
 from comptoir.scheduler.service import Scheduler, contribution_signer
 from comptoir.scheduler.settings import SchedulerSettings
@@ -83,10 +85,15 @@ async def current_worker(
     if not authorization or not authorization.startswith("Bearer "):
         raise HTTPException(401, "Register first and send 'Authorization: Bearer <token>'.")
     token = authorization.removeprefix("Bearer ").strip()
+    tokens: TokenCache = request.app.state.tokens
+    address = tokens.get(token)
+    if address is not None:
+        return address
     db: Database = request.app.state.db
     address = await db.run(lambda c: state.worker_by_token(c, token))
     if address is None:
         raise HTTPException(401, "Unknown or superseded token; register again.")
+    tokens.put(token, address)
     return address
 
 
@@ -135,6 +142,8 @@ def create_scheduler_app(
     guard(app, max_bytes=1024 * 1024)  # a heartbeat lists up to 10 000 cached checksums
     app.state.scheduler = sched
     app.state.db = db
+    app.state.tokens = tokens = TokenCache()
+    chain_reads = CoalescedReads(sched.client.scores_and_balances)
     app.state.metrics = metrics
 
     @app.exception_handler(SchedulerError)
@@ -173,26 +182,33 @@ def create_scheduler_app(
     @app.post("/v1/workers/register")
     async def register(req: RegisterRequest) -> dict[str, Any]:
         addr = checksummed(req.address)
-        fresh = await db.run(lambda c: state.consume_challenge(c, addr, req.nonce, time.time()))
-        if not fresh:
-            raise HTTPException(401, "Unknown or expired challenge; ask for a new one.")
         message = state.registration_message(settings.workerpool, addr, req.nonce)
         signer = recover_signer(message, req.signature)
         if signer is None or signer.lower() != addr.lower():
+            # a failed attempt spends the challenge too: the next one is a replay
+            await db.run(lambda c: state.consume_challenge(c, addr, req.nonce, time.time()))
             raise HTTPException(401, "The signature is not this worker's over the challenge.")
         balance: int | None
         try:
-            read = await sched.chain(sched.client.scores_and_balances, [addr])
-            score, balance = read[addr]
+            # concurrent registrations share one batched chain read
+            score, balance = await chain_reads.get(addr)
         except Exception:
             # the chain is down: both are refreshed at the next reconciliation
             score, balance = 0, None
         caps = req.capabilities
-        token = await db.run(
-            lambda c: state.register_worker(
+
+        def consume_and_register(c: Connection) -> str | None:
+            # one transaction: the challenge is spent exactly when the worker is recorded
+            if not state.consume_challenge(c, addr, req.nonce, time.time()):
+                return None
+            return state.register_worker(
                 c, addr, caps.gpu, caps.cpus, caps.memory, score, time.time(), balance
             )
-        )
+
+        token = await db.run(consume_and_register)
+        if token is None:
+            raise HTTPException(401, "Unknown or expired challenge; ask for a new one.")
+        tokens.forget(addr)
         log.info("worker.registered", worker=addr, gpu=caps.gpu, score=score)
         return {
             "token": token,

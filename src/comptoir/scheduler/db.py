@@ -29,8 +29,11 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    func,
     inspect,
+    select,
     text,
+    update,
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
@@ -117,8 +120,15 @@ tasks = Table(
     Column("updated_at", Float, nullable=False),
     # bumped by every dispatch of a replica: concurrent dispatchers compare-and-set it
     Column("version", Integer, nullable=False, default=0, server_default="0"),
+    # replicas running, committed or revealed, and the distinct result hashes among them:
+    # kept by every transition of the task's replicas (state._recount) so dispatch finds
+    # fresh and under-replicated tasks by index instead of aggregating replicas in flight
+    Column("active", Integer, nullable=False, default=0, server_default="0"),
+    Column("hashes", Integer, nullable=False, default=0, server_default="0"),
     Index("ix_tasks_deal", "deal_id", "idx"),
     Index("ix_tasks_status", "status"),
+    Index("ix_tasks_dispatch", "deal_id", "status", "active", "idx"),
+    Index("ix_tasks_split", "deal_id", "status", "hashes"),
 )
 
 assignments = Table(
@@ -161,6 +171,7 @@ workers = Table(
     Column("last_heartbeat", Float, nullable=False),
     Column("registered_at", Float, nullable=False),
     Index("ix_workers_online_weight", "online", "weight"),
+    Index("ix_workers_online_score", "online", "score"),
 )
 
 challenges = Table(
@@ -169,6 +180,7 @@ challenges = Table(
     Column("nonce", String(64), primary_key=True),
     Column("address", String(42), nullable=False),
     Column("expires", Float, nullable=False),
+    Index("ix_challenges_expires", "expires"),
 )
 
 
@@ -197,10 +209,12 @@ def make_engine(database: str | Path) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-def _add_missing_columns(engine: Engine) -> None:
+def _add_missing_columns(engine: Engine) -> set[str]:
     """A database made by an older version lacks the columns added since: add them (each
-    added column has a server default, so existing rows stay valid)."""
+    added column has a server default, so existing rows stay valid); returns the
+    ``table.column`` names added."""
     existing = inspect(engine)
+    added: set[str] = set()
     with engine.begin() as conn:
         for table in metadata.sorted_tables:
             have = {c["name"] for c in existing.get_columns(table.name)}
@@ -215,6 +229,26 @@ def _add_missing_columns(engine: Engine) -> None:
                         + (f" NOT NULL DEFAULT {default}" if default is not None else "")
                     )
                 )
+                added.add(f"{table.name}.{column.name}")
+    return added
+
+
+def recount_replicas(conn: Connection, task_ids: list[str] | None) -> None:
+    """Set the replica counters (``active``, ``hashes``) of these tasks (None: of every
+    task) from their assignments; a few indexed rows per task."""
+    mine = assignments.c.task_id == tasks.c.task_id
+    live = assignments.c.status.in_(ACTIVE)
+    q = update(tasks)
+    if task_ids is not None:
+        q = q.where(tasks.c.task_id.in_(task_ids))
+    conn.execute(
+        q.values(
+            active=select(func.count()).where(mine, live).scalar_subquery(),
+            hashes=select(func.count(func.distinct(assignments.c.result_hash)))
+            .where(mine, live)
+            .scalar_subquery(),
+        )
+    )
 
 
 class Database:
@@ -223,7 +257,13 @@ class Database:
     def __init__(self, database: str | Path) -> None:
         self.engine = make_engine(database)
         metadata.create_all(self.engine)
-        _add_missing_columns(self.engine)
+        added = _add_missing_columns(self.engine)
+        for table in metadata.sorted_tables:  # indexes added since an older version
+            for index in table.indexes:
+                index.create(self.engine, checkfirst=True)
+        if "scheduler_tasks.active" in added:
+            with self.engine.begin() as conn:  # counters the older version did not keep
+                recount_replicas(conn, None)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scheduler-db")
         # when the database last failed (disk full, read-only, server gone): health checks
         # report it even when their own small probe still fits

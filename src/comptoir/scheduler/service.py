@@ -16,7 +16,6 @@ from typing import Any
 
 import structlog
 from eth_account import Account
-from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 
@@ -42,14 +41,9 @@ ROLLBACK_HORIZON_S = 3600  # settlements of deals this long past their final dea
 
 def contribution_signer(c: SignedContribution, chain_id: int, hub: str) -> str | None:
     """The address that signed a contribution (EIP-712, compact r/vs), or None."""
-    try:
-        doc = eip712.contribution_typed_data(c.task_id, c.result_hash, c.result_seal, chain_id, hub)
-        vs = int.from_bytes(c.vs, "big")
-        s = (vs & ((1 << 255) - 1)).to_bytes(32, "big")
-        v = 27 + (vs >> 255)
-        return str(Account.recover_message(encode_typed_data(full_message=doc), vrs=(v, c.r, s)))
-    except Exception:  # malformed signature material
-        return None
+    return eip712.recover_contribution_signer(
+        c.task_id, c.result_hash, c.result_seal, c.r, c.vs, chain_id, hub
+    )
 
 
 class ChainClock:
@@ -518,14 +512,21 @@ class Scheduler:
         self._settled_after = page[-1][0] if len(page) == RECONCILE_TASKS else ""
         undone: list[str] = []
         gone: set[str] = set()
+        by_deal: dict[str, list[tuple[str, int]]] = {}
         for task_id, deal_id, index in page:
+            by_deal.setdefault(deal_id, []).append((task_id, index))
+        # one batched read per deal, not one call per settled task: this pass runs while
+        # thousands of finished tasks are still inside the rollback horizon
+        for deal_id, entries in by_deal.items():
             did = state.unhx(deal_id)
-            if deal_id in gone or await self.chain(self.client.is_settled, did, index):
+            done = await self.settled(did, [i for _, i in entries])
+            missing = [t for t, i in entries if i not in done]
+            if not missing:
                 continue
             if not await self.chain(self.client.deal_exists, did):
                 gone.add(deal_id)
                 continue
-            undone.append(task_id)
+            undone += missing
         for deal_id in gone:
             await self._forget_deal(deal_id)
         if undone:

@@ -12,12 +12,13 @@ import hashlib
 import json
 import secrets
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from eth_utils import keccak
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection, Row
 
 from comptoir.chain.client import AssetInfo, SignedContribution, TaskOutcome
@@ -49,6 +50,7 @@ from comptoir.scheduler.db import (
     challenges,
     cursor,
     deals,
+    recount_replicas,
     tasks,
     workers,
 )
@@ -68,6 +70,33 @@ TRANSIENT_FAILURES = frozenset({"ChainUnreachable", "StorageUnavailable"})
 UNREVEALED_OFFLINE = "offline when asked to reveal"
 UNREVEALED_LATE = "did not reveal before the deadline margin"
 REDISPATCHABLE = (RELEASED,)  # never committed: the same worker may take the task again
+
+
+# Statements of the per-request path, built once: SQLAlchemy then skips constructing the
+# expression and deriving its cache key at every request (most of a request's CPU)
+_ASSIGNMENT_BY_ID = select(assignments).where(assignments.c.id == bindparam("aid"))
+_TASK_BY_ID = select(tasks).where(tasks.c.task_id == bindparam("task_id"))
+_WORKER_BY_ADDRESS = select(workers).where(workers.c.address == bindparam("address"))
+_CLAIM = (
+    update(tasks)
+    .where(tasks.c.task_id == bindparam("tid"), tasks.c.version == bindparam("seen"))
+    .values(version=tasks.c.version + 1)
+)
+_live = (assignments.c.task_id == tasks.c.task_id, assignments.c.status.in_(ACTIVE))
+_RECOUNT_ONE = (
+    update(tasks)
+    .where(tasks.c.task_id == bindparam("tid"))
+    .values(
+        active=select(func.count()).where(*_live).scalar_subquery(),
+        hashes=select(func.count(func.distinct(assignments.c.result_hash)))
+        .where(*_live)
+        .scalar_subquery(),
+    )
+)
+# the deals with open tasks, per engine, reused this long by every dispatch of the process:
+# a deal matched meanwhile waits at most that long, a finished one is skipped at once
+OPEN_DEALS_S = 1.0
+_open_deals: weakref.WeakKeyDictionary[Any, tuple[float, list[Any]]] = weakref.WeakKeyDictionary()
 
 
 class NotFound(SchedulerError):
@@ -188,6 +217,7 @@ def add_deal(conn: Connection, info: DealInfo, now: float) -> bool:
     ]
     for start in range(0, len(rows), 1000):
         conn.execute(insert(tasks), rows[start : start + 1000])
+    forget_open_deals(conn)
     return True
 
 
@@ -265,12 +295,31 @@ def heartbeat(conn: Connection, address: str, cached: Sequence[str], now: float)
 def set_scores(
     conn: Connection, scores: dict[str, int], balances: dict[str, int] | None = None
 ) -> None:
-    """On-chain scores (hence weights) and free escrow balances of workers."""
+    """On-chain scores (hence weights) and free escrow balances of workers. Only the rows
+    that changed are written: a pass over thousands of online workers mostly reads."""
+    known: dict[str, tuple[int, str | None]] = {}
+    addresses = list(scores)
+    for start in range(0, len(addresses), 500):
+        for a, score, balance in conn.execute(
+            select(workers.c.address, workers.c.score, workers.c.balance).where(
+                workers.c.address.in_(addresses[start : start + 500])
+            )
+        ):
+            known[str(a)] = (int(score), balance)
     for address, score in scores.items():
-        values: dict[str, Any] = {"score": score, "weight": consensus.weight(score)}
+        if address not in known:
+            continue
+        old_score, old_balance = known[address]
+        balance = old_balance
         if balances is not None and address in balances:
-            values["balance"] = str(balances[address])
-        conn.execute(update(workers).where(workers.c.address == address).values(**values))
+            balance = str(balances[address])
+        if (score, balance) == (old_score, old_balance):
+            continue
+        conn.execute(
+            update(workers)
+            .where(workers.c.address == address)
+            .values(score=score, weight=consensus.weight(score), balance=balance)
+        )
 
 
 def worker_addresses(conn: Connection, online_only: bool = True) -> list[str]:
@@ -309,24 +358,23 @@ def expire_leases(conn: Connection, now: float, lease: float, grace: float) -> l
     ]
     if silent:
         conn.execute(update(workers).where(workers.c.address.in_(silent)).values(online=False))
-    lost = [
-        int(i)
-        for i in conn.execute(
-            select(assignments.c.id)
-            .select_from(assignments.join(deals, deals.c.deal_id == assignments.c.deal_id))
-            .where(
-                assignments.c.status == RUNNING,
-                (assignments.c.worker.in_(silent))
-                | (assignments.c.assigned_at < now - grace - deals.c.time_ref),
-            )
-        ).scalars()
-    ]
+    rows = conn.execute(
+        select(assignments.c.id, assignments.c.task_id)
+        .select_from(assignments.join(deals, deals.c.deal_id == assignments.c.deal_id))
+        .where(
+            assignments.c.status == RUNNING,
+            (assignments.c.worker.in_(silent))
+            | (assignments.c.assigned_at < now - grace - deals.c.time_ref),
+        )
+    ).all()
+    lost = [int(i) for i, _ in rows]
     if lost:
         conn.execute(
             update(assignments)
             .where(assignments.c.id.in_(lost))
             .values(status=LOST, updated_at=now, error="worker lost (no heartbeat or overdue)")
         )
+        _recount(conn, [str(t) for _, t in rows])
     return lost
 
 
@@ -350,6 +398,17 @@ def _task_replicas(conn: Connection, task_ids: Sequence[str]) -> dict[str, list[
     for row in conn.execute(select(assignments).where(assignments.c.task_id.in_(task_ids))):
         out[row.task_id].append(row)
     return out
+
+
+def _recount(conn: Connection, task_ids: Iterable[str]) -> None:
+    """Every change of a replica's status is followed by this, in the same transaction:
+    the task's counters are what dispatch finds tasks by."""
+    ids = sorted(set(task_ids))
+    if len(ids) == 1:  # the request path: one task
+        conn.execute(_RECOUNT_ONE, {"tid": ids[0]})
+        return
+    for start in range(0, len(ids), 500):
+        recount_replicas(conn, ids[start : start + 500])
 
 
 def _extra_needed(
@@ -414,25 +473,15 @@ def next_work(
     committed and running replicas cannot reach the deal's trust even if they all agree
     (consensus.extra_replicas), and never twice the same worker.
     """
-    me = conn.execute(select(workers).where(workers.c.address == address)).first()
+    me = conn.execute(_WORKER_BY_ADDRESS, {"address": address}).first()
     if me is None:
         raise NotFound("This worker is not registered; register again.")
     cached = set(json.loads(me.cached))
-    mine = select(assignments.c.task_id).where(
-        assignments.c.worker == address, assignments.c.status.not_in(REDISPATCHABLE)
-    )
-    open_deals = conn.execute(
-        select(deals)
-        .where(
-            deals.c.status == "active",
-            deals.c.final_deadline > chain_now + deals.c.time_ref,
-            select(tasks.c.task_id)
-            .where(tasks.c.deal_id == deals.c.deal_id, tasks.c.status == OPEN)
-            .exists(),
-        )
-        .order_by(deals.c.created_at)
-        .limit(DEAL_SCAN)
-    ).all()
+    open_deals = [
+        d
+        for d in _deals_with_open_tasks(conn, chain_now, now)
+        if int(d.final_deadline) > chain_now + int(d.time_ref)
+    ]
     # a worker that cannot cover the deal's stake could lie for free (unknown balance:
     # the chain was unreachable at registration, do not block on it)
     balance = None if me.balance is None else int(me.balance)
@@ -466,43 +515,52 @@ def next_work(
     }
     online[address] = int(me.weight)
     policy = trustpolicy.load(conn)
-    for d in candidates:
-        base = (tasks.c.deal_id == d.deal_id, tasks.c.status == OPEN, tasks.c.task_id.not_in(mine))
-        active = (
-            select(assignments.c.id)
-            .where(assignments.c.task_id == tasks.c.task_id, assignments.c.status.in_(ACTIVE))
-            .exists()
+    # never twice the same worker on a task: one probe of the (task, worker) unique index
+    # per candidate row, whatever the worker's history
+    not_mine = ~(
+        select(assignments.c.id)
+        .where(
+            assignments.c.task_id == tasks.c.task_id,
+            assignments.c.worker == address,
+            assignments.c.status.not_in(REDISPATCHABLE),
         )
-        # started tasks first (finish what is under way), bounded by the replicas in flight;
-        # then the first untouched task, which always wants a replica: no full-bag scans.
-        # The started ones are first summed up in SQL: a task whose active replicas all
-        # agree (one result hash at most) and would reach the trust even at the minimum
-        # weight needs nothing more, so only the others are loaded replica by replica.
+        .exists()
+    )
+    # on PostgreSQL concurrent API processes skip the fresh rows another one is taking
+    # instead of racing for them (the version compare-and-set still decides)
+    shared = conn.dialect.name == "postgresql"
+    for d in candidates:
+        base = (tasks.c.deal_id == d.deal_id, tasks.c.status == OPEN, not_mine)
+        # started tasks first (finish what is under way), then the first untouched task,
+        # which always wants a replica. Both are found through the replica counters
+        # (ix_tasks_dispatch, ix_tasks_split): a started task whose active replicas all
+        # agree and would reach the trust even at the minimum weight needs nothing
+        # more, so only the others (too few replicas, or disagreeing ones) are loaded
+        # replica by replica. No query aggregates the replicas in flight or scans the bag.
         # Above trust 1 the trust policy may refuse a lone result (score, audits): then
         # two agreeing replicas at least.
         quorum = _min_agreeing(d.trust, settings.max_replicas)
         if int(d.trust) > 1 and (policy.lone_score > 0 or policy.audit_rate > 0):
             quorum = max(quorum, 2)
-        summary = conn.execute(
-            select(
-                tasks.c.task_id,
-                func.count(assignments.c.id),
-                func.count(func.distinct(assignments.c.result_hash)),
-            )
-            .select_from(tasks.join(assignments, assignments.c.task_id == tasks.c.task_id))
-            .where(*base, assignments.c.status.in_(ACTIVE))
-            .group_by(tasks.c.task_id, tasks.c.idx)
-            .order_by(tasks.c.idx)
-            .limit(STARTED_SCAN)
-        ).all()
-        doubtful = [t for t, n, hashes in summary if hashes > 1 or n < quorum]
-        started = (
-            conn.execute(
-                select(tasks).where(tasks.c.task_id.in_(doubtful)).order_by(tasks.c.idx)
+        started: list[Any] = []
+        if quorum > 1:
+            started += conn.execute(
+                select(tasks)
+                .where(*base, tasks.c.active >= 1, tasks.c.active < quorum)
+                .order_by(tasks.c.active, tasks.c.idx)
+                .limit(STARTED_SCAN)
             ).all()
-            if doubtful
-            else []
-        )
+        seen = {t.task_id for t in started}
+        started += [
+            t
+            for t in conn.execute(
+                select(tasks)
+                .where(*base, tasks.c.hashes > 1)
+                .order_by(tasks.c.idx)
+                .limit(STARTED_SCAN)
+            ).all()
+            if t.task_id not in seen
+        ]
         replicas = _task_replicas(conn, [t.task_id for t in started])
         weights = _weights(conn, [r.worker for rs in replicas.values() for r in rs])
         for t in started:
@@ -523,23 +581,54 @@ def next_work(
             conn, policy, int(d.trust), address, int(me.score)
         ):
             continue
-        for fresh in conn.execute(
-            select(tasks).where(*base, ~active).order_by(tasks.c.idx).limit(FRESH_TRIES)
-        ).all():
+        fresh_q = (
+            select(tasks)
+            .where(*base, tasks.c.active == 0)
+            .order_by(tasks.c.idx)
+            .limit(1 if shared else FRESH_TRIES)
+        )
+        if shared:
+            fresh_q = fresh_q.with_for_update(skip_locked=True)
+        for fresh in conn.execute(fresh_q).all():
             if _claim(conn, fresh):
                 return _assign(conn, d, fresh, address, now, authorize)
     return None
+
+
+def _deals_with_open_tasks(conn: Connection, chain_now: int, now: float) -> list[Any]:
+    """Active deals with an open task still open for replicas, oldest first (at most
+    DEAL_SCAN), as read at most OPEN_DEALS_S ago by this process."""
+    hit = _open_deals.get(conn.engine)
+    if hit is not None and 0 <= now - hit[0] < OPEN_DEALS_S:
+        return hit[1]
+    rows: list[Any] = list(
+        conn.execute(
+            select(deals)
+            .where(
+                deals.c.status == "active",
+                deals.c.final_deadline > chain_now + deals.c.time_ref,
+                select(tasks.c.task_id)
+                .where(tasks.c.deal_id == deals.c.deal_id, tasks.c.status == OPEN)
+                .exists(),
+            )
+            .order_by(deals.c.created_at)
+            .limit(DEAL_SCAN)
+        ).all()
+    )
+    _open_deals[conn.engine] = (now, rows)
+    return rows
+
+
+def forget_open_deals(conn: Connection) -> None:
+    """The next dispatch reads the open deals again (a deal was just recorded)."""
+    _open_deals.pop(conn.engine, None)
 
 
 def _claim(conn: Connection, task_row: Any) -> bool:
     """Compare-and-set on the task's version: False when another scheduler process
     dispatched a replica of it since we read it (several API processes on one PostgreSQL
     never hand out the same replica twice; the loser just moves on to another task)."""
-    claimed = conn.execute(
-        update(tasks)
-        .where(tasks.c.task_id == task_row.task_id, tasks.c.version == task_row.version)
-        .values(version=task_row.version + 1)
-    )
+    claimed = conn.execute(_CLAIM, {"tid": task_row.task_id, "seen": task_row.version})
     return bool(claimed.rowcount)
 
 
@@ -577,8 +666,18 @@ def _assign(
         )
         assert result.inserted_primary_key is not None
         aid = result.inserted_primary_key[0]
-    row = conn.execute(select(assignments).where(assignments.c.id == aid)).one()
+    _recount(conn, [task_row.task_id])
+    row = _Assigned(int(aid), RUNNING, hx(auth))
     return assignment_payload(deal_row, task_row, row)
+
+
+@dataclass(frozen=True)
+class _Assigned:
+    """What the payload needs of a replica just written (no read back)."""
+
+    id: int
+    status: str
+    authorization: str
 
 
 def assignment_payload(d: Any, t: Any, a: Any) -> dict[str, Any]:
@@ -618,10 +717,10 @@ def assignment_payload(d: Any, t: Any, a: Any) -> dict[str, Any]:
 
 
 def _own(conn: Connection, aid: int, address: str) -> tuple[Any, Any]:
-    a = conn.execute(select(assignments).where(assignments.c.id == aid)).first()
+    a = conn.execute(_ASSIGNMENT_BY_ID, {"aid": aid}).first()
     if a is None or a.worker != address:
         raise NotFound(f"Assignment {aid} is not one of this worker's.")
-    t = conn.execute(select(tasks).where(tasks.c.task_id == a.task_id)).one()
+    t = conn.execute(_TASK_BY_ID, {"task_id": a.task_id}).one()
     return a, t
 
 
@@ -655,6 +754,7 @@ def commit(
             updated_at=now,
         )
     )
+    _recount(conn, [a.task_id])
     evaluate(conn, a.task_id, now)
     return {"status": COMMITTED}
 
@@ -697,11 +797,13 @@ def evaluate(conn: Connection, task_id: str, now: float) -> None:
 
 
 def _cancel_running(conn: Connection, task_id: str, now: float) -> None:
-    conn.execute(
+    cancelled = conn.execute(
         update(assignments)
         .where(assignments.c.task_id == task_id, assignments.c.status == RUNNING)
         .values(status=CANCELLED, updated_at=now)
-    )
+    ).rowcount
+    if cancelled:
+        _recount(conn, [task_id])
 
 
 def reveal(
@@ -757,6 +859,7 @@ def reveal(
             .where(assignments.c.id.in_(copiers))
             .values(status=INVALID, error="seal does not match the revealed digest", updated_at=now)
         )
+        _recount(conn, [t.task_id])
         evaluate_reopen = True
     else:
         evaluate_reopen = False
@@ -795,6 +898,7 @@ def _recheck(conn: Connection, task_id: str, now: float) -> None:
         .where(tasks.c.task_id == task_id, tasks.c.status.in_((REVEALING, READY)))
         .values(status=OPEN, consensus_hash=None, reveal_started=None, updated_at=now)
     )
+    forget_open_deals(conn)
     evaluate(conn, task_id, now)
 
 
@@ -844,11 +948,13 @@ def reveal_tick(
                     error=UNREVEALED_OFFLINE if margin_left else UNREVEALED_LATE,
                 )
             )
+        _recount(conn, [t.task_id])
         conn.execute(
             update(tasks)
             .where(tasks.c.task_id == t.task_id)
             .values(status=OPEN, consensus_hash=None, reveal_started=None, updated_at=now)
         )
+        forget_open_deals(conn)
         evaluate(conn, t.task_id, now)
 
 
@@ -865,12 +971,14 @@ def fail(
             .where(assignments.c.id == aid)
             .values(status=RELEASED, error=f"{kind}: {message}"[:2000], updated_at=now)
         )
+        _recount(conn, [t.task_id])
         return {"status": RELEASED}
     conn.execute(
         update(assignments)
         .where(assignments.c.id == aid)
         .values(status=FAILED, error=f"{kind}: {message}"[:2000], updated_at=now)
     )
+    _recount(conn, [t.task_id])
     failures = int(t.failures) + 1
     values: dict[str, Any] = {"failures": failures, "updated_at": now}
     if failures >= max_attempts and t.status == OPEN:
@@ -889,6 +997,7 @@ def release(conn: Connection, aid: int, address: str, now: float) -> dict[str, A
             .where(assignments.c.id == aid)
             .values(status=RELEASED, updated_at=now, error="released by the worker")
         )
+        _recount(conn, [a.task_id])
         return {"status": RELEASED}
     return {"status": a.status}
 
@@ -920,6 +1029,7 @@ def assignment_state(conn: Connection, aid: int, address: str) -> dict[str, Any]
             .where(assignments.c.id == aid)
             .values(status=COMMITTED, error=None, updated_at=time.time())
         )
+        _recount(conn, [t.task_id])
         evaluate(conn, t.task_id, time.time())
         a, t = _own(conn, aid, address)
     if a.status == RUNNING:
@@ -1085,6 +1195,7 @@ def mark_tasks(
         .where(assignments.c.task_id.in_(task_ids), assignments.c.status == RUNNING)
         .values(status=CANCELLED, updated_at=now)
     )
+    _recount(conn, task_ids)
     deal_ids = {
         str(d)
         for d in conn.execute(
@@ -1121,6 +1232,7 @@ def mark_onchain(conn: Connection, task_ids: Sequence[str], now: float) -> list[
             .where(assignments.c.task_id.in_(found), assignments.c.status == RUNNING)
             .values(status=CANCELLED, updated_at=now)
         )
+        _recount(conn, found)
     return found
 
 
@@ -1206,6 +1318,7 @@ def unsettle(conn: Connection, task_ids: Sequence[str], now: float) -> None:
             .values(status=READY if revealed else OPEN, finalize_tx=None, updated_at=now)
         )
         conn.execute(update(deals).where(deals.c.deal_id == t.deal_id).values(status="active"))
+        forget_open_deals(conn)
         if not revealed:
             evaluate(conn, task_id, now)
 

@@ -23,12 +23,13 @@ reads the same one and a restarted scheduler keeps its audit secret.
 from __future__ import annotations
 
 import secrets
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from comptoir.scheduler import consensus
@@ -84,13 +85,29 @@ def _create(conn: Connection, name: str, value: int) -> int:
 
 def store(conn: Connection, lone_score: int, audit_rate: float) -> None:
     """Record the pool's policy (the service does it at start, from its settings)."""
+    _loaded.pop(conn.engine, None)
     _set(conn, _LONE, max(lone_score, 0))
     _set(conn, _AUDIT, round(min(max(audit_rate, 0.0), 1.0) * PPM))
+
+
+# The policy read once per engine (per process): every dispatch and commit needs it,
+# and it only changes through store() at start, which every process of a pool does with
+# the same settings (the secret, once drawn, never changes).
+_loaded: weakref.WeakKeyDictionary[Engine, TrustPolicy] = weakref.WeakKeyDictionary()
 
 
 def load(conn: Connection) -> TrustPolicy:
     """The recorded policy (defaults: consensus.LONE_SCORE, AUDIT_RATE); the audit secret
     is drawn on first use and kept."""
+    cached = _loaded.get(conn.engine)
+    if cached is not None:
+        return cached
+    policy = _read(conn)
+    _loaded[conn.engine] = policy
+    return policy
+
+
+def _read(conn: Connection) -> TrustPolicy:
     key = []
     for name in _KEYS:
         part = _get(conn, name)
@@ -191,14 +208,20 @@ def may_start(conn: Connection, policy: TrustPolicy, trust: int, address: str, s
     floor = policy.lone_floor(trust)
     if floor is None or score >= floor:
         return True
-    busy = select(assignments.c.worker).where(assignments.c.status == RUNNING)
+    # indexed both ways: reputable online workers by (online, score), and for each one
+    # its running replicas by (worker, status); never a scan of every running replica
+    busy = (
+        select(assignments.c.id)
+        .where(assignments.c.worker == workers.c.address, assignments.c.status == RUNNING)
+        .exists()
+    )
     idle_reputable: Any = conn.execute(
         select(workers.c.address)
         .where(
             workers.c.online.is_(True),
             workers.c.score >= floor,
             workers.c.address != address,
-            workers.c.address.not_in(busy),
+            ~busy,
         )
         .limit(1)
     ).first()

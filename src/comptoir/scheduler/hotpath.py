@@ -1,0 +1,109 @@
+"""Per-process helpers that keep the cost of one worker request flat: a bounded cache of
+bearer tokens, and a coalescer that turns concurrent registrations' chain reads into one
+batched JSON-RPC request."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+
+from comptoir.scheduler import state
+
+TOKEN_CACHE_SIZE = 50_000  # workers whose token one process remembers
+# how long a token is trusted without reading the database again: a re-registration
+# through this process supersedes the old token at once, through another API process of
+# the same pool within this many seconds
+TOKEN_TRUST_S = 5.0
+READ_BATCH = 250  # workers per coalesced chain read (two calls each)
+
+
+class TokenCache:
+    """token hash -> worker address, least recently used first out."""
+
+    def __init__(self, size: int = TOKEN_CACHE_SIZE, trust_s: float = TOKEN_TRUST_S) -> None:
+        self.size, self.trust_s = size, trust_s
+        self._entries: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._by_worker: dict[str, str] = {}
+
+    def get(self, token: str) -> str | None:
+        key = state.token_hash(token)
+        found = self._entries.get(key)
+        if found is None:
+            return None
+        address, until = found
+        if time.monotonic() > until:
+            self._drop(key)
+            return None
+        self._entries.move_to_end(key)
+        return address
+
+    def put(self, token: str, address: str) -> None:
+        key = state.token_hash(token)
+        self.forget(address)
+        self._entries[key] = (address, time.monotonic() + self.trust_s)
+        self._by_worker[address] = key
+        while len(self._entries) > self.size:
+            self._drop(next(iter(self._entries)))
+
+    def forget(self, address: str) -> None:
+        """The worker registered again: its previous token stops working here now."""
+        key = self._by_worker.pop(address, None)
+        if key is not None:
+            self._entries.pop(key, None)
+
+    def _drop(self, key: str) -> None:
+        address, _ = self._entries.pop(key)
+        if self._by_worker.get(address) == key:
+            del self._by_worker[address]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class CoalescedReads:
+    """Concurrent callers of :meth:`get` share batched reads: while one batch is on the
+    wire, the addresses asked for meanwhile wait for the next one (so 10 000 workers
+    joining at once cost tens of chain requests, not 10 000)."""
+
+    def __init__(
+        self,
+        read: Callable[[Sequence[str]], dict[str, tuple[int, int]]],
+        batch: int = READ_BATCH,
+    ) -> None:
+        self._read, self._batch = read, batch
+        self._waiting: dict[str, list[asyncio.Future[tuple[int, int]]]] = {}
+        self._runner: asyncio.Task[None] | None = None
+
+    async def get(self, address: str) -> tuple[int, int]:
+        """(score, free balance) of `address`; raises what the chain read raised."""
+        future: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(address, []).append(future)
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        await asyncio.sleep(0)  # let the requests already parsed join the first batch
+        while self._waiting:
+            addresses = list(self._waiting)[: self._batch]
+            futures = {a: self._waiting.pop(a) for a in addresses}
+            try:
+                read = await asyncio.to_thread(self._read, addresses)
+                by_lower = {a.lower(): v for a, v in read.items()}
+            except Exception as exc:  # every waiter gets the failure, none hangs
+                for waiters in futures.values():
+                    for f in waiters:
+                        if not f.done():
+                            f.set_exception(exc)
+                continue
+            for a, waiters in futures.items():
+                value = by_lower.get(a.lower())
+                for f in waiters:
+                    if f.done():
+                        continue
+                    if value is None:
+                        f.set_exception(LookupError(f"the chain read left out {a}"))
+                    else:
+                        f.set_result(value)
