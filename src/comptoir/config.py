@@ -16,6 +16,7 @@ and ``COMPTOIR_DEPLOYMENT`` at the deployment record (or keep one per chain id u
 | COMPTOIR_DEVNET_PORT | 8545 | devnet port (0 = any free port) |
 | COMPTOIR_DEVNET_CHAIN_ID | 31337 | devnet chain id |
 | COMPTOIR_DEVNET_BLOCK_TIME | 5 | seconds between idle devnet blocks (0: only on transactions) |
+| COMPTOIR_DEVNET_HOST | 127.0.0.1 | address the stack's services listen on and advertise |
 | COMPTOIR_RPC_TIMEOUT | 30 | seconds per JSON-RPC request |
 | COMPTOIR_TX_TIMEOUT | 120 | seconds to wait for a receipt |
 """
@@ -35,6 +36,7 @@ DEFAULT_RPC_URL = "http://127.0.0.1:8545"
 DEFAULT_DEVNET_PORT = 8545
 DEFAULT_DEVNET_CHAIN_ID = 31337
 DEFAULT_DEVNET_BLOCK_TIME = 5
+DEFAULT_DEVNET_HOST = "127.0.0.1"
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_ANVIL = _PROJECT_ROOT / ".tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
 
@@ -48,6 +50,7 @@ class Settings:
     devnet_port: int = DEFAULT_DEVNET_PORT
     devnet_chain_id: int = DEFAULT_DEVNET_CHAIN_ID
     devnet_block_time: int = DEFAULT_DEVNET_BLOCK_TIME
+    devnet_host: str = DEFAULT_DEVNET_HOST
     rpc_timeout: float = 30.0
     tx_timeout: float = 120.0
     rpc_url_explicit: bool = False  # set by COMPTOIR_RPC_URL: the devnet must not override it
@@ -125,6 +128,16 @@ def env_flag(env: Mapping[str, str], name: str) -> bool:
     return env.get(name, "") not in ("", "0", "false")
 
 
+def advertised_host(host: str) -> str:
+    """A listen address that is also the one others connect to: a wildcard cannot be."""
+    if host in ("0.0.0.0", "::", "[::]", "*"):
+        raise ConfigError(
+            f"COMPTOIR_DEVNET_HOST {host!r} is a wildcard, not an address other hosts can "
+            "reach; give this host's own address (e.g. its LAN IP)."
+        )
+    return host
+
+
 def default_home() -> Path:
     import platformdirs
 
@@ -151,6 +164,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         devnet_port=env_int(env, "COMPTOIR_DEVNET_PORT", DEFAULT_DEVNET_PORT),
         devnet_chain_id=env_int(env, "COMPTOIR_DEVNET_CHAIN_ID", DEFAULT_DEVNET_CHAIN_ID),
         devnet_block_time=env_int(env, "COMPTOIR_DEVNET_BLOCK_TIME", DEFAULT_DEVNET_BLOCK_TIME),
+        devnet_host=advertised_host(env.get("COMPTOIR_DEVNET_HOST") or DEFAULT_DEVNET_HOST),
         rpc_timeout=env_float(env, "COMPTOIR_RPC_TIMEOUT", 30.0),
         tx_timeout=env_float(env, "COMPTOIR_TX_TIMEOUT", 120.0),
     )

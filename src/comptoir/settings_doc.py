@@ -43,6 +43,9 @@ OTHER_VARIABLES = """
 | COMPTOIR_BUILD_DIR | ./build | cache of contracts compiled from edited sources |
 | COMPTOIR_CHAIN_ID / COMPTOIR_HUB / COMPTOIR_REGISTRY | (required) | market: the chain it serves |
 | COMPTOIR_MARKET_DB | market.db | market: SQLite path or database URL |
+| COMPTOIR_MARKET_HOST / _PORT | 127.0.0.1 / 8000 | `market serve`: listen address (or 0.0.0.0) |
+| COMPTOIR_STORAGE_HOST / _PORT | 127.0.0.1 / 8100 | `storage serve`: listen address |
+| COMPTOIR_STORAGE_ROOT | <home>/storage | `storage serve`: folder of blobs and keys |
 | COMPTOIR_MARKET_SYNC_INTERVAL | 5 | market: seconds between chain syncs |
 | COMPTOIR_MARKET_START_BLOCK | 0 | market: first block read |
 | COMPTOIR_MARKET_ADMIN_TOKEN | (none) | market: token POST /v1/sync requires |

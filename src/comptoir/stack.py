@@ -168,9 +168,9 @@ class Stack:
 # ---------------------------------------------------------------- processes
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
@@ -289,18 +289,20 @@ def _start(stack: Stack, net: devnet.Devnet, workers: int, say: Notify) -> None:
     chain_env = {"COMPTOIR_RPC_URL": net.rpc_url, "COMPTOIR_DEPLOYMENT": deployment_file}
     data = stack.settings.devnet_dir / "stack"
     data.mkdir(parents=True, exist_ok=True)
+    host = stack.settings.devnet_host  # listened on and advertised: others reach it there
+    listen = ["--host", host]
 
     say("Starting storage and the key service...")
-    port = free_port()
+    port = free_port(host)
     storage = _spawn(
         stack,
         "storage",
-        ["-m", "comptoir.stack", "storage", "--port", str(port), "--root", str(data)],
+        ["-m", "comptoir.stack", "storage", *listen, "--port", str(port), "--root", str(data)],
         chain_env,
-        url=f"http://127.0.0.1:{port}",
+        url=f"http://{host}:{port}",
     )
     say("Starting the market API...")
-    mport = free_port()
+    mport = free_port(host)
     market = _spawn(
         stack,
         "market",
@@ -308,6 +310,7 @@ def _start(stack: Stack, net: devnet.Devnet, workers: int, say: Notify) -> None:
             "-m",
             "comptoir.stack",
             "market",
+            *listen,
             "--port",
             str(mport),
             "--db",
@@ -316,7 +319,7 @@ def _start(stack: Stack, net: devnet.Devnet, workers: int, say: Notify) -> None:
             str(stack.path),
         ],
         chain_env,
-        url=f"http://127.0.0.1:{mport}",
+        url=f"http://{host}:{mport}",
     )
     assert storage.url and market.url
     _wait_http(storage, f"{storage.url}/healthz")
@@ -335,7 +338,7 @@ def _start(stack: Stack, net: devnet.Devnet, workers: int, say: Notify) -> None:
     stack.save()
 
     say("Starting the scheduler...")
-    sport = free_port()
+    sport = free_port(host)
     scheduler = _spawn(
         stack,
         "scheduler",
@@ -346,9 +349,10 @@ def _start(stack: Stack, net: devnet.Devnet, workers: int, say: Notify) -> None:
             "COMPTOIR_SCHEDULER_KEY": account(SCHEDULER).key.hex(),
             "COMPTOIR_SCHEDULER_WORKERPOOL": str(pool),
             "COMPTOIR_SCHEDULER_DB": str(data / f"scheduler-{pool}.db"),
+            "COMPTOIR_SCHEDULER_HOST": host,
             "COMPTOIR_SCHEDULER_PORT": str(sport),
         },
-        url=f"http://127.0.0.1:{sport}",
+        url=f"http://{host}:{sport}",
         address=account(SCHEDULER).address,
     )
     assert scheduler.url
@@ -574,7 +578,7 @@ def add_workers(settings: Settings, count: int) -> list[Service]:
 # ---------------------------------------------------------------- service entry points
 
 
-def serve_storage(root: Path, port: int) -> None:
+def serve_storage(root: Path, port: int, host: str = "127.0.0.1") -> None:
     """Blob server + dataset key service; keys released per the chain (keypolicy)."""
     import asyncio
 
@@ -608,7 +612,7 @@ def serve_storage(root: Path, port: int) -> None:
         )
     )
     sane_recursion_limit()  # web3 imports raise it past what the C stack holds
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 def recorded_schedulers(stack_file: Path) -> dict[int, str]:
@@ -620,7 +624,9 @@ def recorded_schedulers(stack_file: Path) -> dict[int, str]:
         return {}
 
 
-def serve_market(db: Path, port: int, stack_file: Path | None = None) -> None:
+def serve_market(
+    db: Path | str, port: int, stack_file: Path | None = None, host: str = "127.0.0.1"
+) -> None:
     """The market API, with the explorer reading the stack's schedulers from its record."""
     import uvicorn
 
@@ -642,7 +648,7 @@ def serve_market(db: Path, port: int, stack_file: Path | None = None) -> None:
     app = create_market_app(market)
     if stack_file is not None:
         app.state.explorer.schedulers = lambda: recorded_schedulers(stack_file)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -652,16 +658,18 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("storage")
     s.add_argument("--root", type=Path, required=True)
     s.add_argument("--port", type=int, required=True)
+    s.add_argument("--host", default="127.0.0.1")
     m = sub.add_parser("market")
     m.add_argument("--db", type=Path, required=True)
     m.add_argument("--port", type=int, required=True)
     m.add_argument("--stack-file", type=Path, default=None)
+    m.add_argument("--host", default="127.0.0.1")
     args = parser.parse_args(argv)
     try:
         if args.service == "storage":
-            serve_storage(args.root, args.port)
+            serve_storage(args.root, args.port, args.host)
         else:
-            serve_market(args.db, args.port, args.stack_file)
+            serve_market(args.db, args.port, args.stack_file, args.host)
     except ComptoirError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,4 +1,4 @@
-"""Bare anvil nodes (nothing deployed) and the CLI run as a user runs it."""
+"""Bare anvil nodes (nothing deployed) and a private network of hosts (namespaces)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ import pytest
 from comptoir import stack
 from comptoir.config import load_settings
 from comptoir.devnet import ANVIL_MNEMONIC
+
+from .hosts import Lan, NoNamespaces
 
 
 def _start(args: list[str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -61,3 +63,13 @@ def pool_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[stack.Stack]
     settings = load_settings({"COMPTOIR_HOME": str(home), "COMPTOIR_DEVNET_PORT": "0"})
     with stack.running(settings, workers=1) as running:
         yield running
+
+
+@pytest.fixture
+def lan(tmp_path: Path) -> Iterator[Lan]:
+    """Hosts as network namespaces on one private bridge, removed however the test ends."""
+    try:
+        with Lan(tmp_path) as network:
+            yield network
+    except NoNamespaces as exc:
+        pytest.skip(f"network namespaces need root and iproute2 ('ip netns add' failed: {exc})")

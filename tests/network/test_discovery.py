@@ -15,26 +15,17 @@ import pytest
 from comptoir import stack
 from comptoir.sdk import devnet_account
 
-from .support import COMPTOIR, cli, failure
+from .support import COMPTOIR, cli, failure, join
 
 pytestmark = pytest.mark.devnet
 REQUEST = ("primes", "--category", "TEST", "--trust", "1", "--wallet", "devnet:1")
 
 
 def _join(home: Path, pool: stack.Stack) -> None:
-    """The one command a party runs to know the network (given by its operator)."""
-    d = pool.settings.devnet_dir / "deployment.json"
-    hub = json.loads(d.read_text())["hub"]
-    added = cli(
-        home,
-        "network", "add", "lab",
-        "--rpc-url", pool.rpc_url,
-        "--hub", hub,
-        "--market-url", pool.urls["market"],
-        "--storage-url", pool.urls["storage"],
-    )  # fmt: skip
-    assert added.returncode == 0, added.stdout + added.stderr
-    assert cli(home, "network", "use", "lab").returncode == 0
+    """The commands a party runs to know the network (values given by its operator)."""
+    hub = json.loads((pool.settings.devnet_dir / "deployment.json").read_text())["hub"]
+    urls = {"market_url": pool.urls["market"], "storage_url": pool.urls["storage"]}
+    join(home, "lab", pool.rpc_url, hub, **urls)
 
 
 def test_the_pool_endpoint_is_on_chain(pool_host: stack.Stack) -> None:

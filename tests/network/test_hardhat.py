@@ -18,7 +18,8 @@ from comptoir.chain.client import ChainClient, connect
 from comptoir.chain.deploy import Deployment
 from comptoir.sdk import devnet_account
 
-from .support import cli
+from .hosts import Parties, Pool, loopback_host, run_network
+from .support import cli, deploy, join, ok
 
 pytestmark = pytest.mark.devnet
 CHAIN_ID = 31338
@@ -66,27 +67,34 @@ def hardhat_node(tmp_path: Path) -> Iterator[str]:
 
 def test_deploy_join_and_use_on_hardhat(hardhat_node: str, tmp_path: Path) -> None:
     owner, other = tmp_path / "owner", tmp_path / "other"
-    assert cli(owner, "network", "add", "hh", "--rpc-url", hardhat_node).returncode == 0
-    deploy = cli(owner, "protocol", "deploy", "--network", "hh", "-w", "devnet:0", "--json")
-    assert deploy.returncode == 0, deploy.stdout + deploy.stderr
-    record = json.loads(deploy.stdout)
+    record = deploy(owner, "hh", hardhat_node)
     assert record["chain_id"] == CHAIN_ID
-
-    join = cli(other, "network", "add", "hh", "--rpc-url", hardhat_node, "--hub", record["hub"])
-    assert join.returncode == 0, join.stdout + join.stderr
+    join(other, "hh", hardhat_node, str(record["hub"]))
     deployment = Deployment.from_json(record)
     token_owner = ChainClient(connect(hardhat_node), deployment, devnet_account(0))
     token_owner.mint(devnet_account(1).address, 10_000)
-    deposit = cli(other, "--network", "hh", "account", "deposit", "4000", "-w", "devnet:1")
-    assert deposit.returncode == 0, deposit.stdout + deposit.stderr
-    pool = cli(other, "--network", "hh", "pool", "deploy", "hh-pool", "-w", "devnet:4", "--json")
-    assert pool.returncode == 0, pool.stdout + pool.stderr
-    pool_id = json.loads(pool.stdout)["workerpool"]
+    ok(cli(other, "account", "deposit", "4000", "-w", "devnet:1"))
+    pool = ok(cli(other, "pool", "deploy", "hh-pool", "-w", "devnet:4", "--json"))
+    pool_id = json.loads(pool)["workerpool"]
     url = "http://pool.test:8700"
-    advertise = ("pool", "advertise", str(pool_id), url, "-w", "devnet:4")
-    advertised = cli(other, "--network", "hh", *advertise)
-    assert advertised.returncode == 0, advertised.stdout + advertised.stderr
+    ok(cli(other, "pool", "advertise", str(pool_id), url, "-w", "devnet:4"))
     # the owner's home reads what the other home wrote, through hardhat
     show = cli(owner, "--network", "hh", "account", "show", "-w", "devnet:1", "--json")
     assert json.loads(show.stdout)["free"] == 4000
     assert token_owner.workerpool_endpoint(pool_id) == url
+
+
+def test_a_full_deal_on_hardhat(hardhat_node: str, tmp_path: Path) -> None:
+    """The multi-host flow on hardhat's node, each party its own home on this machine's
+    loopback: market, storage, an app, a pool with a worker, a verified task."""
+    hosts = [loopback_host(tmp_path, n) for n in ("operator", "market", "storage", "dev", "req")]
+    pool = Pool(owner=4, workers=[5])
+    pool.host, pool.worker_hosts = loopback_host(tmp_path, "pool"), [loopback_host(tmp_path, "w")]
+    operator, market, storage, developer, requester = hosts
+    parties = Parties(hardhat_node, operator, market, storage, developer, requester, [pool])
+    try:
+        outputs = run_network(parties, volume=1)
+    finally:
+        for host in [*hosts, pool.host, *pool.worker_hosts]:
+            host.stop()
+    assert "1/1 task(s) verified against the chain" in outputs[pool.id], outputs

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from comptoir.cli.output import console
-from comptoir.config import load_settings
+from comptoir.config import Settings, load_settings
 
 if TYPE_CHECKING:
     from comptoir.sdk import Claimed, ComptoirSync
@@ -29,6 +29,18 @@ JsonOpt = Annotated[
 AmountHelp = "Token units (1000, 1e21) or tokens (1.5CPT), exact."
 PriceOpt = Annotated[str, typer.Option(help="Price per task: " + AmountHelp)]
 Ref = "id, NAME, or NAME@0xOWNER"
+ListenHelp = "Listen address: this host's address others reach, or 0.0.0.0 for all."
+
+
+def serving(what: str, host: str, port: int) -> Settings:
+    """The settings of a network service about to listen: refused in one sentence where
+    the protocol is not deployed; prints where it answers."""
+    from comptoir.chain.client import ChainClient
+
+    settings = load_settings()
+    hub = ChainClient.from_settings(settings).deployment.hub
+    console.print(f"{what} of hub {hub} on http://{host}:{port} (Ctrl-C stops it).")
+    return settings
 
 
 def prompt_password() -> str:

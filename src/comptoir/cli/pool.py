@@ -84,8 +84,16 @@ def publish(
 @app.command()
 def serve(
     pool_ref: PoolArg,
-    host: Annotated[str, typer.Option(help="Listen address for workers.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Listen port.")] = 8700,
+    host: Annotated[
+        str,
+        typer.Option(
+            envvar="COMPTOIR_SCHEDULER_HOST",
+            help="Listen address: this host's address workers reach, or 0.0.0.0 for all.",
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(envvar="COMPTOIR_SCHEDULER_PORT", help="Listen port.")
+    ] = 8700,
     db: Annotated[str | None, typer.Option(help="SQLite file or PostgreSQL URL.")] = None,
     advertise: Annotated[
         str | None,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from comptoir.cli._common import JsonOpt, WalletOpt, sdk
+from comptoir.cli._common import JsonOpt, WalletOpt, parse_amount, sdk, units
 from comptoir.cli.output import console, print_json, print_table
 
 app = typer.Typer(help="Run a worker agent for a workerpool.", no_args_is_help=True)
@@ -23,6 +23,10 @@ def run(
     ] = None,
     work_dir: Annotated[Path | None, typer.Option(help="Work folder (cache, journal).")] = None,
     idle_only: Annotated[bool, typer.Option(help="Volunteer mode: only when idle.")] = False,
+    deposit: Annotated[
+        str | None,
+        typer.Option(help="Tokens to move into the escrow first, as stake (100CPT, 1000)."),
+    ] = None,
     wallet: WalletOpt = None,
 ) -> None:
     """Register with the pool, pull tasks, run them sandboxed, contribute results."""
@@ -35,6 +39,9 @@ def run(
         config, account = c.config, c.account
         pool_id = c.resolve("workerpool", pool) if pool is not None and not scheduler else None
         url = scheduler or (c.scheduler_url(pool_id) if pool_id is not None else None)
+        if url and deposit is not None:  # the stake schedulers require, in the same command
+            free = c.deposit(parse_amount(deposit, "deposit")).free
+            console.print(f"Deposited; {units(free)} token units free in the escrow to stake.")
     if not url:
         raise ConfigError(
             f"Workerpool {pool} records no endpoint on-chain; ask its owner to run 'comptoir "

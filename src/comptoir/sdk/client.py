@@ -1279,11 +1279,11 @@ class Comptoir:
 
     async def _scheduler_get(self, workerpool: int | str, path: str) -> Any:
         pool = await self.resolve("workerpool", workerpool)
-        url = self.config.scheduler_url(pool)
+        url = await self.scheduler_url(pool)  # configured, else its on-chain endpoint
         if url is None:
             raise ConfigError(
-                f"No scheduler URL is known for workerpool {pool}; set "
-                f"COMPTOIR_SCHEDULER_URLS={pool}=<url>."
+                f"Workerpool {pool} records no endpoint on-chain; ask its owner to run "
+                f"'comptoir pool advertise', or set COMPTOIR_SCHEDULER_URLS={pool}=<url>."
             )
         try:
             resp = await self.http.get(f"{url}{path}")
