@@ -33,6 +33,7 @@ HEX32 = r"^0x[0-9a-fA-F]{64}$"
 MAX_ID = 2**53  # assignment ids are SQL integers
 AssignmentId = Annotated[int, Path(ge=0, le=MAX_ID)]
 Hash32 = Annotated[str, Path(pattern=HEX32, description="0x + 64 hex digits.")]
+MAX_SLOTS = 1024  # replicas one worker may hold running at once
 HEALTH_MEMORY_S = 30.0  # a database failure keeps /healthz at 503 this long
 
 
@@ -40,6 +41,9 @@ class Capabilities(BaseModel):
     gpu: bool = False
     cpus: int = Field(default=1, ge=1, le=1_000_000)
     memory: int = Field(default=0, ge=0, le=2**62, description="bytes of memory")
+    slots: int = Field(
+        default=1, ge=1, le=MAX_SLOTS, description="replicas the worker runs at once"
+    )
 
 
 class RegisterRequest(BaseModel):
@@ -190,10 +194,18 @@ def create_scheduler_app(
         caps = req.capabilities
         token = await db.run(
             lambda c: state.register_worker(
-                c, addr, caps.gpu, caps.cpus, caps.memory, score, time.time(), balance
+                c,
+                addr,
+                caps.gpu,
+                caps.cpus,
+                caps.memory,
+                score,
+                time.time(),
+                balance,
+                slots=caps.slots,
             )
         )
-        log.info("worker.registered", worker=addr, gpu=caps.gpu, score=score)
+        log.info("worker.registered", worker=addr, gpu=caps.gpu, slots=caps.slots, score=score)
         return {
             "token": token,
             "worker": addr,

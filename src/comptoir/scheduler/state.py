@@ -228,11 +228,14 @@ def register_worker(
     score: int,
     now: float,
     balance: int | None = None,
+    slots: int | None = None,
 ) -> str:
-    """(Re-)register a worker; returns a fresh bearer token (the old one stops working)."""
+    """(Re-)register a worker; returns a fresh bearer token (the old one stops working).
+    `slots` caps the replicas it runs at once (None: no cap)."""
     token = secrets.token_urlsafe(32)
     values = {
         "balance": None if balance is None else str(balance),
+        "slots": slots,
         "token_hash": token_hash(token),
         "gpu": gpu,
         "cpus": cpus,
@@ -412,11 +415,14 @@ def next_work(
     Prefers deals whose app and dataset the worker already caches (data locality),
     then older deals, then lower task indices. A task gets a replica only while its
     committed and running replicas cannot reach the deal's trust even if they all agree
-    (consensus.extra_replicas), and never twice the same worker.
+    (consensus.extra_replicas), and never twice the same worker. A worker already
+    running as many replicas as its advertised slots gets nothing more.
     """
     me = conn.execute(select(workers).where(workers.c.address == address)).first()
     if me is None:
         raise NotFound("This worker is not registered; register again.")
+    if me.slots is not None and running_replicas(conn, address) >= int(me.slots):
+        return None
     cached = set(json.loads(me.cached))
     mine = select(assignments.c.task_id).where(
         assignments.c.worker == address, assignments.c.status.not_in(REDISPATCHABLE)
@@ -529,6 +535,18 @@ def next_work(
             if _claim(conn, fresh):
                 return _assign(conn, d, fresh, address, now, authorize)
     return None
+
+
+def running_replicas(conn: Connection, address: str) -> int:
+    """Replicas `address` is computing now (committed ones no longer hold a slot)."""
+    return int(
+        conn.execute(
+            select(func.count(assignments.c.id)).where(
+                assignments.c.worker == address, assignments.c.status == RUNNING
+            )
+        ).scalar()
+        or 0
+    )
 
 
 def _claim(conn: Connection, task_row: Any) -> bool:
@@ -1326,6 +1344,7 @@ def worker_list(conn: Connection) -> list[dict[str, Any]]:
             "gpu": bool(w.gpu),
             "cpus": int(w.cpus),
             "memory": int(w.memory),
+            "slots": None if w.slots is None else int(w.slots),
             "score": int(w.score),
             "weight": int(w.weight),
             "last_heartbeat": w.last_heartbeat,
