@@ -272,12 +272,15 @@ class WorkerAgent:
                 ):
                     await self._until_one_done(in_flight, self.s.poll_interval_s)
                     continue
+                wait = min(self.scheduler.work_wait_s, self.s.http_timeout_s / 2)
                 try:
-                    assignment = await self.scheduler.next_work()
+                    assignment = await self.scheduler.next_work(wait)
                 except ComptoirError as exc:
                     await self._retry_after(backoff, "worker.pull_failed", exc)
                     continue
                 backoff.reset()
+                if assignment is None and wait > 0:
+                    continue  # the scheduler held the request: ask again at once
                 if assignment is None:
                     # nothing now: ask again after the poll interval, or as soon as a
                     # running task ends (the scheduler may have held work for a free slot)
