@@ -82,6 +82,7 @@ demo: setup sysdeps
 
 bench: setup sysdeps
 	$(PY) bench/gas.py
+	$(PY) bench/sandbox.py
 	$(PY) bench/e2e.py
 
 # Simulated workers against a real scheduler: dispatch rate, latency, CPU per task, gas.

@@ -60,7 +60,7 @@ SAMPLE_APP = "primes"
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 FAST_ENV = {  # quick loops: a local stack is for trying things out and for tests
-    "COMPTOIR_SCHEDULER_POLL": "0.3",
+    "COMPTOIR_SCHEDULER_POLL": "0.1",
     "COMPTOIR_SCHEDULER_REVEAL_WAIT": "5",
     "COMPTOIR_SCHEDULER_LEASE": "15",
     "COMPTOIR_SCHEDULER_RECONCILE": "10",

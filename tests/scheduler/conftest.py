@@ -96,13 +96,18 @@ class Pool:
         return self.db.tx(fn)
 
     def add_worker(
-        self, name: str, score: int = 0, gpu: bool = False, balance: int | None = 1000
+        self,
+        name: str,
+        score: int = 0,
+        gpu: bool = False,
+        balance: int | None = 1000,
+        slots: int | None = None,
     ) -> str:
         account = Account.create()
         self.workers[name] = account
         self.tx(
             lambda c: state.register_worker(
-                c, account.address, gpu, 2, 1 << 30, score, time.time(), balance
+                c, account.address, gpu, 2, 1 << 30, score, time.time(), balance, slots
             )
         )
         return str(account.address)

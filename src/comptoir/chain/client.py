@@ -456,6 +456,8 @@ class ChainClient:
             to_checksum_address(deployment.contributions), abi=artifact("Contributions").abi
         )
         self.last_receipt: Any = None
+        # a category never changes once created (the registry has no setter): read once
+        self._categories: dict[int, Category] = {}
         # how event logs are read on this network (range cap, finality depth, disk cache)
         self.scan_policy = ScanPolicy()
 
@@ -714,22 +716,32 @@ class ChainClient:
         return int(ev.from_receipt(receipt, ev.CategoryCreated)[0].category)
 
     def category(self, category: int) -> Category:
+        known = self._categories.get(category)
+        if known is not None:
+            return known
         if category >= self.category_count():
             raise TransactionRejected(
                 f"No category has id {category}; list the categories and pick an existing one.",
                 reason="categories: unknown category",
             )
-        return Category(
+        return self._read_category(category)
+
+    def _read_category(self, category: int) -> Category:
+        read = Category(
             category,
             self._view(self.registry, "category_name", category),
             int(self._view(self.registry, "category_time_ref", category)),
         )
+        self._categories[category] = read
+        return read
 
     def category_count(self) -> int:
         return int(self._view(self.registry, "category_count"))
 
     def categories(self) -> list[Category]:
-        return [self.category(i) for i in range(self.category_count())]
+        return [
+            self._categories.get(i) or self._read_category(i) for i in range(self.category_count())
+        ]
 
     # ------------------------------------------------------------ orders
 

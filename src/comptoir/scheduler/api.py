@@ -35,6 +35,8 @@ HEX32 = r"^0x[0-9a-fA-F]{64}$"
 MAX_ID = 2**53  # assignment ids are SQL integers
 AssignmentId = Annotated[int, Path(ge=0, le=MAX_ID)]
 Hash32 = Annotated[str, Path(pattern=HEX32, description="0x + 64 hex digits.")]
+WORK_WAIT_S = 2.0  # longest a work/next request is held while there is nothing to hand out
+MAX_SLOTS = 1024  # replicas one worker may hold running at once
 HEALTH_MEMORY_S = 30.0  # a database failure keeps /healthz at 503 this long
 
 
@@ -42,6 +44,9 @@ class Capabilities(BaseModel):
     gpu: bool = False
     cpus: int = Field(default=1, ge=1, le=1_000_000)
     memory: int = Field(default=0, ge=0, le=2**62, description="bytes of memory")
+    slots: int = Field(
+        default=1, ge=1, le=MAX_SLOTS, description="replicas the worker runs at once"
+    )
 
 
 class RegisterRequest(BaseModel):
@@ -202,20 +207,29 @@ def create_scheduler_app(
             if not state.consume_challenge(c, addr, req.nonce, time.time()):
                 return None
             return state.register_worker(
-                c, addr, caps.gpu, caps.cpus, caps.memory, score, time.time(), balance
+                c,
+                addr,
+                caps.gpu,
+                caps.cpus,
+                caps.memory,
+                score,
+                time.time(),
+                balance,
+                slots=caps.slots,
             )
 
         token = await db.run(consume_and_register)
         if token is None:
             raise HTTPException(401, "Unknown or expired challenge; ask for a new one.")
         tokens.forget(addr)
-        log.info("worker.registered", worker=addr, gpu=caps.gpu, score=score)
+        log.info("worker.registered", worker=addr, gpu=caps.gpu, slots=caps.slots, score=score)
         return {
             "token": token,
             "worker": addr,
             "workerpool": settings.workerpool,
             "lease_s": settings.heartbeat_lease_s,
             "poll_interval_s": settings.poll_interval_s,
+            "work_wait_s": WORK_WAIT_S,
             "chain_id": settings.deployment.chain_id,
             "hub": settings.deployment.hub,
             "contributions": settings.deployment.contributions,
@@ -230,11 +244,28 @@ def create_scheduler_app(
     # ---------------------------------------------------------------- work
 
     @app.post("/v1/work/next", response_model=None)
-    async def next_work(me: Worker) -> Response | dict[str, Any]:
-        chain_now = sched.clock.now()
-        found = await db.run(
-            lambda c: state.next_work(c, settings, me, chain_now, time.time(), sched.authorize)
-        )
+    async def next_work(
+        me: Worker,
+        wait: Annotated[
+            float, Query(ge=0, le=WORK_WAIT_S, description="seconds to hold an empty answer")
+        ] = 0.0,
+    ) -> Response | dict[str, Any]:
+        # long poll: with nothing to hand out, wait for new work (a deal seen, replicas
+        # lost or given back) up to `wait` seconds instead of making the worker poll
+        deadline = time.monotonic() + wait
+        while True:
+            generation = sched.work_generation
+            found = await db.run(
+                lambda c: state.next_work(
+                    c, settings, me, sched.clock.now(), time.time(), sched.authorize
+                )
+            )
+            left = deadline - time.monotonic()
+            if found is not None or left <= 0:
+                break
+            if generation == sched.work_generation:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(sched.new_work.wait(), timeout=left)
         if found is None:
             return Response(status_code=204)
         metrics.assignments_dispatched.inc()
@@ -261,6 +292,7 @@ def create_scheduler_app(
             raise HTTPException(400, "The contribution is not signed by this worker's key.")
         out = await db.run(lambda conn: state.commit(conn, aid, me, c, time.time()))
         log.info("assignment.committed", id=aid, worker=me)
+        sched.work_appeared()  # a disagreement asks for more replicas
         return out
 
     @app.post("/v1/assignments/{aid}/reveal")
@@ -290,11 +322,14 @@ def create_scheduler_app(
             )
         )
         log.info("assignment.failed", id=aid, worker=me, kind=req.kind, message=req.message)
+        sched.work_appeared()  # the task may want another replica
         return out
 
     @app.post("/v1/assignments/{aid}/release")
     async def release(aid: AssignmentId, me: Worker) -> dict[str, Any]:
-        return await db.run(lambda c: state.release(c, aid, me, time.time()))
+        out = await db.run(lambda c: state.release(c, aid, me, time.time()))
+        sched.work_appeared()
+        return out
 
     # ---------------------------------------------------------------- public views
 

@@ -162,6 +162,8 @@ workers = Table(
     Column("gpu", Boolean, nullable=False, default=False),
     Column("cpus", Integer, nullable=False, default=1),
     Column("memory", BigInteger, nullable=False, default=0),
+    # replicas it runs at once (its advertised slots); None: not capped by the scheduler
+    Column("slots", Integer),
     Column("score", BigInteger, nullable=False, default=0),
     Column("weight", Integer, nullable=False, default=2),
     # free escrow balance (decimal string: uint256), None until read from the chain

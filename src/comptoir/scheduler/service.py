@@ -94,8 +94,20 @@ class Scheduler:
         self._failing: dict[str, int] = {}  # step -> consecutive failures (for the logs)
         self._stop = asyncio.Event()
         self.wake = asyncio.Event()  # set by the API when there is work for the finalizer
+        # pulsed when replicas may be wanted (a new deal, lost or given-back replicas):
+        # workers long-polling work/next ask again at once
+        self.new_work = asyncio.Event()
+        self.work_generation = 0
 
     # ------------------------------------------------------------ helpers
+
+    def work_appeared(self) -> None:
+        """Wake every long-polling work/next (set wakes the current waiters; clear makes
+        the next ones wait again); the generation tells a request that checked the
+        database just before the pulse to look again."""
+        self.work_generation += 1
+        self.new_work.set()
+        self.new_work.clear()
 
     async def chain(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.to_thread(fn, *args)
@@ -277,6 +289,7 @@ class Scheduler:
         added = await self.db.run(lambda c: state.add_deal(c, info, time.time()))
         if added:
             log.info("deal.new", deal=deal_id, volume=created.deal.volume, trust=created.deal.trust)
+            self.work_appeared()
         return added
 
     # ------------------------------------------------------------ leases and reveals
@@ -289,6 +302,7 @@ class Scheduler:
         if lost:
             self.metrics.assignments_lost.inc(len(lost))
             log.info("assignments.lost", ids=lost)
+            self.work_appeared()
 
     async def reveal_tick(self) -> None:
         s, chain_now = self.settings, self.clock.now()
@@ -364,8 +378,8 @@ class Scheduler:
         self.metrics.finalize_gas.observe(gas)
         self.metrics.finalize_tx.inc()
         self.metrics.tasks_finalized.inc(len(ids))
-        await self.refresh_workers(batch.workers)
         log.info("finalize.sent", deal=batch.deal_id, tasks=len(ids), gas=gas, tx=tx)
+        await self.refresh_workers(batch.workers)
         return None
 
     async def _rejected(self, batch: state.Batch, k: int, exc: TransactionRejected) -> None:

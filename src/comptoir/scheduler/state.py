@@ -258,11 +258,14 @@ def register_worker(
     score: int,
     now: float,
     balance: int | None = None,
+    slots: int | None = None,
 ) -> str:
-    """(Re-)register a worker; returns a fresh bearer token (the old one stops working)."""
+    """(Re-)register a worker; returns a fresh bearer token (the old one stops working).
+    `slots` caps the replicas it runs at once (None: no cap)."""
     token = secrets.token_urlsafe(32)
     values = {
         "balance": None if balance is None else str(balance),
+        "slots": slots,
         "token_hash": token_hash(token),
         "gpu": gpu,
         "cpus": cpus,
@@ -471,11 +474,14 @@ def next_work(
     Prefers deals whose app and dataset the worker already caches (data locality),
     then older deals, then lower task indices. A task gets a replica only while its
     committed and running replicas cannot reach the deal's trust even if they all agree
-    (consensus.extra_replicas), and never twice the same worker.
+    (consensus.extra_replicas), and never twice the same worker. A worker already
+    running as many replicas as its advertised slots gets nothing more.
     """
     me = conn.execute(_WORKER_BY_ADDRESS, {"address": address}).first()
     if me is None:
         raise NotFound("This worker is not registered; register again.")
+    if me.slots is not None and running_replicas(conn, address) >= int(me.slots):
+        return None
     cached = set(json.loads(me.cached))
     open_deals = [
         d
@@ -622,6 +628,18 @@ def _deals_with_open_tasks(conn: Connection, chain_now: int, now: float) -> list
 def forget_open_deals(conn: Connection) -> None:
     """The next dispatch reads the open deals again (a deal was just recorded)."""
     _open_deals.pop(conn.engine, None)
+
+
+def running_replicas(conn: Connection, address: str) -> int:
+    """Replicas `address` is computing now (committed ones no longer hold a slot)."""
+    return int(
+        conn.execute(
+            select(func.count(assignments.c.id)).where(
+                assignments.c.worker == address, assignments.c.status == RUNNING
+            )
+        ).scalar()
+        or 0
+    )
 
 
 def _claim(conn: Connection, task_row: Any) -> bool:
@@ -1439,6 +1457,7 @@ def worker_list(conn: Connection) -> list[dict[str, Any]]:
             "gpu": bool(w.gpu),
             "cpus": int(w.cpus),
             "memory": int(w.memory),
+            "slots": None if w.slots is None else int(w.slots),
             "score": int(w.score),
             "weight": int(w.weight),
             "last_heartbeat": w.last_heartbeat,

@@ -81,6 +81,7 @@ from comptoir.storage.client import StorageClient
 T = TypeVar("T")
 ProgressCallback = Callable[[Progress], None]
 POLL_S = 0.5
+LOCAL_POLL_S = 0.1  # the local devnet: a loopback node answers in a millisecond
 RESULT_WAIT_S = 30.0  # how long a settled task's result may take to be listed
 CANDIDATES = 100  # orders of each kind considered per search
 
@@ -823,6 +824,7 @@ class Comptoir:
                 key = (_hex(e.deal_id), int(e.index))
                 if key not in pending:
                     continue
+                notify(Progress("settled", f"task {key[1]} settled on-chain", done, total))
                 task = await self._settled(by_id[key[0]], e, out)
                 if not await self._call(chainscan.still_settled, c, e):
                     cursor = first_block  # undone while we fetched it: wait for it again
@@ -839,8 +841,14 @@ class Comptoir:
                     f"with 'comptoir deal show {next(iter(pending))[0]}'."
                 )
             await self._claim_expired(c, by_id, pending)
-            await asyncio.sleep(POLL_S)
+            await asyncio.sleep(self._poll_s)
         notify(Progress("done", f"{done} task(s) settled", done, total))
+
+    @property
+    def _poll_s(self) -> float:
+        """Pause between two looks at the chain: short on the local devnet, gentler on a
+        named network's provider."""
+        return LOCAL_POLL_S if self.config.settings.network is None else POLL_S
 
     async def _claim_expired(
         self, c: ChainClient, deals: dict[str, DealHandle], pending: set[tuple[str, int]]
@@ -983,7 +991,7 @@ class Comptoir:
                 pass
             if time.monotonic() > deadline:
                 return None
-            await asyncio.sleep(POLL_S)
+            await asyncio.sleep(self._poll_s)
 
     async def _app_determinism(self, app: int) -> str | None:
         if app not in self._determinism:

@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,17 +144,19 @@ class WorkerAgent:
         )
         self.keys = KeyServiceClient(settings.key_url, timeout=settings.http_timeout_s)
         self.gpu = detect_gpu() if settings.gpu is None else settings.gpu
-        capabilities = {
-            "gpu": self.gpu,
-            "cpus": settings.cpus or os.cpu_count() or 1,
-            "memory": settings.memory or psutil.virtual_memory().total,
-        }
+        cpus = settings.cpus or os.cpu_count() or 1
+        memory = settings.memory or psutil.virtual_memory().total
+        # tasks computed at once, each in its own sandbox job with its own limits
+        self.slots = settings.slot_count(cpus, memory)
+        capabilities = {"gpu": self.gpu, "cpus": cpus, "memory": memory, "slots": self.slots}
         self.scheduler = SchedulerClient(
             settings.scheduler_url, self.account, capabilities, settings.http_timeout_s
         )
         self._executor: BwrapExecutor | None = None
         self._stop = asyncio.Event()
-        self.current: int | None = None  # assignment being computed
+        # set after a commit: its task may already want the reveal (trust reached)
+        self._reveal_wake = asyncio.Event()
+        self.running: set[int] = set()  # assignments being computed, one per busy slot
         self._reveal_backoff: dict[int, tuple[Backoff, float]] = {}  # aid -> (backoff, next try)
 
     @property
@@ -164,6 +167,7 @@ class WorkerAgent:
 
     def stop(self) -> None:
         self._stop.set()
+        self._reveal_wake.set()
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -179,6 +183,7 @@ class WorkerAgent:
             "worker.start",
             worker=self.address,
             gpu=self.gpu,
+            slots=self.slots,
             isolation=isolation.level,
             required=self.s.isolation,
             lacks=list(isolation.missing),
@@ -191,14 +196,7 @@ class WorkerAgent:
                 await self.scheduler.register()
                 break
             except SchedulerUnreachable as exc:
-                delay = backoff.next_delay()
-                log.warning(
-                    "worker.register_retry",
-                    attempt=backoff.attempt,
-                    delay=round(delay, 2),
-                    error=str(exc),
-                )
-                await self._sleep(delay)
+                await self._retry_after(backoff, "worker.register_retry", exc)
         await self.resume()
         background = [
             asyncio.create_task(self._heartbeat_loop()),
@@ -257,37 +255,68 @@ class WorkerAgent:
         to a few seconds, jittered so restarted schedulers are not hit in lockstep."""
         return Backoff(self.s.poll_interval_s, cap_s=max(self.s.poll_interval_s, SCHEDULER_CAP_S))
 
+    async def _retry_after(self, backoff: Backoff, event: str, exc: Exception) -> None:
+        """Log a failed attempt with its number, then wait out the back-off's next delay."""
+        delay = backoff.next_delay()
+        log.warning(event, attempt=backoff.attempt, delay=round(delay, 2), error=str(exc))
+        await self._sleep(delay)
+
     async def _work_loop(self) -> None:
+        """Pull while a slot is free; each assignment runs as its own task. On stop, the
+        ones in flight finish (commit included) before the loop returns."""
         backoff = self._scheduler_backoff()
-        while not self._stop.is_set():
-            if self.s.idle_only and not await asyncio.to_thread(
-                machine_idle, self.s.idle_cpu_percent
-            ):
-                await self._sleep(self.s.poll_interval_s)
-                continue
-            try:
-                assignment = await self.scheduler.next_work()
-            except ComptoirError as exc:
-                delay = backoff.next_delay()
-                log.warning(
-                    "worker.pull_failed",
-                    attempt=backoff.attempt,
-                    delay=round(delay, 2),
-                    error=str(exc),
-                )
-                await self._sleep(delay)
-                continue
-            backoff.reset()
-            if assignment is None:
-                await self._sleep(self.s.poll_interval_s)
-                continue
-            await self.process(assignment)
+        in_flight: set[asyncio.Task[None]] = set()
+        try:
+            while not self._stop.is_set():
+                if len(in_flight) >= self.slots:
+                    await self._until_one_done(in_flight)
+                    continue
+                if self.s.idle_only and not await asyncio.to_thread(
+                    machine_idle, self.s.idle_cpu_percent
+                ):
+                    await self._until_one_done(in_flight, self.s.poll_interval_s)
+                    continue
+                wait = min(self.scheduler.work_wait_s, self.s.http_timeout_s / 2)
+                try:
+                    assignment = await self.scheduler.next_work(wait)
+                except ComptoirError as exc:
+                    await self._retry_after(backoff, "worker.pull_failed", exc)
+                    continue
+                backoff.reset()
+                if assignment is None and wait > 0:
+                    continue  # the scheduler held the request: ask again at once
+                if assignment is None:
+                    # nothing now: ask again after the poll interval, or as soon as a
+                    # running task ends (the scheduler may have held work for a free slot)
+                    await self._until_one_done(in_flight, self.s.poll_interval_s)
+                    continue
+                in_flight.add(asyncio.create_task(self.process(assignment)))
+        finally:
+            if in_flight:
+                await asyncio.gather(*in_flight, return_exceptions=True)
+
+    async def _until_one_done(
+        self, in_flight: set[asyncio.Task[None]], timeout: float | None = None
+    ) -> None:
+        """Wait until an assignment task ends (dropped from `in_flight`), stop is asked,
+        or `timeout` passes."""
+        stop = asyncio.ensure_future(self._stop.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {*in_flight, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            stop.cancel()
+        for task in done & in_flight:
+            if not task.cancelled() and task.exception() is not None:
+                log.error("assignment.crashed", error=repr(task.exception()))
+        in_flight.difference_update(done)
 
     # ------------------------------------------------------------ one assignment
 
     async def process(self, a: dict[str, Any]) -> None:
         aid = int(a["id"])
-        self.current = aid
+        self.running.add(aid)
         self.journal.put(aid, phase="running", assignment=a)
         log.info("assignment.start", id=aid, task=a["task_id"], index=a["index"])
         try:
@@ -308,7 +337,7 @@ class WorkerAgent:
             await self._report(aid, "internal", f"{type(exc).__name__}: {exc}")
             return
         finally:
-            self.current = None
+            self.running.discard(aid)
             shutil.rmtree(self.jobs / str(aid), ignore_errors=True)
         digest = computed.digest
         if self.s.fault == "lie":  # TEST ONLY: commit to a wrong result
@@ -381,6 +410,7 @@ class WorkerAgent:
             return
         self.journal.put(aid, phase=COMMITTED)
         log.info("assignment.committed", id=aid)
+        self._reveal_wake.set()
 
     async def _report(self, aid: int, kind: str, message: str) -> None:
         log.warning("assignment.failed", id=aid, kind=kind, error=message)
@@ -406,7 +436,11 @@ class WorkerAgent:
                     self._retry_reveal_later(aid, exc)
                 else:
                     self._reveal_backoff.pop(aid, None)
-            await self._sleep(min(self.s.poll_interval_s, 1.0))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._reveal_wake.wait(), timeout=min(self.s.poll_interval_s, 1.0)
+                )
+            self._reveal_wake.clear()
 
     def _retry_reveal_later(self, aid: int, exc: ComptoirError) -> None:
         backoff, _ = self._reveal_backoff.get(aid, (Backoff(RETRY_BASE_S, RETRY_CAP_S), 0.0))
@@ -437,7 +471,9 @@ class WorkerAgent:
         blob = None
         path = Path(entry["result_path"])
         if path.exists():
+            started = time.monotonic()
             blob = await self.storage.aupload(path)
+            log.info("assignment.uploaded", id=aid, seconds=round(time.monotonic() - started, 3))
         callback = bytes.fromhex(entry["callback_data"]) if entry.get("callback_data") else None
         await self.scheduler.reveal(
             aid, bytes.fromhex(entry["digest"][2:]), blob, entry.get("failure"), callback

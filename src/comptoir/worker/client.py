@@ -82,8 +82,18 @@ class SchedulerClient:
     async def heartbeat(self, cached: list[str]) -> None:
         _check(await self._call("POST", "/v1/workers/heartbeat", json={"cached": cached}))
 
-    async def next_work(self) -> dict[str, Any] | None:
-        resp = await self._call("POST", "/v1/work/next")
+    @property
+    def work_wait_s(self) -> float:
+        """How long the scheduler holds an empty work/next (0: an older one that does not:
+        the worker paces its pulls itself)."""
+        try:
+            return max(0.0, float(self.info.get("work_wait_s", 0.0)))
+        except (TypeError, ValueError):
+            return 0.0
+
+    async def next_work(self, wait: float = 0.0) -> dict[str, Any] | None:
+        params = {"wait": wait} if wait > 0 else None
+        resp = await self._call("POST", "/v1/work/next", params=params)
         if resp.status_code == 204:
             return None
         _check(resp)

@@ -13,7 +13,8 @@
 | COMPTOIR_WORKER_CACHE_BYTES | 4 GiB | cache size bound (LRU eviction) |
 | COMPTOIR_WORKER_IDLE_ONLY | 0 | volunteer mode: work only when the CPU is idle |
 | COMPTOIR_WORKER_GPU | (detect) | 1/0 to force the GPU capability |
-| COMPTOIR_WORKER_MEMORY_LIMIT | 1 GiB | sandbox memory limit (bytes) |
+| COMPTOIR_WORKER_SLOTS | (detect) | tasks run at once; 0: min(cores, memory / memory limit) |
+| COMPTOIR_WORKER_MEMORY_LIMIT | 1 GiB | sandbox memory limit (bytes), per task |
 | COMPTOIR_WORKER_OUTPUT_LIMIT | 256 MiB | sandbox output limit (bytes) |
 | COMPTOIR_WORKER_MAX_PROCESSES | 64 | sandbox process limit |
 | COMPTOIR_WORKER_ISOLATION | full | lowest isolation the pool accepts: full, partial, reduced |
@@ -38,6 +39,7 @@ from comptoir.exceptions import ConfigError
 from comptoir.sandbox.executor import ISOLATION_LEVELS
 
 FAULTS = ("lie", "tamper_seal")  # test-only fault injection
+MAX_SLOTS = 1024  # the scheduler's bound on advertised slots
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class WorkerSettings:
     gpu: bool | None = None  # None: detect
     cpus: int | None = None
     memory: int | None = None
+    slots: int | None = None  # tasks run at once; None: from cores and memory
     memory_limit_bytes: int = 1 << 30
     output_limit_bytes: int = 256 << 20
     max_processes: int = 64
@@ -81,11 +84,21 @@ class WorkerSettings:
     def __post_init__(self) -> None:
         if self.fault is not None and self.fault not in FAULTS:
             raise ConfigError(f"Unknown fault {self.fault!r}; known: {', '.join(FAULTS)}.")
+        if self.slots is not None and not 1 <= self.slots <= MAX_SLOTS:
+            raise ConfigError(f"COMPTOIR_WORKER_SLOTS must be between 1 and {MAX_SLOTS}.")
         if self.isolation not in ISOLATION_LEVELS:
             raise ConfigError(
                 f"Unknown isolation level {self.isolation!r}; "
                 f"use one of {', '.join(ISOLATION_LEVELS)}."
             )
+
+    def slot_count(self, cpus: int, memory: int) -> int:
+        """Tasks run at once: the setting, else one per core while each task's memory
+        limit fits in the machine's memory (at least one, at most MAX_SLOTS)."""
+        if self.slots is not None:
+            return self.slots
+        by_memory = memory // max(self.memory_limit_bytes, 1)
+        return max(1, min(cpus, by_memory, MAX_SLOTS))
 
     @property
     def unpack_limits(self) -> UnpackLimits:
@@ -133,6 +146,7 @@ class WorkerSettings:
             cache_bytes=int(num("COMPTOIR_WORKER_CACHE_BYTES", 4 << 30)),
             idle_only=env_flag(env, "COMPTOIR_WORKER_IDLE_ONLY"),
             gpu=None if not gpu else gpu not in ("0", "false"),
+            slots=int(num("COMPTOIR_WORKER_SLOTS", 0)) or None,
             memory_limit_bytes=int(num("COMPTOIR_WORKER_MEMORY_LIMIT", 1 << 30)),
             output_limit_bytes=int(num("COMPTOIR_WORKER_OUTPUT_LIMIT", 256 << 20)),
             max_processes=int(num("COMPTOIR_WORKER_MAX_PROCESSES", 64)),
