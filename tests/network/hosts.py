@@ -35,6 +35,7 @@ TOKENS = 10**9  # minted by the operator to every party's account
 START_TIMEOUT = 180.0
 COMMAND_TIMEOUT = 300.0  # one CLI command, on a machine other work may load
 PARALLEL = 4
+REQUESTERS = (1, 8)  # the requester's wallet for each pool's bag (devnet accounts)
 
 
 @dataclass
@@ -226,7 +227,7 @@ class Parties:
     market: Host
     storage: Host
     developer: Host  # the app's owner (account 2)
-    requester: Host  # account 1
+    requester: Host  # accounts 1, 8: one wallet per pool, so the bags run at once
     pools: list[Pool]
 
 
@@ -294,7 +295,8 @@ def run_network(p: Parties, volume: int = 3) -> dict[int, str]:
     record = deploy(operator.home, NETWORK, p.chain_url, prefix=operator.prefix)
     hub = str(record["hub"])
     token = ChainClient(connect(p.chain_url), Deployment.from_json(record), devnet_account(0))
-    for index in {1, 2, *(i for pool in p.pools for i in (pool.owner, *pool.workers))}:
+    wallets = [f"devnet:{i}" for i in REQUESTERS[: len(p.pools)]]
+    for index in {*REQUESTERS, 2, *(i for pool in p.pools for i in (pool.owner, *pool.workers))}:
         token.mint(devnet_account(index).address, TOKENS)
 
     mport, sport = p.market.port(8000), p.storage.port(8100)
@@ -325,7 +327,7 @@ def run_network(p: Parties, volume: int = 3) -> dict[int, str]:
         service(p.market, "market", mport, f"{market_url}/v1/info"),
         service(p.storage, "storage", sport, f"{storage_url}/healthz"),
         party(p.developer, ("app", "init", "primes-src", "--name", "primes")),
-        party(p.requester, (*deposit, str(10**6), "-w", "devnet:1")),
+        party(p.requester, *((*deposit, str(10**6), "-w", w) for w in wallets)),
         *(party(host) for host in pool_hosts),
         *(party(h, use=False) for h in workers),  # a worker's first command of two
     )
@@ -336,13 +338,18 @@ def run_network(p: Parties, volume: int = 3) -> dict[int, str]:
         *(lambda n=n, pool=pool: _start_pool(n, pool) for n, pool in enumerate(p.pools)),
     )
 
-    req, outputs = p.requester, {}
-    for pool in p.pools:  # one after the other: one wallet, one nonce sequence
-        run = req.cli(
+    outputs: dict[int, str] = {}
+
+    def bag(pool: Pool, wallet: str) -> None:
+        run = p.requester.cli(
             "run", str(app), "--volume", str(volume), "--category", "XS", "--trust", "1",
-            "--workerpool", str(pool.id), "--timeout", "420", "-w", "devnet:1", timeout=540,
+            "--workerpool", str(pool.id), "--timeout", "420", "-w", wallet, timeout=540,
         )  # fmt: skip
         scheduler = pool.host.log("scheduler") if pool.host else ""
         assert run.returncode == 0, run.stdout + run.stderr + scheduler
         outputs[pool.id] = run.stdout
+
+    _parallel(
+        *(lambda pool=pool, w=w: bag(pool, w) for pool, w in zip(p.pools, wallets, strict=True))
+    )
     return outputs
