@@ -325,7 +325,6 @@ def test_capped_provider_chunks_and_an_interrupted_catch_up_resumes(
     from comptoir.exceptions import ChainError
     from comptoir.market.indexer import ChainIndexer
     from comptoir.testing.servers import serve_app
-
     from network.test_logscan import CappedProvider  # the same capping proxy
 
     start = chain.w3.eth.block_number + 1
