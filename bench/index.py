@@ -33,6 +33,7 @@ from comptoir.chain.deploy import TEST_CATEGORY_ID
 from comptoir.chain.types import AppOrder, RequestOrder, WorkerpoolOrder
 from comptoir.config import load_settings
 from comptoir.market import MarketSettings, Web3ChainView, create_market_app
+from comptoir.market.store import orders as orders_table
 from comptoir.market.store import row_for
 from comptoir.testing.servers import serve_app
 
@@ -81,20 +82,24 @@ def percentiles(samples: list[float]) -> str:
 async def list_orders(settings: MarketSettings, app_dev: ChainClient, app: int, n: int) -> None:
     market = create_market_app(settings).state.market
     await market.store.ready()
+    rows = []
     for i in range(n):
         order = AppOrder(app=app, app_price=1 + i, volume=5)
-        row = row_for(
-            order_hash="0x" + app_dev.order_hash(order).hex(),
-            kind="app",
-            order_json=order.to_json(),
-            signature="0x" + "00" * 65,
-            owner=app_dev.address,
-            status="open",
-            status_reason=None,
-            remaining=5,
-            published_at=time.time(),
+        rows.append(
+            row_for(
+                order_hash="0x" + app_dev.order_hash(order).hex(),
+                kind="app",
+                order_json=order.to_json(),
+                signature="0x" + "00" * 65,
+                owner=app_dev.address,
+                status="open",
+                status_reason=None,
+                remaining=5,
+                published_at=time.time(),
+            )
         )
-        await market.store.insert_order(row)
+    with market.store.engine.begin() as conn:  # one transaction: the setup, not the bench
+        conn.execute(orders_table.insert(), rows)
     await market.store.close()
 
 

@@ -311,3 +311,59 @@ async def test_unknown_rows_and_page_caps(clients: dict[str, ChainClient], marke
         assert (await http.get("/v1/assets", params={"name": "a2"})).json()["assets"][0][
             "location"
         ] == "oci://a2"
+
+
+def test_capped_provider_chunks_and_an_interrupted_catch_up_resumes(
+    chain: Devnet, clients: dict[str, ChainClient], tmp_path: Path
+) -> None:
+    """Through a provider that refuses more than 2 blocks per eth_getLogs, the indexer
+    halves its ranges; a provider failure mid catch-up leaves the cursor at the last chunk
+    written, and the next pass resumes there without reading or storing anything twice."""
+    from sqlalchemy import create_engine
+
+    from comptoir.chain.client import connect
+    from comptoir.exceptions import ChainError
+    from comptoir.market.indexer import ChainIndexer
+    from comptoir.testing.servers import serve_app
+    from network.test_logscan import CappedProvider  # the same capping proxy
+
+    start = chain.w3.eth.block_number + 1
+    names = [f"capped-{i}" for i in range(6)]
+    for name in names:
+        clients["app_dev"].register_app(name, f"oci://{name}", b"\x77" * 32)
+        mine(chain, 2)
+    d = chain.deployment
+    provider = CappedProvider(chain.rpc_url, cap=2)
+    engine = create_engine(f"sqlite:///{tmp_path / 'ix.db'}")
+    with serve_app(provider.app()) as url:
+        indexer = ChainIndexer(
+            engine, connect(url), d.hub, d.registry, d.contributions, start, max_range=8
+        )
+        indexer.create_tables()
+        served = 0
+        original = indexer.read_chunk
+
+        def failing_after_two(after: int, final: int) -> Any:
+            nonlocal served
+            served += 1
+            if served > 2:
+                provider.broken = True
+            return original(after, final)
+
+        indexer.read_chunk = failing_after_two  # type: ignore[method-assign]
+        with pytest.raises(ChainError):
+            indexer.run_once()
+        stopped = indexer.cursor().block
+        assert start - 1 < stopped < chain.w3.eth.block_number  # two chunks were written
+        assert all(b - a + 1 <= 2 for a, b in provider.served)
+        provider.broken = False
+        provider.served.clear()
+        indexer.read_chunk = original  # type: ignore[method-assign]
+        report = indexer.run_once()
+        assert report.cursor == chain.w3.eth.block_number
+        assert min(a for a, _ in provider.served) == stopped + 1  # resumed, not restarted
+    with engine.connect() as conn:
+        rows = conn.execute(select(ix.assets.c.name).order_by(ix.assets.c.asset)).all()
+        logged = conn.execute(select(func.count()).select_from(ix.journal)).scalar()
+    assert [r.name for r in rows] == names
+    assert logged == len(names)  # one AssetRegistered each, none twice
