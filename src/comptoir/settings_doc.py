@@ -48,6 +48,7 @@ OTHER_VARIABLES = """
 | COMPTOIR_MARKET_ADMIN_TOKEN | (none) | market: token POST /v1/sync requires |
 | COMPTOIR_MARKET_MAX_OPEN_PER_OWNER | 200 | market: open orders one signer may list |
 | COMPTOIR_MARKET_MIN_REQUEST_BALANCE | 1 | market: free hub balance a requester needs to list |
+| COMPTOIR_MARKET_CHAIN_CACHE_SECONDS | 2 | market: seconds a publish may reuse a chain read |
 | COMPTOIR_KEYSTORE_PASSWORD | (prompted) | password of a `wallet import --keystore` file |
 | COMPTOIR_S3_BUCKET / _PREFIX / _ENDPOINT_URL / _REGION | (none) / blobs/ | S3 storage backend |
 """

@@ -292,9 +292,29 @@ class OrderRecord(BaseModel):
 
 class OrderPage(BaseModel):
     orders: list[OrderRecord]
-    total: int = Field(description="Orders matching the filters, over all pages.")
+    total: int = Field(
+        description="Orders matching the filters, over all pages (counted up to 10 000: "
+        "see total_exact)."
+    )
+    total_exact: bool = Field(
+        default=True, description="False when more orders match than `total` says."
+    )
     limit: int
     offset: int
+    next: str | None = Field(
+        default=None,
+        description="Pass as `after` for the next page (keyset pagination); null on the last page.",
+    )
+
+
+class BatchItem(BaseModel):
+    status: int = Field(description="201 listed, 200 already listed, else why not (4xx).")
+    order: OrderRecord | None = None
+    detail: str | None = Field(default=None, description="Why it was refused.")
+
+
+class BatchResult(BaseModel):
+    results: list[BatchItem] = Field(description="One per order sent, in the same order.")
 
 
 class Candle(BaseModel):

@@ -38,6 +38,8 @@ class MarketSettings:
     min_request_balance: int = 1  # free balance a requester needs on the hub to list
     max_block_range: int = 2000  # blocks per eth_getLogs call (providers cap the range)
     confirmations: int = 0  # read DealCreated this many blocks behind the head (reorgs)
+    # seconds an asset owner or balance read for a publish may serve later publishes
+    chain_cache_seconds: float = 2.0
 
     def chain_view(self) -> ChainView:
         if self.chain is not None:
@@ -75,7 +77,7 @@ class MarketSettings:
         """COMPTOIR_CHAIN_ID, COMPTOIR_HUB, COMPTOIR_REGISTRY, COMPTOIR_RPC_URL,
         COMPTOIR_MARKET_DB, COMPTOIR_MARKET_SYNC_INTERVAL, COMPTOIR_MARKET_ADMIN_TOKEN,
         COMPTOIR_MARKET_START_BLOCK, COMPTOIR_MARKET_MAX_OPEN_PER_OWNER,
-        COMPTOIR_MARKET_MIN_REQUEST_BALANCE."""
+        COMPTOIR_MARKET_MIN_REQUEST_BALANCE, COMPTOIR_MARKET_CHAIN_CACHE_SECONDS."""
         env = os.environ if environ is None else environ
         missing = [k for k in ("COMPTOIR_CHAIN_ID", "COMPTOIR_HUB") if not env.get(k)]
         if missing:
@@ -86,12 +88,19 @@ class MarketSettings:
             start_block = int(env.get("COMPTOIR_MARKET_START_BLOCK", "0") or 0)
             max_open = int(env.get("COMPTOIR_MARKET_MAX_OPEN_PER_OWNER", "200") or 200)
             min_balance = int(env.get("COMPTOIR_MARKET_MIN_REQUEST_BALANCE", "1") or 0)
+            cache_seconds = float(env.get("COMPTOIR_MARKET_CHAIN_CACHE_SECONDS", "2") or 0)
         except ValueError as e:
             raise ConfigError(
                 "COMPTOIR_CHAIN_ID, COMPTOIR_MARKET_START_BLOCK, "
                 "COMPTOIR_MARKET_MAX_OPEN_PER_OWNER and COMPTOIR_MARKET_MIN_REQUEST_BALANCE "
-                "must be integers and COMPTOIR_MARKET_SYNC_INTERVAL a number."
+                "must be integers and COMPTOIR_MARKET_SYNC_INTERVAL and "
+                "COMPTOIR_MARKET_CHAIN_CACHE_SECONDS numbers."
             ) from e
+        if not 0 <= cache_seconds <= 60:
+            raise ConfigError(
+                "COMPTOIR_MARKET_CHAIN_CACHE_SECONDS must be between 0 and 60 seconds: "
+                "longer would let a listing through long after its deposit left."
+            )
         return cls(
             chain_id=chain_id,
             hub=env["COMPTOIR_HUB"],
@@ -103,4 +112,5 @@ class MarketSettings:
             start_block=start_block,
             max_open_per_owner=max_open,
             min_request_balance=min_balance,
+            chain_cache_seconds=cache_seconds,
         )
