@@ -85,9 +85,11 @@ bench: setup sysdeps
 	$(PY) bench/e2e.py
 
 # Simulated workers against a real scheduler: dispatch rate, latency, CPU per task, gas.
+# the 100 000-order book takes ~15 min more: make bench-scale MARKET_ORDERS=10000,100000
+MARKET_ORDERS ?= 10000
 bench-scale: setup sysdeps
 	$(PY) bench/scale.py --workers 100,1000,10000 --tasks 1000 --trust 1,4 \
-	  --processes 1,2 --postgres "$$(scripts/postgres-test-db.sh)"
+	  --processes 1,2 --market-orders $(MARKET_ORDERS) --postgres "$$(scripts/postgres-test-db.sh)"
 
 clean:
 	rm -rf $(VENV) $(TOOLS) build dist .pytest_cache

@@ -21,8 +21,13 @@ The load is a closed loop of ``--concurrency`` requests in flight. The machine i
 described beside the figures; CPU per operation is reported beside wall rates because
 shared machines are noisy. Nothing here is asserted (no wall-clock limits in tests).
 
+With ``--market-orders 10000,100000`` it also measures the market at those book sizes
+(bench/market_scale.py: signed orders published over HTTP, filtered queries), under
+"market" in bench/scale.json; ``--workers ''`` runs the market section alone.
+
 Usage: python bench/scale.py [--workers 100,1000] [--tasks 500] [--trust 1,4]
                              [--concurrency 32] [--seconds 120] [--postgres URL]
+                             [--market-orders 10000,100000]
 """
 
 from __future__ import annotations
@@ -544,6 +549,11 @@ def main() -> int:
     parser.add_argument(
         "--processes", default="1", help="API processes per pool, e.g. 1,2 (PostgreSQL only)"
     )
+    parser.add_argument(
+        "--market-orders",
+        default="",
+        help="also the market section (bench/market_scale.py) at these book sizes, e.g. 10000",
+    )
     parser.add_argument("--output", type=Path, default=OUT)
     args = parser.parse_args()
 
@@ -551,6 +561,7 @@ def main() -> int:
     os.environ["COMPTOIR_HOME"] = str(home)
     os.environ["COMPTOIR_DEVNET_PORT"] = "0"
     from comptoir import stack as stack_mod
+    from comptoir.chain.deploy import Deployment
     from comptoir.config import load_settings
 
     settings = load_settings()
@@ -567,7 +578,7 @@ def main() -> int:
             (db, trust, workers, procs)
             for db in databases
             for trust in (int(t) for t in args.trust.split(","))
-            for workers in (int(w) for w in args.workers.split(","))
+            for workers in (int(w) for w in args.workers.split(",") if w)
             for procs in (int(p) for p in args.processes.split(","))
             if procs == 1 or db is not None  # several processes need PostgreSQL
         ]
@@ -593,6 +604,17 @@ def main() -> int:
                 )
             )
             report["runs"].append(run)
+            args.output.write_text(json.dumps(report, indent=2) + "\n")
+        if args.market_orders:
+            from market_scale import run_market_bench
+
+            report["market"] = run_market_bench(
+                stack.rpc_url,
+                Deployment.load(stack.settings.devnet_dir / "deployment.json"),
+                home,
+                [int(n) for n in args.market_orders.split(",")],
+                args.postgres,
+            )
             args.output.write_text(json.dumps(report, indent=2) + "\n")
     report["total_seconds"] = round(time.monotonic() - started, 1)
     for run in report["runs"]:

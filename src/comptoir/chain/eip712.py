@@ -21,7 +21,7 @@ from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
 
-from comptoir.chain.types import _Struct
+from comptoir.chain.types import _Struct, checksummed
 
 DOMAIN_NAME = "Comptoir"
 DOMAIN_VERSION = "1"
@@ -123,7 +123,7 @@ def order_hash(order: _Struct, chain_id: int, hub: str) -> bytes:
     members = order.EIP712_FIELDS
     values = tuple(getattr(order, name) for name, _ in members)
     struct_hash = keccak(type_hash(type(order).__name__, members) + _encode_values(members, values))
-    separator = domain_separator(chain_id, str(to_checksum_address(hub)))
+    separator = domain_separator(chain_id, checksummed(hub))
     return keccak(b"\x19\x01" + separator + struct_hash)
 
 
@@ -136,7 +136,7 @@ def recover_digest_signer(digest: bytes, signature: bytes) -> str:
     if v not in (0, 1):
         raise ValueError("the signature's v must be 27 or 28")
     public = PublicKey.from_signature_and_message(signature[:64] + bytes([v]), digest, hasher=None)
-    return str(to_checksum_address(keccak(public.format(compressed=False)[1:])[-20:]))
+    return checksummed("0x" + keccak(public.format(compressed=False)[1:])[-20:].hex())
 
 
 def sign_digest(digest: bytes, private_key: bytes) -> bytes:

@@ -15,7 +15,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 
 from comptoir.chain.eip712 import order_hash, recover_digest_signer
-from comptoir.chain.types import _Struct
+from comptoir.chain.types import _Struct, checksummed
 from comptoir.exceptions import (
     ChainError,
     ComptoirError,
@@ -370,7 +370,7 @@ class OrderBook:
             raise InvalidOrder(f"Asset {asset} is not a registered {kind}; register it first.")
         if owner is None:
             raise InvalidOrder(f"Asset {asset} has no owner on-chain; register it first.")
-        return str(to_checksum_address(owner))
+        return checksummed(owner)
 
     async def get(self, order_hash_hex: str) -> OrderRecord:
         stored = await self.store.get_order(order_hash_hex.lower())

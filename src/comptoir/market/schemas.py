@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from eth_utils import to_checksum_address
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -20,7 +19,14 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from comptoir.chain.types import AppOrder, DatasetOrder, RequestOrder, WorkerpoolOrder, _Struct
+from comptoir.chain.types import (
+    AppOrder,
+    DatasetOrder,
+    RequestOrder,
+    WorkerpoolOrder,
+    _Struct,
+    checksummed,
+)
 
 MAX_UINT256 = 2**256 - 1
 MAX_PARAMS_BYTES = 512  # String[512] in orders.vy
@@ -50,7 +56,7 @@ def parse_address(value: Any) -> str:
     if not isinstance(value, str) or not _HEX_ADDRESS.match(value):
         raise ValueError("must be a 0x-prefixed 20-byte hex address")
     try:
-        return str(to_checksum_address(value))
+        return checksummed(value)
     except ValueError as e:  # pragma: no cover - the regex already guarantees the shape
         raise ValueError("must be a 0x-prefixed 20-byte hex address") from e
 
@@ -293,7 +299,7 @@ class OrderRecord(BaseModel):
 class OrderPage(BaseModel):
     orders: list[OrderRecord]
     total: int = Field(
-        description="Orders matching the filters, over all pages (counted up to 10 000: "
+        description="Orders matching the filters, over all pages (counted up to 1 000: "
         "see total_exact)."
     )
     total_exact: bool = Field(

@@ -48,7 +48,7 @@ WIDTH = 80  # a sum of three uint256 prices has at most 78 digits
 MAX_PRICE = 2**128  # poco.vy: every price a deal pays is below it
 TAG_WORDS = 8
 WORD_MASK = 0xFFFFFFFF
-MAX_COUNT = 10_000  # a listing counts its matches up to this, then says "at least"
+MAX_COUNT = 1_000  # a listing counts its matches up to this, then says "at least"
 
 
 def pad(value: int) -> str:
@@ -408,7 +408,8 @@ class MarketStore:
     async def list_orders(self, q: OrderQuery) -> tuple[list[StoredOrder], int, bool]:
         """A page of matching orders in listing order (price, published_at, hash), the
         number of matches and whether that number is exact: counting stops at MAX_COUNT,
-        so no request scans more of the book than its page and that many index entries."""
+        so no request reads more of the book than its page and that many entries (and a
+        first page that is not full is its own count)."""
         where = and_(true(), *_conditions(q))
         matching = select(orders.c.hash).where(where).limit(MAX_COUNT + 1).subquery()
         count = select(func.count()).select_from(matching)
@@ -425,10 +426,14 @@ class MarketStore:
             .offset(q.offset)
         )
 
+        first = q.offset == 0 and q.after is None
+
         def run() -> tuple[list[StoredOrder], int, bool]:
             with self.engine.connect() as conn:
-                total = int(conn.scalar(count) or 0)
                 found = [StoredOrder.from_row(r) for r in conn.execute(page)]
+                if first and len(found) < q.limit:
+                    return found, len(found), True
+                total = int(conn.scalar(count) or 0)
             return found, min(total, MAX_COUNT), total <= MAX_COUNT
 
         return await self._run(run)
