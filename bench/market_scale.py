@@ -42,12 +42,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scale import cpu_seconds, fresh_database
+
 from e2e import machine
 
 OUT = Path(__file__).resolve().parent / "scale.json"
@@ -135,11 +136,6 @@ def start_market(home: Path, rpc_url: str, deployment: Any, database: str) -> tu
                 return proc, url
         time.sleep(0.2)
     raise SystemExit(f"the market did not answer within 60 s; see {log.name}")
-
-
-def cpu_seconds(pid: int) -> float:
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
 
 
 def quantiles(samples: list[float]) -> dict[str, float]:
@@ -282,19 +278,6 @@ async def measure(
             f"p99 {query['p99_ms']} ms, {1000 * cpu / queries:.2f} ms market CPU each"
         )
     return {"publish_batch": batched, "publish_single": single, "query": query}
-
-
-def fresh_database(base: str | None, name: str, home: Path) -> str:
-    if base is None:
-        return str(home / f"{name}.db")
-    import sqlalchemy
-
-    engine = sqlalchemy.create_engine(base, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}"'))
-        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
-    return base.rsplit("/", 1)[0] + "/" + name
 
 
 def run_market_bench(
