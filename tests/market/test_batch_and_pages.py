@@ -217,3 +217,22 @@ def test_the_cache_is_bounded_in_size_and_time() -> None:
     off: TTLCache[int, str] = TTLCache(ttl=0.0, size=3, clock=clock)
     off.put(1, "1")
     assert off.get(1) == (False, None)
+
+
+async def test_a_book_made_before_the_new_indexes_gets_them(tmp_path: Any) -> None:
+    from sqlalchemy import inspect
+
+    from comptoir.market.store import MarketStore
+
+    path = tmp_path / "old.db"
+    first = MarketStore(path)
+    await first.ready()
+    first.engine.dispose()
+    with first.engine.begin() as conn:  # as an older version left it: no asset index
+        conn.exec_driver_sql("DROP INDEX ix_market_orders_app")
+    await first.close()
+    again = MarketStore(path)
+    await again.ready()
+    names = {i["name"] for i in inspect(again.engine).get_indexes("market_orders")}
+    assert "ix_market_orders_app" in names
+    await again.close()
