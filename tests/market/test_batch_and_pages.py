@@ -229,10 +229,10 @@ async def test_a_book_made_before_the_new_indexes_gets_them(tmp_path: Any) -> No
     await first.ready()
     first.engine.dispose()
     with first.engine.begin() as conn:  # as an older version left it: no asset index
-        conn.exec_driver_sql("DROP INDEX ix_market_orders_app")
+        conn.exec_driver_sql("DROP INDEX ix_market_orders_app_kind")
     await first.close()
     again = MarketStore(path)
     await again.ready()
     names = {i["name"] for i in inspect(again.engine).get_indexes("market_orders")}
-    assert "ix_market_orders_app" in names
+    assert "ix_market_orders_app_kind" in names
     await again.close()

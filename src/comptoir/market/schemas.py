@@ -299,7 +299,7 @@ class OrderRecord(BaseModel):
 class OrderPage(BaseModel):
     orders: list[OrderRecord]
     total: int = Field(
-        description="Orders matching the filters, over all pages (counted up to 1 000: "
+        description="Orders matching the filters, over all pages (counted up to 200: "
         "see total_exact)."
     )
     total_exact: bool = Field(

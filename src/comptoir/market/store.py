@@ -48,7 +48,7 @@ WIDTH = 80  # a sum of three uint256 prices has at most 78 digits
 MAX_PRICE = 2**128  # poco.vy: every price a deal pays is below it
 TAG_WORDS = 8
 WORD_MASK = 0xFFFFFFFF
-MAX_COUNT = 1_000  # a listing counts its matches up to this, then says "at least"
+MAX_COUNT = 200  # a listing counts its matches up to this, then says "at least"
 
 
 def pad(value: int) -> str:
@@ -65,6 +65,17 @@ def tag_words(tag: int) -> list[int]:
 
 
 metadata = MetaData()
+LISTING = ("price", "published_at", "hash")
+# the filter that leads each index, most selective first (the order `_index_for` tries)
+INDEXES = (
+    ("requester", ("requester", "status")),
+    ("app_kind", ("app", "kind", "status")),
+    ("dataset_kind", ("dataset", "kind", "status")),
+    ("workerpool_kind", ("workerpool", "kind", "status")),
+    ("category", ("category", "status")),
+    ("book", ("kind", "status")),
+    ("open", ("status",)),
+)
 
 orders = Table(
     "market_orders",
@@ -94,13 +105,9 @@ orders = Table(
     Column("updated_at", Float, nullable=False),
     # every filter a taker starts from leads an index that ends in the listing order
     # (price, published_at, hash), so a page is an index range scan, never a sort of the book
-    Index("ix_market_orders_book", "kind", "status", "price", "published_at", "hash"),
+    # (kind second: the count of "app X's requests" then reads the index alone)
+    *[Index(f"ix_market_orders_{name}", *columns, *LISTING) for name, columns in INDEXES],
     Index("ix_market_orders_owner", "owner", "status"),
-    Index("ix_market_orders_category", "category", "status", "price", "published_at", "hash"),
-    Index("ix_market_orders_app", "app", "status", "price", "published_at", "hash"),
-    Index("ix_market_orders_dataset", "dataset", "status", "price", "published_at", "hash"),
-    Index("ix_market_orders_workerpool", "workerpool", "status", "price", "published_at", "hash"),
-    Index("ix_market_orders_requester", "requester", "status", "price", "published_at", "hash"),
 )
 
 deals = Table(
@@ -411,9 +418,16 @@ class MarketStore:
         so no request reads more of the book than its page and that many entries (and a
         first page that is not full is its own count)."""
         where = and_(true(), *_conditions(q))
-        matching = select(orders.c.hash).where(where).limit(MAX_COUNT + 1).subquery()
-        count = select(func.count()).select_from(matching)
-        page = select(orders).where(where)
+        # SQLite plans without statistics and may walk the kind index for a workerpool
+        # filter (a scan of every request): name the index the filters lead with
+        index = _index_for(q)
+        matching, page = select(orders.c.hash), select(orders)
+        if index is not None:
+            matching = matching.with_hint(orders, f"INDEXED BY {index}", "sqlite")
+            page = page.with_hint(orders, f"INDEXED BY {index}", "sqlite")
+        limited = matching.where(where).limit(MAX_COUNT + 1).subquery()
+        count = select(func.count()).select_from(limited)
+        page = page.where(where)
         if q.after is not None:
             price, published_at, after_hash = q.after
             page = page.where(
@@ -532,6 +546,18 @@ def _unrestricted_or(column: Any, value: str) -> Any:
     """Restriction semantics of poco.vy: absent, zero, or equal to the value."""
     zero = "0x" + "00" * 20 if len(value) == 42 else pad(0)
     return or_(column.is_(None), column == zero, column == value)
+
+
+def _index_for(q: OrderQuery) -> str | None:
+    """The first index (in INDEXES order) whose leading column the query fixes."""
+    fixed = {n for n in ("requester", "app", "dataset", "workerpool", "category", "kind")}
+    fixed = {n for n in fixed if getattr(q, n) is not None}
+    if q.status is not None:
+        fixed.add("status")
+    for name, columns in INDEXES:
+        if columns[0] in fixed:
+            return f"ix_market_orders_{name}"
+    return None
 
 
 def _conditions(q: OrderQuery) -> Sequence[Any]:
