@@ -86,14 +86,17 @@ bench: setup sysdeps
 	$(PY) bench/e2e.py
 
 # Simulated workers against a real scheduler: dispatch rate, latency, CPU per task, gas.
-# The default finishes in minutes; bench-scale-full adds 10 000 workers (bounded by --seconds).
+# The default finishes in minutes (the market with a 10 000-order book; the 100 000 one
+# takes ~15 min more: make bench-scale MARKET_ORDERS=10000,100000); bench-scale-full adds
+# 10 000 workers (bounded by --seconds).
+MARKET_ORDERS ?= 10000
 bench-scale: setup sysdeps
 	$(PY) bench/scale.py --workers 100,1000 --tasks 500 --trust 1,4 --seconds 60 \
-	  --processes 1,2 --postgres "$$(scripts/postgres-test-db.sh)"
+	  --processes 1,2 --market-orders $(MARKET_ORDERS) --postgres "$$(scripts/postgres-test-db.sh)"
 
 bench-scale-full: setup sysdeps
 	$(PY) bench/scale.py --workers 100,1000,10000 --tasks 2000 --trust 1,4 --seconds 120 \
-	  --processes 1,2 --postgres "$$(scripts/postgres-test-db.sh)"
+	  --processes 1,2 --market-orders 10000,100000 --postgres "$$(scripts/postgres-test-db.sh)"
 
 clean:
 	rm -rf $(VENV) $(TOOLS) build dist .pytest_cache

@@ -25,9 +25,14 @@ The load is a closed loop of ``--concurrency`` requests in flight. The machine i
 described beside the figures; CPU per operation is reported beside wall rates because
 shared machines are noisy. Nothing here is asserted (no wall-clock limits in tests).
 
+With ``--market-orders 10000,100000`` it also measures the market at those book sizes
+(bench/market_scale.py: signed orders published over HTTP, filtered queries), under
+"market" in bench/scale.json; ``--workers ''`` runs the market section alone.
+
 Usage: python bench/scale.py [--workers 100,1000] [--tasks 500] [--trust 1,4]
                              [--concurrency 32] [--seconds 120] [--postgres URL]
                              [--processes 1,2] [--probe-queued 1000,100000] [--profile]
+                             [--market-orders 10000,100000]
 """
 
 from __future__ import annotations
@@ -704,6 +709,11 @@ def main() -> int:
     parser.add_argument(
         "--probe-in-flight", type=int, default=1000, help="replicas running during the probe"
     )
+    parser.add_argument(
+        "--market-orders",
+        default="",
+        help="also the market section (bench/market_scale.py) at these book sizes, e.g. 10000",
+    )
     parser.add_argument("--output", type=Path, default=OUT)
     args = parser.parse_args()
 
@@ -711,6 +721,7 @@ def main() -> int:
     os.environ["COMPTOIR_HOME"] = str(home)
     os.environ["COMPTOIR_DEVNET_PORT"] = "0"
     from comptoir import stack as stack_mod
+    from comptoir.chain.deploy import Deployment
     from comptoir.config import load_settings
 
     settings = load_settings()
@@ -746,7 +757,7 @@ def main() -> int:
             (db, trust, workers, procs)
             for db in databases
             for trust in (int(t) for t in args.trust.split(","))
-            for workers in (int(w) for w in args.workers.split(","))
+            for workers in (int(w) for w in args.workers.split(",") if w)
             for procs in (int(p) for p in args.processes.split(","))
             if procs == 1 or db is not None  # several processes need PostgreSQL
         ]
@@ -772,6 +783,17 @@ def main() -> int:
                 )
             )
             report["runs"].append(run)
+            args.output.write_text(json.dumps(report, indent=2) + "\n")
+        if args.market_orders:
+            from market_scale import run_market_bench
+
+            report["market"] = run_market_bench(
+                stack.rpc_url,
+                Deployment.load(stack.settings.devnet_dir / "deployment.json"),
+                home,
+                [int(n) for n in args.market_orders.split(",")],
+                args.postgres,
+            )
             args.output.write_text(json.dumps(report, indent=2) + "\n")
     report["total_seconds"] = round(time.monotonic() - started, 1)
     report["load_average_at_end"] = list(os.getloadavg())

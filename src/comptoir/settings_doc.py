@@ -53,6 +53,7 @@ OTHER_VARIABLES = """
 | COMPTOIR_MARKET_MIN_REQUEST_BALANCE | 1 | market: free hub balance a requester needs to list |
 | COMPTOIR_MARKET_CONFIRMATIONS | 0 | market: depth at which the index counts a block final |
 | COMPTOIR_MARKET_LOG_RANGE | 2000 | market: most blocks per eth_getLogs the index asks |
+| COMPTOIR_MARKET_CHAIN_CACHE_SECONDS | 2 | market: seconds a publish may reuse a chain read |
 | COMPTOIR_KEYSTORE_PASSWORD | (prompted) | password of a `wallet import --keystore` file |
 | COMPTOIR_S3_BUCKET / _PREFIX / _ENDPOINT_URL / _REGION | (none) / blobs/ | S3 storage backend |
 """

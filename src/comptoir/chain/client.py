@@ -74,6 +74,19 @@ _SEL_SCORE = function_signature_to_4byte_selector("score(address)")
 _SEL_BALANCE_OF = function_signature_to_4byte_selector("balance_of(address)")
 _SEL_IS_SETTLED = function_signature_to_4byte_selector("is_settled(bytes32,uint256)")
 
+
+def view_words(answers: Any) -> list[bytes]:
+    """The first 32-byte word each answer of a JSON-RPC batch of eth_call returned."""
+    if not isinstance(answers, list):  # the node refused the whole batch
+        raise ChainError(f"The chain node refused a batch of calls: {answers}")
+    out = []
+    for answer in answers:
+        if "error" in answer:
+            raise ChainError(f"A view call failed on the chain node: {answer['error']}")
+        out.append(bytes.fromhex(str(answer["result"])[2:])[:32].rjust(32, b"\x00"))
+    return out
+
+
 # ---------------------------------------------------------------- connection
 
 
@@ -961,13 +974,7 @@ class ChainClient:
                 (RPCEndpoint("eth_call"), [{"to": to, "data": "0x" + c.hex()}, "latest"])
                 for c in chunk
             ]
-            answers = provider.make_batch_request(requests_)  # type: ignore[attr-defined]
-            if not isinstance(answers, list):  # the node refused the whole batch
-                raise ChainError(f"The chain node refused a batch of calls: {answers}")
-            for answer in answers:
-                if "error" in answer:
-                    raise ChainError(f"A view call failed on the chain node: {answer['error']}")
-                out.append(bytes.fromhex(str(answer["result"])[2:])[:32].rjust(32, b"\x00"))
+            out += view_words(provider.make_batch_request(requests_))  # type: ignore[attr-defined]
         return out
 
     def deal_exists(self, deal_id: bytes) -> bool:

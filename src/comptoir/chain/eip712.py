@@ -3,136 +3,32 @@
 The domain is ("Comptoir", "1", chain id, verifying contract): a signature made for one
 chain or one deployment is worthless on another. Orders and worker contributions are
 signed for the hub; scheduler authorizations for the Contributions contract.
+
+Order digests are computed here directly (type hashes and domain separators cached, the
+static fields packed by hand) and signers recovered from a digest with coincurve: the
+market checks every published order this way, about 20 times faster than going through
+eth-account's generic typed-data encoder, which stays the reference in the tests.
 """
 
 from __future__ import annotations
 
-import functools
+from functools import lru_cache
 from typing import Any
 
-import coincurve
-from eth_account import Account
+from coincurve import PrivateKey, PublicKey
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
 
-from comptoir.chain.types import _Struct
+from comptoir.chain.types import _Struct, checksummed
 
 DOMAIN_NAME = "Comptoir"
 DOMAIN_VERSION = "1"
 
 CONTRIBUTION_FIELDS = (("task", "bytes32"), ("result_hash", "bytes32"), ("result_seal", "bytes32"))
 AUTHORIZATION_FIELDS = (("worker", "address"), ("task", "bytes32"))
-
-
 # secp256k1 group order: r and s of a valid signature lie in [1, N)
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
-
-
-def _type_hash(primary: str, members: tuple[tuple[str, str], ...]) -> bytes:
-    return keccak(f"{primary}({','.join(f'{t} {n}' for n, t in members)})".encode())
-
-
-_DOMAIN_TYPE = _type_hash(
-    "EIP712Domain",
-    (
-        ("name", "string"),
-        ("version", "string"),
-        ("chainId", "uint256"),
-        ("verifyingContract", "address"),
-    ),
-)
-_CONTRIBUTION_TYPE = _type_hash("Contribution", CONTRIBUTION_FIELDS)
-_AUTHORIZATION_TYPE = _type_hash("Authorization", AUTHORIZATION_FIELDS)
-
-
-@functools.lru_cache(maxsize=64)
-def domain_separator(chain_id: int, verifying_contract: str) -> bytes:
-    """hashStruct(EIP712Domain) of our domain (what the contracts compute once)."""
-    return keccak(
-        _DOMAIN_TYPE
-        + keccak(DOMAIN_NAME.encode())
-        + keccak(DOMAIN_VERSION.encode())
-        + chain_id.to_bytes(32, "big")
-        + _address_word(verifying_contract)
-    )
-
-
-def _address_word(address: str) -> bytes:
-    raw = bytes.fromhex(address.removeprefix("0x"))
-    if len(raw) != 20:
-        raise ValueError(f"{address!r} is not a 20-byte address")
-    return raw.rjust(32, b"\0")
-
-
-def _word(value: bytes) -> bytes:
-    if len(value) != 32:
-        raise ValueError("a bytes32 field must hold 32 bytes")
-    return value
-
-
-# The hot paths (a scheduler verifies every commitment and signs every authorization)
-# hash the two fixed structs directly: eth-account's generic typed-data encoder costs
-# milliseconds per document; tests/chain/test_eip712_fast.py holds both to the same digests.
-
-
-def contribution_digest(
-    task: bytes, result_hash: bytes, result_seal: bytes, chain_id: int, hub: str
-) -> bytes:
-    """The EIP-712 digest a worker signs for a contribution."""
-    struct = keccak(_CONTRIBUTION_TYPE + _word(task) + _word(result_hash) + _word(result_seal))
-    return keccak(b"\x19\x01" + domain_separator(chain_id, hub) + struct)
-
-
-def authorization_digest(worker: str, task: bytes, chain_id: int, contributions: str) -> bytes:
-    """The EIP-712 digest a scheduler signs to authorize a worker on a task."""
-    struct = keccak(_AUTHORIZATION_TYPE + _address_word(worker) + _word(task))
-    return keccak(b"\x19\x01" + domain_separator(chain_id, contributions) + struct)
-
-
-def sign_digest(private_key: bytes, digest: bytes) -> bytes:
-    """65-byte (r, s, v) signature of a 32-byte digest, v in {27, 28} (RFC 6979, low s:
-    the same bytes eth-account produces)."""
-    raw = coincurve.PrivateKey(private_key).sign_recoverable(digest, hasher=None)
-    return raw[:64] + bytes([raw[64] + 27])
-
-
-def recover_digest_signer(digest: bytes, r: bytes, s: bytes, v: int) -> str | None:
-    """The checksummed address that signed `digest`, or None for a malformed signature
-    (r or s out of range, v not 27/28 or 0/1)."""
-    if v >= 27:
-        v -= 27
-    rn, sn = int.from_bytes(r, "big"), int.from_bytes(s, "big")
-    if v not in (0, 1) or not (0 < rn < SECP256K1_N and 0 < sn < SECP256K1_N):
-        return None
-    try:
-        pub = coincurve.PublicKey.from_signature_and_message(
-            r.rjust(32, b"\0") + s.rjust(32, b"\0") + bytes([v]), digest, hasher=None
-        )
-    except Exception:  # no point on the curve for this r
-        return None
-    return to_checksum_address(keccak(pub.format(compressed=False)[1:])[-20:])
-
-
-def recover_contribution_signer(
-    task: bytes,
-    result_hash: bytes,
-    result_seal: bytes,
-    r: bytes,
-    vs: bytes,
-    chain_id: int,
-    hub: str,
-) -> str | None:
-    """The address that signed a compact (EIP-2098 r, vs) contribution, or None."""
-    if len(r) != 32 or len(vs) != 32:
-        return None
-    try:
-        digest = contribution_digest(task, result_hash, result_seal, chain_id, hub)
-    except ValueError:
-        return None
-    packed = int.from_bytes(vs, "big")
-    s = (packed & ((1 << 255) - 1)).to_bytes(32, "big")
-    return recover_digest_signer(digest, r, s, packed >> 255)
 
 
 def domain(chain_id: int, verifying_contract: str) -> dict[str, Any]:
@@ -173,29 +69,99 @@ def order_typed_data(order: _Struct, chain_id: int, hub: str) -> dict[str, Any]:
     return typed_data(type(order).__name__, order.EIP712_FIELDS, message, chain_id, hub)
 
 
-def _digest(document: dict[str, Any]) -> bytes:
+def typed_data_digest(document: dict[str, Any]) -> bytes:
+    """The digest eth-account signs for a typed-data document (the generic, slow path)."""
     signable = encode_typed_data(full_message=document)
     from eth_account.messages import _hash_eip191_message
 
     return bytes(_hash_eip191_message(signable))
 
 
+@lru_cache(maxsize=64)
+def type_hash(primary: str, members: tuple[tuple[str, str], ...]) -> bytes:
+    return keccak(text=f"{primary}({','.join(f'{t} {n}' for n, t in members)})")
+
+
+@lru_cache(maxsize=64)
+def domain_separator(chain_id: int, verifying_contract: str) -> bytes:
+    fields = (
+        ("name", "string"),
+        ("version", "string"),
+        ("chainId", "uint256"),
+        ("verifyingContract", "address"),
+    )
+    values = (DOMAIN_NAME, DOMAIN_VERSION, chain_id, verifying_contract)
+    return keccak(type_hash("EIP712Domain", fields) + _encode_values(fields, values))
+
+
+def _encode_values(members: tuple[tuple[str, str], ...], values: tuple[Any, ...]) -> bytes:
+    """encodeData of EIP-712 for the member types orders use (uint256, address, bytes32,
+    string); anything else or out of range raises ValueError."""
+    out = bytearray()
+    for (name, kind), value in zip(members, values, strict=True):
+        if kind == "uint256":
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**256:
+                raise ValueError(f"{name} must be an integer in [0, 2**256)")
+            out += value.to_bytes(32, "big")
+        elif kind == "address":
+            raw = bytes.fromhex(str(value).removeprefix("0x"))
+            if len(raw) != 20:
+                raise ValueError(f"{name} must be a 20-byte address")
+            out += bytes(12) + raw
+        elif kind == "bytes32":
+            if not isinstance(value, bytes) or len(value) != 32:
+                raise ValueError(f"{name} must be 32 bytes")
+            out += value
+        elif kind == "string":
+            out += keccak(str(value).encode())
+        else:
+            raise ValueError(f"EIP-712 type {kind} is not supported here")
+    return bytes(out)
+
+
 def order_hash(order: _Struct, chain_id: int, hub: str) -> bytes:
     """The EIP-712 digest of an order; the hub computes the same value on-chain."""
-    return _digest(order_typed_data(order, chain_id, hub))
+    members = order.EIP712_FIELDS
+    values = tuple(getattr(order, name) for name, _ in members)
+    struct_hash = keccak(type_hash(type(order).__name__, members) + _encode_values(members, values))
+    separator = domain_separator(chain_id, checksummed(hub))
+    return keccak(b"\x19\x01" + separator + struct_hash)
+
+
+def recover_digest_signer(digest: bytes, signature: bytes) -> str:
+    """The checksummed address whose key made this 65-byte (r, s, v) signature of a
+    32-byte digest (v 27/28 or 0/1); ValueError when none did (r or s out of [1, N), no
+    curve point for r)."""
+    if len(signature) != 65 or len(digest) != 32:
+        raise ValueError("a signature is 65 bytes and a digest 32")
+    v = signature[64] - 27 if signature[64] >= 27 else signature[64]
+    if v not in (0, 1):
+        raise ValueError("the signature's v must be 27 or 28")
+    r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:64], "big")
+    if not (0 < r < SECP256K1_N and 0 < s < SECP256K1_N):
+        raise ValueError("the signature's r and s must lie in [1, N)")
+    try:
+        public = PublicKey.from_signature_and_message(
+            signature[:64] + bytes([v]), digest, hasher=None
+        )
+    except Exception as e:  # coincurve's own error: no point on the curve for this r
+        raise ValueError("no public key recovers from this signature") from e
+    return checksummed("0x" + keccak(public.format(compressed=False)[1:])[-20:].hex())
+
+
+def sign_digest(digest: bytes, private_key: bytes) -> bytes:
+    """65-byte (r, s, v = 27/28) low-s signature of a 32-byte digest."""
+    raw = PrivateKey(private_key).sign_recoverable(digest, hasher=None)
+    return raw[:64] + bytes([raw[64] + 27])
 
 
 def sign_order(order: _Struct, account: LocalAccount, chain_id: int, hub: str) -> bytes:
     """65-byte (r, s, v) signature of an order."""
-    signed = account.sign_message(
-        encode_typed_data(full_message=order_typed_data(order, chain_id, hub))
-    )
-    return bytes(signed.signature)
+    return sign_digest(order_hash(order, chain_id, hub), bytes(account.key))
 
 
 def recover_order_signer(order: _Struct, signature: bytes, chain_id: int, hub: str) -> str:
-    signable = encode_typed_data(full_message=order_typed_data(order, chain_id, hub))
-    return str(Account.recover_message(signable, signature=signature))
+    return recover_digest_signer(order_hash(order, chain_id, hub), signature)
 
 
 def contribution_typed_data(
@@ -203,6 +169,30 @@ def contribution_typed_data(
 ) -> dict[str, Any]:
     message = {"task": task, "result_hash": result_hash, "result_seal": result_seal}
     return typed_data("Contribution", CONTRIBUTION_FIELDS, message, chain_id, hub)
+
+
+# The scheduler verifies every commitment and signs every authorization: both structs are
+# hashed directly like orders (tests/chain/test_eip712_fast.py holds them to eth-account).
+
+
+def contribution_digest(
+    task: bytes, result_hash: bytes, result_seal: bytes, chain_id: int, hub: str
+) -> bytes:
+    """The EIP-712 digest a worker signs for a contribution."""
+    values = (task, result_hash, result_seal)
+    struct = keccak(
+        type_hash("Contribution", CONTRIBUTION_FIELDS) + _encode_values(CONTRIBUTION_FIELDS, values)
+    )
+    return keccak(b"\x19\x01" + domain_separator(chain_id, checksummed(hub)) + struct)
+
+
+def authorization_digest(worker: str, task: bytes, chain_id: int, contributions: str) -> bytes:
+    """The EIP-712 digest a scheduler signs to authorize a worker on a task."""
+    struct = keccak(
+        type_hash("Authorization", AUTHORIZATION_FIELDS)
+        + _encode_values(AUTHORIZATION_FIELDS, (worker, task))
+    )
+    return keccak(b"\x19\x01" + domain_separator(chain_id, checksummed(contributions)) + struct)
 
 
 def sign_contribution(
@@ -215,7 +205,28 @@ def sign_contribution(
 ) -> tuple[bytes, bytes]:
     """A worker's commitment signature, in EIP-2098 compact form (r, vs)."""
     digest = contribution_digest(task, result_hash, result_seal, chain_id, hub)
-    return compact(sign_digest(bytes(account.key), digest))
+    return compact(sign_digest(digest, bytes(account.key)))
+
+
+def recover_contribution_signer(
+    task: bytes,
+    result_hash: bytes,
+    result_seal: bytes,
+    r: bytes,
+    vs: bytes,
+    chain_id: int,
+    hub: str,
+) -> str | None:
+    """The address that signed a compact (EIP-2098 r, vs) contribution, or None."""
+    if len(r) != 32 or len(vs) != 32:
+        return None
+    packed = int.from_bytes(vs, "big")
+    s = (packed & ((1 << 255) - 1)).to_bytes(32, "big")
+    try:
+        digest = contribution_digest(task, result_hash, result_seal, chain_id, hub)
+        return recover_digest_signer(digest, r + s + bytes([27 + (packed >> 255)]))
+    except ValueError:
+        return None
 
 
 def authorization_typed_data(
@@ -229,18 +240,16 @@ def sign_authorization(
     account: LocalAccount, worker: str, task: bytes, chain_id: int, contributions: str
 ) -> bytes:
     """The scheduler's authorization of `worker` on `task` (65 bytes)."""
-    return sign_digest(
-        bytes(account.key), authorization_digest(worker, task, chain_id, contributions)
-    )
+    digest = authorization_digest(worker, task, chain_id, contributions)
+    return sign_digest(digest, bytes(account.key))
 
 
 def recover_authorization_signer(
     worker: str, task: bytes, signature: bytes, chain_id: int, contributions: str
 ) -> str:
-    document = authorization_typed_data(worker, task, chain_id, contributions)
-    return str(
-        Account.recover_message(encode_typed_data(full_message=document), signature=signature)
-    )
+    """The scheduler that signed this authorization; ValueError for a malformed one."""
+    digest = authorization_digest(worker, task, chain_id, contributions)
+    return recover_digest_signer(digest, signature)
 
 
 def compact(signature: bytes) -> tuple[bytes, bytes]:

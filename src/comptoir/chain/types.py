@@ -9,6 +9,7 @@ import dataclasses
 import functools
 import os
 from dataclasses import dataclass, field, fields
+from functools import lru_cache
 from typing import Any, ClassVar, TypeVar
 
 from eth_abi import encode as abi_encode
@@ -21,6 +22,13 @@ TAG_TEE = 1 << 0
 TAG_GPU = 1 << 1
 
 T = TypeVar("T", bound="_Struct")
+
+
+@lru_cache(maxsize=65_536)
+def checksummed(address: str) -> str:
+    """EIP-55 form of a hex address (ValueError when it is not one), memoized: each call
+    is a keccak, and a market checks the same few thousand signers over and over."""
+    return str(to_checksum_address(address))
 
 
 def random_salt() -> bytes:
@@ -56,7 +64,7 @@ class _Struct:
             if kind == "bytes32" and isinstance(value, str):
                 value = bytes.fromhex(value.removeprefix("0x"))
             elif kind == "address" and isinstance(value, str):
-                value = to_checksum_address(value)
+                value = checksummed(value)
             elif kind == "uint256":
                 value = int(value)
             kwargs[f.name] = value

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import Body, FastAPI, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -26,6 +26,8 @@ from comptoir.market.events import Broadcaster
 from comptoir.market.orderbook import OrderBook
 from comptoir.market.schemas import (
     MAX_UINT256,
+    BatchItem,
+    BatchResult,
     CancelBody,
     Candle,
     CandleSeries,
@@ -42,11 +44,15 @@ from comptoir.market.schemas import (
     parse_signature,
 )
 from comptoir.market.settings import MarketSettings
-from comptoir.market.store import MarketStore, OrderQuery
+from comptoir.market.store import MarketStore, OrderQuery, parse_cursor
 from comptoir.market.sync import MarketSync
+
+T = TypeVar("T")
 
 API_VERSION = "v1"
 MAX_PAGE = 500
+MAX_BATCH = 100  # orders per POST /v1/batch/orders (not under /v1/orders/: {order_hash})
+MAX_BODY = 256 * 1024  # a batch of 100 request orders with 512-byte params is ~170 KiB
 MAX_CANDLES = 10_000
 MAX_OFFSET = 1_000_000  # deeper pages: narrow the filters instead
 MAX_EVENTS = 1_000_000
@@ -82,6 +88,7 @@ class Market:
             self.events,
             max_open_per_owner=settings.max_open_per_owner,
             min_request_balance=settings.min_request_balance,
+            chain_cache_ttl=settings.chain_cache_seconds,
         )
         self.indexer = settings.indexer(self.store.engine)
         self.sync = MarketSync(
@@ -111,13 +118,18 @@ HashPath = Annotated[
 ]
 
 
-def _address(name: str, value: str | None) -> str | None:
+def _parsed(name: str, parse: Callable[[str], T], value: str | None) -> T | None:
+    """A query parameter through its parser; its ValueError as one sentence."""
     if value is None:
         return None
     try:
-        return parse_address(value)
+        return parse(value)
     except ValueError as e:
         raise InvalidOrder(f"Query parameter {name} {e}.") from e
+
+
+def _address(name: str, value: str | None) -> str | None:
+    return _parsed(name, parse_address, value)
 
 
 def _tag(value: str | None) -> int | None:
@@ -130,6 +142,13 @@ def _tag(value: str | None) -> int | None:
     if not 0 <= tag <= MAX_UINT256:
         raise InvalidOrder("Query parameter tag must fit in 256 bits.")
     return tag
+
+
+def _status(error: Exception) -> int:
+    for cls, code in _ERRORS.items():
+        if isinstance(error, cls):
+            return code
+    return 400
 
 
 def _hash(value: str) -> str:
@@ -192,7 +211,7 @@ def create_market_app(settings: MarketSettings) -> FastAPI:
         ),
         lifespan=lifespan,
     )
-    guard(app)
+    guard(app, max_bytes=MAX_BODY)
     app.state.market = market
     book = market.book
 
@@ -241,6 +260,30 @@ def create_market_app(settings: MarketSettings) -> FastAPI:
         if not created:
             response.status_code = 200
         return record
+
+    @app.post(
+        "/v1/batch/orders",
+        response_model=BatchResult,
+        tags=["orders"],
+        responses=_RESPONSES,
+    )
+    async def publish_batch(
+        body: Annotated[list[PublishBody], Body(max_length=MAX_BATCH)],
+    ) -> BatchResult:
+        """Publishes up to 100 signed orders at once, each checked as `POST /v1/orders`
+        checks one; one result per order, in order (`status` 201 listed, 200 already
+        listed, else the error status and its `detail`). A malformed body refuses all."""
+        found = await book.publish_many([(b.order, b.signature) for b in body])
+        return BatchResult(
+            results=[
+                BatchItem(
+                    status=(201 if p.created else 200) if p.error is None else _status(p.error),
+                    order=p.record,
+                    detail=None if p.error is None else str(p.error),
+                )
+                for p in found
+            ]
+        )
 
     @app.get("/v1/orders", response_model=OrderPage, tags=["orders"], responses=_RESPONSES)
     async def list_orders(
@@ -320,6 +363,14 @@ def create_market_app(settings: MarketSettings) -> FastAPI:
         ] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
         offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+        after: Annotated[
+            str | None,
+            Query(
+                max_length=200,
+                description="The `next` of the previous page: the page after it, however "
+                "deep (cheaper than a large offset).",
+            ),
+        ] = None,
     ) -> OrderPage:
         """Lists orders, cheapest first (then oldest first)."""
         query = OrderQuery(
@@ -341,6 +392,7 @@ def create_market_app(settings: MarketSettings) -> FastAPI:
             usable_with_workerpool=usable_with_workerpool,
             limit=limit,
             offset=offset,
+            after=_parsed("after", parse_cursor, after),
         )
         return await book.list_orders(query)
 

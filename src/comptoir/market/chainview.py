@@ -11,13 +11,17 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from eth_utils import to_checksum_address
+from eth_utils import function_signature_to_4byte_selector, to_checksum_address
+from web3.types import RPCEndpoint
 
+from comptoir.chain.client import VIEW_BATCH, view_words
 from comptoir.chain.types import ZERO_ADDRESS, Deal
 
 KIND_APP, KIND_DATASET, KIND_WORKERPOOL = 1, 2, 3
 ASSET_KINDS = {"app": KIND_APP, "dataset": KIND_DATASET, "workerpool": KIND_WORKERPOOL}
 CANCELLED = 2**256 - 1  # orders.vy: a cancel sets consumed to max_value(uint256)
+_SEL_CONSUMED = function_signature_to_4byte_selector("consumed(bytes32)")
+_SEL_BALANCE_OF = function_signature_to_4byte_selector("balance_of(address)")
 
 
 @runtime_checkable
@@ -40,6 +44,14 @@ class ChainView(Protocol):
 
     async def balance_of(self, account: str) -> int:
         """The account's free balance on the hub (escrow.balance_of)."""
+        ...
+
+    async def consumed_many(self, order_hashes: Sequence[bytes]) -> list[int]:
+        """`consumed` of each order, in order (one JSON-RPC batch where the node has one)."""
+        ...
+
+    async def balances_of(self, accounts: Sequence[str]) -> list[int]:
+        """`balance_of` of each account, in order (batched likewise)."""
         ...
 
 
@@ -121,6 +133,13 @@ class InMemoryChainView:
 
     async def balance_of(self, account: str) -> int:
         return self.balances.get(str(to_checksum_address(account)), 0)
+
+    # one by one through the single reads, so a test that breaks one breaks both
+    async def consumed_many(self, order_hashes: Sequence[bytes]) -> list[int]:
+        return [await self.consumed(h) for h in order_hashes]
+
+    async def balances_of(self, accounts: Sequence[str]) -> list[int]:
+        return [await self.balance_of(a) for a in accounts]
 
 
 # Minimal ABIs: only the views the market calls, so no build artifact is needed.
@@ -231,6 +250,30 @@ class Web3ChainView:
     async def balance_of(self, account: str) -> int:
         async with self._limit:
             return int(await self.hub.functions.balance_of(to_checksum_address(account)).call())
+
+    async def consumed_many(self, order_hashes: Sequence[bytes]) -> list[int]:
+        words = await self._batch_views(self.hub.address, [_SEL_CONSUMED + h for h in order_hashes])
+        return [int.from_bytes(w, "big") for w in words]
+
+    async def balances_of(self, accounts: Sequence[str]) -> list[int]:
+        calls = [_SEL_BALANCE_OF + bytes.fromhex(a[2:]).rjust(32, b"\x00") for a in accounts]
+        words = await self._batch_views(self.hub.address, calls)
+        return [int.from_bytes(w, "big") for w in words]
+
+    async def _batch_views(self, to: str, calls: Sequence[bytes]) -> list[bytes]:
+        """`eth_call` of each calldata on `to`, VIEW_BATCH per JSON-RPC batch: a batch
+        publish reads a hundred orders in one round trip instead of a hundred."""
+        out: list[bytes] = []
+        for start in range(0, len(calls), VIEW_BATCH):
+            chunk = calls[start : start + VIEW_BATCH]
+            requests = [
+                (RPCEndpoint("eth_call"), [{"to": to, "data": "0x" + c.hex()}, "latest"])
+                for c in chunk
+            ]
+            async with self._limit:
+                answers = await self.w3.provider.make_batch_request(requests)  # type: ignore[attr-defined]
+            out += view_words(answers)
+        return out
 
     async def deal_source(self, from_block: int, to_block: int) -> list[DealEvent]:
         """DealCreated events of the hub in [from_block, to_block], timestamped by their block."""

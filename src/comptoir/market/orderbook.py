@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -12,10 +14,11 @@ from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 
-from comptoir.chain.eip712 import order_hash, recover_order_signer
-from comptoir.chain.types import _Struct
+from comptoir.chain.eip712 import order_hash, recover_digest_signer
+from comptoir.chain.types import _Struct, checksummed
 from comptoir.exceptions import (
     ChainError,
+    ComptoirError,
     ForgedSignature,
     InvalidOrder,
     ListingRefused,
@@ -23,6 +26,7 @@ from comptoir.exceptions import (
 )
 from comptoir.market import events
 from comptoir.market.chainview import ASSET_KINDS, CANCELLED, ChainView
+from comptoir.market.lookups import DEFAULT_SIZE, DEFAULT_TTL, ChainLookups
 from comptoir.market.prices import OHLC, PricePoint, candles
 from comptoir.market.schemas import (
     KIND_OF_STRUCT,
@@ -138,6 +142,26 @@ async def _read_chain(what: str, coro: Any) -> Any:
         ) from e
 
 
+@dataclass(frozen=True)
+class _Candidate:
+    """An order whose signature was recovered, not yet checked against the chain."""
+
+    struct: _Struct
+    kind: str
+    digest: str  # 0x-hex EIP-712 hash
+    signature: bytes  # canonical (low s, v 27/28)
+    signer: str
+
+
+@dataclass(frozen=True)
+class Published:
+    """One order's outcome in `publish_many`: its record, or why it was refused."""
+
+    record: OrderRecord | None
+    created: bool
+    error: ComptoirError | None
+
+
 class OrderBook:
     """Validated, signed orders kept in step with the chain, and the deals price feed."""
 
@@ -150,6 +174,8 @@ class OrderBook:
         broadcaster: events.Broadcaster | None = None,
         max_open_per_owner: int = DEFAULT_MAX_OPEN_PER_OWNER,
         min_request_balance: int = DEFAULT_MIN_REQUEST_BALANCE,
+        chain_cache_ttl: float = DEFAULT_TTL,
+        chain_cache_size: int = DEFAULT_SIZE,
     ) -> None:
         self.store, self.chain = store, chain
         self.chain_id, self.hub = chain_id, str(to_checksum_address(hub))
@@ -157,6 +183,7 @@ class OrderBook:
         # each open order costs an eth_call per sync pass: the cost per owner is bounded
         self.max_open_per_owner = max_open_per_owner
         self.min_request_balance = min_request_balance
+        self.lookups = ChainLookups(chain, chain_cache_ttl, chain_cache_size)
 
     # ------------------------------------------------------------ orders
 
@@ -168,6 +195,108 @@ class OrderBook:
         Returns (record, created); publishing a listed order again returns it unchanged:
         in particular an order cancelled here stays cancelled, since anyone who saw the
         signed order could otherwise re-list it."""
+        found = (await self.publish_many([(order, signature)]))[0]
+        if found.error is not None:
+            raise found.error
+        assert found.record is not None
+        return found.record, found.created
+
+    async def publish_many(
+        self, items: Sequence[tuple[_Struct | _OrderModel, str | bytes]]
+    ) -> list[Published]:
+        """`publish` of each order, with one result per order (in order): one bad order
+        does not refuse the others. The chain is read once per distinct asset and owner
+        (cached for `lookups.ttl`), the consumed volumes in one JSON-RPC batch, and the
+        rows written in one transaction. A chain that does not answer fails them all."""
+        results: list[Published | None] = [None] * len(items)
+        candidates: dict[str, list[int]] = {}  # digest -> indices naming it
+        checked: dict[str, _Candidate] = {}
+        for i, (order, signature) in enumerate(items):
+            try:
+                c = self._candidate(order, signature)
+            except (InvalidOrder, ForgedSignature) as e:
+                results[i] = Published(None, False, e)
+                continue
+            if c.digest in checked and checked[c.digest].signer != c.signer:
+                results[i] = Published(None, False, ForgedSignature(FORGED))
+                continue
+            checked.setdefault(c.digest, c)
+            candidates.setdefault(c.digest, []).append(i)
+
+        listed = await self.store.get_orders(list(candidates))
+        fresh: list[tuple[_Candidate, str]] = []
+        refused: dict[str, ComptoirError] = {}
+        await self.lookups.prefetch_balances(
+            str(c.struct.requester)  # type: ignore[attr-defined]
+            for d, c in checked.items()
+            if d not in listed and c.kind == "request"
+        )
+        for digest, c in checked.items():
+            if digest in listed:
+                continue
+            try:
+                owner = await self._owner(c.kind, c.struct, c.signer)
+                if c.signer != owner:
+                    raise ForgedSignature(FORGED)
+                await self._check_deposit(c.kind, c.struct, owner)
+            except (InvalidOrder, ForgedSignature, ListingRefused) as e:
+                refused[digest] = e
+                continue
+            fresh.append((c, owner))
+
+        consumed = await _read_chain(
+            "the consumed volume",
+            self.chain.consumed_many([bytes.fromhex(c.digest[2:]) for c, _ in fresh]),
+        )
+        now = time.time()
+        rows = [
+            self._row(c, owner, used, now) for (c, owner), used in zip(fresh, consumed, strict=True)
+        ]
+        inserted = await self.store.insert_orders(rows, max_open_per_owner=self.max_open_per_owner)
+        created: dict[str, StoredOrder] = {}
+        raced = []  # listed meanwhile by a concurrent publish
+        for row, outcome in zip(rows, inserted, strict=True):
+            if outcome is False:
+                raced.append(row["hash"])
+            elif outcome is None:
+                refused[row["hash"]] = ListingRefused(
+                    f"{row['owner']} already has {self.max_open_per_owner} open orders listed "
+                    "here, the most one owner may; cancel some or wait until they fill."
+                )
+            elif outcome:
+                created[row["hash"]] = StoredOrder.from_values(row)
+        listed.update(await self.store.get_orders(raced))
+
+        for digest, indices in candidates.items():
+            for n, i in enumerate(indices):
+                results[i] = self._outcome(
+                    digest, checked[digest], created, listed, refused, first=n == 0
+                )
+        return [r for r in results if r is not None]
+
+    def _outcome(
+        self,
+        digest: str,
+        c: _Candidate,
+        created: dict[str, StoredOrder],
+        listed: dict[str, StoredOrder],
+        refused: dict[str, ComptoirError],
+        first: bool,
+    ) -> Published:
+        if digest in refused:
+            return Published(None, False, refused[digest])
+        if digest in created:
+            record = to_record(created[digest])
+            if first:
+                self.events.publish(events.PUBLISHED, record.model_dump(mode="json"))
+            return Published(record, first, None)
+        existing = listed[digest]
+        if existing.owner != c.signer:
+            return Published(None, False, ForgedSignature(FORGED))
+        return Published(to_record(existing), False, None)
+
+    def _candidate(self, order: _Struct | _OrderModel, signature: str | bytes) -> _Candidate:
+        """What the order and signature say, checked without the chain (CPU only)."""
         struct = order.to_struct() if isinstance(order, _OrderModel) else order
         kind = KIND_OF_STRUCT[type(struct)]
         sig = (
@@ -181,55 +310,33 @@ class OrderBook:
         refusal = unmatchable(kind, struct)
         if refusal is not None:
             raise InvalidOrder(refusal)
-        digest = _hex(order_hash(struct, self.chain_id, self.hub))
+        digest = order_hash(struct, self.chain_id, self.hub)
         try:
-            signer = recover_order_signer(struct, sig, self.chain_id, self.hub)
-        except Exception as e:  # malformed r/s/v: no signer at all
+            signer = recover_digest_signer(digest, sig)
+        except ValueError as e:  # malformed r/s/v: no signer at all
             raise ForgedSignature(FORGED) from e
+        return _Candidate(struct, kind, _hex(digest), sig, signer)
 
-        existing = await self.store.get_order(digest)
-        if existing is not None:
-            if existing.owner != signer:
-                raise ForgedSignature(FORGED)
-            return to_record(existing), False
-
-        owner = await self._owner(kind, struct)
-        if signer != owner:
-            raise ForgedSignature(FORGED)
-        await self._check_deposit(kind, struct, owner)
-        consumed = await _read_chain(
-            "the consumed volume", self.chain.consumed(bytes.fromhex(digest[2:]))
-        )
-        status, remaining, reason = chain_status(struct.volume, consumed)  # type: ignore[attr-defined]
-        now = time.time()
-        row = row_for(
-            order_hash=digest,
-            kind=kind,
-            order_json=struct.to_json(),
-            signature=_hex(sig),
+    def _row(self, c: _Candidate, owner: str, consumed: int, now: float) -> dict[str, Any]:
+        status, remaining, reason = chain_status(c.struct.volume, consumed)  # type: ignore[attr-defined]
+        return row_for(
+            order_hash=c.digest,
+            kind=c.kind,
+            order_json=c.struct.to_json(),
+            signature=_hex(c.signature),
             owner=owner,
             status=status,
             status_reason=reason,
             remaining=remaining,
             published_at=now,
         )
-        created = await self.store.insert_order(row, max_open_per_owner=self.max_open_per_owner)
-        if created is None:
-            raise ListingRefused(
-                f"{owner} already has {self.max_open_per_owner} open orders listed here, the "
-                "most one owner may; cancel some or wait until they fill."
-            )
-        stored = await self.store.get_order(digest)
-        assert stored is not None
-        record = to_record(stored)
-        if created:
-            self.events.publish(events.PUBLISHED, record.model_dump(mode="json"))
-        return record, created
 
     async def _check_deposit(self, kind: str, struct: _Struct, owner: str) -> None:
         """A request's requester, and a workerpool order's scheduler, must hold on the hub
         what a match of one task takes from them (a request at least `min_request_balance`):
-        listing costs every sync pass a read, so it is not free to strangers."""
+        listing costs every sync pass a read, so it is not free to strangers. A cached
+        balance may let a listing through for `lookups.ttl` after a withdrawal; it never
+        refuses one: a balance too low is read again before refusing."""
         if kind == "request":
             need, who = self.min_request_balance, "requester"
         elif kind == "workerpool":
@@ -239,24 +346,31 @@ class OrderBook:
             return
         if need <= 0:
             return
-        free = await _read_chain("the free balance", self.chain.balance_of(owner))
+        free = await _read_chain("the free balance", self.lookups.balance(owner))
+        if free < need:
+            self.lookups.forget(account=owner)
+            free = await _read_chain("the free balance", self.lookups.balance(owner))
         if free < need:
             raise ListingRefused(
                 f"The {who} {owner} holds {free} on the hub but a {kind} order needs at least "
                 f"{need} deposited to be listed; deposit {need - free} more first."
             )
 
-    async def _owner(self, kind: str, struct: _Struct) -> str:
+    async def _owner(self, kind: str, struct: _Struct, signer: str | None = None) -> str:
+        """The account that must have signed; a cached owner other than `signer` is read
+        again, so a fresh transfer or registration is never refused from the cache."""
         if kind == "request":
             return str(struct.requester)  # type: ignore[attr-defined]
         asset = int(getattr(struct, kind))
-        found = await _read_chain("the asset kind", self.chain.kind_of(asset))
+        found, owner = await _read_chain("the asset owner", self.lookups.asset(asset))
+        if found != ASSET_KINDS[kind] or owner is None or owner != signer:
+            self.lookups.forget(asset=asset)
+            found, owner = await _read_chain("the asset owner", self.lookups.asset(asset))
         if found != ASSET_KINDS[kind]:
             raise InvalidOrder(f"Asset {asset} is not a registered {kind}; register it first.")
-        owner = await _read_chain("the asset owner", self.chain.owner_of(asset))
         if owner is None:
             raise InvalidOrder(f"Asset {asset} has no owner on-chain; register it first.")
-        return str(to_checksum_address(owner))
+        return checksummed(owner)
 
     async def get(self, order_hash_hex: str) -> OrderRecord:
         stored = await self.store.get_order(order_hash_hex.lower())
@@ -278,7 +392,7 @@ class OrderBook:
             return None
 
     async def list_orders(self, query: OrderQuery) -> OrderPage:
-        rows, total = await self.store.list_orders(query)
+        rows, total, exact = await self.store.list_orders(query)
         records = []
         for row in rows:
             record = await self.readable(row)
@@ -286,7 +400,15 @@ class OrderBook:
                 total -= 1
             else:
                 records.append(record)
-        return OrderPage(orders=records, total=total, limit=query.limit, offset=query.offset)
+        full = len(rows) == query.limit
+        return OrderPage(
+            orders=records,
+            total=total,
+            total_exact=exact,
+            limit=query.limit,
+            offset=query.offset,
+            next=rows[-1].cursor if full and rows else None,
+        )
 
     async def cancel(self, order_hash_hex: str, signature: str) -> OrderRecord:
         """Withdraws a listing when `signature` is the owner's EIP-191 signature of

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from eth_utils import to_checksum_address
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -20,7 +19,14 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from comptoir.chain.types import AppOrder, DatasetOrder, RequestOrder, WorkerpoolOrder, _Struct
+from comptoir.chain.types import (
+    AppOrder,
+    DatasetOrder,
+    RequestOrder,
+    WorkerpoolOrder,
+    _Struct,
+    checksummed,
+)
 
 MAX_UINT256 = 2**256 - 1
 MAX_PARAMS_BYTES = 512  # String[512] in orders.vy
@@ -50,7 +56,7 @@ def parse_address(value: Any) -> str:
     if not isinstance(value, str) or not _HEX_ADDRESS.match(value):
         raise ValueError("must be a 0x-prefixed 20-byte hex address")
     try:
-        return str(to_checksum_address(value))
+        return checksummed(value)
     except ValueError as e:  # pragma: no cover - the regex already guarantees the shape
         raise ValueError("must be a 0x-prefixed 20-byte hex address") from e
 
@@ -292,9 +298,29 @@ class OrderRecord(BaseModel):
 
 class OrderPage(BaseModel):
     orders: list[OrderRecord]
-    total: int = Field(description="Orders matching the filters, over all pages.")
+    total: int = Field(
+        description="Orders matching the filters, over all pages (counted up to 200: "
+        "see total_exact)."
+    )
+    total_exact: bool = Field(
+        default=True, description="False when more orders match than `total` says."
+    )
     limit: int
     offset: int
+    next: str | None = Field(
+        default=None,
+        description="Pass as `after` for the next page (keyset pagination); null on the last page.",
+    )
+
+
+class BatchItem(BaseModel):
+    status: int = Field(description="201 listed, 200 already listed, else why not (4xx).")
+    order: OrderRecord | None = None
+    detail: str | None = Field(default=None, description="Why it was refused.")
+
+
+class BatchResult(BaseModel):
+    results: list[BatchItem] = Field(description="One per order sent, in the same order.")
 
 
 class Candle(BaseModel):

@@ -45,6 +45,8 @@ class MarketSettings:
     # when the chain is read over rpc_url, off for a ChainView passed in
     index: bool | None = None
     contributions: str | None = None  # None: read from the hub (onchain_path)
+    # seconds an asset owner or balance read for a publish may serve later publishes
+    chain_cache_seconds: float = 2.0
 
     def __post_init__(self) -> None:
         self._chain_given = self.chain is not None  # chain_view() fills `chain` in later
@@ -111,7 +113,7 @@ class MarketSettings:
         COMPTOIR_MARKET_DB, COMPTOIR_MARKET_SYNC_INTERVAL, COMPTOIR_MARKET_ADMIN_TOKEN,
         COMPTOIR_MARKET_START_BLOCK, COMPTOIR_MARKET_MAX_OPEN_PER_OWNER,
         COMPTOIR_MARKET_MIN_REQUEST_BALANCE, COMPTOIR_MARKET_CONFIRMATIONS,
-        COMPTOIR_MARKET_LOG_RANGE."""
+        COMPTOIR_MARKET_LOG_RANGE, COMPTOIR_MARKET_CHAIN_CACHE_SECONDS."""
         env = os.environ if environ is None else environ
         missing = [k for k in ("COMPTOIR_CHAIN_ID", "COMPTOIR_HUB") if not env.get(k)]
         if missing:
@@ -124,13 +126,20 @@ class MarketSettings:
             min_balance = int(env.get("COMPTOIR_MARKET_MIN_REQUEST_BALANCE", "1") or 0)
             confirmations = int(env.get("COMPTOIR_MARKET_CONFIRMATIONS", "0") or 0)
             log_range = int(env.get("COMPTOIR_MARKET_LOG_RANGE", "2000") or 2000)
+            cache_seconds = float(env.get("COMPTOIR_MARKET_CHAIN_CACHE_SECONDS", "2") or 0)
         except ValueError as e:
             raise ConfigError(
                 "COMPTOIR_CHAIN_ID, COMPTOIR_MARKET_START_BLOCK, "
                 "COMPTOIR_MARKET_MAX_OPEN_PER_OWNER, COMPTOIR_MARKET_MIN_REQUEST_BALANCE, "
                 "COMPTOIR_MARKET_CONFIRMATIONS and COMPTOIR_MARKET_LOG_RANGE must be integers "
-                "and COMPTOIR_MARKET_SYNC_INTERVAL a number."
+                "and COMPTOIR_MARKET_SYNC_INTERVAL and COMPTOIR_MARKET_CHAIN_CACHE_SECONDS "
+                "numbers."
             ) from e
+        if not 0 <= cache_seconds <= 60:
+            raise ConfigError(
+                "COMPTOIR_MARKET_CHAIN_CACHE_SECONDS must be between 0 and 60 seconds: "
+                "longer would let a listing through long after its deposit left."
+            )
         return cls(
             chain_id=chain_id,
             hub=env["COMPTOIR_HUB"],
@@ -144,4 +153,5 @@ class MarketSettings:
             min_request_balance=min_balance,
             confirmations=max(confirmations, 0),
             max_block_range=max(log_range, 1),
+            chain_cache_seconds=cache_seconds,
         )

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import re
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -31,6 +34,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    tuple_,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -44,6 +48,7 @@ WIDTH = 80  # a sum of three uint256 prices has at most 78 digits
 MAX_PRICE = 2**128  # poco.vy: every price a deal pays is below it
 TAG_WORDS = 8
 WORD_MASK = 0xFFFFFFFF
+MAX_COUNT = 200  # a listing counts its matches up to this, then says "at least"
 
 
 def pad(value: int) -> str:
@@ -60,6 +65,17 @@ def tag_words(tag: int) -> list[int]:
 
 
 metadata = MetaData()
+LISTING = ("price", "published_at", "hash")
+# the filter that leads each index, most selective first (the order `_index_for` tries)
+INDEXES = (
+    ("requester", ("requester", "status")),
+    ("app_kind", ("app", "kind", "status")),
+    ("dataset_kind", ("dataset", "kind", "status")),
+    ("workerpool_kind", ("workerpool", "kind", "status")),
+    ("category", ("category", "status")),
+    ("book", ("kind", "status")),
+    ("open", ("status",)),
+)
 
 orders = Table(
     "market_orders",
@@ -87,9 +103,11 @@ orders = Table(
     *[Column(f"tag{i}", BigInteger, nullable=False) for i in range(TAG_WORDS)],
     Column("published_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
-    Index("ix_market_orders_book", "kind", "status", "price", "published_at"),
-    Index("ix_market_orders_owner", "owner"),
-    Index("ix_market_orders_category", "category"),
+    # every filter a taker starts from leads an index that ends in the listing order
+    # (price, published_at, hash), so a page is an index range scan, never a sort of the book
+    # (kind second: the count of "app X's requests" then reads the index alone)
+    *[Index(f"ix_market_orders_{name}", *columns, *LISTING) for name, columns in INDEXES],
+    Index("ix_market_orders_owner", "owner", "status"),
 )
 
 deals = Table(
@@ -126,6 +144,16 @@ class StoredOrder:
     price: int
     published_at: float
     updated_at: float
+
+    @property
+    def cursor(self) -> str:
+        """Where the next page starts after this order, in the listing order."""
+        return f"{self.price}:{self.published_at!r}:{self.hash}"
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any]) -> StoredOrder:
+        """From the values of an inserted row (`row_for`), without reading it back."""
+        return cls.from_row(SimpleNamespace(**values))
 
     @classmethod
     def from_row(cls, row: Any) -> StoredOrder:
@@ -176,6 +204,21 @@ class OrderQuery:
     usable_with_workerpool: int | None = None
     limit: int = 100
     offset: int = 0
+    after: tuple[int, float, str] | None = None  # keyset: (price, published_at, hash)
+
+
+def parse_cursor(text: str) -> tuple[int, float, str]:
+    """The (price, published_at, hash) of a `StoredOrder.cursor`; ValueError when malformed."""
+    match = _CURSOR.match(text)
+    if match is None:
+        raise ValueError("must be the `next` value of a previous page")
+    published_at = float(match[2])
+    if not math.isfinite(published_at):
+        raise ValueError("must be the `next` value of a previous page")
+    return int(match[1]), published_at, match[3]
+
+
+_CURSOR = re.compile(r"^([0-9]{1,78}):([0-9.eE+-]{1,32}):(0x[0-9a-f]{64})$")
 
 
 @dataclass
@@ -231,10 +274,15 @@ class MarketStore:
             return
         async with self._lock:
             if not self._ready:
-                await asyncio.get_running_loop().run_in_executor(
-                    self._executor, metadata.create_all, self.engine
-                )
+                await asyncio.get_running_loop().run_in_executor(self._executor, self._schema)
                 self._ready = True
+
+    def _schema(self) -> None:
+        metadata.create_all(self.engine)
+        # a table made by an older version lacks the newer indexes: create_all skips them
+        with self.engine.begin() as conn:
+            for index in orders.indexes:
+                index.create(conn, checkfirst=True)
 
     async def close(self) -> None:
         """Releases connections and threads; the store reopens if used again."""
@@ -274,6 +322,62 @@ class MarketStore:
 
         return await self._run(run)
 
+    async def insert_orders(
+        self, rows: Sequence[dict[str, Any]], max_open_per_owner: int | None = None
+    ) -> list[bool | None]:
+        """`insert_order` of each row (distinct hashes), in one transaction and one
+        multi-row INSERT: per row True (inserted), False (listed already) or None (its
+        owner is at `max_open_per_owner` open orders, counting the rows before it)."""
+        if not rows:
+            return []
+
+        def run() -> list[bool | None]:
+            with self.engine.begin() as conn:
+                hashes = [r["hash"] for r in rows]
+                listed = set(conn.scalars(select(orders.c.hash).where(orders.c.hash.in_(hashes))))
+                owners = sorted({r["owner"] for r in rows})
+                open_now: dict[str, int] = {
+                    owner: int(n)
+                    for owner, n in conn.execute(
+                        select(orders.c.owner, func.count())
+                        .where(orders.c.owner.in_(owners), orders.c.status == "open")
+                        .group_by(orders.c.owner)
+                    )
+                }
+                out: list[bool | None] = []
+                fresh = []
+                for r in rows:
+                    if r["hash"] in listed:
+                        out.append(False)
+                        continue
+                    if r["status"] == "open":
+                        count = open_now.get(r["owner"], 0)
+                        if max_open_per_owner is not None and count >= max_open_per_owner:
+                            out.append(None)
+                            continue
+                        open_now[r["owner"]] = count + 1
+                    listed.add(r["hash"])
+                    fresh.append(r)
+                    out.append(True)
+                if fresh:
+                    conn.execute(orders.insert(), fresh)
+                return out
+
+        try:
+            return await self._run(run)
+        except IntegrityError:  # a concurrent publish of one of them won: one at a time
+            return [await self.insert_order(r, max_open_per_owner) for r in rows]
+
+    async def get_orders(self, order_hashes: Sequence[str]) -> dict[str, StoredOrder]:
+        """The listed ones of these orders, by hash."""
+
+        def run() -> dict[str, StoredOrder]:
+            with self.engine.connect() as conn:
+                found = conn.execute(select(orders).where(orders.c.hash.in_(order_hashes)))
+                return {r.hash: StoredOrder.from_row(r) for r in found}
+
+        return await self._run(run) if order_hashes else {}
+
     async def get_order(self, order_hash: str) -> StoredOrder | None:
         def run() -> StoredOrder | None:
             with self.engine.connect() as conn:
@@ -308,21 +412,43 @@ class MarketStore:
 
         return await self._run(run)
 
-    async def list_orders(self, q: OrderQuery) -> tuple[list[StoredOrder], int]:
+    async def list_orders(self, q: OrderQuery) -> tuple[list[StoredOrder], int, bool]:
+        """A page of matching orders in listing order (price, published_at, hash), the
+        number of matches and whether that number is exact: counting stops at MAX_COUNT,
+        so no request reads more of the book than its page and that many entries (and a
+        first page that is not full is its own count)."""
         where = and_(true(), *_conditions(q))
-        count = select(func.count()).select_from(orders).where(where)
+        # SQLite plans without statistics and may walk the kind index for a workerpool
+        # filter (a scan of every request): name the index the filters lead with
+        index = _index_for(q)
+        matching, page = select(orders.c.hash), select(orders)
+        if index is not None:
+            matching = matching.with_hint(orders, f"INDEXED BY {index}", "sqlite")
+            page = page.with_hint(orders, f"INDEXED BY {index}", "sqlite")
+        limited = matching.where(where).limit(MAX_COUNT + 1).subquery()
+        count = select(func.count()).select_from(limited)
+        page = page.where(where)
+        if q.after is not None:
+            price, published_at, after_hash = q.after
+            page = page.where(
+                tuple_(orders.c.price, orders.c.published_at, orders.c.hash)
+                > tuple_(pad(price), published_at, after_hash)
+            )
         page = (
-            select(orders)
-            .where(where)
-            .order_by(orders.c.price, orders.c.published_at, orders.c.hash)
+            page.order_by(orders.c.price, orders.c.published_at, orders.c.hash)
             .limit(q.limit)
             .offset(q.offset)
         )
 
-        def run() -> tuple[list[StoredOrder], int]:
+        first = q.offset == 0 and q.after is None
+
+        def run() -> tuple[list[StoredOrder], int, bool]:
             with self.engine.connect() as conn:
+                found = [StoredOrder.from_row(r) for r in conn.execute(page)]
+                if first and len(found) < q.limit:
+                    return found, len(found), True
                 total = int(conn.scalar(count) or 0)
-                return [StoredOrder.from_row(r) for r in conn.execute(page)], total
+            return found, min(total, MAX_COUNT), total <= MAX_COUNT
 
         return await self._run(run)
 
@@ -420,6 +546,18 @@ def _unrestricted_or(column: Any, value: str) -> Any:
     """Restriction semantics of poco.vy: absent, zero, or equal to the value."""
     zero = "0x" + "00" * 20 if len(value) == 42 else pad(0)
     return or_(column.is_(None), column == zero, column == value)
+
+
+def _index_for(q: OrderQuery) -> str | None:
+    """The first index (in INDEXES order) whose leading column the query fixes."""
+    fixed = {n for n in ("requester", "app", "dataset", "workerpool", "category", "kind")}
+    fixed = {n for n in fixed if getattr(q, n) is not None}
+    if q.status is not None:
+        fixed.add("status")
+    for name, columns in INDEXES:
+        if columns[0] in fixed:
+            return f"ix_market_orders_{name}"
+    return None
 
 
 def _conditions(q: OrderQuery) -> Sequence[Any]:

@@ -41,9 +41,12 @@ def check_release(
     if not 0 <= index < deal.volume:
         return False
     task = deal.task_id(index)
-    signer = eip712.recover_authorization_signer(
-        worker, task, authorization, client.chain_id, client.deployment.contributions
-    )
+    try:
+        signer = eip712.recover_authorization_signer(
+            worker, task, authorization, client.chain_id, client.deployment.contributions
+        )
+    except ValueError:  # a malformed signature names nobody
+        return False
     if signer.lower() != deal.scheduler.lower():
         return False
     created = client.deal_created_at(deal.deal_id, block)

@@ -599,13 +599,16 @@ class WorkerAgent:
             raise AssignmentRefused(
                 f"No deal {a['deal_id']} was created at block {a['block']}; refusing the task."
             )
-        signer = eip712.recover_authorization_signer(
-            self.address,
-            task,
-            bytes.fromhex(str(a["authorization"]).removeprefix("0x")),
-            self.s.deployment.chain_id,
-            self.s.deployment.contributions,
-        )
+        try:
+            signer = eip712.recover_authorization_signer(
+                self.address,
+                task,
+                bytes.fromhex(str(a["authorization"]).removeprefix("0x")),
+                self.s.deployment.chain_id,
+                self.s.deployment.contributions,
+            )
+        except ValueError:
+            raise AssignmentRefused("The assignment's authorization is malformed.") from None
         if signer != deal.scheduler:
             raise AssignmentRefused("The assignment is not authorized by the deal's scheduler.")
         app = self.chain.asset(created.app)
