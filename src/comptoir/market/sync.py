@@ -170,7 +170,7 @@ class MarketSync:
         for status in ("filled", "cancelled"):
             offset = 0
             while True:
-                rows, _ = await store.list_orders(
+                rows, _, _ = await store.list_orders(
                     OrderQuery(status=status, limit=self.page_size, offset=offset)
                 )
                 out += [r for r in rows if status == "filled" or r.status_reason == ON_CHAIN]
@@ -191,7 +191,7 @@ class MarketSync:
                         kind=kind, status="open", limit=self.page_size, offset=offset
                     )
                     setattr(query, kind, asset)
-                    rows, _ = await store.list_orders(query)
+                    rows, _, _ = await store.list_orders(query)
                     out += rows
                     if len(rows) < self.page_size:
                         break
