@@ -19,7 +19,7 @@ from sqlalchemy.exc import OperationalError
 from comptoir.chain.client import SignedContribution
 from comptoir.exceptions import SchedulerError, StorageError
 from comptoir.httpguard import guard
-from comptoir.scheduler import state, trustpolicy
+from comptoir.scheduler import stakelock, state, trustpolicy
 from comptoir.scheduler.db import Database
 from comptoir.scheduler.metrics import SchedulerMetrics
 from comptoir.scheduler.service import Scheduler, contribution_signer
@@ -182,15 +182,23 @@ def create_scheduler_app(
             raise HTTPException(401, "The signature is not this worker's over the challenge.")
         balance: int | None
         try:
-            read = await sched.chain(sched.client.scores_and_balances, [addr])
-            score, balance = read[addr]
+            read = (await sched.chain(sched.client.worker_standings, [addr]))[addr]
+            score, balance, locked_until = read.score, read.balance, read.locked_until
         except Exception:
-            # the chain is down: both are refreshed at the next reconciliation
-            score, balance = 0, None
+            # the chain is down: all three are refreshed at the next reconciliation
+            score, balance, locked_until = 0, None, 0
         caps = req.capabilities
         token = await db.run(
             lambda c: state.register_worker(
-                c, addr, caps.gpu, caps.cpus, caps.memory, score, time.time(), balance
+                c,
+                addr,
+                caps.gpu,
+                caps.cpus,
+                caps.memory,
+                score,
+                time.time(),
+                balance,
+                locked_until,
             )
         )
         log.info("worker.registered", worker=addr, gpu=caps.gpu, score=score)
@@ -220,10 +228,49 @@ def create_scheduler_app(
             lambda c: state.next_work(c, settings, me, chain_now, time.time(), sched.authorize)
         )
         if found is None:
-            return Response(status_code=204)
+            retried = await stake_checked_retry(me, chain_now)
+            if isinstance(retried, Response):
+                return retried
+            found = retried
         metrics.assignments_dispatched.inc()
         log.info("assignment.new", id=found["id"], worker=me, task=found["task_id"])
         return found
+
+    async def stake_checked_retry(me: str, chain_now: int) -> Response | dict[str, Any]:
+        """No work for `me`: when its stake or lock is what keeps it from open deals, read
+        them again from the chain (at most every standing_ttl_s: it may just have locked)
+        and retry once; otherwise say in the 204's headers what it lacks."""
+        require = settings.require_stake_lock
+        short = await db.run(lambda c: stakelock.shortfall(c, me, chain_now, require))
+        if short is None:
+            return Response(status_code=204)
+        age = await db.run(lambda c: stakelock.standing_age(c, me, time.time()))
+        if age is not None and age >= settings.standing_ttl_s:
+            try:
+                await sched.refresh_workers({me})
+            except Exception as exc:  # chain down: keep what was read (a lock only grows)
+                log.warning("worker.standing_unread", worker=me, error=str(exc)[:300])
+            else:
+                found = await db.run(
+                    lambda c: state.next_work(
+                        c, settings, me, chain_now, time.time(), sched.authorize
+                    )
+                )
+                if found is not None:
+                    return found
+                short = await db.run(lambda c: stakelock.shortfall(c, me, chain_now, require))
+                if short is not None:  # logged once per read, not at every poll
+                    log.info("worker.not_dispatched", worker=me, reason=short.reason)
+        if short is None:
+            return Response(status_code=204)
+        return Response(
+            status_code=204,
+            headers={
+                stakelock.LOCK_HEADER: str(short.lock_until),
+                stakelock.STAKE_HEADER: str(short.stake),
+                stakelock.WAIT_HEADER: short.reason,
+            },
+        )
 
     @app.get("/v1/assignments/{aid}")
     async def assignment(aid: AssignmentId, me: Worker) -> dict[str, Any]:

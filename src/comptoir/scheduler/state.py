@@ -24,7 +24,7 @@ from comptoir.chain.client import AssetInfo, SignedContribution, TaskOutcome
 from comptoir.chain.events import DealCreated
 from comptoir.chain.types import TAG_GPU, TAG_TEE, Deal, result_hash, result_seal
 from comptoir.exceptions import SchedulerError
-from comptoir.scheduler import consensus, trustpolicy
+from comptoir.scheduler import consensus, stakelock, trustpolicy
 from comptoir.scheduler.db import (
     ABANDONED,
     ACTIVE,
@@ -52,6 +52,7 @@ from comptoir.scheduler.db import (
     tasks,
     workers,
 )
+from comptoir.scheduler.db import open_deals as dispatchable_deals
 from comptoir.scheduler.settings import SchedulerSettings
 
 MAX_BATCH = 32  # hub: tasks per finalize
@@ -228,11 +229,15 @@ def register_worker(
     score: int,
     now: float,
     balance: int | None = None,
+    locked_until: int = 0,
 ) -> str:
-    """(Re-)register a worker; returns a fresh bearer token (the old one stops working)."""
+    """(Re-)register a worker; returns a fresh bearer token (the old one stops working).
+    `balance` and `locked_until` as read from the chain (None: unread)."""
     token = secrets.token_urlsafe(32)
     values = {
         "balance": None if balance is None else str(balance),
+        "locked_until": locked_until,
+        "standing_at": now if balance is not None else 0.0,
         "token_hash": token_hash(token),
         "gpu": gpu,
         "cpus": cpus,
@@ -421,26 +426,14 @@ def next_work(
     mine = select(assignments.c.task_id).where(
         assignments.c.worker == address, assignments.c.status.not_in(REDISPATCHABLE)
     )
-    open_deals = conn.execute(
-        select(deals)
-        .where(
-            deals.c.status == "active",
-            deals.c.final_deadline > chain_now + deals.c.time_ref,
-            select(tasks.c.task_id)
-            .where(tasks.c.deal_id == deals.c.deal_id, tasks.c.status == OPEN)
-            .exists(),
-        )
-        .order_by(deals.c.created_at)
-        .limit(DEAL_SCAN)
-    ).all()
-    # a worker that cannot cover the deal's stake could lie for free (unknown balance:
-    # the chain was unreachable at registration, do not block on it)
-    balance = None if me.balance is None else int(me.balance)
+    open_deals = conn.execute(dispatchable_deals(chain_now).limit(DEAL_SCAN)).all()
+    # a worker whose stake is not there, or could leave before the deal settles, could
+    # lie for free
     candidates = [
         d
         for d in open_deals
         if tag_allows(d.tag, bool(me.gpu))
-        and (balance is None or int(json.loads(d.deal_json)["worker_stake"]) <= balance)
+        and stakelock.may_dispatch(d, me, settings.require_stake_lock)
     ]
 
     def locality(d: Any) -> int:

@@ -63,6 +63,7 @@ from comptoir.worker.client import SchedulerClient
 from comptoir.worker.failure import APP_INVALID, DETERMINISTIC, PACKAGE_LIMIT, failure_record
 from comptoir.worker.journal import COMMITTED, Journal
 from comptoir.worker.settings import WorkerSettings
+from comptoir.worker.stakelock import StakeLocker
 
 log = structlog.get_logger("comptoir.worker")
 
@@ -125,8 +126,11 @@ class WorkerAgent:
         self.account: LocalAccount = Account.from_key(settings.private_key)
         self.address = str(self.account.address)
         self.chain = ChainClient(
-            connect(settings.rpc_url, settings.rpc_timeout, check=False), settings.deployment
+            connect(settings.rpc_url, settings.rpc_timeout, check=False),
+            settings.deployment,
+            self.account,  # its own key: the stake lock is its only transaction
         )
+        self.locker = StakeLocker(self.chain, settings.lock_horizon_s, settings.lock_margin_s)
         settings.work_dir.mkdir(parents=True, exist_ok=True)
         self.cache = BlobCache(settings.cache_path, settings.cache_bytes)
         self.journal = Journal(settings.work_dir / "journal.json")
@@ -196,6 +200,7 @@ class WorkerAgent:
                 )
                 await self._sleep(delay)
         await self.resume()
+        await self._lock_stake()
         background = [
             asyncio.create_task(self._heartbeat_loop()),
             asyncio.create_task(self._reveal_loop()),
@@ -213,6 +218,14 @@ class WorkerAgent:
             await self.storage.aclose()
             self.keys.close()
             log.info("worker.stop", worker=self.address)
+
+    async def _lock_stake(self, needed: int = 0) -> None:
+        """Keep the escrow balance locked as far as the pool needs (worker/stakelock.py);
+        a failure is logged and retried at the next empty pull."""
+        try:
+            await asyncio.to_thread(self.locker.ensure, needed)
+        except ComptoirError as exc:
+            log.warning("worker.stake_lock_failed", error=str(exc), needed=needed or None)
 
     async def resume(self) -> None:
         """After a restart: release what was running, keep what was committed."""
@@ -275,6 +288,9 @@ class WorkerAgent:
                 continue
             backoff.reset()
             if assignment is None:
+                if self.scheduler.lock_needed > self.locker.locked_until:
+                    log.info("worker.no_work", reason=self.scheduler.wait_reason)
+                    await self._lock_stake(self.scheduler.lock_needed)
                 await self._sleep(self.s.poll_interval_s)
                 continue
             await self.process(assignment)
