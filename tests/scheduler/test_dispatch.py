@@ -310,7 +310,7 @@ def test_no_replica_without_a_stake_lock_reaching_the_final_deadline(pool: Pool)
     assert pool.next("short") is None
     assert pool.next("exact") is not None
     # what the refused ones lack: a lock to the deal's final deadline, not more balance
-    lacks = pool.tx(lambda c: stakelock.shortfall(c, pool.addr("short"), NOW, True))
+    lacks = pool.tx(lambda c: stakelock.shortfall(c, pool.addr("short"), NOW))
     assert lacks == stakelock.Shortfall(lock_until=deal.final_deadline, stake=0)
     # a lock read again from the chain (a worker that just locked) lets it in
     standing = {pool.addr("short"): WorkerStanding(0, 1000, deal.final_deadline + 60)}
@@ -325,14 +325,3 @@ def test_a_deal_without_worker_stake_needs_no_lock(pool: Pool) -> None:
     pool.tx(lambda c: state.add_deal(c, replace(info, event=event), time.time()))
     pool.add_worker("unlocked", balance=0, locked_until=0)
     assert pool.next("unlocked") is not None
-
-
-def test_a_pool_may_turn_the_lock_requirement_off(pool: Pool) -> None:
-    pool.add_deal(trust=5)
-    pool.add_worker("unlocked", locked_until=0)
-    assert pool.next("unlocked") is None
-    pool.settings = pool.settings.with_(require_stake_lock=False)
-    assert pool.next("unlocked") is not None
-    # the balance check stays: an unlocked worker still needs the stake
-    pool.add_worker("poor", balance=9, locked_until=0)
-    assert pool.next("poor") is None

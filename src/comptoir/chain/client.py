@@ -822,6 +822,16 @@ class ChainClient:
         price = (
             app_order.app_price + dataset_order.dataset_price + workerpool_order.workerpool_price
         )
+        if request.min_worker_stake:
+            ratio, _reward = self.workerpool_policy(workerpool_order.workerpool)
+            stake = workerpool_order.workerpool_price * ratio // 100
+            if stake < request.min_worker_stake:
+                raise TransactionRejected(
+                    f"Workerpool {workerpool_order.workerpool} now stakes {stake} token units "
+                    f"per contribution, less than the request's minimum of "
+                    f"{request.min_worker_stake}; choose another pool or lower the minimum.",
+                    reason="poco: pool stakes below request",
+                )
         free = self.balance(request.requester)
         if free < price * volume:
             raise TransactionRejected(

@@ -240,8 +240,7 @@ def create_scheduler_app(
         """No work for `me`: when its stake or lock is what keeps it from open deals, read
         them again from the chain (at most every standing_ttl_s: it may just have locked)
         and retry once; otherwise say in the 204's headers what it lacks."""
-        require = settings.require_stake_lock
-        short = await db.run(lambda c: stakelock.shortfall(c, me, chain_now, require))
+        short = await db.run(lambda c: stakelock.shortfall(c, me, chain_now))
         if short is None:
             return Response(status_code=204)
         age = await db.run(lambda c: stakelock.standing_age(c, me, time.time()))
@@ -258,7 +257,7 @@ def create_scheduler_app(
                 )
                 if found is not None:
                     return found
-                short = await db.run(lambda c: stakelock.shortfall(c, me, chain_now, require))
+                short = await db.run(lambda c: stakelock.shortfall(c, me, chain_now))
                 if short is not None:  # logged once per read, not at every poll
                     log.info("worker.not_dispatched", worker=me, reason=short.reason)
         if short is None:

@@ -5,7 +5,10 @@ final deadline.
 Why: the fast path holds no stake between a commitment and its settlement, so a liar that
 could withdraw before the batch settles would keep its stake. The hub refuses a withdrawal
 before ``locked_until`` and settles a deal only before its final deadline: a lock reaching
-that deadline keeps the stake seizable for as long as the commitment can be settled.
+that deadline keeps the stake seizable for as long as the commitment can be settled. The
+hub also refuses a winner whose lock ends sooner (``poco: winner stake not locked``), so a
+replica given to such a worker could never be paid: this check is what keeps it from
+being handed out.
 A lock is never shortened, so a cached ``locked_until`` can only understate it; the
 balance is re-read at least every ``standing_ttl_s`` before a dispatch.
 """
@@ -56,7 +59,6 @@ def refusal(
     final_deadline: int,
     balance: int | None,
     locked_until: int,
-    require_lock: bool,
 ) -> str | None:
     """Why a worker may not take a replica of a deal ("stake", "lock"), or None when it may.
     A deal without worker stake has nothing to seize; an unknown balance (the chain was
@@ -65,24 +67,20 @@ def refusal(
         return None
     if balance is not None and balance < worker_stake:
         return "stake"
-    if require_lock and locked_until < final_deadline:
+    if locked_until < final_deadline:
         return "lock"
     return None
 
 
-def may_dispatch(deal_row: Any, worker_row: Any, require_lock: bool) -> bool:
+def may_dispatch(deal_row: Any, worker_row: Any) -> bool:
     """Whether `worker_row` (scheduler_workers) may take a replica of `deal_row`."""
     balance = None if worker_row.balance is None else int(worker_row.balance)
     stake = int(json.loads(deal_row.deal_json)["worker_stake"])
-    reason = refusal(
-        stake, int(deal_row.final_deadline), balance, int(worker_row.locked_until), require_lock
-    )
-    return reason is None
+    deadline, locked_until = int(deal_row.final_deadline), int(worker_row.locked_until)
+    return refusal(stake, deadline, balance, locked_until) is None
 
 
-def shortfall(
-    conn: Connection, address: str, chain_now: int, require_lock: bool
-) -> Shortfall | None:
+def shortfall(conn: Connection, address: str, chain_now: int) -> Shortfall | None:
     """What `address` lacks for the open deals its stake or lock keeps it from, or None."""
     me = conn.execute(select(workers).where(workers.c.address == address)).first()
     if me is None:
@@ -92,9 +90,7 @@ def shortfall(
     lock_until = stake = 0
     for d in open_deals:
         worker_stake = int(json.loads(d.deal_json)["worker_stake"])
-        why = refusal(
-            worker_stake, int(d.final_deadline), balance, int(me.locked_until), require_lock
-        )
+        why = refusal(worker_stake, int(d.final_deadline), balance, int(me.locked_until))
         if why == "stake":
             stake = max(stake, worker_stake)
         elif why == "lock":

@@ -430,10 +430,7 @@ def next_work(
     # a worker whose stake is not there, or could leave before the deal settles, could
     # lie for free
     candidates = [
-        d
-        for d in open_deals
-        if tag_allows(d.tag, bool(me.gpu))
-        and stakelock.may_dispatch(d, me, settings.require_stake_lock)
+        d for d in open_deals if tag_allows(d.tag, bool(me.gpu)) and stakelock.may_dispatch(d, me)
     ]
 
     def locality(d: Any) -> int:
