@@ -249,6 +249,8 @@ def create_scheduler_app(
                 await sched.refresh_workers({me})
             except Exception as exc:  # chain down: keep what was read (a lock only grows)
                 log.warning("worker.standing_unread", worker=me, error=str(exc)[:300])
+                now = time.time()  # and try again a TTL later, not at every poll
+                await db.run(lambda c: stakelock.mark_read(c, me, now))
             else:
                 found = await db.run(
                     lambda c: state.next_work(

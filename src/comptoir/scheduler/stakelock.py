@@ -121,3 +121,8 @@ def store_standings(conn: Connection, standings: dict[str, WorkerStanding], now:
                 standing_at=now,
             )
         )
+
+
+def mark_read(conn: Connection, address: str, now: float) -> None:
+    """A read of the worker's standing was tried at `now` (even if it failed)."""
+    conn.execute(update(workers).where(workers.c.address == address).values(standing_at=now))

@@ -232,12 +232,16 @@ def register_worker(
     locked_until: int = 0,
 ) -> str:
     """(Re-)register a worker; returns a fresh bearer token (the old one stops working).
-    `balance` and `locked_until` as read from the chain (None: unread)."""
+    `balance` and `locked_until` as read from the chain (None: unread, and what an earlier
+    registration read is kept: a lock only grows)."""
     token = secrets.token_urlsafe(32)
+    read: dict[str, Any] = (
+        {}
+        if balance is None
+        else {"balance": str(balance), "locked_until": locked_until, "standing_at": now}
+    )
     values = {
-        "balance": None if balance is None else str(balance),
-        "locked_until": locked_until,
-        "standing_at": now if balance is not None else 0.0,
+        **read,
         "token_hash": token_hash(token),
         "gpu": gpu,
         "cpus": cpus,
