@@ -185,6 +185,8 @@ class WorkerAgent:
         )
         # told to the pool on registration, for a scheduler that sorts workers by it
         self.scheduler.capabilities["isolation"] = isolation.level
+        # locked before registering, so the registration's chain read already sees it
+        await self._lock_stake()
         backoff = self._scheduler_backoff()
         while not self._stop.is_set():
             try:
@@ -200,7 +202,6 @@ class WorkerAgent:
                 )
                 await self._sleep(delay)
         await self.resume()
-        await self._lock_stake()
         background = [
             asyncio.create_task(self._heartbeat_loop()),
             asyncio.create_task(self._reveal_loop()),
