@@ -45,6 +45,8 @@ class Bench:
         self.c: dict[str, ChainClient] = {n: net.client(a) for n, a in accounts.items()}
         for name in ("requester", "scheduler", "w1", "w2", "w3"):
             self.c[name].deposit(10**24)
+        for name in ("w1", "w2", "w3"):  # once per worker, as its agent does: not per task
+            self.c[name].lock(self.c[name].timestamp() + 30 * 86_400)
         self.app = self.c["app_dev"].register_app("bench", "cas://bench", b"\x01" * 32, app_type=2)
         self.pool = self.c["scheduler"].register_workerpool("bench-pool", 10, 10)
         self.category = 0

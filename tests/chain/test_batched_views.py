@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 from comptoir.chain import client as chain_client
-from comptoir.chain.client import TaskOutcome
+from comptoir.chain.client import TaskOutcome, WorkerStanding
 
 from .conftest import DEPOSIT, Market
 
 
-def test_scores_and_balances_match_single_calls(market: Market) -> None:
+def test_worker_standings_match_single_calls(market: Market) -> None:
     workers = [market[w].address for w in ("w1", "w2", "w3", "w4")]
     stranger = market["stranger"]
-    read = stranger.scores_and_balances([*workers, stranger.address])
-    assert read == {a: (stranger.score(a), stranger.balance(a)) for a in read}
-    assert read[workers[0]] == (0, DEPOSIT)
-    assert read[stranger.address][1] == stranger.balance()
+    until = market["w2"].locked_until() + 3600  # longer than the fixture's lock
+    market["w2"].lock(until)
+    read = stranger.worker_standings([*workers, stranger.address])
+    assert read == {
+        a: WorkerStanding(stranger.score(a), stranger.balance(a), stranger.locked_until(a))
+        for a in read
+    }
+    assert read[workers[0]].balance == DEPOSIT and read[workers[0]].score == 0
+    assert read[stranger.address].locked_until == 0 < read[workers[0]].locked_until
+    assert read[workers[1]].locked_until == until
+    assert read[stranger.address].balance == stranger.balance()
 
 
 def test_settled_indices_names_exactly_the_settled_tasks(market: Market, monkeypatch) -> None:

@@ -138,6 +138,15 @@ def setup_market(protocol: Any, actors: dict[str, Any], fund: int = 10**9) -> Ma
     return market
 
 
+LOCK_AHEAD = 30 * 86_400  # workers' stakes stay locked past every deadline of a scenario
+
+
+def lock_stake(hub: Any, address: str, ahead: int = LOCK_AHEAD) -> None:
+    """Lock `address`'s free balance `ahead` seconds, as the worker agent does."""
+    with boa.env.prank(address):
+        hub.lock(boa.env.evm.patch.timestamp + ahead)
+
+
 def winner_sig(
     market: Market, worker: str, deal: Deal, index: int, digest: bytes
 ) -> tuple[Any, ...]:
@@ -174,11 +183,17 @@ def finalize(
     results: dict[int, tuple[bytes, list[str], list[tuple[str, bytes]]]],
     callback_data: bytes = b"",
     sender: str = "scheduler",
+    lock: bool = True,
 ) -> None:
-    """results: index -> (digest, winner names, [(loser name, loser digest)])."""
+    """results: index -> (digest, winner names, [(loser name, loser digest)]). With
+    `lock`, winners lock their stakes first, as worker agents do before they get work."""
     tasks, winners, losers = [], [], []
     for index in sorted(results):
         digest, wins, loses = results[index]
+        if lock:
+            for w in wins:
+                if market.hub.locked_until(market.actors[w].address) < deal.final_deadline:
+                    lock_stake(market.hub, market.actors[w].address)
         tasks.append((index, digest, len(wins), len(loses)))
         winners += by_address([winner_sig(market, w, deal, index, digest) for w in wins])
         losers += by_address([loser_sig(market, name, deal, index, d) for name, d in loses])

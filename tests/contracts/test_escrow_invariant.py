@@ -1,6 +1,7 @@
 """Property test of the escrow invariant over random protocol histories.
 
-Whatever sequence of deposits, locks, matches, fast-path settlements (with liars), on-chain
+Whatever sequence of deposits, locks, matches (with a minimum worker stake), fast-path
+settlements (with liars, by winners whose stake may or may not be locked), on-chain
 contributions and reveals, claims, withdrawals and time jumps happens, the tokens the
 hub holds equal the free balances plus what open deals and on-chain stakes hold, and
 once every deadline passed and every task is claimed, everything is withdrawable.
@@ -55,6 +56,14 @@ class EscrowMachine(RuleBasedStateMachine):
             self.protocol.hub.lock(boa.env.evm.patch.timestamp + seconds)
         assert self.protocol.hub.locked_until(address) >= before  # never shortened
 
+    @precondition(lambda self: self.deals)
+    @rule(data=st.data(), worker=st.sampled_from(WORKERS))
+    def lock_for_deal(self, data: st.DataObject, worker: str) -> None:
+        """What a worker agent does before it takes a replica: lock to the final deadline."""
+        deal, _ = self.deals[data.draw(st.integers(0, len(self.deals) - 1))]
+        with boa.env.prank(self.actors[worker].address):
+            self.protocol.hub.lock(deal.final_deadline)
+
     @rule(who=st.sampled_from(ACTORS), amount=st.integers(1, 20_000))
     def withdraw(self, who: str, amount: int) -> None:
         address = self.actors[who].address
@@ -68,13 +77,24 @@ class EscrowMachine(RuleBasedStateMachine):
             with boa.env.prank(address), boa.reverts("escrow: insufficient balance"):
                 self.protocol.hub.withdraw(amount)
 
-    @rule(volume=st.integers(1, 6), trust=st.integers(1, 4), with_dataset=st.booleans())
-    def match(self, volume: int, trust: int, with_dataset: bool) -> None:
+    @rule(
+        volume=st.integers(1, 6),
+        trust=st.integers(1, 4),
+        with_dataset=st.booleans(),
+        min_stake=st.sampled_from([0, 0, 20, 21]),  # the pool stakes 20 per contribution
+    )
+    def match(self, volume: int, trust: int, with_dataset: bool, min_stake: int) -> None:
         try:
-            deal = self.market.deal(volume=volume, trust=trust, with_dataset=with_dataset)
+            deal = self.market.deal(
+                volume=volume, trust=trust, with_dataset=with_dataset, min_worker_stake=min_stake
+            )
         except boa.BoaError as error:  # not enough funds, or locked, are legitimate
-            assert "too low" in str(error) or "balance locked" in str(error)
+            if min_stake > 20:
+                assert "pool stakes below request" in str(error)
+            else:
+                assert "too low" in str(error) or "balance locked" in str(error)
             return
+        assert min_stake <= 20 == deal.worker_stake
         self.deals.append([deal, set()])
 
     @precondition(lambda self: self.deals)
@@ -90,11 +110,21 @@ class EscrowMachine(RuleBasedStateMachine):
         task = data.draw(st.sampled_from(open_tasks))
         losers = [("w4", digest_of("lie"))] if liar else []
         scores = {w: self.protocol.hub.score(self.actors[w].address) for w in WORKERS}
+        winners = ["w1", "w2", "w3"]
+        locked = all(
+            self.protocol.hub.locked_until(self.actors[w].address) >= deal.final_deadline
+            for w in winners
+        )
         try:
-            finalize(self.market, deal, {task: (digest_of("ok"), ["w1", "w2", "w3"], losers)})
+            finalize(self.market, deal, {task: (digest_of("ok"), winners, losers)}, lock=False)
         except boa.BoaError as error:
-            assert "consensus not reached" in str(error) or "winner stake too low" in str(error)
+            assert (
+                "consensus not reached" in str(error)
+                or "winner stake too low" in str(error)
+                or (not locked and "winner stake not locked" in str(error))
+            )
             return
+        assert locked  # no result counts from a stake that could leave before settlement
         settled.add(task)
         # the hub's score rules: replicated winners +1 (the deal stakes above the floor),
         # the liar's score wiped, a worker left out unchanged

@@ -11,6 +11,7 @@ from helpers import (
     chain_id,
     digest_of,
     finalize,
+    lock_stake,
     loser_sig,
     setup_market,
     winner_sig,
@@ -127,6 +128,8 @@ def test_final_deadline_closes_the_fast_path(market):
 
 
 def _raw_finalize(market, deal, tasks, winners, losers, data=b""):
+    for worker, *_sig in winners:  # as the workers' agents do before they get work
+        lock_stake(market.hub, worker)
     with boa.env.prank(market.actors["scheduler"].address):
         market.hub.finalize(deal.as_tuple(), tasks, winners, losers, data)
 
@@ -415,6 +418,7 @@ def test_starved_callback_reverts_with_its_reason(market):
     deal = market.deal(callback=receiver.address)
     tasks = [(0, digest_of("x"), 1, 0)]
     winners = [winner_sig(market, "w1", deal, 0, digest_of("x"))]
+    lock_stake(market.hub, market.actors["w1"].address)
     with (
         boa.env.prank(market.actors["scheduler"].address),
         boa.reverts("poco: gas too low for callback"),
@@ -555,3 +559,62 @@ def test_winner_without_stake_is_refused(market):
     market.protocol.fund(market.actors["w1"], 1)  # exactly the stake (20) is enough
     finalize(market, deal, {0: (GOOD, ["w1"], [])})
     assert market.hub.is_settled(deal.deal_id, 0)
+
+
+# ---------------------------------------------------------------- stake locks and minimum stake
+
+
+def test_a_winner_whose_stake_could_leave_before_the_final_deadline_is_refused(market):
+    deal = market.deal(trust=1)
+    worker = market.actors["w1"].address
+    with boa.reverts("poco: winner stake not locked"):
+        finalize(market, deal, {0: (GOOD, ["w1"], [])}, lock=False)
+    # a lock ending one second too early is not enough
+    with boa.env.prank(worker):
+        market.hub.lock(deal.final_deadline - 1)
+    with boa.reverts("poco: winner stake not locked"):
+        finalize(market, deal, {0: (GOOD, ["w1"], [])}, lock=False)
+    with boa.env.prank(worker):
+        market.hub.lock(deal.final_deadline)
+    finalize(market, deal, {0: (GOOD, ["w1"], [])}, lock=False)
+    assert market.hub.is_settled(deal.deal_id, 0)
+    # and until then the stake cannot leave
+    with boa.env.prank(worker), boa.reverts("escrow: balance locked"):
+        market.hub.withdraw(1)
+
+
+def test_a_liar_that_locked_keeps_its_stake_seizable(market):
+    deal = market.deal(trust=3)
+    liar = market.actors["w4"].address
+    lock_stake(market.hub, liar)
+    with boa.env.prank(liar), boa.reverts("escrow: balance locked"):
+        market.hub.withdraw(market.hub.balance_of(liar))
+    before = market.hub.balance_of(liar)
+    finalize(market, deal, {0: (GOOD, ["w1", "w2", "w3"], [("w4", BAD)])})
+    assert market.hub.balance_of(liar) == before - deal.worker_stake
+
+
+def test_a_deal_without_worker_stake_needs_no_lock(market):
+    with boa.env.prank(market.actors["scheduler"].address):
+        free_pool = market.protocol.registry.register_workerpool("free", 0, 10)
+    market.workerpool = free_pool
+    deal = market.deal(trust=1)
+    assert deal.worker_stake == 0
+    finalize(market, deal, {0: (GOOD, ["w1"], [])}, lock=False)
+    assert market.hub.is_settled(deal.deal_id, 0)
+
+
+def test_the_match_refuses_a_pool_staking_less_than_the_request_asks(market):
+    # the pool stakes 20 % of its price of 100: 20 per contribution
+    with boa.reverts("poco: pool stakes below request"):
+        market.deal(min_worker_stake=21)
+    deal = market.deal(min_worker_stake=20)
+    assert deal.worker_stake == 20
+
+
+def test_a_pool_that_lowers_its_stake_after_the_request_was_signed_cannot_take_it(market):
+    orders = market.orders(min_worker_stake=20)  # the requester saw 20 % and signed
+    with boa.env.prank(market.actors["scheduler"].address):
+        market.protocol.registry.set_workerpool_policy(market.workerpool, 5, 10)
+    with boa.reverts("poco: pool stakes below request"):
+        market.match(*orders)

@@ -89,8 +89,11 @@ def test_three_workers_reach_consensus_and_everyone_is_paid(pool: Pool, tmp_path
 def test_a_lying_worker_is_outvoted_penalized_and_loses_score(pool: Pool) -> None:
     app = pool.register_app({"main.py": ECHO})
     roles = ("w1", "w2", "w3", "w4")
-    # warm-up straight on-chain: every worker agrees on three tasks, score 3 each
+    # warm-up straight on-chain: every worker agrees on three tasks, score 3 each (their
+    # stakes locked first, as their agents would)
     warm = pool.deal(app, volume=3)
+    for w in roles:
+        pool[w].lock(warm.final_deadline)
     pool["scheduler"].finalize_tasks(
         warm,
         [

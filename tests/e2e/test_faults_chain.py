@@ -72,6 +72,19 @@ def test_a_chain_outage_mid_run_delays_the_task_but_finalizes_it(
 ) -> None:
     app = pool.register_app({"main.py": ECHO})
     pool.start_scheduler()
+    # the workers joined earlier, and locked their stakes while the chain was up: the
+    # scheduler keeps what it read of them through the outage (a lock only grows)
+    for w in ROLES:
+        pool.start_worker(w)
+    pool.wait_workers(ROLES)
+    wait_for(
+        lambda: all("worker.stake_locked" in pool.workers[w].tail(400) for w in ROLES),
+        30,
+        "every worker to lock its stake",
+        pool,
+    )
+    for w in ROLES:
+        pool.workers[w].stop()
     before = pool.balances()
     deal = pool.deal(app, trust=5, params="sleep=2")
     matched_at = time.time()

@@ -28,6 +28,8 @@ DEPLOYMENT = Deployment(
     CHAIN_ID, "0x" + "01" * 20, "0x" + "02" * 20, HUB, "0x" + "03" * 20, "0x" + "04" * 20, 1
 )
 NOW = 1_000_000
+FINAL_DEADLINE = NOW + 10_000  # of every deal made here
+LOCKED = FINAL_DEADLINE + 3600  # a worker's stake lock that covers every deal here
 
 
 def deal_info(
@@ -55,7 +57,7 @@ def deal_info(
         scheduler_reward_ratio=10,
         trust=trust,
         contribution_deadline=NOW + 7000,
-        final_deadline=NOW + 10_000,
+        final_deadline=FINAL_DEADLINE,
         callback=ZERO_ADDRESS,
     )
     created = ev.DealCreated(
@@ -102,12 +104,22 @@ class Pool:
         gpu: bool = False,
         balance: int | None = 1000,
         slots: int | None = None,
+        locked_until: int = LOCKED,
     ) -> str:
         account = Account.create()
         self.workers[name] = account
         self.tx(
             lambda c: state.register_worker(
-                c, account.address, gpu, 2, 1 << 30, score, time.time(), balance, slots
+                c,
+                account.address,
+                gpu,
+                2,
+                1 << 30,
+                score,
+                time.time(),
+                balance,
+                slots=slots,
+                locked_until=locked_until,
             )
         )
         return str(account.address)

@@ -13,12 +13,12 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from comptoir.chain import eip712
-from comptoir.chain.client import sign_contribution
+from comptoir.chain.client import WorkerStanding, sign_contribution
 from comptoir.chain.types import Deal
-from comptoir.scheduler import create_scheduler_app, state
+from comptoir.scheduler import create_scheduler_app, stakelock, state
 from comptoir.storage.keys import sign_text
 
-from .conftest import CHAIN_ID, DEPLOYMENT, HUB, NOW, deal_info
+from .conftest import CHAIN_ID, DEPLOYMENT, HUB, LOCKED, NOW, deal_info
 
 SCHEDULER = Account.create()
 
@@ -65,6 +65,39 @@ def add_deal(app: object, trust: int = 1) -> Deal:
     deal, info = deal_info(SCHEDULER.address, trust=trust)
     app.state.db.tx(lambda c: state.add_deal(c, info, time.time()))  # type: ignore[attr-defined]
     return deal
+
+
+def stake_locked(app: object, address: str, until: int, balance: int = 1000) -> None:
+    """Record a worker's chain standing (balance, lock) as a reconciliation would."""
+    standing = {address: WorkerStanding(0, balance, until)}
+    app.state.db.tx(lambda c: stakelock.store_standings(c, standing, time.time()))  # type: ignore[attr-defined]
+
+
+async def test_an_unlocked_stake_gets_no_work_and_the_204_says_why(
+    api: tuple[httpx.AsyncClient, object],
+) -> None:
+    client, app = api
+    worker = Account.create()
+    token = await register(client, worker)  # chain unreachable: balance and lock unknown
+    deal = add_deal(app, trust=3)
+    empty = await client.post("/v1/work/next", headers=auth(token))
+    assert empty.status_code == 204
+    assert empty.headers[stakelock.LOCK_HEADER] == str(deal.final_deadline)
+    assert "lock" in empty.headers[stakelock.WAIT_HEADER]
+    # a lock ending one second before the final deadline is not enough: the stake could
+    # leave while the deal can still settle
+    stake_locked(app, worker.address, deal.final_deadline - 1)
+    assert (await client.post("/v1/work/next", headers=auth(token))).status_code == 204
+    # a balance under the deal's worker stake (10) is named, lock or not
+    stake_locked(app, worker.address, LOCKED, balance=9)
+    short = await client.post("/v1/work/next", headers=auth(token))
+    assert short.status_code == 204 and short.headers[stakelock.STAKE_HEADER] == "10"
+    stake_locked(app, worker.address, deal.final_deadline)
+    got = await client.post("/v1/work/next", headers=auth(token))
+    assert got.status_code == 200 and got.json()["task_id"] == "0x" + deal.task_id(0).hex()
+    # nothing left it could take: a plain 204, no reason
+    again = await client.post("/v1/work/next", headers=auth(token))
+    assert again.status_code == 204 and stakelock.WAIT_HEADER not in again.headers
 
 
 async def test_register_heartbeat_and_list(api: tuple[httpx.AsyncClient, object]) -> None:
@@ -130,6 +163,7 @@ async def test_assignment_commit_and_forged_commit(
     client, app = api
     worker, other = Account.create(), Account.create()
     token = await register(client, worker)
+    stake_locked(app, worker.address, LOCKED)  # as the chain would say once it answers
     deal = add_deal(app, trust=3)  # needs two fresh workers: the task stays open
     got = await client.post("/v1/work/next", headers=auth(token))
     assert got.status_code == 200

@@ -22,7 +22,7 @@ from comptoir.scheduler.db import Database
 from comptoir.scheduler.settings import SchedulerSettings
 from comptoir.testing.servers import POSTGRES_ENV, postgres_schema
 
-from .conftest import CHAIN_ID, DEPLOYMENT, NOW, deal_info
+from .conftest import CHAIN_ID, DEPLOYMENT, LOCKED, NOW, deal_info
 
 SETTINGS = SchedulerSettings(
     rpc_url="http://127.0.0.1:1",
@@ -41,7 +41,9 @@ def _race(url: str, volume: int, trust: int, dispatchers: int, workers: int) -> 
     _deal, info = deal_info(str(scheduler.address), volume=volume, trust=trust)
     dbs[0].tx(lambda c: state.add_deal(c, info, time.time()))
     for a in addresses:
-        dbs[0].tx(lambda c, a=a: state.register_worker(c, a, False, 1, 1, 0, time.time(), 1000))
+        dbs[0].tx(
+            lambda c, a=a: state.register_worker(c, a, False, 1, 1, 0, time.time(), 1000, LOCKED)
+        )
 
     def auth(worker: str, task: bytes) -> bytes:
         return eip712.sign_authorization(scheduler, worker, task, CHAIN_ID, "0x" + "03" * 20)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from comptoir.chain import eip712
-from comptoir.chain.client import SignedContribution
+from comptoir.chain.client import SignedContribution, WorkerStanding
 from comptoir.chain.types import Deal, result_hash
-from comptoir.scheduler import state
+from comptoir.scheduler import stakelock, state
 from comptoir.scheduler.db import ABANDONED, COMMITTED, LOST, READY, REVEALING, RUNNING
 
-from .conftest import CHAIN_ID, HUB, NOW, Pool
+from .conftest import CHAIN_ID, HUB, NOW, Pool, deal_info
 
 DIGEST = b"\x42" * 32
 
@@ -231,7 +232,8 @@ def test_workers_that_cannot_cover_the_stake_get_no_work(pool: Pool) -> None:
     pool.add_worker("unknown", balance=None)  # chain unreachable at registration
     pool.add_deal(trust=5)
     assert pool.next("poor") is None
-    assert pool.next("unknown") is not None
+    # never read from the chain: no lock known, no work (the hub would refuse its result)
+    assert pool.next("unknown") is None
     pool.tx(lambda c: state.set_scores(c, {pool.addr("poor"): 0}, {pool.addr("poor"): 10}))
     assert pool.next("poor") is not None
 
@@ -298,3 +300,29 @@ def test_batch_goes_at_once_near_the_final_deadline(pool: Pool) -> None:
     _settle_one(pool, "a", deal, t0)
     late = NOW + 10_000 - 150  # less than two category times (100 s) before the deadline
     assert len(pool.tx(lambda c: state.ready_batches(c, late, t0, window=3))) == 1
+
+
+def test_no_replica_without_a_stake_lock_reaching_the_final_deadline(pool: Pool) -> None:
+    deal = pool.add_deal(trust=5)  # stakes 10 per contribution
+    pool.add_worker("unlocked", locked_until=0)
+    pool.add_worker("short", locked_until=deal.final_deadline - 1)
+    pool.add_worker("exact", locked_until=deal.final_deadline)
+    assert pool.next("unlocked") is None
+    assert pool.next("short") is None
+    assert pool.next("exact") is not None
+    # what the refused ones lack: a lock to the deal's final deadline, not more balance
+    lacks = pool.tx(lambda c: stakelock.shortfall(c, pool.addr("short"), NOW))
+    assert lacks == stakelock.Shortfall(lock_until=deal.final_deadline, stake=0)
+    # a lock read again from the chain (a worker that just locked) lets it in
+    standing = {pool.addr("short"): WorkerStanding(0, 1000, deal.final_deadline + 60)}
+    pool.tx(lambda c: stakelock.store_standings(c, standing, time.time()))
+    assert pool.next("short") is not None
+
+
+def test_a_deal_without_worker_stake_needs_no_lock(pool: Pool) -> None:
+    _deal, info = deal_info(str(pool.scheduler.address), trust=5)
+    free = replace(info.event.deal, worker_stake=0)  # nothing to seize: nothing to lock
+    event = replace(info.event, deal_id=free.deal_id, deal=free)
+    pool.tx(lambda c: state.add_deal(c, replace(info, event=event), time.time()))
+    pool.add_worker("unlocked", balance=0, locked_until=0)
+    assert pool.next("unlocked") is not None

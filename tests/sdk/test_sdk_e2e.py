@@ -11,6 +11,7 @@ import pytest
 from eth_account import Account
 
 from comptoir import stack
+from comptoir.chain.client import ChainClient
 from comptoir.exceptions import (
     NoMatchingOrder,
     ResultError,
@@ -141,3 +142,23 @@ def test_requester_can_require_a_minimum_worker_stake(config: Config) -> None:
         assert sel.workerpool.price == stack.POOL_PRICE
         with pytest.raises(NoMatchingOrder, match=f"stakes {staked + 1} or more"):
             c.find_orders("primes", category="TEST", min_worker_stake=staked + 1)
+
+
+def test_a_pool_lowering_its_stake_after_the_request_was_signed_cannot_take_it(
+    config: Config,
+) -> None:
+    staked = stack.POOL_PRICE * stack.WORKER_STAKE_RATIO // 100
+    chain = ChainClient.from_settings(config.settings, devnet_account(stack.SCHEDULER))
+    with ComptoirSync(config, devnet_account(stack.REQUESTER)) as c:
+        c.deposit(TASK_PRICE)
+        prepared = c.prepare_request("primes", category="TEST", min_worker_stake=staked)
+        assert prepared.order.min_worker_stake == staked  # signed into the request
+        pool = prepared.selection.workerpool.order.workerpool
+        chain.set_workerpool_policy(pool, 0, stack.SCHEDULER_REWARD_RATIO)
+        try:
+            with pytest.raises(TransactionRejected, match="now stakes 0 token units") as refused:
+                c.match_request(prepared)
+            assert refused.value.reason == "poco: pool stakes below request"
+        finally:
+            restored = (stack.WORKER_STAKE_RATIO, stack.SCHEDULER_REWARD_RATIO)
+            chain.set_workerpool_policy(pool, *restored)

@@ -72,6 +72,7 @@ LOCK_MAX_SECONDS = 31_536_000  # the escrow's MAX_LOCK
 VIEW_BATCH = 500  # eth_call per JSON-RPC batch (providers cap batch sizes; 500 is common)
 _SEL_SCORE = function_signature_to_4byte_selector("score(address)")
 _SEL_BALANCE_OF = function_signature_to_4byte_selector("balance_of(address)")
+_SEL_LOCKED_UNTIL = function_signature_to_4byte_selector("locked_until(address)")
 _SEL_IS_SETTLED = function_signature_to_4byte_selector("is_settled(bytes32,uint256)")
 
 
@@ -332,6 +333,16 @@ class Category:
     category: int
     name: str
     time_ref: int
+
+
+@dataclass(frozen=True)
+class WorkerStanding:
+    """What a scheduler reads of a worker before trusting it with work: its score, its free
+    escrow balance and until when that balance may not leave the escrow."""
+
+    score: int
+    balance: int
+    locked_until: int
 
 
 @dataclass(frozen=True)
@@ -836,6 +847,16 @@ class ChainClient:
         price = (
             app_order.app_price + dataset_order.dataset_price + workerpool_order.workerpool_price
         )
+        if request.min_worker_stake:
+            ratio, _reward = self.workerpool_policy(workerpool_order.workerpool)
+            stake = workerpool_order.workerpool_price * ratio // 100
+            if stake < request.min_worker_stake:
+                raise TransactionRejected(
+                    f"Workerpool {workerpool_order.workerpool} now stakes {stake} token units "
+                    f"per contribution, less than the request's minimum of "
+                    f"{request.min_worker_stake}; choose another pool or lower the minimum.",
+                    reason="poco: pool stakes below request",
+                )
         free = self.balance(request.requester)
         if free < price * volume:
             raise TransactionRejected(
@@ -941,19 +962,18 @@ class ChainClient:
     def is_settled(self, deal_id: bytes, index: int) -> bool:
         return bool(self._view(self.hub, "is_settled", deal_id, index))
 
-    def scores_and_balances(self, workers: Iterable[str]) -> dict[str, tuple[int, int]]:
-        """Score and free escrow balance of each worker, read in JSON-RPC batches (two
-        calls per worker, one HTTP round trip per VIEW_BATCH calls)."""
+    def worker_standings(self, workers: Iterable[str]) -> dict[str, WorkerStanding]:
+        """Score, free escrow balance and lock of each worker, read in JSON-RPC batches
+        (three calls per worker, one HTTP round trip per VIEW_BATCH calls)."""
         addresses = [to_checksum_address(w) for w in workers]
+        selectors = (_SEL_SCORE, _SEL_BALANCE_OF, _SEL_LOCKED_UNTIL)
         calls = []
         for a in addresses:
             word = bytes.fromhex(a[2:]).rjust(32, b"\x00")
-            calls += [_SEL_SCORE + word, _SEL_BALANCE_OF + word]
-        words = self._batch_views(self.deployment.hub, calls)
-        return {
-            a: (int.from_bytes(words[2 * i], "big"), int.from_bytes(words[2 * i + 1], "big"))
-            for i, a in enumerate(addresses)
-        }
+            calls += [sel + word for sel in selectors]
+        values = [int.from_bytes(w, "big") for w in self._batch_views(self.deployment.hub, calls)]
+        n = len(selectors)
+        return {a: WorkerStanding(*values[n * i : n * (i + 1)]) for i, a in enumerate(addresses)}
 
     def settled_indices(self, deal_id: bytes, indices: Iterable[int]) -> set[int]:
         """Which of `indices` of the deal are settled, in JSON-RPC batches."""

@@ -58,6 +58,8 @@ MESSAGES: dict[str, str] = {
     "poco: category mismatch": "The workerpool order is for another category than the request; pick an order in the requested category.",
     "poco: trust above workerpool's": "The workerpool order offers less trust than requested; lower the trust or pick another workerpool.",
     "poco: winner stake too low": "A winning worker no longer holds the stake the deal asks; settle without it, or ask it to deposit with 'comptoir account deposit'.",
+    "poco: winner stake not locked": "A winning worker's stake is not locked until the deal's final deadline; it must lock it (the worker agent does) before its result can count.",
+    "poco: pool stakes below request": "The workerpool now stakes less per contribution than the request's minimum worker stake; choose another pool or lower the minimum.",
     "poco: trust too high": "The requested trust is above the protocol maximum (1 000 000); lower it.",
     "poco: app price above maximum": "The app costs more than the request's maximum app price; raise the maximum or pick a cheaper order.",
     "poco: dataset price above max": "The dataset costs more than the request's maximum dataset price; raise the maximum or pick a cheaper order.",

@@ -165,6 +165,9 @@ class RequestOrder(_Struct):
     tag: bytes = ZERO_BYTES32
     category: int = 0
     trust: int = 1
+    # the least worker stake per contribution the requester accepts (the hub checks the
+    # pool's policy at match time): every key that decides a task stakes at least this
+    min_worker_stake: int = 0
     beneficiary: str = ZERO_ADDRESS
     callback: str = ZERO_ADDRESS
     params: str = ""
@@ -182,6 +185,7 @@ class RequestOrder(_Struct):
         ("tag", "bytes32"),
         ("category", "uint256"),
         ("trust", "uint256"),
+        ("min_worker_stake", "uint256"),
         ("beneficiary", "address"),
         ("callback", "address"),
         ("params", "string"),

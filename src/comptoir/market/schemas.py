@@ -198,6 +198,7 @@ class RequestOrderModel(_OrderModel):
     tag: Bytes32
     category: Uint256
     trust: Uint256
+    min_worker_stake: Uint256
     beneficiary: Address
     callback: Address
     params: Params

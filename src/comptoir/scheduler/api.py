@@ -20,7 +20,7 @@ from sqlalchemy.exc import OperationalError
 from comptoir.chain.client import SignedContribution
 from comptoir.exceptions import SchedulerError, StorageError
 from comptoir.httpguard import guard
-from comptoir.scheduler import state, trustpolicy
+from comptoir.scheduler import stakelock, state, trustpolicy
 from comptoir.scheduler.db import Database
 from comptoir.scheduler.hotpath import CoalescedReads, TokenCache
 from comptoir.scheduler.metrics import SchedulerMetrics
@@ -148,7 +148,7 @@ def create_scheduler_app(
     app.state.scheduler = sched
     app.state.db = db
     app.state.tokens = tokens = TokenCache()
-    chain_reads = CoalescedReads(sched.client.scores_and_balances)
+    chain_reads = CoalescedReads(sched.client.worker_standings)
     app.state.metrics = metrics
 
     @app.exception_handler(SchedulerError)
@@ -196,10 +196,11 @@ def create_scheduler_app(
         balance: int | None
         try:
             # concurrent registrations share one batched chain read
-            score, balance = await chain_reads.get(addr)
+            read = await chain_reads.get(addr)
+            score, balance, locked_until = read.score, read.balance, read.locked_until
         except Exception:
-            # the chain is down: both are refreshed at the next reconciliation
-            score, balance = 0, None
+            # the chain is down: all three are refreshed at the next reconciliation
+            score, balance, locked_until = 0, None, 0
         caps = req.capabilities
 
         def consume_and_register(c: Connection) -> str | None:
@@ -216,6 +217,7 @@ def create_scheduler_app(
                 time.time(),
                 balance,
                 slots=caps.slots,
+                locked_until=locked_until,
             )
 
         token = await db.run(consume_and_register)
@@ -267,10 +269,50 @@ def create_scheduler_app(
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(sched.new_work.wait(), timeout=left)
         if found is None:
-            return Response(status_code=204)
+            retried = await stake_checked_retry(me, sched.clock.now())
+            if isinstance(retried, Response):
+                return retried
+            found = retried
         metrics.assignments_dispatched.inc()
         log.info("assignment.new", id=found["id"], worker=me, task=found["task_id"])
         return found
+
+    async def stake_checked_retry(me: str, chain_now: int) -> Response | dict[str, Any]:
+        """No work for `me`: when its stake or lock is what keeps it from open deals, read
+        them again from the chain (at most every standing_ttl_s: it may just have locked)
+        and retry once; otherwise say in the 204's headers what it lacks."""
+        short = await db.run(lambda c: stakelock.shortfall(c, me, chain_now))
+        if short is None:
+            return Response(status_code=204)
+        age = await db.run(lambda c: stakelock.standing_age(c, me, time.time()))
+        if age is not None and age >= settings.standing_ttl_s:
+            try:
+                await sched.refresh_workers({me})
+            except Exception as exc:  # chain down: keep what was read (a lock only grows)
+                log.warning("worker.standing_unread", worker=me, error=str(exc)[:300])
+                now = time.time()  # and try again a TTL later, not at every poll
+                await db.run(lambda c: stakelock.mark_read(c, me, now))
+            else:
+                found = await db.run(
+                    lambda c: state.next_work(
+                        c, settings, me, chain_now, time.time(), sched.authorize
+                    )
+                )
+                if found is not None:
+                    return found
+                short = await db.run(lambda c: stakelock.shortfall(c, me, chain_now))
+                if short is not None:  # logged once per read, not at every poll
+                    log.info("worker.not_dispatched", worker=me, reason=short.reason)
+        if short is None:
+            return Response(status_code=204)
+        return Response(
+            status_code=204,
+            headers={
+                stakelock.LOCK_HEADER: str(short.lock_until),
+                stakelock.STAKE_HEADER: str(short.stake),
+                stakelock.WAIT_HEADER: short.reason,
+            },
+        )
 
     @app.get("/v1/assignments/{aid}")
     async def assignment(aid: AssignmentId, me: Worker) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.sql import Select
 
 from comptoir.dburl import database_url
 
@@ -168,6 +169,10 @@ workers = Table(
     Column("weight", Integer, nullable=False, default=2),
     # free escrow balance (decimal string: uint256), None until read from the chain
     Column("balance", String(80)),
+    # until when that balance may not leave the escrow (escrow.lock; never shortened, so a
+    # stale value errs on the safe side), and when both were last read from the chain
+    Column("locked_until", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("standing_at", Float, nullable=False, default=0.0, server_default="0"),
     Column("cached", Text, nullable=False, default="[]"),
     Column("online", Boolean, nullable=False, default=True),
     Column("last_heartbeat", Float, nullable=False),
@@ -184,6 +189,22 @@ challenges = Table(
     Column("expires", Float, nullable=False),
     Index("ix_challenges_expires", "expires"),
 )
+
+
+def open_deals(chain_now: int) -> Select[Any]:
+    """Deals that still take replicas, oldest first: active, with an open task, and time
+    left before the final deadline for one more run of the category."""
+    return (
+        select(deals)
+        .where(
+            deals.c.status == "active",
+            deals.c.final_deadline > chain_now + deals.c.time_ref,
+            select(tasks.c.task_id)
+            .where(tasks.c.deal_id == deals.c.deal_id, tasks.c.status == OPEN)
+            .exists(),
+        )
+        .order_by(deals.c.created_at)
+    )
 
 
 def make_engine(database: str | Path) -> Engine:

@@ -8,6 +8,7 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
 
 from comptoir.scheduler import state
 
@@ -16,7 +17,9 @@ TOKEN_CACHE_SIZE = 50_000  # workers whose token one process remembers
 # through this process supersedes the old token at once, through another API process of
 # the same pool within this many seconds
 TOKEN_TRUST_S = 5.0
-READ_BATCH = 250  # workers per coalesced chain read (two calls each)
+READ_BATCH = 250  # workers per coalesced chain read (three calls each)
+
+T = TypeVar("T")
 
 
 class TokenCache:
@@ -62,23 +65,23 @@ class TokenCache:
         return len(self._entries)
 
 
-class CoalescedReads:
+class CoalescedReads(Generic[T]):
     """Concurrent callers of :meth:`get` share batched reads: while one batch is on the
     wire, the addresses asked for meanwhile wait for the next one (so 10 000 workers
     joining at once cost tens of chain requests, not 10 000)."""
 
     def __init__(
         self,
-        read: Callable[[Sequence[str]], dict[str, tuple[int, int]]],
+        read: Callable[[Sequence[str]], dict[str, T]],
         batch: int = READ_BATCH,
     ) -> None:
         self._read, self._batch = read, batch
-        self._waiting: dict[str, list[asyncio.Future[tuple[int, int]]]] = {}
+        self._waiting: dict[str, list[asyncio.Future[T]]] = {}
         self._runner: asyncio.Task[None] | None = None
 
-    async def get(self, address: str) -> tuple[int, int]:
-        """(score, free balance) of `address`; raises what the chain read raised."""
-        future: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
+    async def get(self, address: str) -> T:
+        """What the read answers for `address`; raises what the chain read raised."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(address, []).append(future)
         if self._runner is None or self._runner.done():
             self._runner = asyncio.create_task(self._drain())

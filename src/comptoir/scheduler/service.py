@@ -25,7 +25,7 @@ from comptoir.chain import events as ev
 from comptoir.chain.client import AssetInfo, ChainClient, SignedContribution, connect
 from comptoir.chain.types import Deal, result_hash
 from comptoir.exceptions import ChainError, TransactionRejected
-from comptoir.scheduler import consensus, state
+from comptoir.scheduler import consensus, stakelock, state
 from comptoir.scheduler.db import ABANDONED, CLAIMED, FINALIZED, SETTLED, Database
 from comptoir.scheduler.metrics import SchedulerMetrics
 from comptoir.scheduler.settings import SchedulerSettings
@@ -121,15 +121,15 @@ class Scheduler:
         return int(block["number"])
 
     async def refresh_workers(self, addresses: set[str]) -> dict[str, int]:
-        """Read scores and free balances from the chain (batched calls) into the
+        """Read scores, free balances and locks from the chain (batched calls) into the
         database; returns scores."""
-        read = await self.chain(self.client.scores_and_balances, sorted(addresses))
+        read = await self.chain(self.client.worker_standings, sorted(addresses))
         # the database keys workers by the address they registered with
         by_lower = {a.lower(): a for a in addresses}
-        scores = {by_lower[a.lower()]: s for a, (s, _b) in read.items()}
-        balances = {by_lower[a.lower()]: b for a, (_s, b) in read.items()}
-        await self.db.run(lambda c: state.set_scores(c, scores, balances))
-        return scores
+        standings = {by_lower[a.lower()]: s for a, s in read.items()}
+        now = time.time()
+        await self.db.run(lambda c: stakelock.store_standings(c, standings, now))
+        return {a: s.score for a, s in standings.items()}
 
     async def settled(self, deal_id: bytes, indices: list[int]) -> set[int]:
         """Which of the deal's task `indices` are settled on-chain (batched calls)."""

@@ -20,6 +20,7 @@
 | COMPTOIR_SCHEDULER_START_BLOCK | deployment block | first block scanned on an empty database |
 | COMPTOIR_SCHEDULER_LONE_SCORE | 10000 | smallest score whose lone result stands (trustpolicy) |
 | COMPTOIR_SCHEDULER_AUDIT_RATE | 0.2 | share of standing lone results checked by one more replica |
+| COMPTOIR_SCHEDULER_STANDING_TTL | 10 | seconds before a refused worker's stake is read again |
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class SchedulerSettings:
     json_logs: bool = False
     lone_score: int = consensus.LONE_SCORE  # trust policy (bench/trust.py measures it)
     audit_rate: float = consensus.AUDIT_RATE
+    standing_ttl_s: float = 10.0  # balance and lock of a worker read again after this
 
     def with_(self, **changes: object) -> SchedulerSettings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -105,6 +107,7 @@ class SchedulerSettings:
             json_logs=env_flag(env, "COMPTOIR_LOG_JSON"),
             lone_score=int(num("COMPTOIR_SCHEDULER_LONE_SCORE", consensus.LONE_SCORE)),
             audit_rate=_rate(num("COMPTOIR_SCHEDULER_AUDIT_RATE", consensus.AUDIT_RATE)),
+            standing_ttl_s=num("COMPTOIR_SCHEDULER_STANDING_TTL", 10.0),
         )
 
 

@@ -25,7 +25,7 @@ from comptoir.chain.client import AssetInfo, SignedContribution, TaskOutcome
 from comptoir.chain.events import DealCreated
 from comptoir.chain.types import TAG_GPU, TAG_TEE, Deal, result_hash, result_seal
 from comptoir.exceptions import SchedulerError
-from comptoir.scheduler import consensus, trustpolicy
+from comptoir.scheduler import consensus, stakelock, trustpolicy
 from comptoir.scheduler.db import (
     ABANDONED,
     ACTIVE,
@@ -54,6 +54,7 @@ from comptoir.scheduler.db import (
     tasks,
     workers,
 )
+from comptoir.scheduler.db import open_deals as dispatchable_deals
 from comptoir.scheduler.settings import SchedulerSettings
 
 MAX_BATCH = 32  # hub: tasks per finalize
@@ -258,13 +259,21 @@ def register_worker(
     score: int,
     now: float,
     balance: int | None = None,
+    locked_until: int = 0,
     slots: int | None = None,
 ) -> str:
     """(Re-)register a worker; returns a fresh bearer token (the old one stops working).
-    `slots` caps the replicas it runs at once (None: no cap)."""
+    `balance` and `locked_until` as read from the chain (None: unread, and what an earlier
+    registration read is kept: a lock only grows); `slots` caps the replicas it runs at
+    once (None: no cap)."""
     token = secrets.token_urlsafe(32)
+    read: dict[str, Any] = (
+        {}
+        if balance is None
+        else {"balance": str(balance), "locked_until": locked_until, "standing_at": now}
+    )
     values = {
-        "balance": None if balance is None else str(balance),
+        **read,
         "slots": slots,
         "token_hash": token_hash(token),
         "gpu": gpu,
@@ -488,14 +497,10 @@ def next_work(
         for d in _deals_with_open_tasks(conn, chain_now, now)
         if int(d.final_deadline) > chain_now + int(d.time_ref)
     ]
-    # a worker that cannot cover the deal's stake could lie for free (unknown balance:
-    # the chain was unreachable at registration, do not block on it)
-    balance = None if me.balance is None else int(me.balance)
+    # a worker whose stake is not there, or could leave before the deal settles, could
+    # lie for free
     candidates = [
-        d
-        for d in open_deals
-        if tag_allows(d.tag, bool(me.gpu))
-        and (balance is None or int(json.loads(d.deal_json)["worker_stake"]) <= balance)
+        d for d in open_deals if tag_allows(d.tag, bool(me.gpu)) and stakelock.may_dispatch(d, me)
     ]
 
     def locality(d: Any) -> int:
@@ -607,20 +612,7 @@ def _deals_with_open_tasks(conn: Connection, chain_now: int, now: float) -> list
     hit = _open_deals.get(conn.engine)
     if hit is not None and 0 <= now - hit[0] < OPEN_DEALS_S:
         return hit[1]
-    rows: list[Any] = list(
-        conn.execute(
-            select(deals)
-            .where(
-                deals.c.status == "active",
-                deals.c.final_deadline > chain_now + deals.c.time_ref,
-                select(tasks.c.task_id)
-                .where(tasks.c.deal_id == deals.c.deal_id, tasks.c.status == OPEN)
-                .exists(),
-            )
-            .order_by(deals.c.created_at)
-            .limit(DEAL_SCAN)
-        ).all()
-    )
+    rows: list[Any] = list(conn.execute(dispatchable_deals(chain_now).limit(DEAL_SCAN)).all())
     _open_deals[conn.engine] = (now, rows)
     return rows
 

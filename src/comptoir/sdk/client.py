@@ -613,6 +613,9 @@ class Comptoir:
             tag=tag_bytes(tag),
             category=cat,
             trust=trust,
+            # the hub checks the pool's stake policy at match time: a pool that lowers it
+            # after this choice cannot take the request
+            min_worker_stake=min_worker_stake,
             beneficiary=to_checksum_address(beneficiary) if beneficiary else self.address,
             callback=to_checksum_address(callback) if callback else ZERO_ADDRESS,
             params=self._sealed_params(args, seal),

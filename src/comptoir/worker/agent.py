@@ -68,6 +68,7 @@ from comptoir.worker.failure import APP_INVALID, DETERMINISTIC, PACKAGE_LIMIT, f
 from comptoir.worker.journal import COMMITTED, Journal
 from comptoir.worker.packaging import seal_file
 from comptoir.worker.settings import WorkerSettings
+from comptoir.worker.stakelock import StakeLocker
 
 log = structlog.get_logger("comptoir.worker")
 
@@ -130,8 +131,11 @@ class WorkerAgent:
         self.account: LocalAccount = Account.from_key(settings.private_key)
         self.address = str(self.account.address)
         self.chain = ChainClient(
-            connect(settings.rpc_url, settings.rpc_timeout, check=False), settings.deployment
+            connect(settings.rpc_url, settings.rpc_timeout, check=False),
+            settings.deployment,
+            self.account,  # its own key: the stake lock is its only transaction
         )
+        self.locker = StakeLocker(self.chain, settings.lock_horizon_s, settings.lock_margin_s)
         settings.work_dir.mkdir(parents=True, exist_ok=True)
         self.cache = BlobCache(settings.cache_path, settings.cache_bytes)
         self.journal = Journal(settings.work_dir / "journal.json")
@@ -190,6 +194,8 @@ class WorkerAgent:
         )
         # told to the pool on registration, for a scheduler that sorts workers by it
         self.scheduler.capabilities["isolation"] = isolation.level
+        # locked before registering, so the registration's chain read already sees it
+        await self._lock_stake()
         backoff = self._scheduler_backoff()
         while not self._stop.is_set():
             try:
@@ -215,6 +221,14 @@ class WorkerAgent:
             await self.storage.aclose()
             self.keys.close()
             log.info("worker.stop", worker=self.address)
+
+    async def _lock_stake(self, needed: int = 0) -> None:
+        """Keep the escrow balance locked as far as the pool needs (worker/stakelock.py);
+        a failure is logged and retried at the next empty pull."""
+        try:
+            await asyncio.to_thread(self.locker.ensure, needed)
+        except ComptoirError as exc:
+            log.warning("worker.stake_lock_failed", error=str(exc), needed=needed or None)
 
     async def resume(self) -> None:
         """After a restart: release what was running, keep what was committed."""
@@ -283,6 +297,10 @@ class WorkerAgent:
                     await self._retry_after(backoff, "worker.pull_failed", exc)
                     continue
                 backoff.reset()
+                if assignment is None and self.scheduler.lock_needed > self.locker.locked_until:
+                    # the scheduler names a longer lock than ours: extend, then ask again
+                    log.info("worker.no_work", reason=self.scheduler.wait_reason)
+                    await self._lock_stake(self.scheduler.lock_needed)
                 if assignment is None and wait > 0:
                     continue  # the scheduler held the request: ask again at once
                 if assignment is None:

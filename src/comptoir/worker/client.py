@@ -9,6 +9,7 @@ from eth_account.signers.local import LocalAccount
 
 from comptoir.chain.client import SignedContribution
 from comptoir.exceptions import SchedulerError, SchedulerUnreachable
+from comptoir.scheduler.stakelock import LOCK_HEADER, WAIT_HEADER
 from comptoir.storage.keys import sign_text
 
 
@@ -28,6 +29,8 @@ class SchedulerClient:
         self.capabilities = capabilities
         self.token: str | None = None
         self.info: dict[str, Any] = {}
+        self.lock_needed = 0  # from the last empty pull: the stake lock the pool wants
+        self.wait_reason: str | None = None  # and why it gave no work
         self._http = httpx.AsyncClient(timeout=timeout)
 
     async def aclose(self) -> None:
@@ -95,6 +98,8 @@ class SchedulerClient:
         params = {"wait": wait} if wait > 0 else None
         resp = await self._call("POST", "/v1/work/next", params=params)
         if resp.status_code == 204:
+            self.lock_needed = _int_header(resp, LOCK_HEADER)
+            self.wait_reason = resp.headers.get(WAIT_HEADER, "")[:300] or None
             return None
         _check(resp)
         return dict(resp.json())
@@ -143,6 +148,11 @@ class SchedulerClient:
         resp = await self._call("POST", f"/v1/assignments/{aid}/release")
         if resp.status_code != 404:
             _check(resp)
+
+
+def _int_header(resp: httpx.Response, name: str) -> int:
+    value = resp.headers.get(name, "0")
+    return int(value) if value.isdigit() and len(value) <= 20 else 0
 
 
 def _check(resp: httpx.Response) -> None:

@@ -23,6 +23,8 @@
 | COMPTOIR_WORKER_UNPACK_RATIO | 100 | unpacked bytes per package byte (past 32 MiB) |
 | COMPTOIR_WORKER_POLL / _HEARTBEAT | 2 / 5 | seconds between pulls / heartbeats |
 | COMPTOIR_WORKER_FAULT | (none) | TEST ONLY: "lie" (wrong digests), "tamper_seal" (altered seals) |
+| COMPTOIR_WORKER_LOCK_HORIZON | 86400 | seconds the stake is locked ahead (0: as the pool asks) |
+| COMPTOIR_WORKER_LOCK_MARGIN | 600 | seconds locked past the final deadline the scheduler names |
 """
 
 from __future__ import annotations
@@ -78,6 +80,9 @@ class WorkerSettings:
     heartbeat_interval_s: float = 5.0
     http_timeout_s: float = 60.0
     rpc_timeout: float = 30.0
+    # the escrow balance stays locked this far ahead, so schedulers dispatch to this worker
+    lock_horizon_s: int = 86_400
+    lock_margin_s: int = 600
     # TEST ONLY: "lie" contributes a wrong digest, to exercise the consensus penalties.
     fault: str | None = None
 
@@ -156,5 +161,7 @@ class WorkerSettings:
             unpack_ratio=int(num("COMPTOIR_WORKER_UNPACK_RATIO", 100)),
             poll_interval_s=num("COMPTOIR_WORKER_POLL", 2.0),
             heartbeat_interval_s=num("COMPTOIR_WORKER_HEARTBEAT", 5.0),
+            lock_horizon_s=int(num("COMPTOIR_WORKER_LOCK_HORIZON", 86_400)),
+            lock_margin_s=int(num("COMPTOIR_WORKER_LOCK_MARGIN", 600)),
             fault=env.get("COMPTOIR_WORKER_FAULT") or None,  # TEST ONLY
         )

@@ -68,6 +68,7 @@ struct RequestOrder:
     tag: bytes32
     category: uint256
     trust: uint256
+    min_worker_stake: uint256
     beneficiary: address
     callback: address
     params: String[512]
@@ -77,7 +78,7 @@ struct RequestOrder:
 APP_ORDER_TYPEHASH: constant(bytes32) = keccak256("AppOrder(uint256 app,uint256 app_price,uint256 volume,bytes32 tag,uint256 dataset_restrict,uint256 workerpool_restrict,address requester_restrict,bytes32 salt)")
 DATASET_ORDER_TYPEHASH: constant(bytes32) = keccak256("DatasetOrder(uint256 dataset,uint256 dataset_price,uint256 volume,bytes32 tag,uint256 app_restrict,uint256 workerpool_restrict,address requester_restrict,bytes32 salt)")
 WORKERPOOL_ORDER_TYPEHASH: constant(bytes32) = keccak256("WorkerpoolOrder(uint256 workerpool,uint256 workerpool_price,uint256 volume,bytes32 tag,uint256 category,uint256 trust,uint256 app_restrict,uint256 dataset_restrict,address requester_restrict,bytes32 salt)")
-REQUEST_ORDER_TYPEHASH: constant(bytes32) = keccak256("RequestOrder(uint256 app,uint256 app_max_price,uint256 dataset,uint256 dataset_max_price,uint256 workerpool,uint256 workerpool_max_price,address requester,uint256 volume,bytes32 tag,uint256 category,uint256 trust,address beneficiary,address callback,string params,bytes32 salt)")
+REQUEST_ORDER_TYPEHASH: constant(bytes32) = keccak256("RequestOrder(uint256 app,uint256 app_max_price,uint256 dataset,uint256 dataset_max_price,uint256 workerpool,uint256 workerpool_max_price,address requester,uint256 volume,bytes32 tag,uint256 category,uint256 trust,uint256 min_worker_stake,address beneficiary,address callback,string params,bytes32 salt)")
 
 CANCELLED: constant(uint256) = max_value(uint256)
 
@@ -231,4 +232,4 @@ def _hash_request_order(o: RequestOrder) -> bytes32:
     return eip712_domain_separator._hash_typed_data_v4(keccak256(abi_encode(
         REQUEST_ORDER_TYPEHASH, o.app, o.app_max_price, o.dataset, o.dataset_max_price,
         o.workerpool, o.workerpool_max_price, o.requester, o.volume, o.tag, o.category,
-        o.trust, o.beneficiary, o.callback, keccak256(o.params), o.salt)))
+        o.trust, o.min_worker_stake, o.beneficiary, o.callback, keccak256(o.params), o.salt)))

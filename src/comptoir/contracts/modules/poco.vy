@@ -287,6 +287,9 @@ def match_orders(
         final_deadline=block.timestamp + time_ref * FINAL_DEADLINE_RATIO,
         callback=request.callback,
     )
+    # the pool's stake policy as it is now, not as the requester saw it: a pool that lowered
+    # it after the requester chose it cannot take the request
+    assert deal.worker_stake >= request.min_worker_stake, "poco: pool stakes below request"
     # @dev (request_hash, first_task) is unique, so the hash of the deal is a unique id.
     deal_id: bytes32 = keccak256(abi_encode(deal))
     assert self.task_bits[deal_id][0] == 0, "poco: deal exists"
@@ -370,6 +373,8 @@ def finalize(deal: Deal, tasks: DynArray[TaskResult, MAX_BATCH], winners: DynArr
             self._check_contribution_sig(ws.worker, task_id, consensus_hash, seal, ws.r, ws.vs)
             # skin in the game: the fast path holds no stake, so a winner must still have one
             assert escrow.balance_of[ws.worker] >= deal.worker_stake, "poco: winner stake too low"
+            # and one that cannot leave before the deal can no longer settle (escrow.lock)
+            assert deal.worker_stake == 0 or escrow.locked_until[ws.worker] >= deal.final_deadline, "poco: winner stake not locked"
             w: uint256 = 1
             if weighed:
                 w = self._weight(ws.worker)

@@ -29,6 +29,7 @@ struct RequestOrder:
     tag: bytes32
     category: uint256
     trust: uint256
+    min_worker_stake: uint256
     beneficiary: address
     callback: address
     params: String[512]
@@ -105,6 +106,7 @@ def ask(fen: String[MAX_FEN]) -> bytes32:
         tag=empty(bytes32),
         category=self.category,
         trust=self.trust,
+        min_worker_stake=0,
         beneficiary=self,
         callback=self,
         params=fen,

@@ -1,0 +1,62 @@
+"""The worker's side of stake locking: keep its escrow balance locked past the final
+deadline of the deals it may work on, so its scheduler dispatches to it.
+
+Locked once at start for `lock_horizon_s` (a long lock: one transaction a day rather than
+one per task), and extended when the scheduler's 204 names a later lock it needs, with
+`lock_margin_s` to spare. A lock is never shortened and lasts at most a year (the hub's
+bound, pre-checked): a worker that stops can withdraw once its last lock ends.
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from comptoir.chain.client import LOCK_MAX_SECONDS, ChainClient
+from comptoir.exceptions import TransactionRejected
+
+log = structlog.get_logger("comptoir.worker")
+
+LOCK_MAX_SLACK_S = 600  # stay this far under the hub's one-year bound (blocks move on)
+
+
+def lock_target(chain_now: int, needed: int, horizon_s: int, margin_s: int) -> int:
+    """Until when to lock: the horizon from now, or what the scheduler needs plus a margin,
+    whichever is later, never past the hub's one-year bound."""
+    wanted = max(chain_now + horizon_s, needed + margin_s if needed else 0)
+    return min(wanted, chain_now + LOCK_MAX_SECONDS - LOCK_MAX_SLACK_S)
+
+
+class StakeLocker:
+    """Locks `chain`'s account's balance (the worker's own key) as far as needed."""
+
+    def __init__(self, chain: ChainClient, horizon_s: int, margin_s: int) -> None:
+        self.chain = chain
+        self.horizon_s = horizon_s
+        self.margin_s = margin_s
+        self.locked_until = 0  # as last read or set: locks only grow
+
+    def ensure(self, needed: int = 0) -> int:
+        """Lock until the target if the current lock ends sooner; returns the lock's end.
+        Blocking (chain calls): run it in a thread. Raises a ComptoirError when the lock
+        transaction cannot be sent (no ether for gas, chain down)."""
+        if self.horizon_s <= 0 and not needed:
+            return self.locked_until
+        if needed and needed <= self.locked_until:
+            return self.locked_until
+        now = self.chain.timestamp()
+        target = lock_target(now, needed, self.horizon_s, self.margin_s)
+        current = self.chain.locked_until()
+        # re-lock once half the horizon is spent, not at every call
+        if current >= max(needed, now + self.horizon_s // 2):
+            self.locked_until = current
+            return current
+        if needed > target:
+            raise TransactionRejected(
+                f"The scheduler needs the stake locked until {needed}, past the hub's "
+                "one-year bound; this worker cannot take that pool's deals.",
+                reason="escrow: lock too long",
+            )
+        self.chain.lock(target)
+        self.locked_until = max(current, target)
+        log.info("worker.stake_locked", until=self.locked_until, needed=needed or None)
+        return self.locked_until
