@@ -36,6 +36,7 @@ MAX_CLAIM = 256  # hub: indices per claim
 RECONCILE_TASKS = 500  # is_settled checks per reconciliation pass
 MAX_SCAN_CHUNKS = 20  # log ranges the watcher queries per loop iteration
 LOOP_BACKOFF_CAP_S = 5.0  # longest pause between loop iterations while steps fail
+METRICS_EVERY_S = 10.0  # the loop's own refresh of the task gauges
 ROLLBACK_HORIZON_S = 3600  # settlements of deals this long past their final deadline are final
 
 
@@ -88,6 +89,7 @@ class Scheduler:
         self.clock = ChainClock()
         self._categories: dict[int, int] = {}
         self._last_reconcile = 0.0
+        self._last_metrics = 0.0
         self._reconcile_after = ""
         self._settled_after = ""
         self._chain_went_back = False
@@ -173,7 +175,7 @@ class Scheduler:
             ("onchain", self.drive_onchain),
             ("claim", self.claim),
             ("reconcile", self.maybe_reconcile),
-            ("metrics", self.update_metrics),
+            ("metrics", self.refresh_metrics),
         ):
             try:
                 await fn()
@@ -555,6 +557,14 @@ class Scheduler:
         log.warning("reconcile.deal_vanished", deal=deal_id)
 
     # ------------------------------------------------------------ metrics
+
+    async def refresh_metrics(self) -> None:
+        """The loop's gauges, at most every METRICS_EVERY_S: counting tasks by status reads
+        the whole task table, and /metrics refreshes them itself when scraped."""
+        if time.time() - self._last_metrics < METRICS_EVERY_S:
+            return
+        self._last_metrics = time.time()
+        await self.update_metrics()
 
     async def update_metrics(self) -> None:
         counts = await self.db.run(state.counts)
