@@ -74,6 +74,7 @@ _SEL_SCORE = function_signature_to_4byte_selector("score(address)")
 _SEL_BALANCE_OF = function_signature_to_4byte_selector("balance_of(address)")
 _SEL_LOCKED_UNTIL = function_signature_to_4byte_selector("locked_until(address)")
 _SEL_IS_SETTLED = function_signature_to_4byte_selector("is_settled(bytes32,uint256)")
+_SEL_CONSUMED = function_signature_to_4byte_selector("consumed(bytes32)")
 
 
 def view_words(answers: Any) -> list[bytes]:
@@ -841,7 +842,14 @@ class ChainClient:
         orders: list[_Struct] = [app_order, workerpool_order, request]
         if dataset_order.dataset != 0:
             orders.append(dataset_order)
-        volume = min(self.remaining(o) for o in orders)
+        # the orders' consumed volumes and the requester's balance in one round trip
+        requester = bytes.fromhex(to_checksum_address(request.requester)[2:]).rjust(32, b"\x00")
+        calls = [_SEL_CONSUMED + self.order_hash(o) for o in orders]
+        words = self._batch_views(self.deployment.hub, [*calls, _SEL_BALANCE_OF + requester])
+        volume = min(
+            max(int(getattr(o, "volume")) - int.from_bytes(w, "big"), 0)  # noqa: B009
+            for o, w in zip(orders, words, strict=False)
+        )
         if volume == 0:
             return  # the contract's own message names the problem
         price = (
@@ -857,7 +865,7 @@ class ChainClient:
                     f"{request.min_worker_stake}; choose another pool or lower the minimum.",
                     reason="poco: pool stakes below request",
                 )
-        free = self.balance(request.requester)
+        free = int.from_bytes(words[-1], "big")
         if free < price * volume:
             raise TransactionRejected(
                 f"The requester's free balance ({free} token units) is too low for this deal "
