@@ -25,6 +25,7 @@ from comptoir.httpguard import (
     parse_json,
     sane_recursion_limit,
 )
+from comptoir.market.app import MAX_BODY as MARKET_MAX_BODY
 from comptoir.stack import free_port
 
 DEEP_HUGE = b"[" * 300_000 + b"]" * 300_000  # a few hundred kilobytes, deeper than any stack
@@ -116,11 +117,11 @@ def test_market_process_survives_hostile_bodies(
     huge = httpx.post(f"{url}/v1/orders", content=DEEP_HUGE, headers=headers, timeout=30)
     assert huge.status_code == 413
     assert huge.json()["detail"] == (
-        f"The request body is larger than {MAX_BODY_BYTES} bytes; send less."
+        f"The request body is larger than {MARKET_MAX_BODY} bytes; send less."
     )
 
     def chunks() -> Iterator[bytes]:  # no Content-Length: refused while it arrives
-        for _ in range(20):
+        for _ in range(MARKET_MAX_BODY // 10_000 + 1):
             yield b"[" * 10_000
 
     streamed = httpx.post(f"{url}/v1/orders", content=chunks(), headers=headers, timeout=30)

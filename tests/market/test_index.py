@@ -4,7 +4,7 @@ rolled back and re-read, the confirmation depth, and the query API's bounds."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -61,8 +61,22 @@ def claimed_deal(chain: Devnet, clients: dict[str, ChainClient]) -> tuple[Any, A
 
 
 @pytest.fixture
-def market(chain: Devnet, tmp_path: Path) -> Market:
+def still_chain(chain: Devnet) -> Iterator[Devnet]:
+    """The devnet without its idle blocks: the tests compare the index's blocks with the
+    head, which an idle block mined between two reads would move."""
+    chain.w3.provider.make_request("evm_setIntervalMining", [0])  # type: ignore[arg-type]
+    chain.w3.provider.make_request("evm_setAutomine", [True])  # type: ignore[arg-type]
+    try:
+        yield chain
+    finally:
+        interval = chain.settings.devnet_block_time
+        chain.w3.provider.make_request("evm_setIntervalMining", [interval])  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def market(still_chain: Devnet, tmp_path: Path) -> Market:
     """Opens the real market app (index on) over one database; call it again to restart."""
+    chain = still_chain
     start = chain.w3.eth.block_number
 
     @asynccontextmanager

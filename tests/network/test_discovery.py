@@ -3,10 +3,14 @@ a pool and fetch its results knowing only the network's name and the pool's id."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -51,24 +55,54 @@ def test_a_requester_elsewhere_gets_verified_results(
     assert "2/2 task(s) verified against the chain" in run.stdout
 
 
+@contextlib.contextmanager
+def _status_only(workerpool: int) -> Iterator[str]:
+    """A scheduler that says it is alive for `workerpool` and serves nothing else (503): it
+    passes the SDK's liveness probe, so a deal is matched, but no result can be fetched."""
+
+    class StatusOnly(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            alive = self.path == "/v1/status"
+            body = json.dumps({"workerpool": workerpool} if alive else {"detail": "down"})
+            self.send_response(200 if alive else 503)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), StatusOnly)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_unavailable_results_make_run_fail(pool_host: stack.Stack, tmp_path: Path) -> None:
     requester = tmp_path / "requester"
     _join(requester, pool_host)
     pool, real = pool_host.workerpool, pool_host.schedulers[pool_host.workerpool]
-    # only the pool's owner may move its endpoint
-    dead = ("pool", "advertise", str(pool), "http://127.0.0.1:9")
-    assert "owned by" in failure(cli(requester, *dead, "-w", "devnet:9"))
-    # the owner points it somewhere dead: settlement still happens, fetching cannot
-    moved = cli(requester, *dead, "-w", "devnet:4")
-    assert moved.returncode == 0, moved.stdout + moved.stderr
-    try:
-        assert cli(requester, "account", "deposit", "5000", "--wallet", "devnet:1").returncode == 0
-        run = cli(requester, "run", *REQUEST, "--volume", "1", "--timeout", "240", timeout=300)
-        assert run.returncode == 5, run.stdout + run.stderr  # unavailable (docs/cli.md)
-        assert "could not be fetched" in run.stderr and "comptoir result get" in run.stderr
-    finally:
-        back = cli(requester, "pool", "advertise", str(pool), real, "-w", "devnet:4")
-        assert back.returncode == 0, back.stdout + back.stderr
+    with _status_only(pool) as hollow:
+        # only the pool's owner may move its endpoint
+        moved = ("pool", "advertise", str(pool), hollow)
+        assert "owned by" in failure(cli(requester, *moved, "-w", "devnet:9"))
+        # the owner points it at a scheduler that answers only its status: the deal is
+        # matched and settled, its results cannot be fetched
+        answer = cli(requester, *moved, "-w", "devnet:4")
+        assert answer.returncode == 0, answer.stdout + answer.stderr
+        try:
+            deposit = cli(requester, "account", "deposit", "5000", "--wallet", "devnet:1")
+            assert deposit.returncode == 0
+            run = cli(requester, "run", *REQUEST, "--volume", "1", "--timeout", "240", timeout=300)
+            assert run.returncode == 5, run.stdout + run.stderr  # unavailable (docs/cli.md)
+            assert "could not be fetched" in run.stderr and "comptoir result get" in run.stderr
+        finally:
+            back = cli(requester, "pool", "advertise", str(pool), real, "-w", "devnet:4")
+            assert back.returncode == 0, back.stdout + back.stderr
 
 
 def test_a_worker_elsewhere_joins_with_the_pool_id(pool_host: stack.Stack, tmp_path: Path) -> None:

@@ -115,7 +115,7 @@ def _race_processes(url: str, volume: int, trust: int, workers: int) -> list[tup
     _deal, info = deal_info(str(scheduler.address), volume=volume, trust=trust)
     db.tx(lambda c: state.add_deal(c, info, time.time()))
     for a in addresses:
-        db.tx(lambda c, a=a: state.register_worker(c, a, False, 1, 1, 0, time.time(), 1000))
+        db.tx(lambda c, a=a: state.register_worker(c, a, False, 1, 1, 0, time.time(), 1000, LOCKED))
     db.close()
     ctx = multiprocessing.get_context("spawn")
     go, out = ctx.Event(), ctx.Queue()

@@ -10,7 +10,8 @@ from eth_account import Account
 from comptoir.scheduler.api import WORK_WAIT_S
 from comptoir.storage.keys import sign_text
 
-from .test_api import add_deal, api, auth, register  # noqa: F401  (api: the fixture)
+from .conftest import LOCKED
+from .test_api import add_deal, api, auth, register, stake_locked  # noqa: F401  (api: fixture)
 
 
 async def _held(app: object) -> None:
@@ -27,7 +28,9 @@ async def test_a_held_request_gets_the_work_that_appears_meanwhile(
     api: tuple[httpx.AsyncClient, object],  # noqa: F811
 ) -> None:
     client, app = api
-    token = await register(client, Account.create())
+    worker = Account.create()
+    token = await register(client, worker)
+    stake_locked(app, worker.address, LOCKED)  # as the chain would say: work may go to it
     request = asyncio.create_task(
         client.post("/v1/work/next", params={"wait": WORK_WAIT_S}, headers=auth(token))
     )
@@ -81,7 +84,9 @@ async def test_a_worker_at_its_slots_gets_nothing_more(
     api: tuple[httpx.AsyncClient, object],  # noqa: F811
 ) -> None:
     client, app = api
-    token = await register(client, Account.create())  # no slots said: one
+    worker = Account.create()
+    token = await register(client, worker)  # no slots said: one
+    stake_locked(app, worker.address, LOCKED)
     add_deal(app)
     add_deal(app)
     assert (await client.post("/v1/work/next", headers=auth(token))).status_code == 200

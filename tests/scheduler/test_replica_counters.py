@@ -13,7 +13,7 @@ from sqlalchemy import select
 from comptoir.scheduler import state
 from comptoir.scheduler.db import ACTIVE, Database, assignments, recount_replicas, tasks
 
-from .conftest import NOW, Pool, deal_info
+from .conftest import LOCKED, NOW, Pool, deal_info
 from .test_concurrent_dispatch import SETTINGS
 
 
@@ -81,7 +81,7 @@ def test_an_older_database_gets_its_counters(tmp_path: Path) -> None:
     _deal, info = deal_info("0x" + "05" * 20, volume=2, trust=4)
     db.tx(lambda c: state.add_deal(c, info, time.time()))
     worker = "0x" + "06" * 20
-    db.tx(lambda c: state.register_worker(c, worker, False, 1, 1, 0, time.time(), 1000))
+    db.tx(lambda c: state.register_worker(c, worker, False, 1, 1, 0, time.time(), 1000, LOCKED))
     got = db.tx(
         lambda c: state.next_work(c, SETTINGS, worker, NOW, time.time(), lambda w, t: b"\x00" * 65)
     )
