@@ -279,6 +279,8 @@ async def test_only_final_events_are_indexed(
         ("/v1/deals", {"limit": 501}, "limit"),
         ("/v1/deals", {"limit": 0}, "limit"),
         ("/v1/deals", {"cursor": "abc"}, "cursor"),
+        ("/v1/deals", {"cursor": "9" * 20}, "cursor"),  # past a SQL BIGINT: no 500
+        ("/v1/deals/0x" + "ab" * 32 + "/tasks", {"cursor": "9" * 20}, "cursor"),
         ("/v1/deals", {"requester": "0x12"}, "requester"),
         ("/v1/deals", {"workerpool": -1}, "workerpool"),
         ("/v1/assets", {"kind": "car"}, "kind"),
