@@ -578,6 +578,40 @@ def add_workers(settings: Settings, count: int) -> list[Service]:
 # ---------------------------------------------------------------- service entry points
 
 
+OWNER_SCAN_EVERY_S = 10.0  # at most one scan of the registered datasets per this
+
+
+def dataset_owner_resolver(
+    client: ChainClient,
+    scan_every_s: float = OWNER_SCAN_EVERY_S,
+    clock: Callable[[], float] = time.monotonic,
+) -> Callable[[str], str | None]:
+    """checksum -> the on-chain owner of the newest dataset registered with it. Anyone may
+    ask (a key registration signed by any fresh key gets this far): the registered datasets
+    are scanned at most every `scan_every_s`, not once per request; the owner is read each
+    time (one call: a transfer is seen at once)."""
+    import threading
+
+    from comptoir.sdk import chainscan
+
+    lock = threading.Lock()
+    known: dict[str, int] = {}
+    scanned = [-float("inf")]
+
+    def resolve(checksum: str) -> str | None:
+        key = checksum.lower().removeprefix("0x")
+        with lock:
+            if key not in known and clock() - scanned[0] >= scan_every_s:
+                scanned[0] = clock()
+                known.clear()
+                for e in chainscan.registered_assets(client, 2):  # oldest first: newest wins
+                    known[e.checksum.hex()] = e.asset
+            asset = known.get(key)
+        return None if asset is None else client.owner_of(asset)
+
+    return resolve
+
+
 def serve_storage(root: Path, port: int, host: str = "127.0.0.1") -> None:
     """Blob server + dataset key service; keys released per the chain (keypolicy)."""
     import asyncio
@@ -588,18 +622,13 @@ def serve_storage(root: Path, port: int, host: str = "127.0.0.1") -> None:
     from comptoir.config import load_settings
     from comptoir.httpguard import sane_recursion_limit
     from comptoir.scheduler.keypolicy import chain_deal_check
-    from comptoir.sdk import chainscan
     from comptoir.storage import LocalBlobStore
     from comptoir.storage.keys import KeyVault, NonceBook, SignedNoncePolicy, create_key_router
     from comptoir.storage.server import create_storage_app
 
     client = ChainClient.from_settings(load_settings())
 
-    def dataset_owner(checksum: str) -> str | None:
-        for e in reversed(chainscan.registered_assets(client, 2)):
-            if e.checksum.hex() == checksum.lower().removeprefix("0x"):
-                return client.owner_of(e.asset)
-        return None
+    dataset_owner = dataset_owner_resolver(client)
 
     async def owner_of(checksum: str) -> str | None:
         return await asyncio.to_thread(dataset_owner, checksum)

@@ -112,3 +112,43 @@ def test_the_worker_keeps_a_bounded_tail_inside_the_sealed_part(tmp_path: Path) 
     # without a key the result is uploaded as it is and no log leaves the worker
     result.write_bytes(b"archive bytes")
     assert seal_file(result, sealed.ResultTerms("", None, False), _run(b"o", b"e")) == result
+
+
+def _envelope(header: bytes, tail: bytes = b"x" * 40) -> bytes:
+    return sealed.MAGIC + len(header).to_bytes(4, "big") + header + tail
+
+
+def _hostile_body(body: bytes) -> bytes:
+    """An envelope a hostile worker sealed properly to the requester, around `body`."""
+    import json
+    import os
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    eph = ec.generate_private_key(ec.SECP256K1())
+    epk = eph.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+    header = json.dumps(
+        {"v": 1, "sealed": True, "to": REQUESTER.address, "epk": epk.hex(), "public": 0}
+    ).encode()
+    aes = AESGCM(sealed._derive(eph.exchange(ec.ECDH(), sealed._point(b"\x04" + KEY)), epk, KEY))
+    prefix = sealed.MAGIC + len(header).to_bytes(4, "big") + header
+    nonce = os.urandom(sealed.NONCE_BYTES)
+    return prefix + nonce + aes.encrypt(nonce, body, prefix)
+
+
+@pytest.mark.parametrize(
+    "blob",
+    [
+        _envelope(b"[" * 2000 + b"]" * 2000),  # nested past the JSON decoder's recursion limit
+        _envelope(b'{"v":1,"public":0,"to":"0x","epk":""}'),  # no "sealed"
+        _envelope(b"[1]"),
+        _hostile_body(b"short"),  # authentic, but shorter than its own section sizes
+    ],
+)
+def test_a_hostile_workers_envelope_is_refused_in_one_sentence(blob: bytes) -> None:
+    with pytest.raises(ResultError, match="do not trust it"):
+        sealed.open_envelope(blob, bytes(REQUESTER.key))

@@ -7,6 +7,7 @@ refused."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -184,3 +185,23 @@ def test_an_altered_sealed_result_is_refused(home: Path) -> None:
     finally:
         stop(agent)
         stop(serve)
+
+
+def test_log_tails_cannot_drive_the_requesters_terminal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The tails are the app's (and the worker's) bytes: escape sequences (clear screen,
+    hyperlinks, titles) are shown as text, never sent to the terminal."""
+    import io
+
+    from rich.console import Console
+
+    from comptoir.cli import output
+
+    buf = io.StringIO()
+    monkeypatch.setattr(output, "console", Console(file=buf, force_terminal=True, width=200))
+    output.print_tails("ok\x1b[2Jcleared\x1b]8;;http://evil\x1b\\link\n", "tab\there\x9b31m")
+    shown = buf.getvalue()
+    assert "cleared" in shown and "link" in shown and "here" in shown
+    plain = re.sub("\x1b\\[[01]m", "", shown)  # the names' bold
+    assert "\x1b" not in plain and "\x9b" not in plain

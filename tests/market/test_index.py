@@ -293,6 +293,8 @@ async def test_only_final_events_are_indexed(
         ("/v1/deals", {"limit": 501}, "limit"),
         ("/v1/deals", {"limit": 0}, "limit"),
         ("/v1/deals", {"cursor": "abc"}, "cursor"),
+        ("/v1/deals", {"cursor": "9" * 20}, "cursor"),  # past a SQL BIGINT: no 500
+        ("/v1/deals/0x" + "ab" * 32 + "/tasks", {"cursor": "9" * 20}, "cursor"),
         ("/v1/deals", {"requester": "0x12"}, "requester"),
         ("/v1/deals", {"workerpool": -1}, "workerpool"),
         ("/v1/assets", {"kind": "car"}, "kind"),
@@ -381,3 +383,47 @@ def test_capped_provider_chunks_and_an_interrupted_catch_up_resumes(
         logged = conn.execute(select(func.count()).select_from(ix.journal)).scalar()
     assert [r.name for r in rows] == names
     assert logged == len(names)  # one AssetRegistered each, none twice
+
+
+def test_a_reorg_while_a_chunk_is_read_is_never_written(
+    chain: Devnet, clients: dict[str, ChainClient], tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The logs of a chunk and the hash stored as its cursor must come from one chain: a
+    reorg between the two reads would keep the old fork's events under the new fork's
+    hash, where no later pass could see them as rolled back."""
+    from sqlalchemy import create_engine
+
+    from comptoir.market import indexer as indexer_module
+    from comptoir.market.indexer import ChainIndexer
+
+    app_dev = clients["app_dev"]
+    start = chain.w3.eth.block_number + 1
+    fork = devnet.snapshot(chain.w3)
+    app_dev.register_app("gone", "oci://gone", b"\x33" * 32)
+    mine(chain, 2)
+    real = indexer_module.logscan.get_logs
+    reorged: list[bool] = []
+
+    def get_logs(*args: Any, **kw: Any) -> Any:
+        logs = real(*args, **kw)
+        if not reorged:  # the chain reorganizes right after the logs were read
+            reorged.append(True)
+            devnet.revert(chain.w3, fork)
+            app_dev.register_app("kept", "oci://kept", b"\x44" * 32)
+            mine(chain, 2)
+        return logs
+
+    monkeypatch.setattr(indexer_module.logscan, "get_logs", get_logs)
+    d = chain.deployment
+    engine = create_engine(f"sqlite:///{tmp_path / 'ix.db'}")
+    indexer = ChainIndexer(engine, chain.w3, d.hub, d.registry, d.contributions, start_block=start)
+    indexer.create_tables()
+    for _ in range(3):  # a pass that saw the reorg may fail: the next one resumes
+        try:
+            indexer.run_once()
+            break
+        except Exception:
+            continue
+    with engine.connect() as conn:
+        names = set(conn.scalars(select(ix.assets.c.name)))
+    assert "gone" not in names and "kept" in names

@@ -134,3 +134,36 @@ def test_a_lying_index_is_caught_against_the_chain(
         assert not chainscan.still_settled(liar, settled)  # ...does not hold on the chain
         honest_claim = chainscan.task_settlement(honest, deal.task_id(0))
         assert honest_claim is not None and chainscan.still_settled(liar, honest_claim)
+
+
+def test_a_hostile_index_cannot_page_forever_or_send_an_endless_body() -> None:
+    """A market that always names a next page with no rows, or answers with a body far
+    larger than any page, makes the SDK give up (IndexUnavailable: it scans logs instead),
+    in bounded time and memory."""
+    import time
+
+    from fastapi.responses import Response
+
+    from comptoir.exceptions import IndexUnavailable
+    from comptoir.sdk.netindex import NetworkIndex
+
+    hostile = FastAPI()
+    pages: list[int] = []
+
+    @hostile.get("/v1/deals")
+    def endless(cursor: str | None = None) -> dict[str, Any]:
+        pages.append(1)
+        return {"deals": [], "next_cursor": str(len(pages)), "index": {"final": 1}}
+
+    @hostile.get("/v1/index")
+    def huge() -> Response:
+        return Response(b'{"pad": "' + b"x" * (80 << 20) + b'"}', media_type="application/json")
+
+    with serve_app(hostile) as url:
+        index = NetworkIndex(url, "0x" + "11" * 20, timeout=5)
+        started = time.monotonic()
+        with pytest.raises(IndexUnavailable):
+            index.deals()
+        assert len(pages) <= 1000 and time.monotonic() - started < 60
+        with pytest.raises(IndexUnavailable):
+            index.final()

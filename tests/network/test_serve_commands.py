@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -50,3 +51,34 @@ def test_the_stack_listens_and_advertises_where_told(tmp_path: Path) -> None:
             httpx.get(pool_url.replace("127.0.0.2", "127.0.0.1") + "/healthz", timeout=5)
         chain = ChainClient.from_settings(settings)
         assert chain.workerpool_endpoint(running.workerpool) == pool_url
+
+
+def test_key_registrations_cannot_make_storage_scan_the_chain_per_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`storage serve` asks the chain who owns a dataset before accepting its key; any
+    stranger's signed registration gets that far, so the registered datasets are scanned
+    at most every OWNER_SCAN_EVERY_S, whatever the number of requests."""
+    import types
+
+    from comptoir.sdk import chainscan
+
+    scans: list[int] = []
+    now = [0.0]
+
+    def registered_assets(client: object, kind: int) -> list[object]:
+        scans.append(kind)
+        return [
+            types.SimpleNamespace(checksum=b"\x11" * 32, asset=1),
+            types.SimpleNamespace(checksum=b"\x11" * 32, asset=2),  # newer, same data
+        ]
+
+    monkeypatch.setattr(chainscan, "registered_assets", registered_assets)
+    client: Any = types.SimpleNamespace(owner_of=lambda asset: f"owner-{asset}")
+    resolve = stack.dataset_owner_resolver(client, clock=lambda: now[0])
+    assert resolve("0x" + "11" * 32) == "owner-2"
+    for _ in range(500):
+        assert resolve("0x" + "99" * 32) is None  # unknown checksums, as a stranger sends
+    assert len(scans) == 1
+    now[0] += stack.OWNER_SCAN_EVERY_S
+    assert resolve("0x" + "99" * 32) is None and len(scans) == 2

@@ -91,3 +91,30 @@ async def test_a_worker_at_its_slots_gets_nothing_more(
     add_deal(app)
     assert (await client.post("/v1/work/next", headers=auth(token))).status_code == 200
     assert (await client.post("/v1/work/next", headers=auth(token))).status_code == 204
+
+
+async def test_one_worker_cannot_hold_many_long_polls(
+    api: tuple[httpx.AsyncClient, object],  # noqa: F811
+) -> None:
+    """A hostile worker opening many waits at once pins at most MAX_HELD_PER_WORKER of
+    them: the others answer at once, as without `wait`."""
+    from comptoir.scheduler import api as scheduler_api
+
+    cap = getattr(scheduler_api, "MAX_HELD_PER_WORKER", 2)
+    client, app = api
+    token = await register(client, Account.create())
+    polls = [
+        asyncio.create_task(
+            client.post("/v1/work/next", params={"wait": WORK_WAIT_S}, headers=auth(token))
+        )
+        for _ in range(cap + 6)
+    ]
+    await _held(app)
+    await asyncio.sleep(0.3)
+    done = [p for p in polls if p.done()]
+    assert len(done) >= 6
+    assert all(p.result().status_code == 204 for p in done)
+    waiters = app.state.scheduler.new_work._waiters  # type: ignore[attr-defined]
+    assert len(waiters) <= cap
+    for p in polls:
+        assert (await p).status_code == 204

@@ -62,3 +62,28 @@ def test_answers_are_cached_then_probed_again() -> None:
     _check({1}, expired, calls)
     _check({1}, expired, calls)
     assert calls.count("http://pool-1") == 3
+
+
+def test_a_hostile_endpoint_or_answer_is_not_alive_and_fails_nothing_else() -> None:
+    """A pool owner chooses its Registry location and its answer: a URL httpx cannot even
+    build, or a small but deeply nested JSON body, makes that pool not alive; the probe of
+    the other pools (the whole listing) still answers."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "pool-1":
+            return httpx.Response(200, json={"workerpool": 1})
+        return httpx.Response(200, content=b"[" * 50_000 + b"]" * 50_000)  # < the size cap
+
+    urls = {1: "http://pool-1", 2: "http://pool-2", 3: "http://\x00bad"}
+
+    async def endpoint(pool: int) -> str | None:
+        return urls[pool]
+
+    async def go() -> dict[int, object]:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+            return dict(await LivenessCache().check_all({1, 2, 3}, endpoint, http))
+
+    found = asyncio.run(go())
+    assert {p for p, v in found.items() if v.alive} == {1}  # type: ignore[attr-defined]
+    assert "does not answer" in found[2].reason  # type: ignore[attr-defined]
+    assert "does not answer" in found[3].reason  # type: ignore[attr-defined]

@@ -24,3 +24,43 @@ def test_never_past_the_hubs_one_year_bound() -> None:
     cap = NOW + LOCK_MAX_SECONDS - LOCK_MAX_SLACK_S
     assert lock_target(NOW, NOW + 2 * LOCK_MAX_SECONDS, DAY, 600) == cap
     assert lock_target(NOW, 0, 2 * LOCK_MAX_SECONDS, 0) == cap
+
+
+class _Chain:
+    """The chain calls StakeLocker makes, with the lock transactions counted."""
+
+    def __init__(self) -> None:
+        self.lock_until = 0
+        self.locks: list[int] = []
+
+    def timestamp(self) -> int:
+        return NOW
+
+    def locked_until(self) -> int:
+        return self.lock_until
+
+    def lock(self, until: int) -> None:
+        self.locks.append(until)
+        self.lock_until = max(self.lock_until, until)
+
+
+def test_a_hostile_schedulers_lock_requests_are_bounded() -> None:
+    """What a 204 names is the scheduler's word: a lock a year ahead is refused, and a
+    need that creeps up at every poll does not cost a lock transaction at every poll."""
+    import pytest
+
+    from comptoir.exceptions import TransactionRejected
+    from comptoir.worker.stakelock import StakeLocker
+
+    chain = _Chain()
+    locker = StakeLocker(chain, DAY, 600)  # type: ignore[arg-type]
+    with pytest.raises(TransactionRejected, match="does not lock that long"):
+        locker.ensure(NOW + LOCK_MAX_SECONDS - 2 * DAY)
+    assert chain.locks == []
+    locker.ensure(NOW + 2 * DAY)  # a real need: locked past it
+    assert chain.lock_until >= NOW + 2 * DAY + 600
+    needed = NOW + 2 * DAY
+    for _ in range(1000):  # a need creeping up by more than the margin at every poll
+        needed += 601
+        locker.ensure(needed)
+    assert len(chain.locks) <= 15  # 7 days of creep: one per half horizon, not 1000

@@ -177,6 +177,8 @@ def open_envelope(blob: bytes, private_key: bytes | None = None) -> Opened:
             "worker sealed it; do not trust it and fetch it again."
         ) from None
     fixed = struct.calcsize(">QQQ??")
+    if len(body) < fixed:  # authentic, but a hostile worker may seal anything
+        raise ResultError("The sealed result's sections do not add up; do not trust it.")
     n_res, n_out, n_err, t_out, t_err = struct.unpack(">QQQ??", body[:fixed])
     if fixed + n_res + n_out + n_err != len(body):
         raise ResultError("The sealed result's sections do not add up; do not trust it.")
@@ -198,8 +200,10 @@ def _split(blob: bytes) -> tuple[dict[str, object], bytes, bytes, bytes]:
         public_len = int(header["public"])
         if header["v"] != 1 or not 0 <= public_len <= len(blob) - start - n:
             raise bad
+        if not isinstance(header["sealed"], bool):
+            raise bad
         str(header["to"]), bytes.fromhex(str(header["epk"]))
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         raise bad from None
     end = start + n + public_len
     if len(blob) - end < NONCE_BYTES + 16:

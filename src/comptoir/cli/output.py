@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from typing import Any
 
 from rich.console import Console
@@ -40,8 +41,20 @@ def print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
     console.print(table)
 
 
+def _inert(text: str) -> str:
+    """`text` with its control characters (but newlines and tabs) shown escaped: the
+    tails are a stranger's bytes, whose escape sequences must not drive the terminal."""
+    return "".join(
+        ch
+        if ch in "\n\t" or unicodedata.category(ch) != "Cc"
+        else ch.encode("unicode_escape").decode()
+        for ch in text
+    )
+
+
 def print_tails(stdout: str, stderr: str) -> None:
-    """The app's stdout/stderr tails, verbatim (no markup), each under its name."""
+    """The app's stdout/stderr tails, verbatim (no markup, control characters escaped),
+    each under its name."""
     for name, text in (("stdout", stdout), ("stderr", stderr)):
         console.print(f"[bold]{name}[/bold] (tail):")
-        console.print(text.rstrip("\n") or "(empty)", markup=False, highlight=False)
+        console.print(_inert(text.rstrip("\n")) or "(empty)", markup=False, highlight=False)

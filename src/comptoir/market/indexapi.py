@@ -33,7 +33,7 @@ BYTES32 = r"^0x[0-9a-fA-F]{64}$"
 ASSET_KINDS = {"app": 1, "dataset": 2, "workerpool": 3}
 KIND_NAMES = {v: k for k, v in ASSET_KINDS.items()}
 MAX_ASSET = MAX_PRICE  # registry ids are a counter: far below 2**128
-SEQ_CURSOR = r"^[0-9]{1,20}$"
+SEQ_CURSOR = r"^[0-9]{1,18}$"  # below 2**63: a SQL BIGINT (a longer one was a 500)
 
 
 class IndexHead(BaseModel):
@@ -258,7 +258,7 @@ def mount_index_routes(app: FastAPI, market: Market) -> None:
             Query(pattern=ADDRESS, description="Deals where this worker was paid or fined."),
         ] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-        cursor: Annotated[str | None, Query(pattern=SEQ_CURSOR, max_length=20)] = None,
+        cursor: Annotated[str | None, Query(pattern=SEQ_CURSOR, max_length=18)] = None,
     ) -> DealPage:
         """Deals, newest first, from final DealCreated events."""
         conds: list[Any] = []

@@ -158,6 +158,9 @@ class ChainIndexer:
             return None
         last = min(first + self.max_range - 1, final)
         addresses = {"address": [self.hub, self.registry, self.contributions]}
+        # `last`'s hash before and after the logs: a reorg between the reads would store
+        # the old fork's events under the new fork's hash, never to be rolled back
+        before = self.block_hash(last)
         raw = logscan.get_logs(self.w3, addresses, first, last, self.max_range)
         deal_topic = ev.event_topic("DealCreated")
         times: dict[int, float] = {}
@@ -168,6 +171,11 @@ class ChainIndexer:
                 times[number] = float(self.w3.eth.get_block(number)["timestamp"])
         block_hash = self.block_hash(last)
         assert block_hash is not None  # final <= head: the node has it
+        if block_hash != before:
+            raise RuntimeError(
+                f"block {last} changed while its logs were read (a reorg); the next pass "
+                "reads them again"
+            )
         return Chunk(last, block_hash, [dict(e) for e in raw], times)
 
     def _accepted(self, entry: dict[str, Any]) -> ev.ChainEvent | None:

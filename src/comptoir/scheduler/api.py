@@ -37,6 +37,10 @@ AssignmentId = Annotated[int, Path(ge=0, le=MAX_ID)]
 Hash32 = Annotated[str, Path(pattern=HEX32, description="0x + 64 hex digits.")]
 WORK_WAIT_S = 2.0  # longest a work/next request is held while there is nothing to hand out
 MAX_SLOTS = 1024  # replicas one worker may hold running at once
+# long polls held at once: per worker (one token must not pin many connections and
+# coroutines), and in all; past either, a work/next answers at once as without `wait`
+MAX_HELD_PER_WORKER = 2
+MAX_HELD = 10_000
 HEALTH_MEMORY_S = 30.0  # a database failure keeps /healthz at 503 this long
 
 
@@ -149,6 +153,8 @@ def create_scheduler_app(
     app.state.db = db
     app.state.tokens = tokens = TokenCache()
     chain_reads = CoalescedReads(sched.client.worker_standings)
+    held: dict[str, int] = {}  # worker -> its work/next requests waiting now
+    held_total = [0]  # all of them
     app.state.metrics = metrics
 
     @app.exception_handler(SchedulerError)
@@ -254,20 +260,32 @@ def create_scheduler_app(
     ) -> Response | dict[str, Any]:
         # long poll: with nothing to hand out, wait for new work (a deal seen, replicas
         # lost or given back) up to `wait` seconds instead of making the worker poll
-        deadline = time.monotonic() + wait
-        while True:
-            generation = sched.work_generation
-            found = await db.run(
-                lambda c: state.next_work(
-                    c, settings, me, sched.clock.now(), time.time(), sched.authorize
+        if wait > 0 and (held.get(me, 0) >= MAX_HELD_PER_WORKER or held_total[0] >= MAX_HELD):
+            wait = 0.0
+        if wait > 0:
+            held[me] = held.get(me, 0) + 1
+            held_total[0] += 1
+        try:
+            deadline = time.monotonic() + wait
+            while True:
+                generation = sched.work_generation
+                found = await db.run(
+                    lambda c: state.next_work(
+                        c, settings, me, sched.clock.now(), time.time(), sched.authorize
+                    )
                 )
-            )
-            left = deadline - time.monotonic()
-            if found is not None or left <= 0:
-                break
-            if generation == sched.work_generation:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(sched.new_work.wait(), timeout=left)
+                left = deadline - time.monotonic()
+                if found is not None or left <= 0:
+                    break
+                if generation == sched.work_generation:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(sched.new_work.wait(), timeout=left)
+        finally:
+            if wait > 0:
+                held_total[0] -= 1
+                held[me] -= 1
+                if held[me] <= 0:
+                    del held[me]
         if found is None:
             retried = await stake_checked_retry(me, sched.clock.now())
             if isinstance(retried, Response):

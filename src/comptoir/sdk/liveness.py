@@ -68,7 +68,9 @@ async def _probe(http: httpx.AsyncClient, workerpool: int, url: str | None) -> L
     try:
         async with asyncio.timeout(PROBE_TIMEOUT_S):
             body = await _status(http, f"{url.rstrip('/')}/v1/status")
-    except (httpx.HTTPError, TimeoutError, ValueError):
+    # InvalidURL: an on-chain location httpx cannot build; RecursionError: a small but
+    # deeply nested JSON body (both the pool owner's to choose)
+    except (httpx.HTTPError, httpx.InvalidURL, TimeoutError, ValueError, RecursionError):
         return Liveness(workerpool, False, url, f"its scheduler at {url} does not answer")
     if not isinstance(body, dict) or body.get("workerpool") != workerpool:
         return Liveness(

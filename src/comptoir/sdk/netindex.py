@@ -11,6 +11,7 @@ whatever decides money or verification is re-read on the chain by the caller (se
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -22,6 +23,8 @@ from comptoir.exceptions import IndexUnavailable
 
 MAX_ROWS = 100_000  # rows one listing may page through before the SDK scans logs instead
 PAGE = 500
+MAX_PAGES = MAX_ROWS // PAGE + 1  # a market naming next pages without rows stops here
+MAX_BODY = 32 << 20  # bytes of one answer (a page of 500 deals is ~1.5 MiB)
 TIMEOUT = 10.0
 
 
@@ -40,16 +43,26 @@ class NetworkIndex:
     def _get(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
         """The JSON body, None on 404; IndexUnavailable on anything else that is not 200."""
         try:
-            resp = httpx.get(f"{self.url}{path}", params=params, timeout=self.timeout)
+            with httpx.stream(
+                "GET", f"{self.url}{path}", params=params, timeout=self.timeout
+            ) as resp:
+                raw = bytearray()
+                for chunk in resp.iter_bytes():
+                    raw += chunk
+                    if len(raw) > MAX_BODY:
+                        raise IndexUnavailable(
+                            f"The market's index sent more than {MAX_BODY} bytes on {path}."
+                        )
         except httpx.HTTPError as e:
             raise IndexUnavailable(f"The market at {self.url} did not answer ({e}).") from e
-        if resp.status_code == 404 and "no network index" not in resp.text:
+        text = raw.decode(errors="replace")
+        if resp.status_code == 404 and "no network index" not in text:
             return None
         if resp.status_code != 200:
             raise IndexUnavailable(f"The market's index answered {resp.status_code} on {path}.")
         try:
-            body = resp.json()
-        except ValueError as e:
+            body = json.loads(raw)
+        except (ValueError, RecursionError) as e:
             raise IndexUnavailable(f"The market's index sent no JSON on {path}.") from e
         if not isinstance(body, dict):
             raise IndexUnavailable(f"The market's index sent an unexpected body on {path}.")
@@ -68,7 +81,7 @@ class NetworkIndex:
         rows: list[Any] = []
         final: int | None = None
         cursor: str | None = None
-        while True:
+        for _ in range(MAX_PAGES):
             paging = {"limit": PAGE, **({"cursor": cursor} if cursor else {})}
             page = self._get(path, {**params, **paging})
             if page is None:
@@ -83,6 +96,7 @@ class NetworkIndex:
                 return rows, final
             if len(rows) > MAX_ROWS:
                 raise IndexUnavailable(f"More than {MAX_ROWS} rows: the SDK scans logs instead.")
+        raise IndexUnavailable(f"More than {MAX_PAGES} pages: the SDK scans logs instead.")
 
     # ------------------------------------------------------------ deals
 

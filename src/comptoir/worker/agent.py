@@ -291,6 +291,7 @@ class WorkerAgent:
                     await self._until_one_done(in_flight, self.s.poll_interval_s)
                     continue
                 wait = min(self.scheduler.work_wait_s, self.s.http_timeout_s / 2)
+                asked = time.monotonic()
                 try:
                     assignment = await self.scheduler.next_work(wait)
                 except ComptoirError as exc:
@@ -301,8 +302,10 @@ class WorkerAgent:
                     # the scheduler names a longer lock than ours: extend, then ask again
                     log.info("worker.no_work", reason=self.scheduler.wait_reason)
                     await self._lock_stake(self.scheduler.lock_needed)
-                if assignment is None and wait > 0:
+                if assignment is None and wait > 0 and time.monotonic() - asked >= wait / 2:
                     continue  # the scheduler held the request: ask again at once
+                # an empty answer at once (it holds no more of this worker's requests):
+                # paced as without a long poll, never a tight loop
                 if assignment is None:
                     # nothing now: ask again after the poll interval, or as soon as a
                     # running task ends (the scheduler may have held work for a free slot)

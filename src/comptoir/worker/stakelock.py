@@ -17,6 +17,11 @@ from comptoir.exceptions import TransactionRejected
 log = structlog.get_logger("comptoir.worker")
 
 LOCK_MAX_SLACK_S = 600  # stay this far under the hub's one-year bound (blocks move on)
+# what a scheduler's 204 may ask is the scheduler's word only: a lock it names further
+# ahead than this is refused (a hostile pool would tie the stake up for a year), and an
+# extension it asks for reaches half the horizon past its need, so a need that creeps up
+# poll after poll costs a lock transaction per half horizon, not one per poll (gas)
+LOCK_MAX_AHEAD_S = 90 * 86_400
 
 
 def lock_target(chain_now: int, needed: int, horizon_s: int, margin_s: int) -> int:
@@ -44,7 +49,14 @@ class StakeLocker:
         if needed and needed <= self.locked_until:
             return self.locked_until
         now = self.chain.timestamp()
-        target = lock_target(now, needed, self.horizon_s, self.margin_s)
+        if needed > now + LOCK_MAX_AHEAD_S:
+            raise TransactionRejected(
+                f"The scheduler asks for the stake locked until {needed}, more than "
+                f"{LOCK_MAX_AHEAD_S // 86_400} days ahead; this worker does not lock that long.",
+                reason="escrow: lock too long",
+            )
+        margin = max(self.margin_s, self.horizon_s // 2) if needed else self.margin_s
+        target = lock_target(now, needed, self.horizon_s, margin)
         current = self.chain.locked_until()
         # re-lock once half the horizon is spent, not at every call
         if current >= max(needed, now + self.horizon_s // 2):
