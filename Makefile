@@ -51,8 +51,8 @@ $(HARDHAT):
 # skipped when present). Playwright drives Debian's chromium: its own browser download is not used.
 sysdeps:
 	@command -v bwrap >/dev/null && command -v umoci >/dev/null && command -v pg_ctlcluster >/dev/null \
-	  && test -x /usr/bin/chromium \
-	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap umoci postgresql chromium >/dev/null)
+	  && test -x /usr/bin/chromium && command -v ip >/dev/null && command -v nsenter >/dev/null \
+	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap umoci postgresql chromium iproute2 util-linux >/dev/null)
 
 test: setup sysdeps $(HARDHAT)
 	$(PY) -m ruff check src tests bench scripts examples
