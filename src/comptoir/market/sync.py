@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import replace
 
 import structlog
 
@@ -168,16 +169,22 @@ class MarketSync:
             out += page
             after = page[-1].hash
         for status in ("filled", "cancelled"):
-            offset = 0
-            while True:
-                rows, _, _ = await store.list_orders(
-                    OrderQuery(status=status, limit=self.page_size, offset=offset)
-                )
-                out += [r for r in rows if status == "filled" or r.status_reason == ON_CHAIN]
-                if len(rows) < self.page_size:
-                    break
-                offset += self.page_size
+            rows = await self._every_match(OrderQuery(status=status))
+            out += [r for r in rows if status == "filled" or r.status_reason == ON_CHAIN]
         return out
+
+    async def _every_match(self, query: OrderQuery) -> list[StoredOrder]:
+        """Every order `query` matches, a page of page_size at a time on the listing order's
+        keyset (an offset would re-read every earlier page)."""
+        out: list[StoredOrder] = []
+        query = replace(query, limit=self.page_size, offset=0, after=None)
+        while True:
+            rows, _, _ = await self.book.store.list_orders(query)
+            out += rows
+            if len(rows) < self.page_size:
+                return out
+            last = rows[-1]
+            query = replace(query, after=(last.price, last.published_at, last.hash))
 
     async def _touched_orders(self, changes: ix.Changes) -> list[StoredOrder]:
         store = self.book.store
@@ -185,17 +192,9 @@ class MarketSync:
         out = [o for o in found if o is not None]
         for asset in sorted(changes.assets):
             for kind in ("app", "dataset", "workerpool"):
-                offset = 0
-                while True:
-                    query = OrderQuery(
-                        kind=kind, status="open", limit=self.page_size, offset=offset
-                    )
-                    setattr(query, kind, asset)
-                    rows, _, _ = await store.list_orders(query)
-                    out += rows
-                    if len(rows) < self.page_size:
-                        break
-                    offset += self.page_size
+                query = OrderQuery(kind=kind, status="open")
+                setattr(query, kind, asset)
+                out += await self._every_match(query)
         return out
 
     async def _apply_index(self, orders: list[StoredOrder]) -> tuple[int, int]:
