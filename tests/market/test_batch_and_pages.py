@@ -11,6 +11,7 @@ from comptoir.market import InMemoryChainView, sign_cancel
 from comptoir.market import store as store_module
 from comptoir.market.app import MAX_BATCH
 from comptoir.market.lookups import ChainLookups, TTLCache
+from comptoir.market.sync import MarketSync
 
 from .support import (
     ACTORS,
@@ -236,3 +237,18 @@ async def test_a_book_made_before_the_new_indexes_gets_them(tmp_path: Any) -> No
     names = {i["name"] for i in inspect(again.engine).get_indexes("market_orders")}
     assert "ix_market_orders_app_kind" in names
     await again.close()
+
+
+async def test_sync_reads_every_match_across_keyset_pages(client: httpx.AsyncClient) -> None:
+    """The sync's reads of the book page on the listing keyset: every order once, with
+    pages smaller than the matches and prices that tie."""
+    orders = [request_order(volume=v) for v in range(1, 6)]
+    orders += [app_order(app_price=p) for p in (3, 3, 1)]
+    results = await batch(client, [signed(o) for o in orders])
+    assert [r["status"] for r in results] == [201] * len(orders)
+    market = client._transport.app.state.market  # type: ignore[attr-defined]
+    sync = MarketSync(market.book, interval=0, page_size=2)
+    got = await sync._every_match(store_module.OrderQuery(status="open"))
+    assert sorted(o.hash for o in got) == sorted(hash_of(o) for o in orders)
+    apps = await sync._every_match(store_module.OrderQuery(kind="app", status="open"))
+    assert [o.price for o in apps] == [1, 3, 3]
