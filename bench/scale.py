@@ -444,6 +444,9 @@ async def one_run(
         start_scheduler(home, stack, owner, pool, db_url, loops=False) for _ in range(processes - 1)
     ]
     urls = [under.url] + [e.url for e in extra]
+    async with Comptoir(stack.settings, owner) as manager:
+        # requesters only match pools whose scheduler answers at the endpoint on-chain
+        await manager.advertise_pool(pool, under.url)
     load = Load(urls, workers, concurrency, int(w3.eth.chain_id), stack_hub(stack))
     pids = [under.scheduler.pid] + [e.scheduler.pid for e in extra]
 

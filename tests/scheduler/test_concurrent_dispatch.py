@@ -189,3 +189,74 @@ def test_an_older_database_gains_the_new_columns(tmp_path: Path) -> None:
     cols = {c["name"] for c in sqlalchemy.inspect(db.engine).get_columns("scheduler_tasks")}
     db.close()
     assert "version" in cols
+
+
+def test_one_workers_concurrent_pulls_never_exceed_its_slots(shared_postgres: str) -> None:
+    # twelve pulls of one 2-slot worker at once, through four engines (as four API
+    # processes): the slot is claimed on its row, so exactly two replicas go out
+    scheduler = Account.create()
+    dbs = [Database(shared_postgres) for _ in range(4)]
+    worker = str(Account.create().address)
+    _deal, info = deal_info(str(scheduler.address), volume=30, trust=1)
+    dbs[0].tx(lambda c: state.add_deal(c, info, time.time()))
+    dbs[0].tx(
+        lambda c: state.register_worker(
+            c, worker, False, 2, 1, 0, time.time(), 1000, LOCKED, slots=2
+        )
+    )
+
+    def auth(w: str, task: bytes) -> bytes:
+        return eip712.sign_authorization(scheduler, w, task, CHAIN_ID, "0x" + "03" * 20)
+
+    got: list[dict[str, Any]] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(12)
+
+    def pull(i: int) -> None:
+        start.wait()
+        try:
+            w = dbs[i % 4].tx(
+                lambda c: state.next_work(c, SETTINGS, worker, NOW, time.time(), auth)
+            )
+            if w is not None:
+                got.append(w)
+        except BaseException as exc:  # reported below, not swallowed
+            errors.append(exc)
+
+    threads = [threading.Thread(target=pull, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    running = dbs[0].tx(lambda c: state.running_replicas(c, worker))
+    view = dbs[0].tx(state.worker_list)
+    for db in dbs:
+        db.close()
+    assert not errors, errors
+    assert len(got) == 2 and len({w["task_id"] for w in got}) == 2
+    assert running == 2
+    assert [w["address"] for w in view] == [worker]
+
+
+def test_an_older_database_gets_its_running_counters_recounted(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    db = Database(path)
+    scheduler = Account.create()
+    worker = str(Account.create().address)
+    _deal, info = deal_info(str(scheduler.address), volume=3, trust=1)
+    db.tx(lambda c: state.add_deal(c, info, time.time()))
+    db.tx(lambda c: state.register_worker(c, worker, False, 1, 1, 0, time.time(), 1000, LOCKED))
+
+    def auth(w: str, task: bytes) -> bytes:
+        return eip712.sign_authorization(scheduler, w, task, CHAIN_ID, "0x" + "03" * 20)
+
+    for _ in range(2):
+        assert db.tx(lambda c: state.next_work(c, SETTINGS, worker, NOW, time.time(), auth))
+    db.close()
+    engine = sqlalchemy.create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:  # as an older version made it: no running counter
+        conn.execute(sqlalchemy.text("ALTER TABLE scheduler_workers DROP COLUMN running"))
+    engine.dispose()
+    db = Database(path)
+    assert db.tx(lambda c: state.running_replicas(c, worker)) == 2
+    db.close()

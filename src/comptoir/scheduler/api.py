@@ -338,19 +338,24 @@ def create_scheduler_app(
 
     @app.post("/v1/assignments/{aid}/commit")
     async def commit(aid: AssignmentId, req: CommitRequest, me: Worker) -> dict[str, Any]:
-        view = await db.run(lambda c: state.assignment_state(c, aid, me))
-        c = SignedContribution(
-            me,
-            state.unhx(view["task_id"]),
-            state.unhx(req.result_hash),
-            state.unhx(req.result_seal),
-            state.unhx(req.r),
-            state.unhx(req.vs),
-        )
-        signer = contribution_signer(c, settings.deployment.chain_id, settings.deployment.hub)
-        if signer is None or signer != me:
-            raise HTTPException(400, "The contribution is not signed by this worker's key.")
-        out = await db.run(lambda conn: state.commit(conn, aid, me, c, time.time()))
+        def verified_commit(conn: Connection) -> dict[str, Any]:
+            # one transaction: the task the assignment is for, the signature over it, the
+            # commitment stored
+            view = state.assignment_state(conn, aid, me)
+            c = SignedContribution(
+                me,
+                state.unhx(view["task_id"]),
+                state.unhx(req.result_hash),
+                state.unhx(req.result_seal),
+                state.unhx(req.r),
+                state.unhx(req.vs),
+            )
+            signer = contribution_signer(c, settings.deployment.chain_id, settings.deployment.hub)
+            if signer is None or signer != me:
+                raise state.Invalid("The contribution is not signed by this worker's key.")
+            return state.commit(conn, aid, me, c, time.time())
+
+        out = await db.run(verified_commit)
         log.info("assignment.committed", id=aid, worker=me)
         sched.work_appeared()  # a disagreement asks for more replicas
         return out

@@ -165,6 +165,10 @@ workers = Table(
     Column("memory", BigInteger, nullable=False, default=0),
     # replicas it runs at once (its advertised slots); None: not capped by the scheduler
     Column("slots", Integer),
+    # its replicas running now, kept with every change of its replicas (state._recount):
+    # the slot cap is checked on this counter, and claimed on it atomically (a conditional
+    # UPDATE), so concurrent pulls of one worker never exceed its slots
+    Column("running", Integer, nullable=False, default=0, server_default="0"),
     Column("score", BigInteger, nullable=False, default=0),
     Column("weight", Integer, nullable=False, default=2),
     # free escrow balance (decimal string: uint256), None until read from the chain
@@ -274,6 +278,29 @@ def recount_replicas(conn: Connection, task_ids: list[str] | None) -> None:
     )
 
 
+def recount_running(conn: Connection, addresses: list[str] | None) -> None:
+    """Set the ``running`` counter of these workers (None: of every worker) from their
+    assignments; one indexed count each (ix_assignments_worker)."""
+    q = update(workers)
+    if addresses is not None:
+        q = q.where(workers.c.address.in_(addresses))
+    conn.execute(
+        q.values(
+            running=select(func.count())
+            .where(assignments.c.worker == workers.c.address, assignments.c.status == RUNNING)
+            .scalar_subquery()
+        )
+    )
+
+
+TX_ATTEMPTS = 3  # runs of a transaction PostgreSQL aborts as a deadlock victim
+_RETRYABLE = {"40P01", "40001"}  # deadlock detected, serialization failure
+
+
+def _retryable(exc: OperationalError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) in _RETRYABLE
+
+
 class Database:
     """One engine, one writer thread."""
 
@@ -287,19 +314,28 @@ class Database:
         if "scheduler_tasks.active" in added:
             with self.engine.begin() as conn:  # counters the older version did not keep
                 recount_replicas(conn, None)
+        if "scheduler_workers.running" in added:
+            with self.engine.begin() as conn:
+                recount_running(conn, None)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scheduler-db")
         # when the database last failed (disk full, read-only, server gone): health checks
         # report it even when their own small probe still fits
         self.failed_at: float | None = None
 
     def tx(self, fn: Callable[[Connection], T]) -> T:
-        """Run `fn` in one transaction on the calling thread."""
-        try:
-            with self.engine.begin() as conn:
-                return fn(conn)
-        except OperationalError:
-            self.failed_at = time.time()
-            raise
+        """Run `fn` in one transaction on the calling thread. A transaction PostgreSQL
+        aborted to break a deadlock between API processes (each took row locks the other
+        wanted) is run again: nothing of it was kept."""
+        for attempt in range(TX_ATTEMPTS):
+            try:
+                with self.engine.begin() as conn:
+                    return fn(conn)
+            except OperationalError as exc:
+                if _retryable(exc) and attempt + 1 < TX_ATTEMPTS:
+                    continue
+                self.failed_at = time.time()
+                raise
+        raise AssertionError("unreachable")
 
     async def run(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` in one transaction on the database thread."""

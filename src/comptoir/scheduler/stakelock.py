@@ -15,19 +15,20 @@ balance is re-read at least every ``standing_ttl_s`` before a dispatch.
 
 from __future__ import annotations
 
-import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
 
 from comptoir.chain.client import WorkerStanding
-from comptoir.scheduler import consensus
-from comptoir.scheduler.db import open_deals as open_deals_query
+from comptoir.scheduler import consensus, opendeals
 from comptoir.scheduler.db import workers
+from comptoir.scheduler.prepared import Prepared
 
-SHORTFALL_SCAN = 200  # open deals looked at to tell a worker what it lacks
+WORKER_BY_ADDRESS = Prepared(select(workers).where(workers.c.address == bindparam("address")))
+_STANDING_AT = Prepared(select(workers.c.standing_at).where(workers.c.address == bindparam("a")))
 # headers of a 204 from /v1/work/next when the worker's stake keeps it from open deals
 LOCK_HEADER = "Comptoir-Lock-Until"  # the lock it needs (unix time; 0: its lock is enough)
 STAKE_HEADER = "Comptoir-Stake-Needed"  # the free balance it needs (0: enough)
@@ -75,21 +76,28 @@ def refusal(
 def may_dispatch(deal_row: Any, worker_row: Any) -> bool:
     """Whether `worker_row` (scheduler_workers) may take a replica of `deal_row`."""
     balance = None if worker_row.balance is None else int(worker_row.balance)
-    stake = int(json.loads(deal_row.deal_json)["worker_stake"])
+    stake = opendeals.terms(deal_row).worker_stake
     deadline, locked_until = int(deal_row.final_deadline), int(worker_row.locked_until)
     return refusal(stake, deadline, balance, locked_until) is None
 
 
-def shortfall(conn: Connection, address: str, chain_now: int) -> Shortfall | None:
-    """What `address` lacks for the open deals its stake or lock keeps it from, or None."""
-    me = conn.execute(select(workers).where(workers.c.address == address)).first()
+def shortfall(
+    conn: Connection, address: str, chain_now: int, now: float | None = None
+) -> Shortfall | None:
+    """What `address` lacks for the open deals its stake or lock keeps it from, or None.
+    The open deals are dispatch's own (read at most once a second per process), so an
+    empty poll costs no query unless one of them asks for a stake."""
+    open_deals = opendeals.open_deals(conn, chain_now, time.time() if now is None else now)
+    staked = [(d, opendeals.terms(d).worker_stake) for d in open_deals]
+    staked = [(d, stake) for d, stake in staked if stake > 0]
+    if not staked:
+        return None
+    me = WORKER_BY_ADDRESS.first(conn, {"address": address})
     if me is None:
         return None
     balance = None if me.balance is None else int(me.balance)
-    open_deals = conn.execute(open_deals_query(chain_now).limit(SHORTFALL_SCAN)).all()
     lock_until = stake = 0
-    for d in open_deals:
-        worker_stake = int(json.loads(d.deal_json)["worker_stake"])
+    for d, worker_stake in staked:
         why = refusal(worker_stake, int(d.final_deadline), balance, int(me.locked_until))
         if why == "stake":
             stake = max(stake, worker_stake)
@@ -103,7 +111,7 @@ def shortfall(conn: Connection, address: str, chain_now: int) -> Shortfall | Non
 def standing_age(conn: Connection, address: str, now: float) -> float | None:
     """Seconds since the worker's balance and lock were read from the chain (None: unknown
     worker)."""
-    at = conn.execute(select(workers.c.standing_at).where(workers.c.address == address)).scalar()
+    at = _STANDING_AT.scalar(conn, {"a": address})
     return None if at is None else now - float(at)
 
 

@@ -12,20 +12,19 @@ import hashlib
 import json
 import secrets
 import time
-import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from eth_utils import keccak
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Row
 
 from comptoir.chain.client import AssetInfo, SignedContribution, TaskOutcome
 from comptoir.chain.events import DealCreated
 from comptoir.chain.types import TAG_GPU, TAG_TEE, Deal, result_hash, result_seal
 from comptoir.exceptions import SchedulerError
-from comptoir.scheduler import consensus, stakelock, trustpolicy
+from comptoir.scheduler import consensus, opendeals, stakelock, trustpolicy
 from comptoir.scheduler.db import (
     ABANDONED,
     ACTIVE,
@@ -51,16 +50,16 @@ from comptoir.scheduler.db import (
     cursor,
     deals,
     recount_replicas,
+    recount_running,
     tasks,
     workers,
 )
-from comptoir.scheduler.db import open_deals as dispatchable_deals
+from comptoir.scheduler.prepared import Prepared, insert_row, update_row
 from comptoir.scheduler.settings import SchedulerSettings
 
 MAX_BATCH = 32  # hub: tasks per finalize
 MAX_WINNER_SIGS = 128
 MAX_LOSER_SIGS = 32
-DEAL_SCAN = 64  # deals with open tasks looked at per dispatch
 STARTED_SCAN = 512  # tasks with replicas in flight looked at per deal and dispatch
 FRESH_TRIES = 8  # untouched tasks tried per deal when concurrent dispatchers race
 # failures a worker reports that say nothing about the task (an outage it waited out):
@@ -73,18 +72,23 @@ UNREVEALED_LATE = "did not reveal before the deadline margin"
 REDISPATCHABLE = (RELEASED,)  # never committed: the same worker may take the task again
 
 
-# Statements of the per-request path, built once: SQLAlchemy then skips constructing the
-# expression and deriving its cache key at every request (most of a request's CPU)
-_ASSIGNMENT_BY_ID = select(assignments).where(assignments.c.id == bindparam("aid"))
-_TASK_BY_ID = select(tasks).where(tasks.c.task_id == bindparam("task_id"))
-_WORKER_BY_ADDRESS = select(workers).where(workers.c.address == bindparam("address"))
-_CLAIM = (
+# Statements of the per-request path: compiled once per dialect and run on the DBAPI
+# cursor (prepared.py), since SQLAlchemy's own execution was most of a request's CPU
+_ASSIGNMENT_BY_ID = Prepared(select(assignments).where(assignments.c.id == bindparam("aid")))
+_TASK_BY_ID = Prepared(select(tasks).where(tasks.c.task_id == bindparam("task_id")))
+_WORKER_BY_ADDRESS = stakelock.WORKER_BY_ADDRESS
+_WORKER_BY_TOKEN = Prepared(
+    select(workers.c.address).where(workers.c.token_hash == bindparam("token_hash"))
+)
+_WEIGHT = Prepared(select(workers.c.weight).where(workers.c.address == bindparam("a")))
+_DEAL_TRUST = Prepared(select(deals.c.trust).where(deals.c.deal_id == bindparam("d")))
+_CLAIM = Prepared(
     update(tasks)
     .where(tasks.c.task_id == bindparam("tid"), tasks.c.version == bindparam("seen"))
     .values(version=tasks.c.version + 1)
 )
 _live = (assignments.c.task_id == tasks.c.task_id, assignments.c.status.in_(ACTIVE))
-_RECOUNT_ONE = (
+_RECOUNT_ONE = Prepared(
     update(tasks)
     .where(tasks.c.task_id == bindparam("tid"))
     .values(
@@ -94,10 +98,176 @@ _RECOUNT_ONE = (
         .scalar_subquery(),
     )
 )
-# the deals with open tasks, per engine, reused this long by every dispatch of the process:
-# a deal matched meanwhile waits at most that long, a finished one is skipped at once
-OPEN_DEALS_S = 1.0
-_open_deals: weakref.WeakKeyDictionary[Any, tuple[float, list[Any]]] = weakref.WeakKeyDictionary()
+# a worker's running counter (see _recount_running)
+_LOCK_WORKER = Prepared(
+    select(workers.c.address).where(workers.c.address == bindparam("a")).with_for_update()
+)
+_RECOUNT_RUNNING = Prepared(
+    update(workers)
+    .where(workers.c.address == bindparam("a"))
+    .values(
+        running=select(func.count())
+        .where(assignments.c.worker == workers.c.address, assignments.c.status == RUNNING)
+        .scalar_subquery()
+    )
+)
+# a slot taken atomically: concurrent pulls of one worker queue on its row, and the one
+# that finds no slot left gets nothing
+_TAKE_SLOT = Prepared(
+    update(workers)
+    .where(
+        workers.c.address == bindparam("a"),
+        or_(workers.c.slots.is_(None), workers.c.running < workers.c.slots),
+    )
+    .values(running=workers.c.running + 1)
+)
+_GIVE_SLOT = Prepared(
+    update(workers)
+    .where(workers.c.address == bindparam("a"), workers.c.running > 0)
+    .values(running=workers.c.running - 1)
+)
+_HEAVIEST_ONLINE = Prepared(
+    select(workers.c.address, workers.c.weight)
+    .where(workers.c.online.is_(True))
+    .order_by(workers.c.weight.desc())
+    .limit(bindparam("n"))
+)
+# never twice the same worker on a task: one probe of the (task, worker) unique index per
+# candidate row, whatever the worker's history
+_not_mine = ~(
+    select(assignments.c.id)
+    .where(
+        assignments.c.task_id == tasks.c.task_id,
+        assignments.c.worker == bindparam("me"),
+        assignments.c.status.not_in(REDISPATCHABLE),
+    )
+    .exists()
+)
+_open_of_deal = (tasks.c.deal_id == bindparam("deal"), tasks.c.status == OPEN, _not_mine)
+_UNDER_REPLICATED = Prepared(
+    select(tasks)
+    .where(*_open_of_deal, tasks.c.active >= 1, tasks.c.active < bindparam("quorum"))
+    .order_by(tasks.c.active, tasks.c.idx)
+    .limit(STARTED_SCAN)
+)
+_SPLIT = Prepared(
+    select(tasks)
+    .where(*_open_of_deal, tasks.c.hashes > 1)
+    .order_by(tasks.c.idx)
+    .limit(STARTED_SCAN)
+)
+_fresh = select(tasks).where(*_open_of_deal, tasks.c.active == 0).order_by(tasks.c.idx)
+_FRESH = Prepared(_fresh.limit(FRESH_TRIES))
+# on PostgreSQL concurrent API processes skip the fresh rows another one is taking instead
+# of racing for them (the version compare-and-set still decides)
+_FRESH_SHARED = Prepared(_fresh.limit(1).with_for_update(skip_locked=True))
+_RELEASED_BEFORE = Prepared(
+    select(assignments.c.id).where(
+        assignments.c.task_id == bindparam("tid"),
+        assignments.c.worker == bindparam("w"),
+        assignments.c.status.in_(REDISPATCHABLE),
+    )
+)
+_RUN_AGAIN = Prepared(
+    update(assignments)
+    .where(assignments.c.id == bindparam("aid"))
+    .values(
+        status=RUNNING,
+        authorization=bindparam("auth"),
+        assigned_at=bindparam("now"),
+        updated_at=bindparam("now"),
+        error=None,
+    )
+)
+_NEW_ASSIGNMENT = Prepared(
+    insert(assignments)
+    .values(
+        task_id=bindparam("tid"),
+        deal_id=bindparam("deal"),
+        worker=bindparam("w"),
+        status=RUNNING,
+        authorization=bindparam("auth"),
+        assigned_at=bindparam("now"),
+        updated_at=bindparam("now"),
+    )
+    .returning(assignments.c.id)
+)
+_COMMIT = Prepared(
+    update(assignments)
+    .where(assignments.c.id == bindparam("aid"))
+    .values(
+        status=COMMITTED,
+        result_hash=bindparam("rh"),
+        result_seal=bindparam("rs"),
+        r=bindparam("sig_r"),
+        vs=bindparam("sig_vs"),
+        updated_at=bindparam("now"),
+    )
+)
+_COMMITTED_ON_TASK = Prepared(
+    select(assignments).where(
+        assignments.c.task_id == bindparam("tid"),
+        assignments.c.status.in_((COMMITTED, REVEALED)),
+    )
+)
+_START_REVEAL = Prepared(
+    update(tasks)
+    .where(tasks.c.task_id == bindparam("tid"))
+    .values(
+        status=REVEALING,
+        consensus_hash=bindparam("win"),
+        digest=bindparam("dg"),
+        result_blob=bindparam("blob"),
+        reveal_started=bindparam("now"),
+        updated_at=bindparam("now"),
+    )
+)
+_CANCEL_RUNNING = Prepared(
+    update(assignments)
+    .where(assignments.c.task_id == bindparam("tid"), assignments.c.status == RUNNING)
+    .values(status=CANCELLED, updated_at=bindparam("now"))
+    .returning(assignments.c.worker)
+)
+_REVEAL = Prepared(
+    update(assignments)
+    .where(assignments.c.id == bindparam("aid"))
+    .values(
+        status=REVEALED,
+        digest=bindparam("dg"),
+        result_blob=bindparam("blob"),
+        updated_at=bindparam("now"),
+    )
+)
+_GROUP_COMMITTED = Prepared(
+    select(assignments).where(
+        assignments.c.task_id == bindparam("tid"),
+        assignments.c.status == COMMITTED,
+        assignments.c.result_hash == bindparam("rh"),
+    )
+)
+_STILL_TO_REVEAL = Prepared(
+    select(func.count())
+    .select_from(assignments)
+    .where(
+        assignments.c.task_id == bindparam("tid"),
+        assignments.c.status == COMMITTED,
+        assignments.c.result_hash == bindparam("rh"),
+        assignments.c.id != bindparam("aid"),
+    )
+)
+_HEARTBEAT = Prepared(
+    update(workers)
+    .where(workers.c.address == bindparam("a"))
+    .values(last_heartbeat=bindparam("now"), online=True, cached=bindparam("cached"))
+)
+_CHALLENGE = Prepared(select(challenges).where(challenges.c.nonce == bindparam("nonce")))
+_SPEND_CHALLENGE = Prepared(challenges.delete().where(challenges.c.nonce == bindparam("nonce")))
+_EXPIRED_CHALLENGES = Prepared(challenges.delete().where(challenges.c.expires < bindparam("now")))
+_NEW_CHALLENGE = Prepared(
+    insert(challenges).values(
+        nonce=bindparam("nonce"), address=bindparam("a"), expires=bindparam("until")
+    )
+)
 
 
 class NotFound(SchedulerError):
@@ -218,7 +388,7 @@ def add_deal(conn: Connection, info: DealInfo, now: float) -> bool:
     ]
     for start in range(0, len(rows), 1000):
         conn.execute(insert(tasks), rows[start : start + 1000])
-    forget_open_deals(conn)
+    opendeals.forget(conn)
     return True
 
 
@@ -237,16 +407,16 @@ def load_deal(row: Row[Any] | Any) -> Deal:
 
 def issue_challenge(conn: Connection, address: str, now: float, ttl: float) -> str:
     nonce = secrets.token_hex(16)
-    conn.execute(challenges.delete().where(challenges.c.expires < now))
-    conn.execute(insert(challenges).values(nonce=nonce, address=address.lower(), expires=now + ttl))
+    _EXPIRED_CHALLENGES.rowcount(conn, {"now": now})
+    _NEW_CHALLENGE.rowcount(conn, {"nonce": nonce, "a": address.lower(), "until": now + ttl})
     return nonce
 
 
 def consume_challenge(conn: Connection, address: str, nonce: str, now: float) -> bool:
-    row = conn.execute(select(challenges).where(challenges.c.nonce == nonce)).first()
+    row = _CHALLENGE.first(conn, {"nonce": nonce})
     if row is None:
         return False
-    conn.execute(challenges.delete().where(challenges.c.nonce == nonce))
+    _SPEND_CHALLENGE.rowcount(conn, {"nonce": nonce})
     return bool(row.address == address.lower() and row.expires >= now)
 
 
@@ -284,23 +454,20 @@ def register_worker(
         "online": True,
         "last_heartbeat": now,
     }
-    if conn.execute(update(workers).where(workers.c.address == address).values(**values)).rowcount:
+    if update_row(conn, workers, "address", address, values):
         return token
-    conn.execute(insert(workers).values(address=address, registered_at=now, cached="[]", **values))
+    insert_row(conn, workers, {"address": address, "registered_at": now, "cached": "[]", **values})
     return token
 
 
 def worker_by_token(conn: Connection, token: str) -> str | None:
-    return conn.execute(
-        select(workers.c.address).where(workers.c.token_hash == token_hash(token))
-    ).scalar()
+    found = _WORKER_BY_TOKEN.scalar(conn, {"token_hash": token_hash(token)})
+    return None if found is None else str(found)
 
 
 def heartbeat(conn: Connection, address: str, cached: Sequence[str], now: float) -> None:
-    conn.execute(
-        update(workers)
-        .where(workers.c.address == address)
-        .values(last_heartbeat=now, online=True, cached=json.dumps(sorted(set(cached))[:10_000]))
+    _HEARTBEAT.rowcount(
+        conn, {"a": address, "now": now, "cached": json.dumps(sorted(set(cached))[:10_000])}
     )
 
 
@@ -371,7 +538,7 @@ def expire_leases(conn: Connection, now: float, lease: float, grace: float) -> l
     if silent:
         conn.execute(update(workers).where(workers.c.address.in_(silent)).values(online=False))
     rows = conn.execute(
-        select(assignments.c.id, assignments.c.task_id)
+        select(assignments.c.id, assignments.c.task_id, assignments.c.worker)
         .select_from(assignments.join(deals, deals.c.deal_id == assignments.c.deal_id))
         .where(
             assignments.c.status == RUNNING,
@@ -379,14 +546,15 @@ def expire_leases(conn: Connection, now: float, lease: float, grace: float) -> l
             | (assignments.c.assigned_at < now - grace - deals.c.time_ref),
         )
     ).all()
-    lost = [int(i) for i, _ in rows]
+    lost = [int(i) for i, _, _ in rows]
     if lost:
         conn.execute(
             update(assignments)
-            .where(assignments.c.id.in_(lost))
+            # still running: another API process may have recorded its commitment since
+            .where(assignments.c.id.in_(lost), assignments.c.status == RUNNING)
             .values(status=LOST, updated_at=now, error="worker lost (no heartbeat or overdue)")
         )
-        _recount(conn, [str(t) for _, t in rows])
+        _recount(conn, [str(t) for _, t, _ in rows], holders={str(w) for _, _, w in rows})
     return lost
 
 
@@ -397,10 +565,16 @@ def _weights(conn: Connection, addresses: Iterable[str]) -> dict[str, int]:
     addresses = list(set(addresses))
     if not addresses:
         return {}
+    if len(addresses) <= _FEW:  # the request path: a task's few replicas
+        found = {a: _WEIGHT.scalar(conn, {"a": a}) for a in addresses}
+        return {a: int(w) for a, w in found.items() if w is not None}
     rows = conn.execute(
         select(workers.c.address, workers.c.weight).where(workers.c.address.in_(addresses))
     )
     return {str(a): int(w) for a, w in rows}
+
+
+_FEW = 8  # addresses read one prepared statement each rather than in one IN list
 
 
 def _task_replicas(conn: Connection, task_ids: Sequence[str]) -> dict[str, list[Any]]:
@@ -412,15 +586,56 @@ def _task_replicas(conn: Connection, task_ids: Sequence[str]) -> dict[str, list[
     return out
 
 
-def _recount(conn: Connection, task_ids: Iterable[str]) -> None:
+def _recount(
+    conn: Connection, task_ids: Iterable[str], holders: Iterable[str] | None = None
+) -> None:
     """Every change of a replica's status is followed by this, in the same transaction:
-    the task's counters are what dispatch finds tasks by."""
+    the task's counters are what dispatch finds tasks by, the workers' running counters
+    what it caps slots by. `holders`: the workers whose replicas changed (None: every
+    worker holding a replica of these tasks)."""
     ids = sorted(set(task_ids))
     if len(ids) == 1:  # the request path: one task
-        conn.execute(_RECOUNT_ONE, {"tid": ids[0]})
+        _RECOUNT_ONE.rowcount(conn, {"tid": ids[0]})
+    else:
+        for start in range(0, len(ids), 500):
+            recount_replicas(conn, ids[start : start + 500])
+    if holders is None:
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):
+            found.update(
+                str(w)
+                for w in conn.execute(
+                    select(assignments.c.worker)
+                    .where(assignments.c.task_id.in_(ids[start : start + 500]))
+                    .distinct()
+                ).scalars()
+            )
+        holders = found
+    _recount_running(conn, sorted(set(holders)))
+
+
+def _recount_running(conn: Connection, addresses: list[str]) -> None:
+    """The running counters of these workers, from their assignments. On PostgreSQL their
+    rows are locked first, in a statement of their own: the count then runs on a snapshot
+    taken after any concurrent pull of theirs committed (a count in the statement that
+    waited for it would miss that pull's new replica, and free a slot that is taken)."""
+    shared = conn.dialect.name == "postgresql"
+    if len(addresses) <= _FEW:
+        for a in addresses:
+            if shared:
+                _LOCK_WORKER.all(conn, {"a": a})
+            _RECOUNT_RUNNING.rowcount(conn, {"a": a})
         return
-    for start in range(0, len(ids), 500):
-        recount_replicas(conn, ids[start : start + 500])
+    for start in range(0, len(addresses), 500):
+        chunk = addresses[start : start + 500]
+        if shared:
+            conn.execute(
+                select(workers.c.address)
+                .where(workers.c.address.in_(chunk))
+                .order_by(workers.c.address)
+                .with_for_update()
+            ).all()
+        recount_running(conn, chunk)
 
 
 def _extra_needed(
@@ -484,24 +699,25 @@ def next_work(
     then older deals, then lower task indices. A task gets a replica only while its
     committed and running replicas cannot reach the deal's trust even if they all agree
     (consensus.extra_replicas), and never twice the same worker. A worker already
-    running as many replicas as its advertised slots gets nothing more.
+    running as many replicas as its advertised slots gets nothing more: the slot is taken
+    on its running counter by a conditional update before any task is claimed, so two
+    concurrent pulls of one worker (two API processes) cannot both take its last slot.
     """
-    me = conn.execute(_WORKER_BY_ADDRESS, {"address": address}).first()
+    me = _WORKER_BY_ADDRESS.first(conn, {"address": address})
     if me is None:
         raise NotFound("This worker is not registered; register again.")
-    if me.slots is not None and running_replicas(conn, address) >= int(me.slots):
+    if me.slots is not None and int(me.running) >= int(me.slots):
         return None
-    cached = set(json.loads(me.cached))
-    open_deals = [
-        d
-        for d in _deals_with_open_tasks(conn, chain_now, now)
-        if int(d.final_deadline) > chain_now + int(d.time_ref)
-    ]
     # a worker whose stake is not there, or could leave before the deal settles, could
     # lie for free
     candidates = [
-        d for d in open_deals if tag_allows(d.tag, bool(me.gpu)) and stakelock.may_dispatch(d, me)
+        d
+        for d in opendeals.open_deals(conn, chain_now, now)
+        if tag_allows(d.tag, bool(me.gpu)) and stakelock.may_dispatch(d, me)
     ]
+    if not candidates:
+        return None
+    cached = set(json.loads(me.cached)) if me.cached != "[]" else set()
 
     def locality(d: Any) -> int:
         hits = int(d.app_checksum in cached)
@@ -509,39 +725,56 @@ def next_work(
             hits += int(d.dataset_checksum in cached)
         return hits
 
-    candidates.sort(key=lambda d: -locality(d))  # stable: age order within a locality level
-    if not candidates:
+    if cached:
+        candidates.sort(key=lambda d: -locality(d))  # stable: age order within a level
+    slot = _Slot(conn, address)
+    try:
+        found = _find_replica(conn, settings, me, candidates, slot)
+    except _NoSlot:
         return None
-    # replica planning looks at most at the max_replicas heaviest workers not yet on a task
-    # (at most max_replicas are): the top 2 * max_replicas + 1 online weights suffice, so
-    # a dispatch costs the same with 100 or 100 000 workers online
-    online = {
-        str(a): int(w)
-        for a, w in conn.execute(
-            select(workers.c.address, workers.c.weight)
-            .where(workers.c.online.is_(True))
-            .order_by(workers.c.weight.desc())
-            .limit(2 * settings.max_replicas + 1)
-        )
-    }
-    online[address] = int(me.weight)
+    if found is None:
+        slot.give_back()
+        return None
+    d, t = found
+    return _assign(conn, d, t, address, now, authorize)
+
+
+class _Slot:
+    """The slot a pull takes on its worker's running counter, at most once, just before
+    it claims a task (an empty pull writes nothing)."""
+
+    def __init__(self, conn: Connection, address: str) -> None:
+        self.conn, self.address, self.taken = conn, address, False
+
+    def take(self) -> bool:
+        if not self.taken:
+            self.taken = _TAKE_SLOT.rowcount(self.conn, {"a": self.address}) > 0
+        return self.taken
+
+    def give_back(self) -> None:
+        if self.taken:
+            _GIVE_SLOT.rowcount(self.conn, {"a": self.address})
+            self.taken = False
+
+
+class _NoSlot(Exception):
+    """A concurrent pull of the same worker took its last slot."""
+
+
+def _find_replica(
+    conn: Connection,
+    settings: SchedulerSettings,
+    me: Any,
+    candidates: list[Any],
+    slot: _Slot,
+) -> tuple[Any, Any] | None:
+    """(deal row, task row) of the replica claimed for worker `me`, or None."""
+    address = str(me.address)
     policy = trustpolicy.load(conn)
-    # never twice the same worker on a task: one probe of the (task, worker) unique index
-    # per candidate row, whatever the worker's history
-    not_mine = ~(
-        select(assignments.c.id)
-        .where(
-            assignments.c.task_id == tasks.c.task_id,
-            assignments.c.worker == address,
-            assignments.c.status.not_in(REDISPATCHABLE),
-        )
-        .exists()
-    )
-    # on PostgreSQL concurrent API processes skip the fresh rows another one is taking
-    # instead of racing for them (the version compare-and-set still decides)
+    online: dict[str, int] | None = None
     shared = conn.dialect.name == "postgresql"
     for d in candidates:
-        base = (tasks.c.deal_id == d.deal_id, tasks.c.status == OPEN, not_mine)
+        params = {"deal": d.deal_id, "me": address}
         # started tasks first (finish what is under way), then the first untouched task,
         # which always wants a replica. Both are found through the replica counters
         # (ix_tasks_dispatch, ix_tasks_split): a started task whose active replicas all
@@ -555,91 +788,63 @@ def next_work(
             quorum = max(quorum, 2)
         started: list[Any] = []
         if quorum > 1:
-            started += conn.execute(
-                select(tasks)
-                .where(*base, tasks.c.active >= 1, tasks.c.active < quorum)
-                .order_by(tasks.c.active, tasks.c.idx)
-                .limit(STARTED_SCAN)
-            ).all()
+            started += _UNDER_REPLICATED.all(conn, {**params, "quorum": quorum})
         seen = {t.task_id for t in started}
-        started += [
-            t
-            for t in conn.execute(
-                select(tasks)
-                .where(*base, tasks.c.hashes > 1)
-                .order_by(tasks.c.idx)
-                .limit(STARTED_SCAN)
-            ).all()
-            if t.task_id not in seen
-        ]
-        replicas = _task_replicas(conn, [t.task_id for t in started])
-        weights = _weights(conn, [r.worker for rs in replicas.values() for r in rs])
-        for t in started:
-            extra = _extra_needed(
-                conn,
-                policy,
-                t.task_id,
-                d.trust,
-                replicas[t.task_id],
-                weights,
-                online,
-                settings.max_replicas,
-            )
-            if extra and _claim(conn, t):
-                return _assign(conn, d, t, address, now, authorize)
+        started += [t for t in _SPLIT.all(conn, params) if t.task_id not in seen]
+        if started:
+            if online is None:
+                # replica planning looks at most at the max_replicas heaviest workers not
+                # yet on a task (at most max_replicas are): the top 2 * max_replicas + 1
+                # online weights suffice, whatever the number of workers online
+                n = 2 * settings.max_replicas + 1
+                online = {str(a): int(w) for a, w in _HEAVIEST_ONLINE.all(conn, {"n": n})}
+                online[address] = int(me.weight)
+            replicas = _task_replicas(conn, [t.task_id for t in started])
+            weights = _weights(conn, [r.worker for rs in replicas.values() for r in rs])
+            for t in started:
+                extra = _extra_needed(
+                    conn,
+                    policy,
+                    t.task_id,
+                    d.trust,
+                    replicas[t.task_id],
+                    weights,
+                    online,
+                    settings.max_replicas,
+                )
+                if extra and _claimed(conn, t, slot):
+                    return d, t
         # first replicas to workers whose result may stand alone, while one is idle
         if settings.max_replicas <= 0 or not trustpolicy.may_start(
             conn, policy, int(d.trust), address, int(me.score)
         ):
             continue
-        fresh_q = (
-            select(tasks)
-            .where(*base, tasks.c.active == 0)
-            .order_by(tasks.c.idx)
-            .limit(1 if shared else FRESH_TRIES)
-        )
-        if shared:
-            fresh_q = fresh_q.with_for_update(skip_locked=True)
-        for fresh in conn.execute(fresh_q).all():
-            if _claim(conn, fresh):
-                return _assign(conn, d, fresh, address, now, authorize)
+        for fresh in (_FRESH_SHARED if shared else _FRESH).all(conn, params):
+            if _claimed(conn, fresh, slot):
+                return d, fresh
     return None
 
 
-def _deals_with_open_tasks(conn: Connection, chain_now: int, now: float) -> list[Any]:
-    """Active deals with an open task still open for replicas, oldest first (at most
-    DEAL_SCAN), as read at most OPEN_DEALS_S ago by this process."""
-    hit = _open_deals.get(conn.engine)
-    if hit is not None and 0 <= now - hit[0] < OPEN_DEALS_S:
-        return hit[1]
-    rows: list[Any] = list(conn.execute(dispatchable_deals(chain_now).limit(DEAL_SCAN)).all())
-    _open_deals[conn.engine] = (now, rows)
-    return rows
-
-
-def forget_open_deals(conn: Connection) -> None:
-    """The next dispatch reads the open deals again (a deal was just recorded)."""
-    _open_deals.pop(conn.engine, None)
+def _claimed(conn: Connection, task_row: Any, slot: _Slot) -> bool:
+    """The worker's slot, then the task (compare-and-set on its version): False when a
+    concurrent dispatch took the task; raises _NoSlot when no slot is left."""
+    if not slot.take():
+        raise _NoSlot
+    return _claim(conn, task_row)
 
 
 def running_replicas(conn: Connection, address: str) -> int:
-    """Replicas `address` is computing now (committed ones no longer hold a slot)."""
-    return int(
-        conn.execute(
-            select(func.count(assignments.c.id)).where(
-                assignments.c.worker == address, assignments.c.status == RUNNING
-            )
-        ).scalar()
-        or 0
-    )
+    """Replicas `address` is computing now (committed ones no longer hold a slot), as its
+    running counter holds them."""
+    found = _WORKER_BY_ADDRESS.first(conn, {"address": address})
+    return 0 if found is None else int(found.running)
 
 
 def _claim(conn: Connection, task_row: Any) -> bool:
     """Compare-and-set on the task's version: False when another scheduler process
     dispatched a replica of it since we read it (several API processes on one PostgreSQL
     never hand out the same replica twice; the loser just moves on to another task)."""
-    claimed = conn.execute(_CLAIM, {"tid": task_row.task_id, "seen": task_row.version})
-    return bool(claimed.rowcount)
+    return _CLAIM.rowcount(conn, {"tid": task_row.task_id, "seen": task_row.version}) > 0
 
 
 def _assign(
@@ -650,35 +855,18 @@ def _assign(
     now: float,
     authorize: Callable[[str, bytes], bytes],
 ) -> dict[str, Any]:
-    auth = authorize(address, unhx(task_row.task_id))
-    again = conn.execute(
-        select(assignments.c.id).where(
-            assignments.c.task_id == task_row.task_id,
-            assignments.c.worker == address,
-            assignments.c.status.in_(REDISPATCHABLE),
-        )
-    ).scalar()
-    fresh = {
-        "status": RUNNING,
-        "authorization": hx(auth),
-        "assigned_at": now,
-        "updated_at": now,
-        "error": None,
-    }
+    """Record the replica claimed (its slot is already counted on the worker)."""
+    auth = hx(authorize(address, unhx(task_row.task_id)))
+    tid = task_row.task_id
+    again = _RELEASED_BEFORE.scalar(conn, {"tid": tid, "w": address})
     if again is not None:  # one row per (task, worker): the released one runs again
-        conn.execute(update(assignments).where(assignments.c.id == again).values(**fresh))
+        _RUN_AGAIN.rowcount(conn, {"aid": again, "auth": auth, "now": now})
         aid = again
     else:
-        result = conn.execute(
-            insert(assignments).values(
-                task_id=task_row.task_id, deal_id=deal_row.deal_id, worker=address, **fresh
-            )
-        )
-        assert result.inserted_primary_key is not None
-        aid = result.inserted_primary_key[0]
-    _recount(conn, [task_row.task_id])
-    row = _Assigned(int(aid), RUNNING, hx(auth))
-    return assignment_payload(deal_row, task_row, row)
+        params = {"tid": tid, "deal": deal_row.deal_id, "w": address, "auth": auth, "now": now}
+        aid = _NEW_ASSIGNMENT.scalar(conn, params)
+    _recount(conn, [tid], holders=())
+    return assignment_payload(deal_row, task_row, _Assigned(int(aid), RUNNING, auth))
 
 
 @dataclass(frozen=True)
@@ -695,7 +883,7 @@ def assignment_payload(d: Any, t: Any, a: Any) -> dict[str, Any]:
         "id": int(a.id),
         "status": a.status,
         "deal_id": d.deal_id,
-        "deal": json.loads(d.deal_json),
+        "deal": opendeals.terms(d).deal,
         "block": int(d.block),
         "index": int(t.idx),
         "task_id": t.task_id,
@@ -727,15 +915,17 @@ def assignment_payload(d: Any, t: Any, a: Any) -> dict[str, Any]:
 
 
 def _own(conn: Connection, aid: int, address: str) -> tuple[Any, Any]:
-    a = conn.execute(_ASSIGNMENT_BY_ID, {"aid": aid}).first()
+    a = _ASSIGNMENT_BY_ID.first(conn, {"aid": aid})
     if a is None or a.worker != address:
         raise NotFound(f"Assignment {aid} is not one of this worker's.")
-    t = conn.execute(_TASK_BY_ID, {"task_id": a.task_id}).one()
+    t = _TASK_BY_ID.first(conn, {"task_id": a.task_id})
+    if t is None:  # a forgotten deal takes its assignments with it: never reached
+        raise NotFound(f"The task of assignment {aid} is gone.")
     return a, t
 
 
 def _trust(conn: Connection, deal_id: str) -> int:
-    return int(conn.execute(select(deals.c.trust).where(deals.c.deal_id == deal_id)).scalar_one())
+    return int(_DEAL_TRUST.scalar(conn, {"d": deal_id}))
 
 
 def commit(
@@ -752,33 +942,28 @@ def commit(
     # a worker presumed lost that comes back in time still counts while the task is open
     if a.status not in (RUNNING, LOST) or t.status != OPEN:
         raise Conflict(f"The assignment is {a.status} and its task {t.status}: not accepted.")
-    conn.execute(
-        update(assignments)
-        .where(assignments.c.id == aid)
-        .values(
-            status=COMMITTED,
-            result_hash=hx(c.result_hash),
-            result_seal=hx(c.result_seal),
-            r=hx(c.r),
-            vs=hx(c.vs),
-            updated_at=now,
-        )
+    _COMMIT.rowcount(
+        conn,
+        {
+            "aid": aid,
+            "rh": hx(c.result_hash),
+            "rs": hx(c.result_seal),
+            "sig_r": hx(c.r),
+            "sig_vs": hx(c.vs),
+            "now": now,
+        },
     )
-    _recount(conn, [a.task_id])
+    _recount(conn, [a.task_id], holders=[address])
     evaluate(conn, a.task_id, now)
     return {"status": COMMITTED}
 
 
 def evaluate(conn: Connection, task_id: str, now: float) -> None:
     """An open task whose committed groups reached credibility starts its reveal phase."""
-    t = conn.execute(select(tasks).where(tasks.c.task_id == task_id)).one()
-    if t.status != OPEN:
+    t = _TASK_BY_ID.first(conn, {"task_id": task_id})
+    if t is None or t.status != OPEN:
         return
-    committed = conn.execute(
-        select(assignments).where(
-            assignments.c.task_id == task_id, assignments.c.status.in_((COMMITTED, REVEALED))
-        )
-    ).all()
+    committed = _COMMITTED_ON_TASK.all(conn, {"tid": task_id})
     if not committed:
         return
     weights = _weights(conn, [r.worker for r in committed])
@@ -791,29 +976,23 @@ def evaluate(conn: Connection, task_id: str, now: float) -> None:
     revealed = next(
         (r for r in committed if r.status == REVEALED and r.result_hash == hx(win)), None
     )
-    conn.execute(
-        update(tasks)
-        .where(tasks.c.task_id == task_id)
-        .values(
-            status=REVEALING,
-            consensus_hash=hx(win),
-            digest=revealed.digest if revealed else None,
-            result_blob=revealed.result_blob if revealed else None,
-            reveal_started=now,
-            updated_at=now,
-        )
+    _START_REVEAL.rowcount(
+        conn,
+        {
+            "tid": task_id,
+            "win": hx(win),
+            "dg": revealed.digest if revealed else None,
+            "blob": revealed.result_blob if revealed else None,
+            "now": now,
+        },
     )
     _cancel_running(conn, task_id, now)
 
 
 def _cancel_running(conn: Connection, task_id: str, now: float) -> None:
-    cancelled = conn.execute(
-        update(assignments)
-        .where(assignments.c.task_id == task_id, assignments.c.status == RUNNING)
-        .values(status=CANCELLED, updated_at=now)
-    ).rowcount
+    cancelled = _CANCEL_RUNNING.all(conn, {"tid": task_id, "now": now})
     if cancelled:
-        _recount(conn, [task_id])
+        _recount(conn, [task_id], holders=[str(r.worker) for r in cancelled])
 
 
 def reveal(
@@ -845,22 +1024,12 @@ def reveal(
         raise Invalid("The failure record does not hash to the revealed digest.")
     if callback_data is not None and keccak(unhx(callback_data)) != digest:
         raise Invalid("The callback data does not hash (keccak256) to the revealed digest.")
-    conn.execute(
-        update(assignments)
-        .where(assignments.c.id == aid)
-        .values(status=REVEALED, digest=hx(digest), result_blob=result_blob, updated_at=now)
-    )
+    _REVEAL.rowcount(conn, {"aid": aid, "dg": hx(digest), "blob": result_blob, "now": now})
     # members of the group whose seal does not bind them to this digest copied the hash
     # without knowing the result: out of the group (and of its weight) for good
     copiers = [
         int(r.id)
-        for r in conn.execute(
-            select(assignments).where(
-                assignments.c.task_id == t.task_id,
-                assignments.c.status == COMMITTED,
-                assignments.c.result_hash == a.result_hash,
-            )
-        )
+        for r in _GROUP_COMMITTED.all(conn, {"tid": t.task_id, "rh": a.result_hash})
         if hx(result_seal(r.worker, task, digest)) != r.result_seal
     ]
     if copiers:
@@ -869,7 +1038,7 @@ def reveal(
             .where(assignments.c.id.in_(copiers))
             .values(status=INVALID, error="seal does not match the revealed digest", updated_at=now)
         )
-        _recount(conn, [t.task_id])
+        _recount(conn, [t.task_id], holders=())  # committed ones: no slot changes
         evaluate_reopen = True
     else:
         evaluate_reopen = False
@@ -883,19 +1052,10 @@ def reveal(
         )
     elif t.result_blob is None and result_blob:
         values["result_blob"] = result_blob
-    pending = conn.execute(
-        select(func.count())
-        .select_from(assignments)
-        .where(
-            assignments.c.task_id == t.task_id,
-            assignments.c.status == COMMITTED,
-            assignments.c.result_hash == t.consensus_hash,
-            assignments.c.id != aid,
-        )
-    ).scalar_one()
+    pending = _STILL_TO_REVEAL.scalar(conn, {"tid": t.task_id, "rh": t.consensus_hash, "aid": aid})
     if pending == 0 and t.status == REVEALING:
         values["status"] = READY
-    conn.execute(update(tasks).where(tasks.c.task_id == t.task_id).values(**values))
+    update_row(conn, tasks, "task_id", t.task_id, values)
     if evaluate_reopen:
         _recheck(conn, t.task_id, now)
     return {"status": REVEALED}
@@ -908,7 +1068,7 @@ def _recheck(conn: Connection, task_id: str, now: float) -> None:
         .where(tasks.c.task_id == task_id, tasks.c.status.in_((REVEALING, READY)))
         .values(status=OPEN, consensus_hash=None, reveal_started=None, updated_at=now)
     )
-    forget_open_deals(conn)
+    opendeals.forget(conn)
     evaluate(conn, task_id, now)
 
 
@@ -958,13 +1118,13 @@ def reveal_tick(
                     error=UNREVEALED_OFFLINE if margin_left else UNREVEALED_LATE,
                 )
             )
-        _recount(conn, [t.task_id])
+        _recount(conn, [t.task_id], holders=())  # committed ones: no slot changes
         conn.execute(
             update(tasks)
             .where(tasks.c.task_id == t.task_id)
             .values(status=OPEN, consensus_hash=None, reveal_started=None, updated_at=now)
         )
-        forget_open_deals(conn)
+        opendeals.forget(conn)
         evaluate(conn, t.task_id, now)
 
 
@@ -981,14 +1141,14 @@ def fail(
             .where(assignments.c.id == aid)
             .values(status=RELEASED, error=f"{kind}: {message}"[:2000], updated_at=now)
         )
-        _recount(conn, [t.task_id])
+        _recount(conn, [t.task_id], holders=[address])
         return {"status": RELEASED}
     conn.execute(
         update(assignments)
         .where(assignments.c.id == aid)
         .values(status=FAILED, error=f"{kind}: {message}"[:2000], updated_at=now)
     )
-    _recount(conn, [t.task_id])
+    _recount(conn, [t.task_id], holders=[address])
     failures = int(t.failures) + 1
     values: dict[str, Any] = {"failures": failures, "updated_at": now}
     if failures >= max_attempts and t.status == OPEN:
@@ -1007,7 +1167,7 @@ def release(conn: Connection, aid: int, address: str, now: float) -> dict[str, A
             .where(assignments.c.id == aid)
             .values(status=RELEASED, updated_at=now, error="released by the worker")
         )
-        _recount(conn, [a.task_id])
+        _recount(conn, [a.task_id], holders=[address])
         return {"status": RELEASED}
     return {"status": a.status}
 
@@ -1039,7 +1199,7 @@ def assignment_state(conn: Connection, aid: int, address: str) -> dict[str, Any]
             .where(assignments.c.id == aid)
             .values(status=COMMITTED, error=None, updated_at=time.time())
         )
-        _recount(conn, [t.task_id])
+        _recount(conn, [t.task_id], holders=())
         evaluate(conn, t.task_id, time.time())
         a, t = _own(conn, aid, address)
     if a.status == RUNNING:
@@ -1328,7 +1488,7 @@ def unsettle(conn: Connection, task_ids: Sequence[str], now: float) -> None:
             .values(status=READY if revealed else OPEN, finalize_tx=None, updated_at=now)
         )
         conn.execute(update(deals).where(deals.c.deal_id == t.deal_id).values(status="active"))
-        forget_open_deals(conn)
+        opendeals.forget(conn)
         if not revealed:
             evaluate(conn, task_id, now)
 
@@ -1337,7 +1497,14 @@ def forget_deal(conn: Connection, deal_id: str) -> None:
     """The chain no longer knows this deal (rolled back before its match): it goes, with
     its tasks and replicas (their workers are told so and drop them); if the match is
     mined again, the watcher records it afresh."""
+    holders = conn.execute(
+        select(assignments.c.worker)
+        .where(assignments.c.deal_id == deal_id, assignments.c.status == RUNNING)
+        .distinct()
+    ).scalars()
+    running = sorted(str(w) for w in holders)
     conn.execute(assignments.delete().where(assignments.c.deal_id == deal_id))
+    _recount_running(conn, running)
     conn.execute(tasks.delete().where(tasks.c.deal_id == deal_id))
     conn.execute(deals.delete().where(deals.c.deal_id == deal_id))
 

@@ -26,17 +26,28 @@ import secrets
 import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from comptoir.scheduler import consensus
-from comptoir.scheduler.db import RUNNING, assignments, cursor, workers
+from comptoir.scheduler.db import cursor, workers
+from comptoir.scheduler.prepared import Prepared
 
 _LONE, _AUDIT, _KEYS = "trust.lone_score", "trust.audit_ppm", ("trust.key0", "trust.key1")
 PPM = 1_000_000
+_SCORE = Prepared(select(workers.c.score).where(workers.c.address == bindparam("a")))
+_IDLE_REPUTABLE = Prepared(
+    select(workers.c.address)
+    .where(
+        workers.c.online.is_(True),
+        workers.c.score >= bindparam("floor"),
+        workers.c.address != bindparam("me"),
+        workers.c.running == 0,
+    )
+    .limit(1)
+)
 
 
 @dataclass(frozen=True)
@@ -126,6 +137,9 @@ def scores(conn: Connection, addresses: Iterable[str]) -> dict[str, int]:
     wanted = list(set(addresses))
     if not wanted:
         return {}
+    if len(wanted) == 1:  # the request path: one lone member
+        score = _SCORE.scalar(conn, {"a": wanted[0]})
+        return {} if score is None else {wanted[0]: int(score)}
     rows = conn.execute(
         select(workers.c.address, workers.c.score).where(workers.c.address.in_(wanted))
     )
@@ -208,21 +222,6 @@ def may_start(conn: Connection, policy: TrustPolicy, trust: int, address: str, s
     floor = policy.lone_floor(trust)
     if floor is None or score >= floor:
         return True
-    # indexed both ways: reputable online workers by (online, score), and for each one
-    # its running replicas by (worker, status); never a scan of every running replica
-    busy = (
-        select(assignments.c.id)
-        .where(assignments.c.worker == workers.c.address, assignments.c.status == RUNNING)
-        .exists()
-    )
-    idle_reputable: Any = conn.execute(
-        select(workers.c.address)
-        .where(
-            workers.c.online.is_(True),
-            workers.c.score >= floor,
-            workers.c.address != address,
-            ~busy,
-        )
-        .limit(1)
-    ).first()
-    return idle_reputable is None
+    # reputable online workers by (online, score), idle by their running counter; never a
+    # scan of the running replicas
+    return _IDLE_REPUTABLE.first(conn, {"floor": floor, "me": address}) is None
