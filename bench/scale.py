@@ -462,10 +462,13 @@ async def one_run(
         "api_processes": processes,
     }
     try:
+        sampler = start_sampler(home, under.scheduler.pid, f"{label}-register") if profile else None
         cpu0, t0 = cpu(), time.monotonic()
         await load.register_all()
         reg_wall = time.monotonic() - t0
         reg_cpu = cpu() - cpu0
+        if sampler is not None:
+            result["registration_profile_top"] = stop_sampler(*sampler)
         result["registration"] = {
             "seconds": round(reg_wall, 2),
             "per_second": round(workers / reg_wall, 1),

@@ -28,6 +28,18 @@ from comptoir.scheduler.db import workers
 from comptoir.scheduler.prepared import Prepared
 
 WORKER_BY_ADDRESS = Prepared(select(workers).where(workers.c.address == bindparam("address")))
+STORE_CHUNK = 500  # workers read and stamped per statement when standings are stored
+_STORE_STANDING = Prepared(
+    update(workers)
+    .where(workers.c.address == bindparam("a"))
+    .values(
+        score=bindparam("score"),
+        weight=bindparam("weight"),
+        balance=bindparam("balance"),
+        locked_until=bindparam("locked"),
+        standing_at=bindparam("now"),
+    )
+)
 _STANDING_AT = Prepared(select(workers.c.standing_at).where(workers.c.address == bindparam("a")))
 # headers of a 204 from /v1/work/next when the worker's stake keeps it from open deals
 LOCK_HEADER = "Comptoir-Lock-Until"  # the lock it needs (unix time; 0: its lock is enough)
@@ -116,19 +128,36 @@ def standing_age(conn: Connection, address: str, now: float) -> float | None:
 
 
 def store_standings(conn: Connection, standings: dict[str, WorkerStanding], now: float) -> None:
-    """Record scores (hence weights), balances and locks read from the chain."""
-    for address, s in standings.items():
-        conn.execute(
-            update(workers)
-            .where(workers.c.address == address)
-            .values(
-                score=s.score,
-                weight=consensus.weight(s.score),
-                balance=str(s.balance),
-                locked_until=s.locked_until,
-                standing_at=now,
+    """Record scores (hence weights), balances and locks read from the chain. A pass over
+    thousands of online workers mostly finds them unchanged: only the rows that changed
+    are rewritten, the read time of the others is set in bulk."""
+    addresses = list(standings)
+    for start in range(0, len(addresses), STORE_CHUNK):
+        chunk = addresses[start : start + STORE_CHUNK]
+        known = {
+            str(a): (int(score), balance, int(locked))
+            for a, score, balance, locked in conn.execute(
+                select(
+                    workers.c.address, workers.c.score, workers.c.balance, workers.c.locked_until
+                ).where(workers.c.address.in_(chunk))
             )
-        )
+        }
+        for address in chunk:
+            s = standings[address]
+            if known.get(address) == (s.score, str(s.balance), s.locked_until):
+                continue
+            _STORE_STANDING.rowcount(
+                conn,
+                {
+                    "a": address,
+                    "score": s.score,
+                    "weight": consensus.weight(s.score),
+                    "balance": str(s.balance),
+                    "locked": s.locked_until,
+                    "now": now,
+                },
+            )
+        conn.execute(update(workers).where(workers.c.address.in_(chunk)).values(standing_at=now))
 
 
 def mark_read(conn: Connection, address: str, now: float) -> None:
