@@ -60,6 +60,8 @@ from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import rawhttp
+
 from e2e import machine
 
 OUT = Path(__file__).resolve().parent / "scale.json"
@@ -122,20 +124,20 @@ class Load:
         self.concurrency = concurrency
         self.chain_id, self.hub = chain_id, hub
         self.latency = Latencies()
-        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        self.http = httpx.AsyncClient(limits=limits, timeout=60.0)
+        # a lean keep-alive client: the load generator shares the cores with the scheduler
+        self.http = rawhttp.Pool(concurrency)
         self.counts: dict[str, int] = defaultdict(int)
         self.errors: list[str] = []
 
     async def request(
         self, w: SimWorker, endpoint: str, method: str, path: str, **kw: Any
-    ) -> httpx.Response:
+    ) -> rawhttp.Reply:
         for attempt in range(3):
             start = time.perf_counter()
             try:
                 response = await self.http.request(method, w.url + path, **kw)
                 break
-            except (httpx.ReadError, httpx.RemoteProtocolError):
+            except rawhttp.TransportError:
                 # the server closed an idle keep-alive connection as we reused it: the
                 # reference worker retries too (every endpoint tolerates a repeat)
                 self.counts["transport_retries"] += 1
@@ -463,16 +465,18 @@ async def one_run(
     }
     try:
         sampler = start_sampler(home, under.scheduler.pid, f"{label}-register") if profile else None
-        cpu0, t0 = cpu(), time.monotonic()
+        cpu0, own0, t0 = cpu(), time.process_time(), time.monotonic()
         await load.register_all()
         reg_wall = time.monotonic() - t0
-        reg_cpu = cpu() - cpu0
+        reg_cpu, reg_own = cpu() - cpu0, time.process_time() - own0
         if sampler is not None:
             result["registration_profile_top"] = stop_sampler(*sampler)
         result["registration"] = {
             "seconds": round(reg_wall, 2),
             "per_second": round(workers / reg_wall, 1),
             "scheduler_cpu_ms_each": round(1000 * reg_cpu / workers, 2),
+            "load_generator_cpu_ms_each": round(1000 * reg_own / workers, 2),
+            "load_average_1min_after": round(os.getloadavg()[0], 2),
         }
         print(f"  {workers} workers registered in {reg_wall:.1f} s")
 
@@ -487,9 +491,9 @@ async def one_run(
         result["match_seconds"] = round(match_s, 2)
         await asyncio.sleep(1.0)  # the scheduler's watcher picks the deal up
         sampler = start_sampler(home, under.scheduler.pid, label) if profile else None
-        cpu0 = cpu()
+        cpu0, own0 = cpu(), time.process_time()
         elapsed = await load.work(seconds, tasks)
-        work_cpu = cpu() - cpu0
+        work_cpu, work_own = cpu() - cpu0, time.process_time() - own0
         if sampler is not None:
             result["profile_top"] = stop_sampler(*sampler)
         done = load.counts["revealed"]
@@ -500,6 +504,10 @@ async def one_run(
             "dispatches_per_second": round(load.counts["dispatched"] / elapsed, 1),
             "commits_per_second": round(load.counts["committed"] / elapsed, 1),
             "scheduler_cpu_ms_per_task": round(1000 * work_cpu / max(done, 1), 2),
+            # what the scheduler could do with its CPU alone: tasks per CPU second
+            "tasks_per_scheduler_cpu_second": round(done / max(work_cpu, 1e-9), 1),
+            "load_generator_cpu_ms_per_task": round(1000 * work_own / max(done, 1), 2),
+            "load_average_1min_after": round(os.getloadavg()[0], 2),
             "server_errors": load.counts["5xx"],
             "transport_retries": load.counts["transport_retries"],
             "refused": {k: v for k, v in load.counts.items() if k.startswith("reveal_")},
