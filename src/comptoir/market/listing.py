@@ -28,6 +28,14 @@ def _number(padded: Any) -> str | None:
     return padded.lstrip("0") or "0"
 
 
+def _hex(value: Any) -> str | None:
+    """A stored 0x-hex string (hash, signature, address) as a JSON string, or None: letters
+    and digits only, so it needs no escaping."""
+    if not isinstance(value, str) or not value.startswith("0x") or not value.isascii():
+        return None
+    return f'"{value}"' if value[2:].isalnum() else None
+
+
 def _time(value: Any) -> str | None:
     if not isinstance(value, float | int) or not math.isfinite(value):
         return None
@@ -47,15 +55,17 @@ def record_json(row: Any) -> str | None:
         return None
     numbers = [_number(row.volume), _number(row.remaining), _number(row.price)]
     times = [_time(row.published_at), _time(row.updated_at)]
-    if None in numbers or None in times:
+    hexes = [_hex(row.hash), _hex(row.signature), _hex(row.owner)]
+    if None in numbers or None in times or None in hexes:
         return None
     volume, remaining, price = numbers
     published_at, updated_at = times
-    text = json.dumps  # strings the market wrote itself, still escaped: one rule for all
+    order_hash, signature, owner = hexes
+    reason = "null" if row.status_reason is None else json.dumps(row.status_reason)
     return (
-        f'{{"hash":{text(row.hash)},"kind":"{row.kind}","order":{row.order_json},'
-        f'"signature":{text(row.signature)},"owner":{text(row.owner)},'
-        f'"status":"{row.status}","status_reason":{text(row.status_reason)},'
+        f'{{"hash":{order_hash},"kind":"{row.kind}","order":{row.order_json},'
+        f'"signature":{signature},"owner":{owner},'
+        f'"status":"{row.status}","status_reason":{reason},'
         f'"volume":{volume},"remaining":{remaining},"price":{price},'
         f'"published_at":{published_at},"updated_at":{updated_at}}}'
     )
