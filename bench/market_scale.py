@@ -18,7 +18,10 @@ Per database and book size N:
 
 The market's background sync loop is off during the run (COMPTOIR_MARKET_SYNC_INTERVAL=0):
 it is measured by the indexer's own benchmark, and here it would bill its chain reads to
-publishes. CPU per operation is reported beside wall rates: the machine is shared and noisy.
+publishes. CPU per operation is reported beside wall rates (the machine is shared and
+noisy), with the market's share of a core and the load average over each phase. The load
+generator speaks HTTP/1.1 over keep-alive connections itself (`Connection`), requests
+encoded beforehand, so its own CPU (reported too) is a small part of the machine's.
 
 Usage: python bench/market_scale.py [--orders 10000,100000] [--postgres URL]
        (bench/scale.py --market-orders runs the same inside the scale benchmark)
@@ -40,6 +43,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 from eth_account import Account
@@ -148,35 +152,84 @@ def quantiles(samples: list[float]) -> dict[str, float]:
     }
 
 
+class Connection:
+    """One keep-alive HTTP/1.1 connection: the load generator's own minimal client. httpx
+    costs several ms of CPU per request, more than the market it measures, and on a 2-core
+    machine the client's CPU is taken from the server's; requests here are encoded before
+    the clock starts, and a response is read by its Content-Length."""
+
+    def __init__(self, url: str) -> None:
+        split = urlsplit(url)
+        self.host, self.port = split.hostname or "127.0.0.1", split.port or 80
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, target: str, body: bytes | None) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        head = f"{method} {target} HTTP/1.1\r\nHost: {self.host}\r\n"
+        if body is not None:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        self.writer.write(head.encode() + b"\r\n" + (body or b""))
+        status = int((await self.reader.readuntil(b"\r\n")).split()[1])
+        length = None
+        while (line := await self.reader.readuntil(b"\r\n")) != b"\r\n":
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        if length is None:
+            raise SystemExit(f"{method} {target}: the market answered without Content-Length")
+        return status, await self.reader.readexactly(length)
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            with contextlib.suppress(OSError):
+                await self.writer.wait_closed()
+
+
+Job = tuple[str, str, bytes | None]  # method, path and query, encoded JSON body
+
+
+def get(path: str, params: dict[str, Any]) -> Job:
+    return "GET", f"{path}?{urlencode(params)}", None
+
+
+def post(path: str, payload: Any) -> Job:
+    return "POST", path, json.dumps(payload, separators=(",", ":")).encode()
+
+
 async def closed_loop(
-    http: httpx.AsyncClient, jobs: list[tuple[str, str, Any]], concurrency: int
+    url: str, jobs: list[Job], concurrency: int
 ) -> tuple[float, list[float], dict[int, int]]:
-    """Runs (method, path, json-or-params) jobs, `concurrency` in flight: the elapsed time,
-    the latencies and the count of each HTTP status."""
+    """Runs the jobs, `concurrency` in flight (one connection each): the elapsed time, the
+    latencies and the count of each HTTP status (and of each batch item's)."""
     queue = list(reversed(jobs))
     latencies: list[float] = []
     statuses: dict[int, int] = {}
 
     async def drive() -> None:
-        while queue:
-            method, path, payload = queue.pop()
-            start = time.perf_counter()
-            if method == "GET":
-                r = await http.get(path, params=payload)
-            else:
-                r = await http.post(path, json=payload)
-            latencies.append(time.perf_counter() - start)
-            statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
-            if method == "POST" and path.endswith("batch/orders") and r.status_code == 200:
-                for item in r.json()["results"]:
-                    statuses[item["status"]] = statuses.get(item["status"], 0) + 1
+        connection = Connection(url)
+        try:
+            while queue:
+                method, target, body = queue.pop()
+                start = time.perf_counter()
+                status, answer = await connection.request(method, target, body)
+                latencies.append(time.perf_counter() - start)
+                statuses[status] = statuses.get(status, 0) + 1
+                if target == "/v1/batch/orders" and status == 200:
+                    for item in json.loads(answer)["results"]:
+                        statuses[item["status"]] = statuses.get(item["status"], 0) + 1
+        finally:
+            await connection.close()
 
     start = time.monotonic()
     await asyncio.gather(*(drive() for _ in range(concurrency)))
     return time.monotonic() - start, latencies, statuses
 
 
-def query_jobs(count: int, accounts: list[LocalAccount], seed: int) -> list[tuple[str, str, Any]]:
+def query_jobs(count: int, accounts: list[LocalAccount], seed: int) -> list[Job]:
     rng = random.Random(seed)
     filters = [
         lambda: {"kind": "request", "app": 1 + rng.randrange(APPS)},
@@ -187,27 +240,59 @@ def query_jobs(count: int, accounts: list[LocalAccount], seed: int) -> list[tupl
         lambda: {"app": 1 + rng.randrange(APPS), "min_remaining": rng.randrange(50, 100)},
         lambda: {"usable_with_workerpool": 1 + rng.randrange(POOLS), "max_price": 500},
     ]
-    return [
-        ("GET", "/v1/orders", {**filters[i % len(filters)](), "limit": PAGE}) for i in range(count)
-    ]
+    return [get("/v1/orders", {**filters[i % len(filters)](), "limit": PAGE}) for i in range(count)]
 
 
-async def cursor_walk(http: httpx.AsyncClient, pages: int) -> dict[str, Any]:
+async def cursor_walk(url: str, pages: int) -> dict[str, Any]:
     """Pages deep into one filter by cursor: the latency of the last page vs the first."""
     params: dict[str, Any] = {"kind": "request", "limit": PAGE}
     times = []
-    for _ in range(pages):
-        start = time.perf_counter()
-        page = (await http.get("/v1/orders", params=params)).json()
-        times.append(time.perf_counter() - start)
-        if page["next"] is None:
-            break
-        params["after"] = page["next"]
+    connection = Connection(url)
+    try:
+        for _ in range(pages):
+            method, target, _ = get("/v1/orders", params)
+            start = time.perf_counter()
+            status, answer = await connection.request(method, target, None)
+            times.append(time.perf_counter() - start)
+            page = json.loads(answer)
+            if status != 200 or page["next"] is None:
+                break
+            params["after"] = page["next"]
+    finally:
+        await connection.close()
     return {
         "pages": len(times),
         "first_ms": round(1000 * times[0], 2),
         "last_ms": round(1000 * times[-1], 2),
     }
+
+
+async def phase(
+    name: str, unit: str, url: str, pid: int, jobs: list[Job], count: int, concurrency: int
+) -> dict[str, Any]:
+    """One closed-loop phase: wall rate, market and load-generator CPU per operation,
+    latency quantiles and the load average over the phase."""
+    cpu0, client0, load0 = cpu_seconds(pid), time.process_time(), os.getloadavg()[0]
+    wall, latencies, statuses = await closed_loop(url, jobs, concurrency)
+    cpu, client = cpu_seconds(pid) - cpu0, time.process_time() - client0
+    out = {
+        unit: count,
+        "requests": len(jobs),
+        "seconds": round(wall, 2),
+        f"{unit}_per_second": round(count / wall, 1),
+        f"market_cpu_ms_per_{unit.removesuffix('s')}": round(1000 * cpu / count, 3),
+        f"client_cpu_ms_per_{unit.removesuffix('s')}": round(1000 * client / count, 3),
+        "market_cpu_share": round(cpu / wall, 2),  # cores the market kept busy
+        "request": quantiles(latencies),
+        "load_average": [round(load0, 2), round(os.getloadavg()[0], 2)],
+        "statuses": statuses,
+    }
+    print(
+        f"  {name}: {count} {unit} in {wall:.1f} s ({count / wall:.0f}/s), "
+        f"{1000 * cpu / count:.2f} ms market CPU each ({1000 * client / count:.2f} ms client), "
+        f"p50 {out['request']['p50_ms']} ms, load {load0:.1f} -> {os.getloadavg()[0]:.1f}"
+    )
+    return out
 
 
 async def measure(
@@ -221,62 +306,15 @@ async def measure(
     concurrency: int,
     queries: int,
 ) -> dict[str, Any]:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=120.0, limits=limits) as http:
-        jobs = [
-            ("POST", "/v1/batch/orders", bodies[i : i + batch])
-            for i in range(0, len(bodies), batch)
-        ]
-        cpu0 = cpu_seconds(pid)
-        wall, lat, statuses = await closed_loop(http, jobs, concurrency)
-        cpu = cpu_seconds(pid) - cpu0
-        batched = {
-            "orders": len(bodies),
-            "batch": batch,
-            "seconds": round(wall, 2),
-            "orders_per_second": round(len(bodies) / wall, 1),
-            "market_cpu_ms_per_order": round(1000 * cpu / len(bodies), 3),
-            "request": quantiles(lat),
-            "statuses": statuses,
-        }
-        print(
-            f"  batch publish: {len(bodies)} orders in {wall:.1f} s "
-            f"({len(bodies) / wall:.0f}/s), {1000 * cpu / len(bodies):.2f} ms market CPU each"
-        )
-        jobs = [("POST", "/v1/orders", b) for b in singles]
-        cpu0 = cpu_seconds(pid)
-        wall, lat, statuses = await closed_loop(http, jobs, concurrency)
-        cpu = cpu_seconds(pid) - cpu0
-        single = {
-            "orders": len(singles),
-            "seconds": round(wall, 2),
-            "orders_per_second": round(len(singles) / wall, 1),
-            "market_cpu_ms_per_order": round(1000 * cpu / max(len(singles), 1), 3),
-            **quantiles(lat),
-            "statuses": statuses,
-        }
-        print(
-            f"  single publish: {len(singles) / wall:.0f}/s, "
-            f"{1000 * cpu / max(len(singles), 1):.2f} ms market CPU each"
-        )
-        jobs = query_jobs(queries, accounts, seed=len(bodies))
-        cpu0 = cpu_seconds(pid)
-        wall, lat, statuses = await closed_loop(http, jobs, concurrency)
-        cpu = cpu_seconds(pid) - cpu0
-        query = {
-            "queries": queries,
-            "page": PAGE,
-            "seconds": round(wall, 2),
-            "queries_per_second": round(queries / wall, 1),
-            "market_cpu_ms_per_query": round(1000 * cpu / queries, 3),
-            **quantiles(lat),
-            "statuses": statuses,
-            "cursor_walk": await cursor_walk(http, 200),
-        }
-        print(
-            f"  filtered queries: {queries / wall:.0f}/s, p50 {query['p50_ms']} ms, "
-            f"p99 {query['p99_ms']} ms, {1000 * cpu / queries:.2f} ms market CPU each"
-        )
+    jobs = [post("/v1/batch/orders", bodies[i : i + batch]) for i in range(0, len(bodies), batch)]
+    batched = await phase("batch publish", "orders", url, pid, jobs, len(bodies), concurrency)
+    batched["batch"] = batch
+    jobs = [post("/v1/orders", b) for b in singles]
+    single = await phase("single publish", "orders", url, pid, jobs, len(singles), concurrency)
+    jobs = query_jobs(queries, accounts, seed=len(bodies))
+    query = await phase("filtered queries", "queries", url, pid, jobs, queries, concurrency)
+    query["page"] = PAGE
+    query["cursor_walk"] = await cursor_walk(url, 200)
     return {"publish_batch": batched, "publish_single": single, "query": query}
 
 

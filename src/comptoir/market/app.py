@@ -371,7 +371,7 @@ def create_market_app(settings: MarketSettings) -> FastAPI:
                 "deep (cheaper than a large offset).",
             ),
         ] = None,
-    ) -> OrderPage:
+    ) -> Response:
         """Lists orders, cheapest first (then oldest first)."""
         query = OrderQuery(
             kind=kind,
@@ -394,7 +394,8 @@ def create_market_app(settings: MarketSettings) -> FastAPI:
             offset=offset,
             after=_parsed("after", parse_cursor, after),
         )
-        return await book.list_orders(query)
+        # rendered from the stored rows (market/listing.py), in OrderPage's shape
+        return Response(await book.list_page_json(query), media_type="application/json")
 
     @app.get(
         "/v1/orders/{order_hash}",

@@ -24,7 +24,7 @@ from comptoir.exceptions import (
     ListingRefused,
     OrderNotFound,
 )
-from comptoir.market import events
+from comptoir.market import events, listing
 from comptoir.market.chainview import ASSET_KINDS, CANCELLED, ChainView
 from comptoir.market.lookups import DEFAULT_SIZE, DEFAULT_TTL, ChainLookups
 from comptoir.market.prices import OHLC, PricePoint, candles
@@ -385,11 +385,14 @@ class OrderBook:
         try:
             return to_record(stored)
         except (ValueError, KeyError, TypeError) as e:  # pydantic's ValidationError too
-            log.warning("market.unreadable_order", hash=stored.hash, error=str(e)[:200])
-            await self.store.update_order(
-                stored.hash, status="dead", status_reason="unreadable listing"
-            )
+            await self._retire_unreadable(stored.hash, str(e)[:200])
             return None
+
+    async def _retire_unreadable(self, order_hash_hex: str, error: str) -> None:
+        log.warning("market.unreadable_order", hash=order_hash_hex, error=error)
+        await self.store.update_order(
+            order_hash_hex, status="dead", status_reason="unreadable listing"
+        )
 
     async def list_orders(self, query: OrderQuery) -> OrderPage:
         rows, total, exact = await self.store.list_orders(query)
@@ -409,6 +412,24 @@ class OrderBook:
             offset=query.offset,
             next=rows[-1].cursor if full and rows else None,
         )
+
+    async def list_page_json(self, query: OrderQuery) -> bytes:
+        """`list_orders` as the JSON of an OrderPage, rendered from the stored rows
+        (`listing`): what GET /v1/orders answers."""
+        rows, total, exact = await self.store.list_page(query)
+        records = []
+        for row in rows:
+            record = listing.record_json(row)
+            if record is None:
+                await self._retire_unreadable(row.hash, "listing rendered it unreadable")
+                total -= 1
+            else:
+                records.append(record)
+        cursor = None
+        if rows and len(rows) == query.limit:
+            last = rows[-1]
+            cursor = f"{int(last.price)}:{last.published_at!r}:{last.hash}"
+        return listing.page_json(records, total, exact, query.limit, query.offset, cursor)
 
     async def cancel(self, order_hash_hex: str, signature: str) -> OrderRecord:
         """Withdraws a listing when `signature` is the owner's EIP-191 signature of

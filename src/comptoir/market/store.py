@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, TypeVar
@@ -24,17 +25,21 @@ from sqlalchemy import (
     Column,
     Float,
     Index,
+    Integer,
     MetaData,
     String,
     Table,
     Text,
     and_,
+    bindparam,
     create_engine,
+    event,
     func,
     or_,
     select,
     true,
     tuple_,
+    union_all,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -66,15 +71,42 @@ def tag_words(tag: int) -> list[int]:
 
 metadata = MetaData()
 LISTING = ("price", "published_at", "hash")
-# the filter that leads each index, most selective first (the order `_index_for` tries)
-INDEXES = (
-    ("requester", ("requester", "status")),
-    ("app_kind", ("app", "kind", "status")),
-    ("dataset_kind", ("dataset", "kind", "status")),
-    ("workerpool_kind", ("workerpool", "kind", "status")),
-    ("category", ("category", "status")),
-    ("book", ("kind", "status")),
-    ("open", ("status",)),
+STATUSES = ("open", "filled", "cancelled", "dead")
+# Each index: the columns a filter fixes, then status, then the listing order, so a page
+# of one (kind, status) is an index range scan in listing order, never a sort of the book.
+# `_plan` picks the first whose leading column the query fixes, most selective first.
+INDEXES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("requester", ("requester",)),
+    ("owner_book", ("owner",)),
+    ("app_kind", ("app", "kind")),
+    ("dataset_kind", ("dataset", "kind")),
+    ("workerpool_kind", ("workerpool", "kind")),
+    ("category_kind", ("category", "kind")),
+    ("book", ("kind",)),
+    ("open", ()),
+)
+# the kinds of order that carry each column an index leads with (the others hold NULL)
+KINDS_WITH = {
+    "app": ("app", "request"),
+    "dataset": ("dataset", "request"),
+    "workerpool": ("workerpool", "request"),
+    "category": ("workerpool", "request"),
+}
+OBSOLETE_INDEXES = ("ix_market_orders_category", "ix_market_orders_owner")
+# what a listing page reads of each row (`listing.page_json` renders it)
+PAGE_COLUMNS = (
+    "hash",
+    "kind",
+    "order_json",
+    "signature",
+    "owner",
+    "status",
+    "status_reason",
+    "volume",
+    "remaining",
+    "price",
+    "published_at",
+    "updated_at",
 )
 
 orders = Table(
@@ -103,11 +135,7 @@ orders = Table(
     *[Column(f"tag{i}", BigInteger, nullable=False) for i in range(TAG_WORDS)],
     Column("published_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
-    # every filter a taker starts from leads an index that ends in the listing order
-    # (price, published_at, hash), so a page is an index range scan, never a sort of the book
-    # (kind second: the count of "app X's requests" then reads the index alone)
-    *[Index(f"ix_market_orders_{name}", *columns, *LISTING) for name, columns in INDEXES],
-    Index("ix_market_orders_owner", "owner", "status"),
+    *[Index(f"ix_market_orders_{name}", *lead, "status", *LISTING) for name, lead in INDEXES],
 )
 
 deals = Table(
@@ -252,6 +280,8 @@ class MarketStore:
             kwargs["pool_pre_ping"] = True
         self.url = url
         self.engine: Engine = create_engine(url, **kwargs)
+        if self.is_sqlite and ":memory:" not in url:
+            event.listen(self.engine, "connect", _sqlite_pragmas)
         self._threads = 1 if self.is_sqlite else threads
         self._pool: ThreadPoolExecutor | None = None
         self._ready = False
@@ -281,6 +311,8 @@ class MarketStore:
         metadata.create_all(self.engine)
         # a table made by an older version lacks the newer indexes: create_all skips them
         with self.engine.begin() as conn:
+            for name in OBSOLETE_INDEXES:  # replaced by an index that also orders the page
+                conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
             for index in orders.indexes:
                 index.create(conn, checkfirst=True)
 
@@ -412,45 +444,33 @@ class MarketStore:
 
         return await self._run(run)
 
-    async def list_orders(self, q: OrderQuery) -> tuple[list[StoredOrder], int, bool]:
-        """A page of matching orders in listing order (price, published_at, hash), the
-        number of matches and whether that number is exact: counting stops at MAX_COUNT,
-        so no request reads more of the book than its page and that many entries (and a
-        first page that is not full is its own count)."""
-        where = and_(true(), *_conditions(q))
-        # SQLite plans without statistics and may walk the kind index for a workerpool
-        # filter (a scan of every request): name the index the filters lead with
-        index = _index_for(q)
-        matching, page = select(orders.c.hash), select(orders)
-        if index is not None:
-            matching = matching.with_hint(orders, f"INDEXED BY {index}", "sqlite")
-            page = page.with_hint(orders, f"INDEXED BY {index}", "sqlite")
-        limited = matching.where(where).limit(MAX_COUNT + 1).subquery()
-        count = select(func.count()).select_from(limited)
-        page = page.where(where)
-        if q.after is not None:
-            price, published_at, after_hash = q.after
-            page = page.where(
-                tuple_(orders.c.price, orders.c.published_at, orders.c.hash)
-                > tuple_(pad(price), published_at, after_hash)
-            )
-        page = (
-            page.order_by(orders.c.price, orders.c.published_at, orders.c.hash)
-            .limit(q.limit)
-            .offset(q.offset)
-        )
-
+    async def list_page(self, q: OrderQuery) -> tuple[list[Any], int, bool]:
+        """A page of matching rows (their PAGE_COLUMNS) in listing order (price,
+        published_at, hash), the number of matches and whether that number is exact:
+        counting stops at MAX_COUNT, so no request reads more of the book than its page and
+        that many index entries (and a first page that is not full is its own count)."""
+        page, counts = _statements(_shape(q), cut_arms=not self.is_sqlite)
+        params = _params(q)
         first = q.offset == 0 and q.after is None
 
-        def run() -> tuple[list[StoredOrder], int, bool]:
+        def run() -> tuple[list[Any], int, bool]:
             with self.engine.connect() as conn:
-                found = [StoredOrder.from_row(r) for r in conn.execute(page)]
+                found = list(conn.execute(page, params))
                 if first and len(found) < q.limit:
                     return found, len(found), True
-                total = int(conn.scalar(count) or 0)
+                total = 0
+                for count in counts:
+                    total += int(conn.scalar(count, params) or 0)
+                    if total > MAX_COUNT:
+                        break
             return found, min(total, MAX_COUNT), total <= MAX_COUNT
 
         return await self._run(run)
+
+    async def list_orders(self, q: OrderQuery) -> tuple[list[StoredOrder], int, bool]:
+        """`list_page` with each row as a StoredOrder."""
+        rows, total, exact = await self.list_page(q)
+        return [StoredOrder.from_row(r) for r in rows], total, exact
 
     # ------------------------------------------------------------ deals
 
@@ -538,74 +558,167 @@ class MarketStore:
         await self._run(run)
 
 
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """WAL: a commit appends the pages it changed to the log instead of copying every page
+    it touches to a rollback journal and syncing both, which at 100 000 orders (nine
+    B-trees touched at random places per order) made publishing wait on the disk; NORMAL
+    syncs at checkpoints only, so a power cut may lose the last commits, never the file."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
 def _deal(row: Any) -> DealRow:
     return DealRow(row.deal_id, int(row.category), int(row.price), int(row.volume), row.timestamp)
 
 
-def _unrestricted_or(column: Any, value: str) -> Any:
+def _unrestricted_or(column: Any, name: str, zero: str) -> Any:
     """Restriction semantics of poco.vy: absent, zero, or equal to the value."""
-    zero = "0x" + "00" * 20 if len(value) == 42 else pad(0)
-    return or_(column.is_(None), column == zero, column == value)
+    return or_(column.is_(None), column == zero, column == bindparam(name))
 
 
-def _index_for(q: OrderQuery) -> str | None:
-    """The first index (in INDEXES order) whose leading column the query fixes."""
-    fixed = {n for n in ("requester", "app", "dataset", "workerpool", "category", "kind")}
-    fixed = {n for n in fixed if getattr(q, n) is not None}
-    if q.status is not None:
-        fixed.add("status")
-    for name, columns in INDEXES:
-        if columns[0] in fixed:
-            return f"ix_market_orders_{name}"
-    return None
+ZERO_ADDRESS = "0x" + "00" * 20
+# Each filter of OrderQuery: its condition, on bound parameters named after the filter (so
+# one statement per shape of query is built once and reused), and their values.
+_EQUAL = ("kind", "status", "category", "app", "dataset", "workerpool", "requester", "owner")
+_AT_LEAST = {"min_trust": "trust", "min_remaining": "remaining"}
+_USABLE = {
+    "usable_by_requester": ("requester_restrict", ZERO_ADDRESS),
+    "usable_with_app": ("app_restrict", pad(0)),
+    "usable_with_dataset": ("dataset_restrict", pad(0)),
+    "usable_with_workerpool": ("workerpool_restrict", pad(0)),
+}
+FILTERS = (*_EQUAL, *_AT_LEAST, "max_price", *_USABLE, "tag")
+_LEADS = {lead[0] for _, lead in INDEXES if lead}
 
 
-def _conditions(q: OrderQuery) -> Sequence[Any]:
+def _condition(name: str, lead: tuple[str, ...]) -> Any:
+    """The filter's condition on the query's chosen index `lead`: an equality on a column
+    another index leads with is written as an expression (`column || ''`) that no index
+    serves, so the planner cannot walk that index instead (SQLite, planning without
+    statistics, would take either of two equally long equality prefixes)."""
     c = orders.c
-    out: list[Any] = []
-    if q.kind is not None:
-        out.append(c.kind == q.kind)
-    if q.status is not None:
-        out.append(c.status == q.status)
-    if q.category is not None:
-        out.append(c.category == pad(q.category))
-    if q.min_trust is not None:
-        out.append(c.trust >= pad(q.min_trust))
-    if q.min_remaining is not None:
-        out.append(c.remaining >= pad(q.min_remaining))
-    if q.max_price is not None:
-        out.append(c.price <= pad(q.max_price))
-    for name in ("app", "dataset", "workerpool"):
+    if name in _EQUAL:
+        column = c[name] if name in lead or name not in _LEADS else c[name].concat("")
+        return column == bindparam(name)
+    if name in _AT_LEAST:
+        return c[_AT_LEAST[name]] >= bindparam(name)
+    if name == "max_price":
+        return c.price <= bindparam(name)
+    if name in _USABLE:
+        restrict, zero = _USABLE[name]
+        return _unrestricted_or(c[restrict], name, zero)
+    # tag: a workerpool order must offer every requested bit; any other order must require
+    # only bits the given tag offers (poco.vy: required & ~pool_tag == 0), word by word
+    words = range(TAG_WORDS)
+    pool = and_(
+        *[c[f"tag{i}"].op("&")(bindparam(f"tag{i}")) == bindparam(f"tag{i}") for i in words]
+    )
+    other = and_(*[c[f"tag{i}"].op("&")(bindparam(f"untag{i}")) == 0 for i in words])
+    return or_(and_(c.kind == "workerpool", pool), and_(c.kind != "workerpool", other))
+
+
+def _params(q: OrderQuery) -> dict[str, Any]:
+    """The bound values of `_statements(_shape(q))`."""
+    out: dict[str, Any] = {"limit": q.limit, "offset": q.offset, "count_to": MAX_COUNT + 1}
+    out["arm_limit"] = q.offset + q.limit
+    for name in FILTERS:
         value = getattr(q, name)
-        if value is not None:
-            out.append(c[name] == pad(value))
-    if q.requester is not None:
-        out.append(c.requester == q.requester)
-    if q.owner is not None:
-        out.append(c.owner == q.owner)
-    if q.usable_by_requester is not None:
-        out.append(_unrestricted_or(c.requester_restrict, q.usable_by_requester))
-    if q.usable_with_app is not None:
-        out.append(_unrestricted_or(c.app_restrict, pad(q.usable_with_app)))
-    if q.usable_with_dataset is not None:
-        out.append(_unrestricted_or(c.dataset_restrict, pad(q.usable_with_dataset)))
-    if q.usable_with_workerpool is not None:
-        out.append(_unrestricted_or(c.workerpool_restrict, pad(q.usable_with_workerpool)))
-    if q.tag is not None:
-        words = tag_words(q.tag)
-        # A workerpool order must offer every requested bit; any other order must
-        # require only bits the given tag offers (poco.vy: required & ~pool_tag == 0).
-        pool = and_(true(), *[c[f"tag{i}"].op("&")(w) == w for i, w in enumerate(words) if w])
-        other = and_(
-            true(),
-            *[
-                c[f"tag{i}"].op("&")(~w & WORD_MASK) == 0
-                for i, w in enumerate(words)
-                if w != WORD_MASK
-            ],
-        )
-        out.append(or_(and_(c.kind == "workerpool", pool), and_(c.kind != "workerpool", other)))
+        if value is None:
+            continue
+        if name == "tag":
+            for i, word in enumerate(tag_words(value)):
+                out[f"tag{i}"], out[f"untag{i}"] = word, ~word & WORD_MASK
+        elif isinstance(value, int):
+            out[name] = pad(value)
+        else:
+            out[name] = value
+    if q.after is not None:
+        out["after_price"] = pad(q.after[0])
+        out["after_time"], out["after_hash"] = q.after[1], q.after[2]
     return out
+
+
+Shape = tuple[str | None, str | None, tuple[str, ...], bool]
+
+
+def _shape(q: OrderQuery) -> Shape:
+    """What a query's statements depend on: its kind and status (the index arms) and which
+    filters it sets; the values are bound parameters."""
+    filters = tuple(n for n in FILTERS if n not in ("kind", "status") and getattr(q, n) is not None)
+    return q.kind, q.status, filters, q.after is not None
+
+
+@lru_cache(maxsize=1024)
+def _statements(shape: Shape, cut_arms: bool = False) -> tuple[Any, tuple[Any, ...]]:
+    """The page's SELECT and the count of each arm, for queries of this shape (`cut_arms`:
+    see `_page`)."""
+    page = _page(_arms(shape, keyset=True), cut_arms)
+    counts = tuple(
+        select(func.count()).select_from(
+            select(orders.c.hash).where(arm).limit(bindparam("count_to", type_=Integer)).subquery()
+        )
+        for arm in _arms(shape, keyset=False)
+    )
+    return page, counts
+
+
+def _arms(shape: Shape, keyset: bool) -> list[Any]:
+    """The WHERE clause of each (kind, status) the query spans on the index it leads with:
+    one when it fixes both (or the index has no kind), else one per kind that carries the
+    index's column and per status, so each arm is a range of the index in listing order
+    and the page merges them instead of sorting every match. `keyset`: from the cursor on
+    (a page), else from the start (the count of matches over all pages)."""
+    kind, status, filters, after = shape
+    fixed = {*filters, *(["kind"] if kind is not None else [])}
+    lead = next(lead for _, lead in INDEXES if not lead or lead[0] in fixed)
+    kinds: Sequence[str | None] = [kind]
+    if "kind" in lead and kind is None:
+        kinds = KINDS_WITH[lead[0]]
+    statuses: Sequence[str | None] = [status] if status is not None else STATUSES
+    c = orders.c
+    base = [_condition(name, lead) for name in filters]
+    if keyset and after:
+        cursor = (
+            bindparam("after_price", type_=String),
+            bindparam("after_time", type_=Float),
+            bindparam("after_hash", type_=String),
+        )
+        base.append(tuple_(c.price, c.published_at, c.hash) > tuple_(*cursor))
+    return [
+        and_(
+            true(),
+            *base,
+            *([] if k is None else [(c.kind if "kind" in lead else c.kind.concat("")) == k]),
+            *([] if s is None else [c.status == s]),
+        )
+        for k in kinds
+        for s in statuses
+    ]
+
+
+def _page(arms: list[Any], cut_arms: bool) -> Any:
+    """The page's SELECT: one arm in index order, or the arms merged in listing order.
+
+    PostgreSQL plans each arm of a UNION ALL apart and keeps an index's order only where
+    the arm asks for it, so there (`cut_arms`) each arm is ordered and cut to the rows a
+    page can take from it; SQLite merges the plain arms' index order as it is and would
+    sort the cut ones again."""
+    columns = [orders.c[name] for name in PAGE_COLUMNS]
+    limit, offset = bindparam("limit", type_=Integer), bindparam("offset", type_=Integer)
+    if len(arms) == 1:
+        ordered = select(*columns).where(arms[0]).order_by(*[orders.c[n] for n in LISTING])
+        return ordered.limit(limit).offset(offset)
+    listing = [orders.c[n] for n in LISTING]
+    selects = [select(*columns).where(arm) for arm in arms]
+    if cut_arms:
+        arm_limit = bindparam("arm_limit", type_=Integer)
+        cut = [s.order_by(*listing).limit(arm_limit).subquery() for s in selects]
+        selects = [select(c) for c in cut]
+    merged = union_all(*selects).subquery("arms")
+    ordered = select(merged).order_by(*[merged.c[n] for n in LISTING])
+    return ordered.limit(limit).offset(offset)
 
 
 def row_for(

@@ -1,0 +1,82 @@
+"""A page of GET /v1/orders rendered as JSON straight from the stored rows.
+
+Every listed order was validated when it was published and its order JSON stored then, so
+a page joins the stored text instead of rebuilding and revalidating a pydantic record per
+row (which cost most of a query's CPU). A row is still checked for shape before its text
+is embedded: one an older version or a bad migration left unreadable is reported (None)
+so the book retires it, and never breaks the page's JSON. The output has the fields and
+types of `schemas.OrderPage`; tests hold it to the records GET /v1/orders/{hash} returns.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from comptoir.market.schemas import MODELS
+
+FIELDS = {kind: frozenset(model.model_fields) for kind, model in MODELS.items()}
+_STATUSES = frozenset(("open", "filled", "cancelled", "dead"))
+
+
+def _number(padded: Any) -> str | None:
+    """A stored zero-padded uint256 as a JSON integer, or None when it is not one."""
+    if not isinstance(padded, str) or not padded.isascii() or not padded.isdigit():
+        return None
+    return padded.lstrip("0") or "0"
+
+
+def _hex(value: Any) -> str | None:
+    """A stored 0x-hex string (hash, signature, address) as a JSON string, or None: letters
+    and digits only, so it needs no escaping."""
+    if not isinstance(value, str) or not value.startswith("0x") or not value.isascii():
+        return None
+    return f'"{value}"' if value[2:].isalnum() else None
+
+
+def _time(value: Any) -> str | None:
+    if not isinstance(value, float | int) or not math.isfinite(value):
+        return None
+    return repr(float(value))
+
+
+def record_json(row: Any) -> str | None:
+    """One row (`store.PAGE_COLUMNS`) as an OrderRecord's JSON, or None when unreadable."""
+    fields = FIELDS.get(row.kind)
+    if fields is None or row.status not in _STATUSES:
+        return None
+    try:
+        order = json.loads(row.order_json)
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(order, dict) or order.keys() != fields:
+        return None
+    numbers = [_number(row.volume), _number(row.remaining), _number(row.price)]
+    times = [_time(row.published_at), _time(row.updated_at)]
+    hexes = [_hex(row.hash), _hex(row.signature), _hex(row.owner)]
+    if None in numbers or None in times or None in hexes:
+        return None
+    volume, remaining, price = numbers
+    published_at, updated_at = times
+    order_hash, signature, owner = hexes
+    reason = "null" if row.status_reason is None else json.dumps(row.status_reason)
+    return (
+        f'{{"hash":{order_hash},"kind":"{row.kind}","order":{row.order_json},'
+        f'"signature":{signature},"owner":{owner},'
+        f'"status":"{row.status}","status_reason":{reason},'
+        f'"volume":{volume},"remaining":{remaining},"price":{price},'
+        f'"published_at":{published_at},"updated_at":{updated_at}}}'
+    )
+
+
+def page_json(
+    records: Sequence[str], total: int, exact: bool, limit: int, offset: int, next_: str | None
+) -> bytes:
+    """An OrderPage's JSON from rendered records."""
+    return (
+        f'{{"orders":[{",".join(records)}],"total":{total},'
+        f'"total_exact":{"true" if exact else "false"},"limit":{limit},"offset":{offset},'
+        f'"next":{json.dumps(next_)}}}'
+    ).encode()
