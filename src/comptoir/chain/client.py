@@ -349,8 +349,14 @@ class Transactor:
         """Transactions of this account sent but not mined yet (the node's pending count
         minus its mined count): a caller about to repeat one should wait for them."""
         me = to_checksum_address(self.address)
-        pending = int(self.w3.eth.get_transaction_count(me, "pending"))
-        return max(0, pending - int(self.w3.eth.get_transaction_count(me, "latest")))
+        counts = [
+            (RPCEndpoint("eth_getTransactionCount"), [me, tag]) for tag in ("pending", "latest")
+        ]
+        answers = self.w3.provider.make_batch_request(counts)  # type: ignore[attr-defined]
+        if not isinstance(answers, list) or any("result" not in a for a in answers):
+            raise ChainError(f"The chain node failed to count transactions: {answers}")
+        pending, mined = (int(a["result"], 16) for a in answers)
+        return max(0, pending - mined)
 
     def _known(self, tx_hash: bytes | None) -> bool:
         """Whether the node still knows a transaction we sent (pending or mined)."""
