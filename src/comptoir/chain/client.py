@@ -162,6 +162,14 @@ def _revert_reason(exc: Exception) -> str | None:
     return reason
 
 
+@dataclass(frozen=True)
+class Deadline:
+    """A chain time a transaction must be mined before, and the revert reason past it."""
+
+    timestamp: int
+    reason: str
+
+
 class Transactor:
     """Simulates, signs and sends transactions of one local account."""
 
@@ -228,12 +236,13 @@ class Transactor:
         return {"maxFeePerGas": 2 * int(base) + tip, "maxPriorityFeePerGas": tip}
 
     def _precheck(
-        self, tx: dict[str, Any], estimate: bool
+        self, tx: dict[str, Any], estimate: bool, before: Deadline | None = None
     ) -> tuple[int | None, dict[str, int], int]:
         """Simulation, gas estimate, fees and the pending nonce in one JSON-RPC batch (one
         round trip instead of five: each request costs the node and web3 as much as the
-        batch does). A revert in the simulation raises TransactionRejected; returns
-        (gas estimate, fee fields, the chain's pending transaction count)."""
+        batch does). A revert in the simulation raises TransactionRejected, and so does a
+        latest block already at `before`'s deadline (the next block would be past it);
+        returns (gas estimate, fee fields, the chain's pending transaction count)."""
         call: dict[str, Any] = {k: tx[k] for k in ("from", "to", "data") if k in tx}
         call["value"] = hex(int(tx.get("value", 0)))
         batch: list[tuple[RPCEndpoint, list[Any]]] = [
@@ -248,12 +257,15 @@ class Transactor:
         if not isinstance(answers, list) or len(answers) != len(batch):
             raise ChainError(f"The chain node refused a batch of calls: {answers}")
         simulated, block, tip, count = answers[:4]
-        for answer in (simulated, *answers[4:]):  # the simulation's reason comes first
-            if "error" in answer:
-                raise self._answer_rejection(answer["error"])
         for answer in (block, count):
             if "error" in answer or not answer.get("result"):
                 raise ChainError(f"The chain node failed a read: {answer.get('error', answer)}")
+        # the chain's clock, not ours, and before the simulation's own reason
+        if before is not None and int(block["result"]["timestamp"], 16) >= before.timestamp:
+            raise rejected(before.reason)
+        for answer in (simulated, *answers[4:]):  # the simulation's reason comes first
+            if "error" in answer:
+                raise self._answer_rejection(answer["error"])
         gas = int(answers[4]["result"], 16) if estimate else None
         base = block["result"].get("baseFeePerGas")
         if base is None:  # pre-London chain
@@ -265,16 +277,22 @@ class Transactor:
         return gas, fees, int(count["result"], 16)
 
     def send(
-        self, to: str | None, data: bytes | str, value: int = 0, gas: int | None = None
+        self,
+        to: str | None,
+        data: bytes | str,
+        value: int = 0,
+        gas: int | None = None,
+        before: Deadline | None = None,
     ) -> Any:
-        """Check, sign, send and wait; returns the receipt (status 1)."""
+        """Check, sign, send and wait; returns the receipt (status 1). `before`: refused
+        unless the next block is before that deadline."""
         sender = self.address
         assert self.account is not None
         data_hex = data if isinstance(data, str) else "0x" + data.hex()
         tx: dict[str, Any] = {"from": sender, "data": data_hex, "value": value}
         if to is not None:
             tx["to"] = to_checksum_address(to)
-        estimated, fees, pending = self._precheck(tx, estimate=gas is None)
+        estimated, fees, pending = self._precheck(tx, gas is None, before)
         if estimated is not None:
             gas = int(estimated * GAS_MARGIN)
         tx.update(fees)
@@ -591,9 +609,9 @@ class ChainClient:
 
     # ------------------------------------------------------------ plumbing
 
-    def _send(self, contract: Any, fn: str, *args: Any) -> Any:
+    def _send(self, contract: Any, fn: str, *args: Any, before: Deadline | None = None) -> Any:
         data = contract.encode_abi(fn, args=list(args))
-        self.last_receipt = self.tx.send(contract.address, data)
+        self.last_receipt = self.tx.send(contract.address, data, before=before)
         return self.last_receipt
 
     def _view(self, contract: Any, fn: str, *args: Any) -> Any:
@@ -612,6 +630,11 @@ class ChainClient:
 
     def timestamp(self) -> int:
         return int(self.w3.eth.get_block("latest")["timestamp"])
+
+    def head(self) -> tuple[int, int]:
+        """The latest block's number and timestamp, in one request."""
+        block = self.w3.eth.get_block("latest")
+        return int(block["number"]), int(block["timestamp"])
 
     def eth_balance(self, address: str | None = None) -> int:
         return int(self.w3.eth.get_balance(to_checksum_address(self._me(address))))
@@ -984,7 +1007,6 @@ class ChainClient:
         callback_data: bytes = b"",
     ) -> list[ev.TaskFinalized]:
         """Settle a batch of tasks from worker-signed commitments (scheduler only)."""
-        self._before_deadline(deal.final_deadline, "poco: final deadline passed")
         receipt = self._send(
             self.hub,
             "finalize",
@@ -996,6 +1018,8 @@ class ChainClient:
                 for x in losers
             ],
             callback_data,
+            # checked in the same round trip as the simulation
+            before=Deadline(deal.final_deadline, "poco: final deadline passed"),
         )
         return ev.from_receipt(receipt, ev.TaskFinalized)
 
