@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from comptoir.chain import events as ev
 from comptoir.chain.client import TaskOutcome
-from comptoir.config import load_settings
 from comptoir.devnet import snapshot
 from comptoir.sdk import chainscan
 
@@ -64,6 +63,7 @@ def test_a_transaction_not_mined_yet_is_seen_in_flight(market: Market) -> None:
         w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
         assert client.tx.in_flight() == 0
     finally:
+        # anvil cannot go back to mixed mining (blocks on arrival and every few seconds):
+        # mining on arrival is what the next tests on this chain need to stay fast (in
+        # interval mode each of their transactions would wait for the next block)
         w3.provider.make_request("evm_setAutomine", [True])  # type: ignore[arg-type]
-        interval = load_settings().devnet_block_time
-        w3.provider.make_request("evm_setIntervalMining", [interval])  # type: ignore[arg-type]

@@ -7,10 +7,9 @@ import contextlib
 import json
 import os
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx
@@ -18,6 +17,7 @@ import pytest
 
 from comptoir import stack
 from comptoir.sdk import devnet_account
+from comptoir.testing.servers import serve_handler
 
 from .support import COMPTOIR, cli, failure, join
 
@@ -72,14 +72,8 @@ def _status_only(workerpool: int) -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), StatusOnly)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_handler(StatusOnly) as url:
+        yield url
 
 
 def test_unavailable_results_make_run_fail(pool_host: stack.Stack, tmp_path: Path) -> None:

@@ -141,7 +141,15 @@ class _Provider(HTTPProvider):
 def connect(url: str, timeout: float = 30.0, check: bool = True) -> Web3:
     """A Web3 on `url`; with `check`, raises ChainUnreachable unless it answers."""
     w3 = Web3(
-        _Provider(url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None)
+        _Provider(
+            url,
+            request_kwargs={"timeout": timeout},
+            exception_retry_configuration=None,
+            # web3's validation asks the node's chain id before every eth_call and gas
+            # estimate (half of all requests); an endpoint's chain id never changes
+            cache_allowed_requests=True,
+            cacheable_requests={RPCEndpoint("eth_chainId")},
+        )
     )
     if check:
         try:
@@ -184,6 +192,14 @@ def _revert_reason(exc: Exception) -> str | None:
     return reason
 
 
+@dataclass(frozen=True)
+class Deadline:
+    """A chain time a transaction must be mined before, and the revert reason past it."""
+
+    timestamp: int
+    reason: str
+
+
 class Transactor:
     """Simulates, signs and sends transactions of one local account."""
 
@@ -216,8 +232,10 @@ class Transactor:
 
     def _rpc_rejection(self, exc: Web3RPCError) -> TransactionRejected:
         message = str(getattr(exc, "message", None) or exc)
-        reason = _revert_reason(exc)
-        if reason is not None:
+        return self._rejection(message, _revert_reason(exc))
+
+    def _rejection(self, message: str, reason: str | None) -> TransactionRejected:
+        if reason is not None or "revert" in message.lower():
             return rejected(reason)
         if "insufficient funds" in message.lower():
             return TransactionRejected(
@@ -225,6 +243,16 @@ class Transactor:
                 reason=message,
             )
         return TransactionRejected(f"The node refused the transaction: {message}.", reason=message)
+
+    def _answer_rejection(self, error: Any) -> TransactionRejected:
+        """A TransactionRejected for the error object of one raw JSON-RPC answer."""
+        if not isinstance(error, dict):
+            return self._rejection(str(error), None)
+        message = str(error.get("message", ""))
+        reason = decode_revert_data(error.get("data")) or reason_from_message(message)
+        if reason is None and error.get("code") == 3:  # a revert without a reason
+            return rejected(None)
+        return self._rejection(message, reason)
 
     def _fees(self) -> dict[str, int]:
         block = self.w3.eth.get_block("latest")
@@ -237,51 +265,108 @@ class Transactor:
             tip = 10**9
         return {"maxFeePerGas": 2 * int(base) + tip, "maxPriorityFeePerGas": tip}
 
+    def _precheck(
+        self, tx: dict[str, Any], estimate: bool, before: Deadline | None = None
+    ) -> tuple[int | None, dict[str, int], int]:
+        """Simulation, gas estimate, fees and the pending nonce in one JSON-RPC batch (one
+        round trip instead of five: each request costs the node and web3 as much as the
+        batch does). A revert in the simulation raises TransactionRejected, and so does a
+        latest block already at `before`'s deadline (the next block would be past it);
+        returns (gas estimate, fee fields, the chain's pending transaction count)."""
+        call: dict[str, Any] = {k: tx[k] for k in ("from", "to", "data") if k in tx}
+        call["value"] = hex(int(tx.get("value", 0)))
+        batch: list[tuple[RPCEndpoint, list[Any]]] = [
+            (RPCEndpoint("eth_call"), [call, "latest"]),
+            (RPCEndpoint("eth_getBlockByNumber"), ["latest", False]),
+            (RPCEndpoint("eth_maxPriorityFeePerGas"), []),
+            (RPCEndpoint("eth_getTransactionCount"), [call["from"], "pending"]),
+        ]
+        if estimate:
+            batch.append((RPCEndpoint("eth_estimateGas"), [call]))
+        answers = self.w3.provider.make_batch_request(batch)  # type: ignore[attr-defined]
+        if not isinstance(answers, list) or len(answers) != len(batch):
+            raise ChainError(f"The chain node refused a batch of calls: {answers}")
+        simulated, block, tip, count = answers[:4]
+        for answer in (block, count):
+            if "error" in answer or not answer.get("result"):
+                raise ChainError(f"The chain node failed a read: {answer.get('error', answer)}")
+        # the chain's clock, not ours, and before the simulation's own reason
+        if before is not None and int(block["result"]["timestamp"], 16) >= before.timestamp:
+            raise rejected(before.reason)
+        for answer in (simulated, *answers[4:]):  # the simulation's reason comes first
+            if "error" in answer:
+                raise self._answer_rejection(answer["error"])
+        gas = int(answers[4]["result"], 16) if estimate else None
+        base = block["result"].get("baseFeePerGas")
+        if base is None:  # pre-London chain
+            fees = {"gasPrice": int(self.w3.eth.gas_price)}
+        else:
+            # a node without the method: the same default tip as _fees
+            priority = int(tip["result"], 16) if "result" in tip else 10**9
+            fees = {"maxFeePerGas": 2 * int(base, 16) + priority, "maxPriorityFeePerGas": priority}
+        return gas, fees, int(count["result"], 16)
+
     def send(
-        self, to: str | None, data: bytes | str, value: int = 0, gas: int | None = None
+        self,
+        to: str | None,
+        data: bytes | str,
+        value: int = 0,
+        gas: int | None = None,
+        before: Deadline | None = None,
     ) -> Any:
-        """Check, sign, send and wait; returns the receipt (status 1)."""
+        """Check, sign, send and wait; returns the receipt (status 1). `before`: refused
+        unless the next block is before that deadline."""
         sender = self.address
         assert self.account is not None
         data_hex = data if isinstance(data, str) else "0x" + data.hex()
         tx: dict[str, Any] = {"from": sender, "data": data_hex, "value": value}
         if to is not None:
             tx["to"] = to_checksum_address(to)
-        self.simulate(tx)
-        if gas is None:
-            try:
-                gas = int(self.w3.eth.estimate_gas(tx) * GAS_MARGIN)  # type: ignore[arg-type]
-            except ContractLogicError as exc:
-                raise rejected(_revert_reason(exc)) from None
-            except Web3RPCError as exc:
-                raise self._rpc_rejection(exc) from None
-        tx.update(self._fees())
+        estimated, fees, pending = self._precheck(tx, gas is None, before)
+        if estimated is not None:
+            gas = int(estimated * GAS_MARGIN)
+        tx.update(fees)
         tx["gas"] = gas
         tx["chainId"] = self._chain_id()
-        tx_hash = self._sign_and_send(tx)
+        tx_hash = self._sign_and_send(tx, pending)
+        return self._receipt(tx, tx_hash)
+
+    def _receipt(self, tx: dict[str, Any], tx_hash: Any) -> Any:
+        """The receipt of a transaction just sent: read at once (a node that mines on
+        arrival, like a local devnet, already has it), else polled until tx_timeout."""
         try:
-            receipt = self.w3.eth.wait_for_transaction_receipt(
-                tx_hash, timeout=self.tx_timeout, poll_latency=0.05
-            )
-        except TimeExhausted:
-            raise ChainError(
-                f"Transaction 0x{bytes(tx_hash).hex()} was not mined within "
-                f"{self.tx_timeout:.0f} s; check the node, or raise COMPTOIR_TX_TIMEOUT."
-            ) from None
+            receipt = self.w3.eth.get_transaction_receipt(tx_hash)
+        except TransactionNotFound:
+            try:
+                receipt = self.w3.eth.wait_for_transaction_receipt(
+                    tx_hash, timeout=self.tx_timeout, poll_latency=0.05
+                )
+            except TimeExhausted:
+                raise ChainError(
+                    f"Transaction 0x{bytes(tx_hash).hex()} was not mined within "
+                    f"{self.tx_timeout:.0f} s; check the node, or raise COMPTOIR_TX_TIMEOUT."
+                ) from None
         if receipt["status"] != 1:
             raise self._explain_failure(tx, receipt)
         return receipt
 
-    def _sign_and_send(self, tx: dict[str, Any]) -> Any:
+    def _sign_and_send(self, tx: dict[str, Any], pending: int | None = None) -> Any:
+        """Sign with the next nonce and send; `pending`: the chain's pending count read
+        just before (by _precheck), saving the first read."""
         assert self.account is not None
         key = _nonce_key(self.w3, self.address)
         with _REGISTRY_LOCK:
             lock = _NONCE_LOCKS.setdefault(key, threading.Lock())
         with lock:
             for attempt in range(2):
-                chain_next = self.w3.eth.get_transaction_count(
-                    to_checksum_address(self.address), "pending"
-                )
+                if attempt == 0 and pending is not None:
+                    # read before the lock: another thread may have sent since, which
+                    # the cached next nonce (and its known last transaction) covers
+                    chain_next = pending
+                else:
+                    chain_next = self.w3.eth.get_transaction_count(
+                        to_checksum_address(self.address), "pending"
+                    )
                 cached = _NEXT_NONCE.get(key, 0)
                 if cached > chain_next and not self._known(_LAST_TX.get(key)):
                     # the node forgot our last transaction (rolled back, restarted from
@@ -312,8 +397,14 @@ class Transactor:
         """Transactions of this account sent but not mined yet (the node's pending count
         minus its mined count): a caller about to repeat one should wait for them."""
         me = to_checksum_address(self.address)
-        pending = int(self.w3.eth.get_transaction_count(me, "pending"))
-        return max(0, pending - int(self.w3.eth.get_transaction_count(me, "latest")))
+        counts = [
+            (RPCEndpoint("eth_getTransactionCount"), [me, tag]) for tag in ("pending", "latest")
+        ]
+        answers = self.w3.provider.make_batch_request(counts)  # type: ignore[attr-defined]
+        if not isinstance(answers, list) or any("result" not in a for a in answers):
+            raise ChainError(f"The chain node failed to count transactions: {answers}")
+        pending, mined = (int(a["result"], 16) for a in answers)
+        return max(0, pending - mined)
 
     def _known(self, tx_hash: bytes | None) -> bool:
         """Whether the node still knows a transaction we sent (pending or mined)."""
@@ -548,9 +639,9 @@ class ChainClient:
 
     # ------------------------------------------------------------ plumbing
 
-    def _send(self, contract: Any, fn: str, *args: Any) -> Any:
+    def _send(self, contract: Any, fn: str, *args: Any, before: Deadline | None = None) -> Any:
         data = _calldata(contract, fn, args)
-        self.last_receipt = self.tx.send(contract.address, data)
+        self.last_receipt = self.tx.send(contract.address, data, before=before)
         return self.last_receipt
 
     def _view(self, contract: Any, fn: str, *args: Any) -> Any:
@@ -569,6 +660,11 @@ class ChainClient:
 
     def timestamp(self) -> int:
         return int(self.w3.eth.get_block("latest")["timestamp"])
+
+    def head(self) -> tuple[int, int]:
+        """The latest block's number and timestamp, in one request."""
+        block = self.w3.eth.get_block("latest")
+        return int(block["number"]), int(block["timestamp"])
 
     def eth_balance(self, address: str | None = None) -> int:
         return int(self.w3.eth.get_balance(to_checksum_address(self._me(address))))
@@ -941,7 +1037,6 @@ class ChainClient:
         callback_data: bytes = b"",
     ) -> list[ev.TaskFinalized]:
         """Settle a batch of tasks from worker-signed commitments (scheduler only)."""
-        self._before_deadline(deal.final_deadline, "poco: final deadline passed")
         receipt = self._send(
             self.hub,
             "finalize",
@@ -953,6 +1048,8 @@ class ChainClient:
                 for x in losers
             ],
             callback_data,
+            # checked in the same round trip as the simulation
+            before=Deadline(deal.final_deadline, "poco: final deadline passed"),
         )
         return ev.from_receipt(receipt, ev.TaskFinalized)
 

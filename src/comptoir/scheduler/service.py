@@ -155,8 +155,10 @@ class Scheduler:
         # while something keeps failing (node down, say), iterations space out with jitter
         backoff = Backoff(poll, cap_s=max(poll, LOOP_BACKOFF_CAP_S))
         while not self._stop.is_set():
-            healthy = await self.step()
+            # cleared before the step: a reveal that wakes us mid-step (after the
+            # finalizer ran) starts the next step at once instead of after `poll`
             self.wake.clear()
+            healthy = await self.step()
             if healthy:
                 backoff.reset()
             delay = poll if healthy else backoff.next_delay()
@@ -168,10 +170,11 @@ class Scheduler:
         """One pass of every step; False when one of them failed (it is retried)."""
         healthy = True
         for name, fn in (
+            # first: a reveal (it makes its task ready) wakes the loop for the finalizer
+            ("finalize", self.finalize),
             ("watch", self.watch),
             ("leases", self.expire_leases),
             ("reveal", self.reveal_tick),
-            ("finalize", self.finalize),
             ("onchain", self.drive_onchain),
             ("claim", self.claim),
             ("reconcile", self.maybe_reconcile),

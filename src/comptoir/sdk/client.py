@@ -81,7 +81,9 @@ from comptoir.storage.client import StorageClient
 T = TypeVar("T")
 ProgressCallback = Callable[[Progress], None]
 POLL_S = 0.5
-LOCAL_POLL_S = 0.1  # the local devnet: a loopback node answers in a millisecond
+# the local devnet: a loopback node answers in a millisecond, and a look that finds no new
+# block is one request
+LOCAL_POLL_S = 0.05
 RESULT_WAIT_S = 30.0  # how long a settled task's result may take to be listed
 CANDIDATES = 100  # orders of each kind considered per search
 
@@ -817,12 +819,17 @@ class Comptoir:
         started = time.monotonic()
         notify(Progress("waiting", f"waiting for {total} task(s) to settle", 0, total))
         while pending:
+            # one read per look: the head block's number and time (a look that finds no
+            # new block costs nothing more; the claim check reads the same block's time)
+            number, chain_now = await self._call(c.head)
             # only what is final at the network's depth is reported (verified, refunded)
-            head = await self._call(chainscan.final_block, c)
+            head = number - c.scan_policy.confirmations
             if head < cursor - 1:  # the chain went back (rollback, reorg): look again
                 cursor = first_block
-            found = await self._call(chainscan.settlements, c, list(by_id), cursor, head)
-            cursor = head + 1
+            found: list[ev.TaskFinalized | ev.TaskClaimed] = []
+            if head >= cursor:
+                found = await self._call(chainscan.settlements, c, list(by_id), cursor, head)
+            cursor = max(cursor, head + 1)
             for e in found:
                 key = (_hex(e.deal_id), int(e.index))
                 if key not in pending:
@@ -843,7 +850,7 @@ class Comptoir:
                     f"{len(pending)} task(s) still running after {timeout:.0f} s; follow them "
                     f"with 'comptoir deal show {next(iter(pending))[0]}'."
                 )
-            await self._claim_expired(c, by_id, pending)
+            await self._claim_expired(c, by_id, pending, chain_now)
             await asyncio.sleep(self._poll_s)
         notify(Progress("done", f"{done} task(s) settled", done, total))
 
@@ -854,9 +861,14 @@ class Comptoir:
         return LOCAL_POLL_S if self.config.settings.network is None else POLL_S
 
     async def _claim_expired(
-        self, c: ChainClient, deals: dict[str, DealHandle], pending: set[tuple[str, int]]
+        self,
+        c: ChainClient,
+        deals: dict[str, DealHandle],
+        pending: set[tuple[str, int]],
+        now: int,
     ) -> None:
-        now = await self._call(c.timestamp)
+        """Claim the refund of pending tasks past their deal's final deadline at the chain's
+        time `now` (the head block's)."""
         for deal_id, d in deals.items():
             if now < d.deal.final_deadline:
                 continue

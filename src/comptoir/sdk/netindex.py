@@ -12,6 +12,7 @@ whatever decides money or verification is re-read on the chain by the caller (se
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import httpx
@@ -26,6 +27,18 @@ PAGE = 500
 MAX_PAGES = MAX_ROWS // PAGE + 1  # a market naming next pages without rows stops here
 MAX_BODY = 32 << 20  # bytes of one answer (a page of 500 deals is ~1.5 MiB)
 TIMEOUT = 10.0
+
+
+_PER_THREAD = threading.local()
+
+
+def _http() -> httpx.Client:
+    """This thread's client: opening one builds a TLS context (~70 ms of CPU), more than
+    the index read it serves, and the SDK reads the index a few times per request."""
+    client: httpx.Client | None = getattr(_PER_THREAD, "client", None)
+    if client is None:
+        client = _PER_THREAD.client = httpx.Client(timeout=TIMEOUT)
+    return client
 
 
 def _b(value: str) -> bytes:
@@ -43,7 +56,7 @@ class NetworkIndex:
     def _get(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
         """The JSON body, None on 404; IndexUnavailable on anything else that is not 200."""
         try:
-            with httpx.stream(
+            with _http().stream(
                 "GET", f"{self.url}{path}", params=params, timeout=self.timeout
             ) as resp:
                 raw = bytearray()
