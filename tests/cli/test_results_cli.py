@@ -168,6 +168,15 @@ def test_the_app_owner_reads_the_logs_but_not_a_sealed_result(home: Path) -> Non
     bad = one_sentence(comptoir(home, "run", "logger", *TEST, "--app-owner-key", stranger_key,
                                 "-w", BUYER))  # fmt: skip
     assert f"is owned by {dev}" in bad and "wallet show --public-key" in bad
+    # the owner's key given by hand (an owner that signs through a contract publishes it
+    # with 'wallet show --public-key'), and shared with everything
+    everything = run_json(home, "--args", "all", "--seal", "--app-owner-reads", "all",
+                          "--app-owner-key", public_key(home, DEV))  # fmt: skip
+    assert everything["status"] == "verified", everything
+    seen = json.loads(ok(comptoir(home, "result", "get", str(everything["task_id"]), "-w", DEV,
+                                  "--json")))  # fmt: skip
+    assert seen["status"] == "verified" and "args=all" in seen["stdout"]
+    assert json.loads((Path(str(seen["path"])) / "result.json").read_text())["args"] == "all"
     bad = one_sentence(comptoir(home, "run", "logger", *TEST, "--app-owner-key", "0xzz" * 40,
                                 "-w", BUYER))  # fmt: skip
     assert "is not a public key for the app's owner" in bad
