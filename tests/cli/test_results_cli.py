@@ -1,8 +1,10 @@
 """Confidential results and app logs as users meet them, against one real local stack
 (anvil, storage, market, a scheduler and its worker, plus a second pool whose worker
-alters what it seals): the requester reads results and logs with its wallet, a stranger
-who reads the task id on-chain gets ciphertext and one sentence, an altered envelope is
-refused."""
+alters what it seals): the requester reads results and logs with its wallet, the app's
+owner reads the logs, a callback's owner the result, a stranger who reads the task id
+on-chain gets ciphertext and one sentence, a key the chain does not back is refused
+(before paying by the CLI, by the worker when a requester skips that check), an altered
+envelope is refused."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from ._cli import background, cli_env, comptoir, free_port, ok, one_sentence, st
 pytestmark = pytest.mark.devnet
 
 DEV, DATA_OWNER, BUYER, STRANGER = "devnet:2", "devnet:3", "devnet:1", "devnet:5"
+CALLBACK_OWNER = "devnet:6"
 TEST = ("--category", "TEST")
 SECRET = "row-42,the dataset's secret value"
 # prints more than the worker keeps, then a last line: only the tail reaches the requester
@@ -34,6 +37,8 @@ data = open(path).read() if path else ""
 print("x" * 70000)
 print("stdout-end args=" + os.environ["COMPTOIR_ARGS"])
 print("stderr-line from the app", file=sys.stderr)
+if os.environ["COMPTOIR_ARGS"].startswith("callback"):  # what the callback receives
+    open("/comptoir/out/callback", "w").write(os.environ["COMPTOIR_ARGS"])
 with open("/comptoir/out/result.json", "w") as out:
     json.dump({"args": os.environ["COMPTOIR_ARGS"], "dataset": data}, out, sort_keys=True)
 """
@@ -120,6 +125,10 @@ def test_without_a_dataset_the_result_is_public_unless_sealed_on_request(home: P
     assert "stdout-end" not in stranger  # the logs stay the requester's
     refused = one_sentence(comptoir(home, "task", "show", tid, "--logs", "-w", STRANGER))
     assert "sealed to its requester" in refused
+    # without a dataset or --seal the app's owner reads the logs too (its key comes from
+    # the app order's signature), never the requester's private data
+    dev_logs = ok(comptoir(home, "task", "show", tid, "--logs", "-w", DEV))
+    assert "stdout-end args=open" in dev_logs and "stderr-line from the app" in dev_logs
 
     asked = run_json(home, "--args", "private", "--seal")
     assert asked["status"] == "verified"
@@ -128,6 +137,137 @@ def test_without_a_dataset_the_result_is_public_unless_sealed_on_request(home: P
     mine = json.loads(ok(comptoir(home, "result", "get", str(asked["task_id"]), "-w", BUYER,
                                   "--json")))  # fmt: skip
     assert mine["status"] == "verified" and "args=private" in mine["stdout"]
+    # asked to be confidential: the app's owner reads nothing unless the requester says so
+    refused = one_sentence(comptoir(home, "task", "show", str(asked["task_id"]), "--logs",
+                                    "-w", DEV))  # fmt: skip
+    assert "sealed to its requester" in refused and "app's owner" not in refused
+
+
+def test_the_app_owner_reads_the_logs_but_not_a_sealed_result(home: Path) -> None:
+    dev = devnet_account(2).address
+    task = run_json(home, "--args", "shared", "--seal", "--app-owner-reads", "logs")
+    assert task["status"] == "verified", task
+    tid = str(task["task_id"])
+    logs = json.loads(ok(comptoir(home, "task", "show", tid, "--logs", "-w", DEV, "--json")))
+    assert "stdout-end args=shared" in logs["logs"]["stdout"]
+    assert "stderr-line from the app" in logs["logs"]["stderr"]
+    refused = one_sentence(comptoir(home, "result", "get", tid, "-w", DEV))
+    assert f"the app's owner {dev}" in refused and "reads only the logs" in refused
+    # the requester reads both, a stranger neither
+    mine = json.loads(ok(comptoir(home, "result", "get", tid, "-w", BUYER, "--json")))
+    assert mine["status"] == "verified" and "args=shared" in mine["stdout"]
+    for command in (("result", "get", tid), ("task", "show", tid, "--logs")):
+        refused = one_sentence(comptoir(home, *command, "-w", STRANGER))
+        assert "sealed to its requester" in refused, refused
+    assert f"and the app's owner {dev}" in refused
+    # a mistaken share setting or key: one sentence before anything is signed
+    bad = one_sentence(comptoir(home, "run", "logger", *TEST, "--app-owner-reads", "everything",
+                                "-w", BUYER))  # fmt: skip
+    assert "none, logs or all" in bad
+    stranger_key = public_key(home, STRANGER)
+    bad = one_sentence(comptoir(home, "run", "logger", *TEST, "--app-owner-key", stranger_key,
+                                "-w", BUYER))  # fmt: skip
+    assert f"is owned by {dev}" in bad and "wallet show --public-key" in bad
+    # the owner's key given by hand (an owner that signs through a contract publishes it
+    # with 'wallet show --public-key'), and shared with everything
+    everything = run_json(home, "--args", "all", "--seal", "--app-owner-reads", "all",
+                          "--app-owner-key", public_key(home, DEV))  # fmt: skip
+    assert everything["status"] == "verified", everything
+    seen = json.loads(ok(comptoir(home, "result", "get", str(everything["task_id"]), "-w", DEV,
+                                  "--json")))  # fmt: skip
+    assert seen["status"] == "verified" and "args=all" in seen["stdout"]
+    assert json.loads((Path(str(seen["path"])) / "result.json").read_text())["args"] == "all"
+    bad = one_sentence(comptoir(home, "run", "logger", *TEST, "--app-owner-key", "0xzz" * 40,
+                                "-w", BUYER))  # fmt: skip
+    assert "is not a public key for the app's owner" in bad
+
+
+def public_key(home: Path, wallet: str) -> str:
+    shown = json.loads(ok(comptoir(home, "wallet", "show", wallet, "--public-key", "--json")))
+    return str(shown["public_key"])
+
+
+def deploy_receiver(home: Path, wallet: str) -> str:
+    """A callback contract (EIP-1154 receiver) owned by `wallet`'s account."""
+    from web3 import Web3
+
+    from comptoir.chain.client import Transactor
+    from comptoir.chain.deploy import deploy_contract
+
+    st = json.loads(ok(comptoir(home, "devnet", "status", "--json")))
+    w3 = Web3(Web3.HTTPProvider(str(st["rpc_url"])))
+    account = devnet_account(int(wallet.split(":")[1]))
+    address, _ = deploy_contract(
+        Transactor(w3, account), "CallbackReceiver", st["deployment"]["hub"], 0
+    )
+    return address
+
+
+def test_a_callback_owner_decrypts_the_result(home: Path) -> None:
+    receiver = deploy_receiver(home, CALLBACK_OWNER)
+    key = public_key(home, CALLBACK_OWNER)
+    owner = devnet_account(6).address
+    # a key that is not the callback owner's is refused before paying
+    wrong = one_sentence(comptoir(home, "run", "logger", *TEST, "--args", "callback-x",
+                                  "--callback", receiver, "--seal-to-callback-owner",
+                                  public_key(home, STRANGER), "-w", BUYER))  # fmt: skip
+    assert f"is owned by {owner}" in wrong
+    no_callback = one_sentence(comptoir(home, "run", "logger", *TEST,
+                                        "--seal-to-callback-owner", key, "-w", BUYER))  # fmt: skip
+    assert "--callback" in no_callback
+
+    task = run_json(home, "--args", "callback-1", "--callback", receiver,
+                    "--seal-to-callback-owner", key)  # fmt: skip
+    assert task["status"] == "verified", task
+    tid = str(task["task_id"])
+    got = json.loads(ok(comptoir(home, "result", "get", tid, "-w", CALLBACK_OWNER, "--json")))
+    assert got["status"] == "verified" and "result.json" in got["files"]
+    assert got["stdout"] == ""  # the result, not the requester's logs
+    result = json.loads((Path(str(got["path"])) / "result.json").read_text())
+    assert result["args"] == "callback-1"
+    refused = one_sentence(comptoir(home, "task", "show", tid, "--logs", "-w", CALLBACK_OWNER))
+    assert "logs of task" in refused and "sealed to its requester" in refused
+    refused = one_sentence(comptoir(home, "result", "get", tid, "-w", STRANGER))
+    assert f"and the callback's owner {owner}" in refused
+
+
+def test_a_worker_refuses_keys_the_chain_does_not_back(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A requester that skips the SDK's pre-checks names a stranger as the app's or the
+    callback's owner: the worker checks both against the chain and fails the task in a
+    record every replica agrees on, before the app runs."""
+    from comptoir.apps import sealed
+    from comptoir.sdk import ComptoirSync, recipients
+
+    stranger = sealed.public_key_of(bytes(devnet_account(5).key))
+    receiver = deploy_receiver(home, CALLBACK_OWNER)
+    hostile = {
+        "app_owner": lambda *a, **k: sealed.Recipient(
+            sealed.APP_OWNER, stranger, sealed.SCOPES["logs"]
+        ),
+        "callback_owner": lambda *a, **k: sealed.Recipient(
+            sealed.CALLBACK_OWNER, stranger, sealed.SCOPES["result"]
+        ),
+    }
+    expected = {
+        "app_owner": "APP_OWNER_KEY_INVALID",
+        "callback_owner": "CALLBACK_OWNER_KEY_INVALID",
+    }
+    for name, forged in hostile.items():
+        monkeypatch.setattr(recipients, name, forged)
+        with ComptoirSync(home, account=BUYER) as c:
+            extra = (
+                {"callback_owner_key": "00", "callback": receiver}
+                if name == "callback_owner"
+                else {}
+            )
+            args = "callback-2" if name == "callback_owner" else "x"
+            (task,) = list(c.run("logger", category="TEST", args=args, timeout=240, **extra))
+        assert task.status == "failed", task
+        shown = ok(comptoir(home, "task", "show", task.task_id))
+        assert expected[name] in shown, shown
+        monkeypatch.undo()
 
 
 def test_arguments_too_long_for_the_key_are_refused_before_paying(home: Path) -> None:

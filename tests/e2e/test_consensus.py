@@ -143,3 +143,52 @@ def test_a_lying_worker_is_outvoted_penalized_and_loses_score(pool: Pool) -> Non
         reward - 3 * share
     )
     pool.escrow_holds_everything()
+
+
+def test_replicas_agree_while_sealing_to_several_recipients(pool: Pool) -> None:
+    """Three replicas seal to the requester, the app's owner (logs) and the callback's
+    owner (result), each with its own keys: their envelopes differ, their digests agree,
+    and each recipient reads exactly its part."""
+    from comptoir.chain.build import artifact
+    from comptoir.chain.client import Transactor
+    from comptoir.chain.deploy import deploy_contract
+
+    app = pool.register_app({"main.py": ECHO + 'open("/comptoir/out/callback", "w").write("ok")\n'})
+    owner = pool.accounts["dataset_owner"]  # owns the callback contract
+    receiver, _ = deploy_contract(
+        Transactor(pool.devnet.w3, owner), "CallbackReceiver", pool.devnet.deployment.hub, 0
+    )
+    pool.start_scheduler()
+    for w in ("w1", "w2", "w3"):
+        pool.start_worker(w)
+    pool.wait_workers(("w1", "w2", "w3"))
+    requester, dev = pool.accounts["requester"], pool.accounts["app_dev"]
+    others = [
+        sealed.Recipient(
+            sealed.APP_OWNER, sealed.public_key_of(bytes(dev.key)), sealed.SCOPES["logs"]
+        ),
+        sealed.Recipient(
+            sealed.CALLBACK_OWNER, sealed.public_key_of(bytes(owner.key)), sealed.SCOPES["result"]
+        ),
+    ]
+    params = sealed.request_params(
+        "hello", sealed.public_key_of(bytes(requester.key)), False, others
+    )
+    deal = pool.deal(app, trust=5, params=params, callback=receiver)
+    pool.wait_settled(deal)
+
+    view = pool.task(deal)
+    assert view is not None and view["status"] == "finalized" and view["failure"] is None
+    assert sorted(r["status"] for r in view["replicas"]) == ["revealed"] * 3
+    contract = pool.devnet.w3.eth.contract(receiver, abi=artifact("CallbackReceiver").abi)
+    assert contract.functions.last_result().call() == b"ok"
+    with StorageClient(pool.storage.url) as client:
+        envelope = client.download(view["result_blob"])
+    assert b"hello" not in envelope  # a callback owner's result is sealed
+    mine = sealed.open_envelope(envelope, bytes(requester.key))
+    theirs = sealed.open_envelope(envelope, bytes(owner.key))
+    assert mine.result is not None and theirs.result == mine.result and theirs.logs is None
+    devs = sealed.open_envelope(envelope, bytes(dev.key))
+    assert devs.result is None and devs.logs == mine.logs
+    with pytest.raises(ResultError, match="the callback's owner"):
+        sealed.open_envelope(envelope, bytes(pool.accounts["stranger"].key))

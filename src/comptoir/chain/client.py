@@ -103,6 +103,8 @@ def _calldata(contract: Any, fn: str, args: Sequence[Any]) -> bytes | str:
 _SEL_SCORE = function_signature_to_4byte_selector("score(address)")
 _SEL_BALANCE_OF = function_signature_to_4byte_selector("balance_of(address)")
 _SEL_LOCKED_UNTIL = function_signature_to_4byte_selector("locked_until(address)")
+_SEL_OWNER = function_signature_to_4byte_selector("owner()")
+OWNER_CALL_GAS = 100_000  # a hostile contract's owner() may burn what it is given
 _SEL_IS_SETTLED = function_signature_to_4byte_selector("is_settled(bytes32,uint256)")
 _SEL_CONSUMED = function_signature_to_4byte_selector("consumed(bytes32)")
 
@@ -853,6 +855,25 @@ class ChainClient:
 
     def asset_count(self) -> int:
         return int(self._view(self.registry, "asset_count"))
+
+    def contract_owner(self, contract: str, block: int | str = "latest") -> str | None:
+        """What `contract`'s ``owner()`` returns at `block` (gas-capped; the state of an
+        old block may be pruned by the node, then the latest); None when it has no such
+        function or answers anything but one address."""
+        call = {"to": to_checksum_address(contract), "data": "0x" + _SEL_OWNER.hex(),
+                "gas": OWNER_CALL_GAS}  # fmt: skip
+        try:
+            try:
+                out = bytes(self.w3.eth.call(call, block))  # type: ignore[arg-type]
+            except Web3RPCError:
+                if block == "latest":
+                    raise
+                out = bytes(self.w3.eth.call(call, "latest"))  # type: ignore[arg-type]
+        except (ContractLogicError, Web3RPCError):
+            return None
+        if len(out) != 32 or any(out[:12]):
+            return None
+        return to_checksum_address(out[12:])
 
     def owner_of(self, asset: int) -> str:
         return to_checksum_address(self._view(self.registry, "owner_of", asset))

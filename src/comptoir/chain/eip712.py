@@ -132,6 +132,13 @@ def recover_digest_signer(digest: bytes, signature: bytes) -> str:
     """The checksummed address whose key made this 65-byte (r, s, v) signature of a
     32-byte digest (v 27/28 or 0/1); ValueError when none did (r or s out of [1, N), no
     curve point for r)."""
+    public = recover_digest_public_key(digest, signature)
+    return checksummed("0x" + keccak(public)[-20:].hex())
+
+
+def recover_digest_public_key(digest: bytes, signature: bytes) -> bytes:
+    """The 64-byte public key (no 0x04 prefix) that made this signature of `digest`;
+    ValueError as :func:`recover_digest_signer`."""
     if len(signature) != 65 or len(digest) != 32:
         raise ValueError("a signature is 65 bytes and a digest 32")
     v = signature[64] - 27 if signature[64] >= 27 else signature[64]
@@ -146,7 +153,7 @@ def recover_digest_signer(digest: bytes, signature: bytes) -> str:
         )
     except Exception as e:  # coincurve's own error: no point on the curve for this r
         raise ValueError("no public key recovers from this signature") from e
-    return checksummed("0x" + keccak(public.format(compressed=False)[1:])[-20:].hex())
+    return bytes(public.format(compressed=False)[1:])
 
 
 def sign_digest(digest: bytes, private_key: bytes) -> bytes:

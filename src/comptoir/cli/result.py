@@ -25,7 +25,8 @@ def get(
     """Fetch a settled task's result and check its digest against the on-chain one.
 
     A sealed result (computed on a dataset, or asked with 'run --seal') and the app's
-    logs are encrypted to the requester: pass its wallet to decrypt them."""
+    logs are encrypted to the requester (the logs also to the app's owner, the result
+    to a callback's owner when the request names them): pass one of their wallets."""
     with sdk(wallet, need_account=False) as c:
         r = c.result(task_id, output)
     if as_json:

@@ -75,6 +75,28 @@ def run(
         bool,
         typer.Option(help="Encrypt the results to your wallet (always done with a dataset)."),
     ] = False,
+    app_owner_reads: Annotated[
+        str | None,
+        typer.Option(
+            help="What the app's owner may decrypt: none, logs (the default without "
+            "--dataset or --seal), or all (logs and result)."
+        ),
+    ] = None,
+    app_owner_key: Annotated[
+        str | None,
+        typer.Option(
+            help="The app owner's public key, when it signs its orders through a contract "
+            "(it prints it with 'comptoir wallet show --public-key')."
+        ),
+    ] = None,
+    seal_to_callback_owner: Annotated[
+        str | None,
+        typer.Option(
+            metavar="PUBKEY",
+            help="Also seal the result to the owner of --callback: its public key, checked "
+            "against the contract's owner() (implies --seal).",
+        ),
+    ] = None,
     output: Annotated[
         Path | None,
         typer.Option(help="Where results are unpacked (default $COMPTOIR_HOME/results)."),
@@ -121,7 +143,7 @@ def run(
             )
             detail = t.preview or t.message
             bar.console.print(f"task {t.index}: [{colour}]{t.status}[/{colour}]  {detail}".rstrip())
-        elif step.stage in ("searching", "waiting"):
+        elif step.stage in ("searching", "note", "waiting"):
             if as_json:
                 emit(step.stage, message=step.message, total=step.total)
             else:
@@ -145,6 +167,9 @@ def run(
                     callback=callback,
                     on_progress=on_progress,
                     seal=seal,
+                    app_owner_reads=app_owner_reads,
+                    app_owner_key=app_owner_key,
+                    callback_owner_key=seal_to_callback_owner,
                 )
                 for d in deals:
                     if as_json:

@@ -34,7 +34,11 @@ def show(
     task_id: Annotated[str, typer.Argument(help="Task id (0x + 64 hex).")],
     watch: Annotated[bool, typer.Option(help="Follow it until it is settled.")] = False,
     logs: Annotated[
-        bool, typer.Option(help="Also print the app's stdout/stderr tails (requester only).")
+        bool,
+        typer.Option(
+            help="Also print the app's stdout/stderr tails (the requester's wallet, or the "
+            "app owner's when the request shared them)."
+        ),
     ] = False,
     wallet: WalletOpt = None,
     as_json: JsonOpt = False,

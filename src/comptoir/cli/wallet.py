@@ -13,6 +13,7 @@ from comptoir.cli._common import (
     WalletOpt,
     new_password,
     print_rows,
+    prompt_password,
     sdk,
     wallet_address,
 )
@@ -86,17 +87,40 @@ def import_(
 @app.command()
 def show(
     name: Annotated[str | None, typer.Argument(help="Wallet name (default: your wallet).")] = None,
+    public_key: Annotated[
+        bool,
+        typer.Option(
+            help="Print its public key instead (the password is asked): what a requester "
+            "passes to 'run --app-owner-key' or '--seal-to-callback-owner' to share logs "
+            "or results with you."
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show a wallet's address (no password needed)."""
+    """Show a wallet's address (no password needed), or its public key."""
     settings = load_settings()
     from comptoir.sdk import show_wallet
 
+    if public_key:
+        _print_public_key(name, as_json)
+        return
     info = show_wallet(settings, name)
     if as_json:
         print_json({"name": info.name, "address": info.address, "path": info.path})
         return
     print_rows([("name", info.name), ("address", info.address), ("keystore", info.path)])
+
+
+def _print_public_key(name: str | None, as_json: bool) -> None:
+    from comptoir.apps.sealed import compressed, public_key_of
+    from comptoir.sdk import resolve_account
+
+    account = resolve_account(load_settings(), name, prompt_password)
+    key = "0x" + compressed(public_key_of(bytes(account.key))).hex()
+    if as_json:
+        print_json({"address": account.address, "public_key": key})
+        return
+    print_rows([("address", account.address), ("public key", key)])
 
 
 @app.command("list")

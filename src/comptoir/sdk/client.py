@@ -48,7 +48,7 @@ from comptoir.exceptions import (
     StorageError,
     TransactionRejected,
 )
-from comptoir.sdk import chainscan, lifecycle, names
+from comptoir.sdk import chainscan, lifecycle, names, recipients
 from comptoir.sdk.amounts import parse_amount
 from comptoir.sdk.apps import app_determinism, build_app, read_app
 from comptoir.sdk.config import Config, as_config
@@ -562,11 +562,20 @@ class Comptoir:
         on_progress: ProgressCallback | None = None,
         min_worker_stake: int = 0,
         seal: bool = False,
+        app_owner_reads: str | None = None,
+        app_owner_key: str | bytes | None = None,
+        callback_owner_key: str | bytes | None = None,
     ) -> PreparedRequest:
         """Find the best orders, pre-check the balance and sign a request for `volume`
         tasks bound to the workerpool chosen (recorded in the journal); nothing is sent.
         `min_worker_stake`: see find_orders. The params carry this wallet's public key, so
-        workers seal the logs (and, with a dataset or `seal`, the result) to it."""
+        workers seal the logs (and, with a dataset or `seal`, the result) to it.
+
+        `app_owner_reads` (none, logs, all; by default logs unless a dataset or `seal` is
+        asked) shares the logs (all: and the result) with the app's owner, whose key is
+        read from its order's signature or given as `app_owner_key`.
+        `callback_owner_key` seals the result to the owner of `callback` too (the key
+        must be that of the callback's ``owner()``); it implies `seal`."""
         if volume < 1:
             raise ConfigError("The volume must be at least 1 task.")
         if trust < 1:
@@ -598,6 +607,20 @@ class Comptoir:
                 f"'comptoir account deposit {needed - free}'.",
                 reason="poco: requester balance too low",
             )
+        others = await self._call(
+            self._other_recipients,
+            c,
+            sel.app,
+            app_owner_reads
+            or recipients.default_app_owner_reads(
+                bool(dataset_id), seal or callback_owner_key is not None
+            ),
+            app_owner_key,
+            callback,
+            callback_owner_key,
+            explicit=app_owner_reads is not None or app_owner_key is not None,
+            note=lambda text: notify(Progress("note", text)),
+        )
         # the pool price may rise up to max_price for later partial fills of the same request
         pool_max = max_price - sel.app.price - dataset_price if max_price else sel.workerpool.price
         # bound to the pool it chose: with workerpool 0 anyone who saw the signed request
@@ -620,7 +643,7 @@ class Comptoir:
             min_worker_stake=min_worker_stake,
             beneficiary=to_checksum_address(beneficiary) if beneficiary else self.address,
             callback=to_checksum_address(callback) if callback else ZERO_ADDRESS,
-            params=self._sealed_params(args, seal),
+            params=self._sealed_params(args, seal, others),
         )
         signature = c.sign_order(request)
         self.journal.record(c.order_hash(request), request)
@@ -775,9 +798,13 @@ class Comptoir:
         on_progress: ProgressCallback | None = None,
         min_worker_stake: int = 0,
         seal: bool = False,
+        app_owner_reads: str | None = None,
+        app_owner_key: str | bytes | None = None,
+        callback_owner_key: str | bytes | None = None,
     ) -> AsyncIterator[TaskResult]:
         """Request, match, then yield each task as it settles, its result downloaded and
-        checked against the on-chain digest (``status == "verified"``)."""
+        checked against the on-chain digest (``status == "verified"``). Who else reads
+        the logs or result: see `prepare_request`."""
         deals = await self.request(
             app,
             dataset=dataset,
@@ -792,6 +819,9 @@ class Comptoir:
             on_progress=on_progress,
             min_worker_stake=min_worker_stake,
             seal=seal,
+            app_owner_reads=app_owner_reads,
+            app_owner_key=app_owner_key,
+            callback_owner_key=callback_owner_key,
         )
         async for task in self.watch(
             deals, output=output, timeout=timeout, on_progress=on_progress
@@ -928,12 +958,7 @@ class Comptoir:
             except ResultError as exc:  # altered or malformed: never unpacked
                 return dataclasses.replace(base, status="mismatch", message=str(exc).rstrip("."))
             if opened.result is None:
-                return dataclasses.replace(
-                    base,
-                    status="sealed",
-                    message=f"the result is sealed to its requester {opened.recipient}; only "
-                    "that wallet can read it (pass it with --wallet)",
-                )
+                return dataclasses.replace(base, status="sealed", message=_sealed_away(opened))
             data, logs = opened.result, opened.logs
         determinism = await self._app_determinism(deal.app)
         has_callback = int(deal.deal.callback, 16) != 0
@@ -960,19 +985,45 @@ class Comptoir:
     def _open_envelope(self, data: bytes) -> sealed.Opened:
         """The envelope, decrypted when this wallet is its recipient."""
         public = sealed.open_envelope(data)
-        if self.account is None or public.recipient != self.account.address:
+        if self.account is None or public.reader_of(self.account.address) is None:
             return public
         return sealed.open_envelope(data, bytes(self.account.key))
 
-    def _sealed_params(self, args: str, seal: bool) -> str:
-        """The request's params: the result terms naming this wallet's key, then `args`."""
+    def _other_recipients(
+        self,
+        c: ChainClient,
+        app_order: ListedOrder,
+        app_owner_reads: str,
+        app_owner_key: str | bytes | None,
+        callback: str | None,
+        callback_owner_key: str | bytes | None,
+        *,
+        explicit: bool,
+        note: Callable[[str], None],
+    ) -> list[sealed.Recipient]:
+        """The app's and the callback's owners the result is also sealed to, pre-checked."""
+        found = []
+        owner = recipients.app_owner(
+            c, app_order, self.address, app_owner_reads, app_owner_key,
+            explicit=explicit, note=note,
+        )  # fmt: skip
+        if owner is not None:
+            found.append(owner)
+        if callback_owner_key is not None:
+            found.append(recipients.callback_owner(c, callback, callback_owner_key))
+        return found
+
+    def _sealed_params(self, args: str, seal: bool, others: Sequence[sealed.Recipient]) -> str:
+        """The request's params: the result terms naming this wallet's key (and the other
+        recipients'), then `args`."""
         key = sealed.public_key_of(bytes(self._signer().key))
-        params = sealed.request_params(args, key, seal)
+        params = sealed.request_params(args, key, seal, others)
         if len(params.encode()) > MAX_PARAMS_BYTES:
             room = MAX_PARAMS_BYTES - (len(params.encode()) - len(args.encode()))
             raise ConfigError(
                 f"The task arguments are {len(args.encode())} bytes but at most {room} fit "
-                "beside the result key in a request; shorten them or pass a dataset."
+                "beside the result keys in a request; shorten them, pass a dataset, or "
+                "share less (--app-owner-reads none)."
             )
         return params
 
@@ -1129,7 +1180,8 @@ class Comptoir:
 
     async def logs(self, task_id: str) -> TaskLogs:
         """The app's stdout/stderr tails for a task whose result a worker revealed; they
-        are sealed to the requester, so this wallet must be the requester's."""
+        are sealed to the requester (and to the app's owner when the request shares
+        them), so this wallet must be one of theirs."""
         st = await self.task(task_id)
         if not st.result_blob:
             raise ResultError(
@@ -1145,8 +1197,8 @@ class Comptoir:
         opened = self._open_envelope(data)
         if opened.logs is None:
             raise ResultError(
-                f"The logs of task {st.task_id} are sealed to its requester "
-                f"{opened.recipient}; pass that wallet with --wallet."
+                f"The logs of task {st.task_id} are sealed to "
+                f"{opened.who_reads(sealed.LOGS)}; pass one of those wallets with --wallet."
             )
         out, err = log_tails(opened.logs)
         return TaskLogs(st.task_id, st.result_blob, out, err)
@@ -1394,3 +1446,18 @@ def _compatible(a: ListedOrder, d: ListedOrder | None, p: ListedOrder, tag: int)
 
 
 __all__ = ["Comptoir", "ComptoirError", "ProgressCallback"]
+
+
+def _sealed_away(opened: sealed.Opened) -> str:
+    """Why this wallet cannot read a sealed result (it is no recipient, or reads only the
+    logs)."""
+    readers = opened.who_reads(sealed.RESULT)
+    if opened.reader is not None:
+        return (
+            f"the result is sealed to {readers}; your wallet ({opened.reader.describe()}) "
+            "reads only the logs, with 'comptoir task show TASK --logs'"
+        )
+    return (
+        f"the result is sealed to {readers}; only those wallets can read it (pass one "
+        "with --wallet)"
+    )

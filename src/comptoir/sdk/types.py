@@ -152,7 +152,7 @@ class TaskResult(_Json):
 class Progress:
     """Reported to ``on_progress`` callbacks while a request runs."""
 
-    stage: str  # searching, matched, waiting, settled (seen on-chain), task, done
+    stage: str  # searching, note, matched, waiting, settled (seen on-chain), task, done
     message: str
     done: int = 0
     total: int = 0

@@ -30,7 +30,7 @@ from eth_utils import keccak
 
 from comptoir.apps.contract import result_archive
 from comptoir.apps.prepare import AppKind, prepare_app
-from comptoir.apps.sealed import ResultTerms, read_terms
+from comptoir.apps.sealed import ResultTerms, check_callback_owner, read_terms
 from comptoir.backoff import Backoff
 from comptoir.chain import eip712
 from comptoir.chain import events as ev
@@ -515,7 +515,7 @@ class WorkerAgent:
         ):
             raise AssignmentRefused("The assignment's ids do not match its deal.")
         facts = await asyncio.to_thread(self.verify, a, deal, task)
-        terms = read_terms(facts.created.params, deal.requester, facts.dataset is not None)
+        terms = await asyncio.to_thread(self._result_terms, facts, deal)
         if terms.failure is not None:  # the same on-chain params for every replica
             return self._failure(aid, terms.failure, None, deal)
         job_dir = self.jobs / str(aid)
@@ -608,6 +608,25 @@ class WorkerAgent:
         tamper = self.s.fault == "tamper_seal"  # TEST ONLY: upload an altered envelope
         path = seal_file(computed.result_path, terms, run, tamper=tamper)
         return dataclasses.replace(computed, result_path=path)
+
+    def _result_terms(self, facts: Verified, deal: Deal) -> ResultTerms:
+        """Who the result is sealed to, each key checked against the chain: the deal's
+        requester and app owner, and the callback's ``owner()`` at the deal's block (the
+        same answer for every replica, whatever happens to the contract later)."""
+        terms = read_terms(
+            facts.created.params,
+            deal.requester,
+            facts.dataset is not None,
+            deal.app_owner,
+            _has_callback(deal),
+        )
+        if terms.callback_owner is None:
+            return terms
+        owner = self.chain.contract_owner(deal.callback, facts.created.block_number)
+        checked = check_callback_owner(terms, owner)
+        if checked.failure is not None:
+            log.warning("assignment.callback_owner_refused", callback=deal.callback, owner=owner)
+        return checked
 
     def verify(self, a: dict[str, Any], deal: Deal, task: bytes) -> Verified:
         """Check the assignment against the chain (runs in a thread)."""

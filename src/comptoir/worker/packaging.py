@@ -1,6 +1,7 @@
-"""Packaging a computed result for upload: sealed to the requester when its request names
-a result key (comptoir.apps.sealed), with the app's stdout/stderr tails inside the sealed
-part, never in the digest nor in the public part."""
+"""Packaging a computed result for upload: sealed to the requester (and to the app's or
+the callback's owner its request names, once the chain backs their keys) when its
+request names a result key (comptoir.apps.sealed), with the app's stdout/stderr tails
+inside the sealed part, never in the digest nor in the public part."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def seal_file(
     if terms.key is None:
         return path
     sealed = path.with_name(path.name + ".sealed")
-    envelope = bytearray(seal(path.read_bytes(), logs_of(run), terms.key, terms.sealed))
+    envelope = bytearray(seal(path.read_bytes(), logs_of(run), terms.recipients(), terms.sealed))
     if tamper:  # TEST ONLY (COMPTOIR_WORKER_FAULT=tamper_seal): one ciphertext bit flipped
         envelope[-1] ^= 1
     sealed.write_bytes(envelope)

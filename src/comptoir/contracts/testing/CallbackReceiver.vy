@@ -10,6 +10,7 @@ MODE_REVERT: constant(uint8) = 1
 MODE_BURN_GAS: constant(uint8) = 2
 
 hub: public(address)
+owner: public(address)
 mode: public(uint8)
 last_task: public(bytes32)
 last_result: public(Bytes[1024])
@@ -19,11 +20,13 @@ received: public(uint256)
 @deploy
 def __init__(hub_: address, mode_: uint8):
     """
-    @notice A receiver that accepts results from `hub_` only.
+    @notice A receiver that accepts results from `hub_` only, owned by its deployer
+            (whose key a requester may seal the result to).
     @param hub_ The hub.
     @param mode_ 0 record, 1 revert, 2 burn all gas.
     """
     self.hub = hub_
+    self.owner = msg.sender
     self.mode = mode_
 
 
