@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import structlog
@@ -19,11 +19,13 @@ from comptoir.backoff import Backoff
 from comptoir.exceptions import BlobNotFound, ChecksumMismatch, StorageError, StorageUnavailable
 from comptoir.httpclients import LazyHttpClients
 from comptoir.storage.digest import CHUNK, check_digest, normalize_digest, sha256_bytes
+from comptoir.storage.grants import GRANT_HEADER, Network, sign_grant
 
 DIGEST_HEADER = "X-Comptoir-Sha256"
 ERROR_HEADER = "X-Comptoir-Error"  # "checksum-mismatch" on a refused upload
 
 Body = bytes | str | Path
+Evidence = dict[str, Any] | None
 T = TypeVar("T")
 
 log = structlog.get_logger("comptoir.storage")
@@ -44,10 +46,14 @@ class StorageClient(LazyHttpClients):
         timeout: float = 60.0,
         retries: int = 2,
         backoff_s: float = 0.5,
+        signer: Any = None,
+        network: Network | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         super().__init__(timeout=timeout, headers=headers)
         self.base_url = base_url.rstrip("/")
+        # who signs upload grants (an eth_account account) and for which network
+        self.signer, self.network = signer, network
         self.retries = retries
         self.backoff_s = backoff_s
         self.retried = 0  # attempts repeated after a transient failure (for logs and tests)
@@ -136,20 +142,50 @@ class StorageClient(LazyHttpClients):
 
     # -- sync ---------------------------------------------------------------------------
 
-    def upload(self, body: Body, expected: str | None = None) -> str:
-        """Upload bytes or a file; returns its digest (verified against the server's)."""
+    def _grant_headers(
+        self, local: str, payload: bytes | Path, purpose: str | None, evidence: Evidence
+    ) -> dict[str, str]:
+        """A fresh grant per attempt (grants are single-use) when a purpose is named."""
+        if purpose is None:
+            return {}
+        if self.signer is None or self.network is None:
+            raise StorageError(
+                "Uploading for a task or an asset needs the uploader's wallet and network; "
+                "give the storage client a signer and a network."
+            )
+        size = payload.stat().st_size if isinstance(payload, Path) else len(payload)
+        grant = sign_grant(self.signer, local, size, self.network, purpose, evidence)
+        return {GRANT_HEADER: grant}
+
+    def upload(
+        self,
+        body: Body,
+        expected: str | None = None,
+        *,
+        purpose: str | None = None,
+        evidence: Evidence = None,
+    ) -> str:
+        """Upload bytes or a file; returns its digest (verified against the server's).
+        `purpose` (``grants.task_purpose`` / ``asset_purpose``) and `evidence` make it
+        carry a signed upload grant, which a storage service open to strangers requires."""
         local, payload = self._prepare(body)
         check_digest(local, expected, "upload")
-        return self._retrying("upload", lambda: self._upload_once(local, payload))
+        return self._retrying(
+            "upload", lambda: self._upload_once(local, payload, purpose, evidence)
+        )
 
-    def _upload_once(self, local: str, payload: bytes | Path) -> str:
+    def _upload_once(
+        self, local: str, payload: bytes | Path, purpose: str | None, evidence: Evidence
+    ) -> str:
         params = {"expected": local}
+        headers = self._grant_headers(local, payload, purpose, evidence)
+        url = f"{self.base_url}/blobs"
         with self._net():
             if isinstance(payload, Path):
                 with open(payload, "rb") as f:
-                    resp = self.http.put(f"{self.base_url}/blobs", params=params, content=f)
+                    resp = self.http.put(url, params=params, content=f, headers=headers)
             else:
-                resp = self.http.put(f"{self.base_url}/blobs", params=params, content=payload)
+                resp = self.http.put(url, params=params, content=payload, headers=headers)
         return self._check_upload(resp, local)
 
     def exists(self, digest: str) -> bool:
@@ -186,16 +222,32 @@ class StorageClient(LazyHttpClients):
 
     # -- async --------------------------------------------------------------------------
 
-    async def aupload(self, body: Body, expected: str | None = None) -> str:
+    async def aupload(
+        self,
+        body: Body,
+        expected: str | None = None,
+        *,
+        purpose: str | None = None,
+        evidence: Evidence = None,
+    ) -> str:
+        """Async twin of :meth:`upload`."""
         local, payload = self._prepare(body)
         check_digest(local, expected, "upload")
-        return await self._aretrying("upload", lambda: self._aupload_once(local, payload))
+        return await self._aretrying(
+            "upload", lambda: self._aupload_once(local, payload, purpose, evidence)
+        )
 
-    async def _aupload_once(self, local: str, payload: bytes | Path) -> str:
+    async def _aupload_once(
+        self, local: str, payload: bytes | Path, purpose: str | None, evidence: Evidence
+    ) -> str:
+        headers = self._grant_headers(local, payload, purpose, evidence)
         content = _aiter_file(payload) if isinstance(payload, Path) else payload
         with self._net():
             resp = await self.ahttp.put(
-                f"{self.base_url}/blobs", params={"expected": local}, content=content
+                f"{self.base_url}/blobs",
+                params={"expected": local},
+                content=content,
+                headers=headers,
             )
         return self._check_upload(resp, local)
 
