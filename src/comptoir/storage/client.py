@@ -26,6 +26,7 @@ ERROR_HEADER = "X-Comptoir-Error"  # "checksum-mismatch" on a refused upload
 
 Body = bytes | str | Path
 Evidence = dict[str, Any] | None
+MAX_DOWNLOAD_BYTES = 4 << 30  # the storage service's own default blob cap
 T = TypeVar("T")
 
 log = structlog.get_logger("comptoir.storage")
@@ -48,12 +49,14 @@ class StorageClient(LazyHttpClients):
         backoff_s: float = 0.5,
         signer: Any = None,
         network: Network | None = None,
+        max_download_bytes: int = MAX_DOWNLOAD_BYTES,
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         super().__init__(timeout=timeout, headers=headers)
         self.base_url = base_url.rstrip("/")
         # who signs upload grants (an eth_account account) and for which network
         self.signer, self.network = signer, network
+        self.max_download_bytes = max_download_bytes  # per blob, memory or disk
         self.retries = retries
         self.backoff_s = backoff_s
         self.retried = 0  # attempts repeated after a transient failure (for logs and tests)
@@ -199,6 +202,18 @@ class StorageClient(LazyHttpClients):
         self._fail(resp)
         return True
 
+    def _limit(self, resp: httpx.Response, d: str) -> StorageError:
+        """The refusal of an answer longer than max_download_bytes (raised at once when
+        its Content-Length says so): a hostile server cannot fill memory or disk."""
+        too_large = StorageError(
+            f"The storage server at {self.base_url} sent more than {self.max_download_bytes} "
+            f"bytes for blob {d}; nothing was kept."
+        )
+        declared = resp.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_download_bytes:
+            raise too_large
+        return too_large
+
     def download(self, digest: str) -> bytes:
         return self._retrying("download", lambda: self._download_once(digest))
 
@@ -206,7 +221,8 @@ class StorageClient(LazyHttpClients):
         d = normalize_digest(digest)
         with self._net(), self.http.stream("GET", self.url(d)) as resp:
             self._fail(resp, d)
-            data = resp.read()
+            too_large = self._limit(resp, d)
+            data = b"".join(_capped(resp.iter_bytes(CHUNK), self.max_download_bytes, too_large))
         check_digest(sha256_bytes(data), d, f"blob downloaded from {self.base_url}")
         return data
 
@@ -218,7 +234,9 @@ class StorageClient(LazyHttpClients):
         d = normalize_digest(digest)
         with self._net(), self.http.stream("GET", self.url(d)) as resp:
             self._fail(resp, d)
-            return _write_verified(resp.iter_bytes(CHUNK), d, Path(dest), self.base_url)
+            too_large = self._limit(resp, d)
+            chunks = _capped(resp.iter_bytes(CHUNK), self.max_download_bytes, too_large)
+            return _write_verified(chunks, d, Path(dest), self.base_url)
 
     # -- async --------------------------------------------------------------------------
 
@@ -270,7 +288,9 @@ class StorageClient(LazyHttpClients):
         with self._net():
             async with self.ahttp.stream("GET", self.url(d)) as resp:
                 self._fail(resp, d)
-                data = await resp.aread()
+                too_large = self._limit(resp, d)
+                chunks = _acapped(resp.aiter_bytes(CHUNK), self.max_download_bytes, too_large)
+                data = b"".join([chunk async for chunk in chunks])
         check_digest(sha256_bytes(data), d, f"blob downloaded from {self.base_url}")
         return data
 
@@ -287,7 +307,8 @@ class StorageClient(LazyHttpClients):
             with os.fdopen(fd, "wb") as f, self._net():
                 async with self.ahttp.stream("GET", self.url(d)) as resp:
                     self._fail(resp, d)
-                    chunks: AsyncIterator[bytes] = resp.aiter_bytes(CHUNK)
+                    too_large = self._limit(resp, d)
+                    chunks = _acapped(resp.aiter_bytes(CHUNK), self.max_download_bytes, too_large)
                     async for chunk in chunks:
                         h.update(chunk)
                         f.write(chunk)
@@ -296,6 +317,26 @@ class StorageClient(LazyHttpClients):
         finally:
             Path(tmp).unlink(missing_ok=True)
         return dest
+
+
+def _capped(chunks: Iterator[bytes], limit: int, too_large: Exception) -> Iterator[bytes]:
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        yield chunk
+
+
+async def _acapped(
+    chunks: AsyncIterator[bytes], limit: int, too_large: Exception
+) -> AsyncIterator[bytes]:
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        yield chunk
 
 
 async def _aiter_file(path: Path) -> AsyncIterator[bytes]:

@@ -41,6 +41,13 @@ class StorageLimits:
     window_s: float = 86_400.0
     max_total_bytes: int | None = None
     min_free_bytes: int = GIB
+    # a body must arrive within grace + size / rate (a trickle cannot hold a reservation)
+    upload_grace_s: float = 600.0
+    min_upload_rate: int = 256 * 1024
+    max_in_flight: int = 8  # uploads one identity may stream at once (429 past it)
+
+    def upload_timeout(self, size: int) -> float:
+        return self.upload_grace_s + size / max(self.min_upload_rate, 1)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> StorageLimits:
@@ -119,6 +126,12 @@ class UploadLedger:
                     413, f"Blobs are limited to {lim.max_blob_bytes} bytes here; send less."
                 )
             for name in names:
+                if self._pending.get(name, (0, 0))[1] >= lim.max_in_flight:
+                    raise GrantRefused(
+                        429,
+                        f"{name} has {lim.max_in_flight} uploads in progress here; "
+                        "retry when one has finished.",
+                    )
                 used, count = self._used(name, now - lim.window_s)
                 if used + size > lim.quota_bytes or count + 1 > lim.quota_blobs:
                     raise GrantRefused(
@@ -167,6 +180,11 @@ class UploadLedger:
             # forget what no window counts any more: the table stays as small as the window
             self._db.execute("DELETE FROM uploads WHERE at <= ?", (now - self.limits.window_s,))
         self._total += size if added else 0
+
+    @property
+    def in_flight_bytes(self) -> int:
+        with self._lock:
+            return self._pending_total
 
     @property
     def total_bytes(self) -> int:

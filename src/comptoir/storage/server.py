@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import os
@@ -107,29 +108,40 @@ def create_storage_app(
             raise HTTPException(413, f"This upload may send at most {limit} bytes; send less.")
         charge = declared if declared is not None else limit
         known = want is not None and await run_in_threadpool(store.has, want)
+        timeout = None if ledger is None else ledger.limits.upload_timeout(charge or 0)
         if ledger is None or known:  # a blob already here costs nobody anything
-            return await _spool(request, want, limit)
+            return await _spool(request, want, limit, timeout)
         if want is None:
             raise HTTPException(400, "Name the blob's sha256 in the 'expected' query parameter.")
         try:
             with ledger.reserve(identities, want, charge or 0):
-                return await _spool(request, want, limit)
+                return await _spool(request, want, limit, timeout)
         except GrantRefused as exc:
             raise HTTPException(exc.status, str(exc)) from None
 
-    async def _spool(request: Request, want: str | None, limit: int | None) -> dict[str, object]:
+    async def _spool(
+        request: Request, want: str | None, limit: int | None, timeout: float | None
+    ) -> dict[str, object]:
         # Spool to disk (hashing as we go) so uploads of any size never sit in memory
         # and the digest check happens before the store sees a byte.
         h, size = hashlib.sha256(), 0
         fd, tmp = tempfile.mkstemp(dir=spool_dir, prefix="comptoir-upload-")
         try:
             with os.fdopen(fd, "wb") as f:
-                async for chunk in request.stream():
-                    size += len(chunk)
-                    if limit is not None and size > limit:
-                        raise HTTPException(413, f"This upload may send at most {limit} bytes.")
-                    h.update(chunk)
-                    f.write(chunk)
+                try:
+                    async with asyncio.timeout(timeout):
+                        async for chunk in request.stream():
+                            size += len(chunk)
+                            if limit is not None and size > limit:
+                                raise HTTPException(
+                                    413, f"This upload may send at most {limit} bytes."
+                                )
+                            h.update(chunk)
+                            f.write(chunk)
+                except TimeoutError:
+                    raise HTTPException(
+                        408, "The upload arrived too slowly; nothing was stored, retry."
+                    ) from None
             digest = h.hexdigest()
             if want is not None and digest != want:
                 raise HTTPException(
