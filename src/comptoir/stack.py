@@ -692,6 +692,9 @@ def serve_market(
     app = create_market_app(market)
     if stack_file is not None:
         app.state.explorer.schedulers = lambda: recorded_schedulers(stack_file)
+    if market.index is not False:  # the explorer catches up from this market's own index
+        own = "127.0.0.1" if host in ("0.0.0.0", "", "::", "[::]") else host.strip("[]")
+        app.state.explorer.index_url = f"http://{f'[{own}]' if ':' in own else own}:{port}"
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
