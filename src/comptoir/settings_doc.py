@@ -28,6 +28,7 @@ SETTINGS_MODULES: tuple[tuple[str, str], ...] = (
         "comptoir.scheduler.settings",
     ),
     ("Worker (comptoir worker run)", "comptoir.worker.settings"),
+    ("Storage (comptoir storage serve)", "comptoir.storage.quota"),
     ("Everything else", "comptoir.settings_doc"),
 )
 

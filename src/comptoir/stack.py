@@ -477,7 +477,7 @@ def _provision(stack: Stack, net: devnet.Devnet, workers: int) -> tuple[int, int
         if fresh:
             app = dev.deploy_app(built.path, SAMPLE_APP).app
         else:
-            dev.storage.upload(built.path)  # the storage folder may have been wiped
+            dev.upload_package(app, built.path)  # the storage folder may have been wiped
         stack.app_checksum = built.checksum
         if not dev.orderbook("app", app=app, min_remaining=1000):
             dev.publish_app_order(app, APP_PRICE, 1_000_000)
@@ -621,19 +621,34 @@ def serve_storage(root: Path, port: int, host: str = "127.0.0.1") -> None:
     from comptoir.chain.client import ChainClient
     from comptoir.config import load_settings
     from comptoir.httpguard import sane_recursion_limit
-    from comptoir.scheduler.keypolicy import chain_deal_check
+    from comptoir.scheduler.keypolicy import chain_deal_check, chain_upload_check
     from comptoir.storage import LocalBlobStore
+    from comptoir.storage.grants import Network, SpentGrants, UploadGate
     from comptoir.storage.keys import KeyVault, NonceBook, SignedNoncePolicy, create_key_router
+    from comptoir.storage.quota import StorageLimits, UploadLedger
     from comptoir.storage.server import create_storage_app
 
     client = ChainClient.from_settings(load_settings())
+    limits = StorageLimits.from_env(os.environ)
 
     dataset_owner = dataset_owner_resolver(client)
 
     async def owner_of(checksum: str) -> str | None:
         return await asyncio.to_thread(dataset_owner, checksum)
 
-    app = create_storage_app(LocalBlobStore(root / "blobs", fsync=False))
+    blobs = LocalBlobStore(root / "blobs", fsync=False)
+    (root / "spool").mkdir(parents=True, exist_ok=True)  # on the disk the cap watches
+    # strangers upload only with a grant the chain backs, within quotas (grants.py)
+    gate = UploadGate(
+        Network(client.chain_id, client.deployment.hub), chain_upload_check(client), SpentGrants()
+    )
+    app = create_storage_app(
+        blobs,
+        max_upload_bytes=limits.max_blob_bytes,
+        spool_dir=root / "spool",
+        gate=gate,
+        ledger=UploadLedger(limits, root / "uploads.db", disk=root),
+    )
     policy = SignedNoncePolicy(NonceBook(), chain_deal_check(client))
     app.include_router(
         create_key_router(
@@ -677,6 +692,9 @@ def serve_market(
     app = create_market_app(market)
     if stack_file is not None:
         app.state.explorer.schedulers = lambda: recorded_schedulers(stack_file)
+    if market.index is not False:  # the explorer catches up from this market's own index
+        own = "127.0.0.1" if host in ("0.0.0.0", "", "::", "[::]") else host.strip("[]")
+        app.state.explorer.index_url = f"http://{f'[{own}]' if ':' in own else own}:{port}"
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

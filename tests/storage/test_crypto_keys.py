@@ -9,7 +9,7 @@ import httpx
 import pytest
 from eth_account import Account
 
-from comptoir.exceptions import DecryptionError, KeyReleaseDenied
+from comptoir.exceptions import DecryptionError, KeyReleaseDenied, StorageUnavailable
 from comptoir.storage import decrypt_dataset, encrypt_dataset
 from comptoir.storage.keys import (
     KeyReleasePolicy,
@@ -161,3 +161,90 @@ def test_registration_needs_the_owner_signature(
             KeyServiceClient(url).register_key(checksum, key, INTRUDER.key)
         KeyServiceClient(url).register_key(checksum, key, OWNER.key)
         assert KeyServiceClient(url).request_key(checksum, WORKER.key) == key
+
+
+# -- the nonce table: strangers ask for nonces without signing anything ------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_flood_of_nonce_requests_neither_fills_the_table_nor_voids_a_workers_nonce() -> None:
+    nonces = NonceBook()
+    mine, _ = nonces.issue(WORKER.address)
+    for i in range(100_001):  # past any count a table of outstanding nonces could hold
+        nonces.issue(f"0x{i:040x}")
+        nonces.issue(WORKER.address)  # the worker's own address too
+    assert len(nonces) == 0  # issuing keeps nothing
+    assert nonces.consume(WORKER.address, mine)
+    fresh, _ = nonces.issue(INTRUDER.address)  # and issuing still works
+    assert nonces.consume(INTRUDER.address, fresh)
+
+
+def test_a_nonce_is_for_one_worker_once_before_it_expires() -> None:
+    clock = Clock()
+    nonces = NonceBook(ttl_s=120, clock=clock)
+    nonce, expires = nonces.issue(WORKER.address)
+    assert expires == clock.now + 120
+    assert not nonces.consume(INTRUDER.address, nonce)  # issued to someone else
+    salt_changed = nonce[:-1] + ("0" if nonce[-1] != "0" else "1")
+    assert not nonces.consume(WORKER.address, salt_changed)  # forged MAC
+    assert not nonces.consume(WORKER.address, "1-2-3")
+    assert not nonces.consume(WORKER.address, "x" * 10_000)
+    assert nonces.consume(WORKER.address.upper().replace("0X", "0x"), nonce)  # any case
+    assert not nonces.consume(WORKER.address, nonce)  # replay
+    late, _ = nonces.issue(WORKER.address)
+    clock.now += 121
+    assert not nonces.consume(WORKER.address, late)  # expired
+    assert not NonceBook().consume(WORKER.address, nonces.issue(WORKER.address)[0])  # other book
+
+
+def test_the_spent_table_is_bounded_and_refuses_while_full_of_young_entries() -> None:
+    clock = Clock()
+    nonces = NonceBook(ttl_s=120, max_spent=3, min_age_s=10, clock=clock)
+    for _ in range(3):
+        assert nonces.consume(WORKER.address, nonces.issue(WORKER.address)[0])
+    clock.now += 1
+    waiting, _ = nonces.issue(WORKER.address)
+    with pytest.raises(StorageUnavailable, match="retry in 10 seconds"):
+        nonces.consume(WORKER.address, waiting)
+    clock.now += 10  # the oldest are old enough to go
+    assert nonces.consume(WORKER.address, waiting)
+    assert len(nonces) == 3
+    clock.now += 200  # and every expired one goes
+    assert nonces.consume(WORKER.address, nonces.issue(WORKER.address)[0])
+    assert len(nonces) == 1
+
+
+def test_a_busy_key_service_answers_429_and_the_worker_retries(
+    serve: Callable[[Any], Any], dataset: tuple[bytes, bytes, str]
+) -> None:
+    _, key, checksum = dataset
+    deals = DealBook()
+    deals.assignments.add((WORKER.address.lower(), checksum, "d"))
+    nonces = NonceBook(max_spent=1, min_age_s=60)
+    app = create_key_service_app(KeyVault(), SignedNoncePolicy(nonces, deals), nonces=nonces)
+    with serve(app) as url:
+        client = KeyServiceClient(url)
+        client.register_key(checksum, key, OWNER.key)
+        assert client.request_key(checksum, WORKER.key, {"deal_id": "d"}) == key
+        nonce = httpx.post(f"{url}/keys/nonce", json={"worker": WORKER.address}).json()["nonce"]
+        signature = sign_text(WORKER.key, release_message(checksum, WORKER.address, nonce))
+        busy = httpx.post(
+            f"{url}/keys/release",
+            json={
+                "worker": WORKER.address,
+                "dataset_checksum": checksum,
+                "evidence": {"deal_id": "d", "nonce": nonce, "signature": signature},
+            },
+        )
+        assert busy.status_code == 429 and busy.headers["retry-after"] == "10"
+        assert busy.json()["detail"].startswith("The key service is answering too many")
+        # the client reads it as "retry later", not as a refusal that fails the task
+        with pytest.raises(StorageUnavailable):
+            client.request_key(checksum, WORKER.key, {"deal_id": "d"})

@@ -83,6 +83,22 @@ def deploy(
 
 
 @app.command()
+def upload(
+    app_id: Annotated[int, typer.Argument(metavar="APP", help="The registered app's id.")],
+    source: Annotated[Path, typer.Argument(help="App folder or built archive.")],
+    wallet: WalletOpt = None,
+) -> None:
+    """Upload a registered app's package to storage again (storage checks on-chain that
+    you own the app and that the package hashes to its checksum)."""
+    from comptoir.sdk import build_app, read_app
+
+    built = build_app(source) if source.is_dir() else read_app(source)
+    with sdk(wallet) as c, console.status("Uploading..."):
+        checksum = c.upload_package(app_id, built.path)
+    success(f"App {app_id}'s package {checksum} is in storage.")
+
+
+@app.command()
 def publish(
     app_ref: Annotated[str, typer.Argument(metavar="APP", help="App: " + Ref + ".")],
     price: PriceOpt,

@@ -55,6 +55,21 @@ def deploy(
 
 
 @app.command()
+def upload(
+    dataset_id: Annotated[
+        int, typer.Argument(metavar="DATASET", help="The registered dataset's id.")
+    ],
+    blob: Annotated[Path, typer.Argument(help="Its encrypted file (kept by a failed deploy).")],
+    wallet: WalletOpt = None,
+) -> None:
+    """Upload a registered dataset's encrypted file to storage again (storage checks
+    on-chain that you own the dataset and that the file hashes to its checksum)."""
+    with sdk(wallet) as c, console.status("Uploading..."):
+        checksum = c.upload_package(dataset_id, blob)
+    success(f"Dataset {dataset_id}'s encrypted file {checksum} is in storage.")
+
+
+@app.command()
 def publish(
     dataset_ref: Annotated[str, typer.Argument(metavar="DATASET", help="Dataset: " + Ref + ".")],
     price: PriceOpt,

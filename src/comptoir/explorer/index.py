@@ -1,7 +1,9 @@
 """The explorer's read-only index of the chain: deals, tasks, assets, workers, accounts.
 
-It follows the protocol's events (Hub, Registry, Contributions) from the deployment's first
-block, the same logs the market and the SDK read, and keeps what the pages need in memory:
+It follows the protocol's events (Hub, Registry, Contributions), the same logs the market
+and the SDK read: from the deployment's first block, or, given a market's network index,
+from that index's final block after a catch-up checked against the node (feed.py). It
+keeps what the pages need in memory:
 an explorer holds no state of its own that the chain cannot rebuild. Gas is read from the
 receipts of the transactions that touched a deal. Schedulers add what only they know
 (replicas running or committed, failure records) through their public read API.
@@ -18,7 +20,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import structlog
@@ -26,6 +28,9 @@ from eth_utils import to_checksum_address
 
 from comptoir.chain import events as ev
 from comptoir.chain.types import task_id as derive_task_id
+
+if TYPE_CHECKING:
+    from comptoir.explorer.feed import Catchup
 
 log = structlog.get_logger("comptoir.explorer")
 
@@ -170,6 +175,8 @@ class AccountFlows:
 
 Publish = Callable[[str, dict[str, Any]], None]
 SchedulerUrls = Callable[[], Mapping[int, str]]
+Feed = Callable[[], "Catchup"]  # blocking: run in a thread
+FEED_PATIENCE_S = 30.0  # how long a fresh explorer waits for a market index still catching up
 
 
 class ChainIndex:
@@ -185,8 +192,14 @@ class ChainIndex:
         publish: Publish,
         schedulers: SchedulerUrls,
         max_block_range: int = 2000,
+        feed: Feed | None = None,
+        feed_patience_s: float = FEED_PATIENCE_S,
     ) -> None:
         self.w3 = w3
+        # the market's index catches the explorer up (feed.py); own log scan otherwise
+        self.feed = feed
+        self.fed_to: int | None = None  # the index's final block the catch-up reached
+        self._feed_deadline = time.monotonic() + feed_patience_s
         self.addresses: list[str] = [
             str(to_checksum_address(a)) for a in (hub, registry, contributions)
         ]
@@ -275,6 +288,12 @@ class ChainIndex:
         async with self._lock:
             head = int(await asyncio.to_thread(lambda: self.w3.eth.block_number))
             seen = 0
+            if self.feed is not None:
+                caught = await self._catch_up(head)
+                if caught is None:  # the index is still catching up: wait for it
+                    self.head = head
+                    return 0
+                seen += caught
             while self.next_block <= head:
                 last = min(self.next_block + self.max_block_range - 1, head)
                 found = await asyncio.to_thread(
@@ -289,6 +308,38 @@ class ChainIndex:
             self._announce(await self._poll_schedulers())
             self.indexed_at = time.time()
             return seen
+
+    async def _catch_up(self, head: int) -> int | None:
+        """Events taken from the market's index (0 when this explorer scans logs instead),
+        or None to wait for an index still far behind the head (for a while)."""
+        assert self.feed is not None
+        patient = time.monotonic() < self._feed_deadline
+        try:
+            caught = await asyncio.to_thread(self.feed)
+        except Exception as e:  # index down or inconsistent, node refusing: scan logs
+            log.info("explorer.index_feed.unavailable", error=str(e), waiting=patient)
+            if patient:
+                return None
+            self.feed = None
+            return 0
+        if caught.final < self.next_block or (caught.final + self.max_block_range < head):
+            if patient:
+                return None
+            self.feed = None
+            return 0
+        self.feed = None  # once: the newer blocks are read from the node like before
+        for c in caught.categories:
+            self.categories[c[0]] = Category(*c)
+        touched = await self._ingest([*caught.assets, *caught.events])
+        for pool, (stake, reward) in caught.policies.items():
+            if pool in self.assets:
+                self.assets[pool].worker_stake_ratio = stake
+                self.assets[pool].scheduler_reward_ratio = reward
+        await self._read_gas(caught.events, caught.receipts)
+        self.next_block, self.fed_to = caught.final + 1, caught.final
+        self._announce(touched)
+        log.info("explorer.index_feed.caught_up", final=caught.final, events=len(caught.events))
+        return len(caught.events)
 
     async def _block_time(self, number: int) -> float:
         if number not in self._block_times:
@@ -424,8 +475,11 @@ class ChainIndex:
         w.history.append((task.task_id, outcome, amount, self._block_times.get(block, 0.0)))
         del w.history[:-200]  # the latest contributions are enough for a page
 
-    async def _read_gas(self, found: list[ev.ChainEvent]) -> None:
-        """Gas of every new transaction that touched a deal, split over the tasks it settled."""
+    async def _read_gas(
+        self, found: list[ev.ChainEvent], receipts: Mapping[str, Any] | None = None
+    ) -> None:
+        """Gas of every new transaction that touched a deal, split over the tasks it settled
+        (`receipts`: those already read, by 0x hash)."""
         by_tx: dict[str, list[ev.ChainEvent]] = defaultdict(list)
         for e in found:
             by_tx[hx(e.tx_hash)].append(e)
@@ -445,7 +499,9 @@ class ChainIndex:
             if not deal_ids:
                 continue
             self._receipts.add(tx)
-            receipt = await asyncio.to_thread(self.w3.eth.get_transaction_receipt, tx)
+            receipt: Any = (receipts or {}).get(tx)
+            if receipt is None:
+                receipt = await asyncio.to_thread(self.w3.eth.get_transaction_receipt, tx)
             gas = int(receipt["gasUsed"])
             fee = gas * int(receipt.get("effectiveGasPrice") or 0)
             for did in deal_ids:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -23,6 +24,7 @@ from starlette.routing import Route
 
 from comptoir.exceptions import ComptoirError, OrderNotFound
 from comptoir.explorer.chart import INTERVAL_NAMES, INTERVALS, candles_svg
+from comptoir.explorer.feed import catch_up
 from comptoir.explorer.index import ChainIndex, SchedulerUrls
 from comptoir.explorer.views import HEX40, HEX64, TASKS_PER_PAGE, BookFilters, Views, tag_labels
 
@@ -80,6 +82,8 @@ class Explorer:
     def __init__(self, market: Market, schedulers: SchedulerUrls | None = None) -> None:
         self.market = market
         self.schedulers: SchedulerUrls = schedulers or env_schedulers
+        # a market whose network index catches this explorer up (its own URL, usually)
+        self.index_url: str | None = None
         self.index: ChainIndex | None = None
         self.client: ChainClient | None = None
         self._boot: asyncio.Task[None] | None = None
@@ -104,6 +108,12 @@ class Explorer:
                 await asyncio.sleep(CONNECT_RETRY)
                 continue
             d = self.client.deployment
+            addresses = (d.hub, d.registry, d.contributions)
+            feed = (
+                None
+                if self.index_url is None
+                else functools.partial(catch_up, self.client, self.index_url, addresses)
+            )
             self.index = ChainIndex(
                 self.client.w3,
                 d.hub,
@@ -113,6 +123,7 @@ class Explorer:
                 self.market.events.publish,
                 lambda: self.schedulers(),
                 max_block_range=s.max_block_range,
+                feed=feed,
             )
         self.index.start(s.sync_interval or 5.0)
 

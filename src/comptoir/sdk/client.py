@@ -77,6 +77,8 @@ from comptoir.sdk.types import (
 )
 from comptoir.sdk.wallet import PasswordSource, resolve_account
 from comptoir.storage.client import StorageClient
+from comptoir.storage.digest import sha256_bytes, sha256_file
+from comptoir.storage.grants import Network, asset_purpose
 
 T = TypeVar("T")
 ProgressCallback = Callable[[Progress], None]
@@ -277,12 +279,36 @@ class Comptoir:
         """Build (a folder) or read (an archive), upload to storage, register on-chain."""
         path = Path(source)
         built = await self._call(build_app if path.is_dir() else read_app, path)
-        checksum = await self.storage.aupload(built.path)
+        checksum = await self._call(sha256_file, built.path)
         location = self.storage.url(checksum)
         c = await self.chain()
         name = name or built.name
+        # registered first: storage takes a package only from its registered owner
         app = await self._call(c.register_app, name, location, _unhex(checksum), built.app_type)
+        await self._upload_registered("App", app, built.path, str(source))
         return AppDeployment(app, name, checksum, location, built.kind)
+
+    async def upload_package(self, asset: int, source: bytes | str | Path) -> str:
+        """Upload a registered app's or dataset's package to storage, with a grant signed
+        by this account: storage checks on-chain that it owns `asset` and that the
+        package hashes to the asset's checksum. Returns the package's sha256."""
+        if self.account is None:
+            raise ConfigError("Uploading a package needs its owner's wallet.")
+        c = await self.chain()
+        storage = self.storage
+        storage.signer, storage.network = self.account, Network(c.chain_id, c.deployment.hub)
+        return await storage.aupload(source, purpose=asset_purpose(asset))
+
+    async def _upload_registered(
+        self, kind: str, asset: int, package: bytes | Path, source: str
+    ) -> None:
+        try:
+            await self.upload_package(asset, package)
+        except StorageError as exc:
+            raise StorageError(
+                f"{kind} {asset} is registered but storage did not take its package ({exc}); "
+                f"upload it again with 'comptoir {kind.lower()} upload {asset} {source}'."
+            ) from exc
 
     async def publish_app_order(
         self,
@@ -324,17 +350,22 @@ class Comptoir:
         if account is None:
             raise ConfigError("Deploying a dataset needs the owner's wallet.")
         blob, key = await self._call(encrypt_dataset, path.read_bytes())
-        checksum = await self.storage.aupload(blob)
+        checksum = sha256_bytes(blob)
         location = self.storage.url(checksum)
         c = await self.chain()
         name = name or path.name
-        dataset = await self._call(c.register_dataset, name, location, _unhex(checksum))
         # the owner's copy of the key: without it the dataset cannot be re-registered
         key_dir = self.config.settings.home / "dataset-keys"
         key_dir.mkdir(parents=True, exist_ok=True)
         key_file = key_dir / f"{checksum}.key"
         key_file.write_text(key.hex() + "\n")
         os.chmod(key_file, 0o600)
+        # the ciphertext is kept until storage holds it: a failed upload can be retried
+        pending = key_dir / f"{checksum}.blob"
+        pending.write_bytes(blob)
+        dataset = await self._call(c.register_dataset, name, location, _unhex(checksum))
+        await self._upload_registered("Dataset", dataset, pending, str(pending))
+        pending.unlink()
         keys = KeyServiceClient(self.config.need_keys())
         try:
             await self._call(keys.register_key, checksum, key, account.key)

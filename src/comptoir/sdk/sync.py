@@ -152,6 +152,7 @@ class ComptoirSync:
     assets = _blocking(Comptoir.assets)
     show_asset = _blocking(Comptoir.show_asset)
     deploy_app = _blocking(Comptoir.deploy_app)
+    upload_package = _blocking(Comptoir.upload_package)
     publish_app_order = _blocking(Comptoir.publish_app_order)
     deploy_dataset = _blocking(Comptoir.deploy_dataset)
     publish_dataset_order = _blocking(Comptoir.publish_dataset_order)

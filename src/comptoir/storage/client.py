@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import structlog
@@ -19,11 +19,14 @@ from comptoir.backoff import Backoff
 from comptoir.exceptions import BlobNotFound, ChecksumMismatch, StorageError, StorageUnavailable
 from comptoir.httpclients import LazyHttpClients
 from comptoir.storage.digest import CHUNK, check_digest, normalize_digest, sha256_bytes
+from comptoir.storage.grants import GRANT_HEADER, Network, sign_grant
 
 DIGEST_HEADER = "X-Comptoir-Sha256"
 ERROR_HEADER = "X-Comptoir-Error"  # "checksum-mismatch" on a refused upload
 
 Body = bytes | str | Path
+Evidence = dict[str, Any] | None
+MAX_DOWNLOAD_BYTES = 4 << 30  # the storage service's own default blob cap
 T = TypeVar("T")
 
 log = structlog.get_logger("comptoir.storage")
@@ -44,10 +47,16 @@ class StorageClient(LazyHttpClients):
         timeout: float = 60.0,
         retries: int = 2,
         backoff_s: float = 0.5,
+        signer: Any = None,
+        network: Network | None = None,
+        max_download_bytes: int = MAX_DOWNLOAD_BYTES,
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         super().__init__(timeout=timeout, headers=headers)
         self.base_url = base_url.rstrip("/")
+        # who signs upload grants (an eth_account account) and for which network
+        self.signer, self.network = signer, network
+        self.max_download_bytes = max_download_bytes  # per blob, memory or disk
         self.retries = retries
         self.backoff_s = backoff_s
         self.retried = 0  # attempts repeated after a transient failure (for logs and tests)
@@ -136,20 +145,50 @@ class StorageClient(LazyHttpClients):
 
     # -- sync ---------------------------------------------------------------------------
 
-    def upload(self, body: Body, expected: str | None = None) -> str:
-        """Upload bytes or a file; returns its digest (verified against the server's)."""
+    def _grant_headers(
+        self, local: str, payload: bytes | Path, purpose: str | None, evidence: Evidence
+    ) -> dict[str, str]:
+        """A fresh grant per attempt (grants are single-use) when a purpose is named."""
+        if purpose is None:
+            return {}
+        if self.signer is None or self.network is None:
+            raise StorageError(
+                "Uploading for a task or an asset needs the uploader's wallet and network; "
+                "give the storage client a signer and a network."
+            )
+        size = payload.stat().st_size if isinstance(payload, Path) else len(payload)
+        grant = sign_grant(self.signer, local, size, self.network, purpose, evidence)
+        return {GRANT_HEADER: grant}
+
+    def upload(
+        self,
+        body: Body,
+        expected: str | None = None,
+        *,
+        purpose: str | None = None,
+        evidence: Evidence = None,
+    ) -> str:
+        """Upload bytes or a file; returns its digest (verified against the server's).
+        `purpose` (``grants.task_purpose`` / ``asset_purpose``) and `evidence` make it
+        carry a signed upload grant, which a storage service open to strangers requires."""
         local, payload = self._prepare(body)
         check_digest(local, expected, "upload")
-        return self._retrying("upload", lambda: self._upload_once(local, payload))
+        return self._retrying(
+            "upload", lambda: self._upload_once(local, payload, purpose, evidence)
+        )
 
-    def _upload_once(self, local: str, payload: bytes | Path) -> str:
+    def _upload_once(
+        self, local: str, payload: bytes | Path, purpose: str | None, evidence: Evidence
+    ) -> str:
         params = {"expected": local}
+        headers = self._grant_headers(local, payload, purpose, evidence)
+        url = f"{self.base_url}/blobs"
         with self._net():
             if isinstance(payload, Path):
                 with open(payload, "rb") as f:
-                    resp = self.http.put(f"{self.base_url}/blobs", params=params, content=f)
+                    resp = self.http.put(url, params=params, content=f, headers=headers)
             else:
-                resp = self.http.put(f"{self.base_url}/blobs", params=params, content=payload)
+                resp = self.http.put(url, params=params, content=payload, headers=headers)
         return self._check_upload(resp, local)
 
     def exists(self, digest: str) -> bool:
@@ -163,6 +202,18 @@ class StorageClient(LazyHttpClients):
         self._fail(resp)
         return True
 
+    def _limit(self, resp: httpx.Response, d: str) -> StorageError:
+        """The refusal of an answer longer than max_download_bytes (raised at once when
+        its Content-Length says so): a hostile server cannot fill memory or disk."""
+        too_large = StorageError(
+            f"The storage server at {self.base_url} sent more than {self.max_download_bytes} "
+            f"bytes for blob {d}; nothing was kept."
+        )
+        declared = resp.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_download_bytes:
+            raise too_large
+        return too_large
+
     def download(self, digest: str) -> bytes:
         return self._retrying("download", lambda: self._download_once(digest))
 
@@ -170,7 +221,8 @@ class StorageClient(LazyHttpClients):
         d = normalize_digest(digest)
         with self._net(), self.http.stream("GET", self.url(d)) as resp:
             self._fail(resp, d)
-            data = resp.read()
+            too_large = self._limit(resp, d)
+            data = b"".join(_capped(resp.iter_bytes(CHUNK), self.max_download_bytes, too_large))
         check_digest(sha256_bytes(data), d, f"blob downloaded from {self.base_url}")
         return data
 
@@ -182,20 +234,38 @@ class StorageClient(LazyHttpClients):
         d = normalize_digest(digest)
         with self._net(), self.http.stream("GET", self.url(d)) as resp:
             self._fail(resp, d)
-            return _write_verified(resp.iter_bytes(CHUNK), d, Path(dest), self.base_url)
+            too_large = self._limit(resp, d)
+            chunks = _capped(resp.iter_bytes(CHUNK), self.max_download_bytes, too_large)
+            return _write_verified(chunks, d, Path(dest), self.base_url)
 
     # -- async --------------------------------------------------------------------------
 
-    async def aupload(self, body: Body, expected: str | None = None) -> str:
+    async def aupload(
+        self,
+        body: Body,
+        expected: str | None = None,
+        *,
+        purpose: str | None = None,
+        evidence: Evidence = None,
+    ) -> str:
+        """Async twin of :meth:`upload`."""
         local, payload = self._prepare(body)
         check_digest(local, expected, "upload")
-        return await self._aretrying("upload", lambda: self._aupload_once(local, payload))
+        return await self._aretrying(
+            "upload", lambda: self._aupload_once(local, payload, purpose, evidence)
+        )
 
-    async def _aupload_once(self, local: str, payload: bytes | Path) -> str:
+    async def _aupload_once(
+        self, local: str, payload: bytes | Path, purpose: str | None, evidence: Evidence
+    ) -> str:
+        headers = self._grant_headers(local, payload, purpose, evidence)
         content = _aiter_file(payload) if isinstance(payload, Path) else payload
         with self._net():
             resp = await self.ahttp.put(
-                f"{self.base_url}/blobs", params={"expected": local}, content=content
+                f"{self.base_url}/blobs",
+                params={"expected": local},
+                content=content,
+                headers=headers,
             )
         return self._check_upload(resp, local)
 
@@ -218,7 +288,9 @@ class StorageClient(LazyHttpClients):
         with self._net():
             async with self.ahttp.stream("GET", self.url(d)) as resp:
                 self._fail(resp, d)
-                data = await resp.aread()
+                too_large = self._limit(resp, d)
+                chunks = _acapped(resp.aiter_bytes(CHUNK), self.max_download_bytes, too_large)
+                data = b"".join([chunk async for chunk in chunks])
         check_digest(sha256_bytes(data), d, f"blob downloaded from {self.base_url}")
         return data
 
@@ -235,7 +307,8 @@ class StorageClient(LazyHttpClients):
             with os.fdopen(fd, "wb") as f, self._net():
                 async with self.ahttp.stream("GET", self.url(d)) as resp:
                     self._fail(resp, d)
-                    chunks: AsyncIterator[bytes] = resp.aiter_bytes(CHUNK)
+                    too_large = self._limit(resp, d)
+                    chunks = _acapped(resp.aiter_bytes(CHUNK), self.max_download_bytes, too_large)
                     async for chunk in chunks:
                         h.update(chunk)
                         f.write(chunk)
@@ -244,6 +317,26 @@ class StorageClient(LazyHttpClients):
         finally:
             Path(tmp).unlink(missing_ok=True)
         return dest
+
+
+def _capped(chunks: Iterator[bytes], limit: int, too_large: Exception) -> Iterator[bytes]:
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        yield chunk
+
+
+async def _acapped(
+    chunks: AsyncIterator[bytes], limit: int, too_large: Exception
+) -> AsyncIterator[bytes]:
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        yield chunk
 
 
 async def _aiter_file(path: Path) -> AsyncIterator[bytes]:

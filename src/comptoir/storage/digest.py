@@ -25,7 +25,8 @@ def normalize_digest(digest: str) -> str:
         if d.startswith(prefix):
             d = d[len(prefix) :]
     if not _DIGEST_RE.fullmatch(d):
-        raise InvalidDigest(f"{digest!r} is not a sha256 digest; expected 64 hex digits.")
+        shown = digest if len(digest) <= 80 else digest[:40] + "..."  # never echo a flood
+        raise InvalidDigest(f"{shown!r} is not a sha256 digest; expected 64 hex digits.")
     return d
 
 

@@ -11,11 +11,13 @@ delegates the deal check to a callable.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import inspect
 import secrets
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -71,6 +73,10 @@ def sign_text(private_key: Any, message: str) -> str:
     return "0x" + bytes(signed.signature).hex().removeprefix("0x")
 
 
+class NoncesBusy(StorageUnavailable):
+    """Too many key requests at once: answered 429, retried by the worker."""
+
+
 # -- policy ------------------------------------------------------------------------------
 
 
@@ -85,29 +91,71 @@ DealCheck = Callable[[str, str, dict[str, Any]], bool | Awaitable[bool]]
 
 
 class NonceBook:
-    """Single-use, expiring nonces bound to the worker they were issued to (replay defence)."""
+    """Single-use, expiring nonces bound to the worker they were issued to (replay defence).
 
-    def __init__(self, ttl_s: float = 120.0, max_outstanding: int = 100_000) -> None:
-        self.ttl_s, self._max = ttl_s, max_outstanding
-        self._nonces: dict[str, tuple[str, float]] = {}
+    Anyone may ask for a nonce without signing anything, so issuing one keeps no state: a
+    nonce is ``<issued ms>-<random>-<HMAC(secret, worker, issued, random)>``, checked on
+    use against this book's secret (per process: a restart voids what was handed out) and
+    its age. Only nonces presented for a release are remembered, until they expire, so
+    none is used twice; that table holds at most `max_spent` (expired entries leave from
+    the front, then the oldest when it is at least `min_age_s` old). Fuller than that is a
+    flood: the release is answered 429 (NoncesBusy) and the worker retries.
+    """
+
+    def __init__(
+        self,
+        ttl_s: float = 120.0,
+        max_spent: int = 100_000,
+        min_age_s: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.ttl_s, self._max, self._min_age_s, self._clock = ttl_s, max_spent, min_age_s, clock
+        self._secret = secrets.token_bytes(32)
+        self._spent: OrderedDict[str, float] = OrderedDict()  # nonce -> spent at
         self._lock = threading.Lock()
 
+    def __len__(self) -> int:
+        return len(self._spent)
+
+    def _mac(self, worker: str, issued: str, salt: str) -> str:
+        message = f"{worker.lower()}|{issued}|{salt}".encode()
+        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()[:32]
+
     def issue(self, worker: str) -> tuple[str, float]:
-        nonce = secrets.token_hex(16)
-        expires = time.time() + self.ttl_s
-        with self._lock:
-            if len(self._nonces) >= self._max:
-                now = time.time()
-                self._nonces = {n: v for n, v in self._nonces.items() if v[1] > now}
-                if len(self._nonces) >= self._max:
-                    raise KeyReleaseDenied("Too many outstanding nonces; retry in a minute.")
-            self._nonces[nonce] = (worker.lower(), expires)
-        return nonce, expires
+        now = self._clock()
+        issued, salt = str(int(now * 1000)), secrets.token_hex(8)
+        return f"{issued}-{salt}-{self._mac(worker, issued, salt)}", now + self.ttl_s
+
+    def _fresh(self, worker: str, nonce: str, now: float) -> bool:
+        parts = nonce.split("-") if len(nonce) <= 80 else []
+        if len(parts) != 3 or not parts[0].isdigit() or len(parts[0]) > 16:
+            return False
+        issued, salt, mac = parts
+        if not hmac.compare_digest(mac, self._mac(worker, issued, salt)):
+            return False
+        return int(issued) / 1000 <= now + 1 and int(issued) / 1000 + self.ttl_s > now
 
     def consume(self, worker: str, nonce: str) -> bool:
+        """True once for a nonce this book issued to `worker` that has not expired;
+        NoncesBusy when the table of spent nonces is full of young ones."""
+        now = self._clock()
+        if not self._fresh(worker, nonce, now):
+            return False
         with self._lock:
-            entry = self._nonces.pop(nonce, None)
-        return entry is not None and entry[0] == worker.lower() and entry[1] > time.time()
+            if nonce in self._spent:
+                return False
+            while self._spent:
+                oldest, spent_at = next(iter(self._spent.items()))
+                if spent_at + self.ttl_s > now and len(self._spent) < self._max:
+                    break
+                if spent_at + self._min_age_s > now:
+                    raise NoncesBusy(
+                        "The key service is answering too many key requests right now; "
+                        f"retry in {int(self._min_age_s)} seconds."
+                    )
+                del self._spent[oldest]
+            self._spent[nonce] = now
+        return True
 
 
 class SignedNoncePolicy:
@@ -242,10 +290,7 @@ def create_key_router(
 
         @router.post("/nonce")
         async def nonce(req: NonceRequest) -> dict[str, object]:
-            try:
-                value, expires = book.issue(req.worker)
-            except KeyReleaseDenied as exc:
-                raise HTTPException(429, str(exc)) from None
+            value, expires = book.issue(req.worker)  # keeps no state: cannot fill up
             return {"nonce": value, "expires_at": expires}
 
     @router.post("/release")
@@ -259,6 +304,8 @@ def create_key_router(
             raise HTTPException(
                 503, "The chain cannot be reached to check this release; retry shortly."
             ) from None
+        except NoncesBusy as exc:
+            raise HTTPException(429, str(exc), headers={"Retry-After": "10"}) from None
         entry = vault.get(checksum) if allowed else None
         if entry is None:
             raise HTTPException(403, "This worker is not authorized for a key of this dataset.")
@@ -302,7 +349,7 @@ class KeyServiceClient:
             ) from exc
         if resp.status_code in (401, 403):
             raise KeyReleaseDenied(str(resp.json().get("detail", "refused")))
-        if resp.status_code >= 500:
+        if resp.status_code >= 500 or resp.status_code == 429:  # busy: retried, not a refusal
             raise StorageUnavailable(
                 f"The key service answered {resp.status_code}: {resp.text[:200]}; retry later."
             )

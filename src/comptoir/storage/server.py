@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import os
@@ -13,11 +14,19 @@ from fastapi import FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
-from comptoir.exceptions import BlobNotFound, ChecksumMismatch, InvalidDigest
+from comptoir.exceptions import BlobNotFound, ChainUnreachable, ChecksumMismatch, InvalidDigest
 from comptoir.httpguard import guard
 from comptoir.storage.base import BlobStore
 from comptoir.storage.client import DIGEST_HEADER, ERROR_HEADER
 from comptoir.storage.digest import normalize_digest
+from comptoir.storage.grants import (
+    GRANT_HEADER,
+    GrantRefused,
+    UploadGate,
+    parse_grant,
+    verify_grant,
+)
+from comptoir.storage.quota import UploadLedger
 
 _MISMATCH = {ERROR_HEADER: "checksum-mismatch"}
 
@@ -28,12 +37,18 @@ def create_storage_app(
     upload_token: str | None = None,
     max_upload_bytes: int | None = None,
     spool_dir: str | Path | None = None,
+    gate: UploadGate | None = None,
+    ledger: UploadLedger | None = None,
 ) -> FastAPI:
     """A FastAPI app serving ``store``.
 
-    ``upload_token``: when set, ``PUT`` needs ``Authorization: Bearer <token>`` (reads stay
-    public: blobs are content-addressed and datasets are encrypted).
-    ``max_upload_bytes``: uploads above it are refused with 413 while streaming.
+    ``gate``: when set, ``PUT`` needs a signed upload grant the chain backs (see
+    :mod:`comptoir.storage.grants`); reads stay public (blobs are content-addressed and
+    datasets encrypted). ``upload_token``: ``Authorization: Bearer <token>`` lets the
+    operator upload without a grant (and, without a gate, is the only way to upload).
+    Neither: anyone may upload (an in-process test server). ``ledger``: per-identity
+    quotas and the global cap (413 / 507). ``max_upload_bytes``: uploads above it are
+    refused with 413, from their Content-Length or while streaming.
     """
     app = FastAPI(title="Comptoir blob storage", version="1")
     # uploads stream to disk under their own bound; the key routes are small JSON
@@ -45,28 +60,88 @@ def create_storage_app(
         except InvalidDigest as exc:
             raise HTTPException(400, str(exc)) from None
 
+    def _operator(request: Request) -> bool:
+        auth = request.headers.get("authorization", "")
+        return upload_token is not None and hmac.compare_digest(
+            auth.encode(), f"Bearer {upload_token}".encode()
+        )
+
+    async def _granted(request: Request, want: str | None) -> tuple[list[str], int | None]:
+        """Who this upload is charged to and the most bytes it may send."""
+        if _operator(request):
+            return [], max_upload_bytes
+        if gate is None:
+            if upload_token is not None:
+                raise HTTPException(401, "A valid upload token is required to store blobs.")
+            return [], max_upload_bytes
+        header = request.headers.get(GRANT_HEADER)
+        if not header:
+            raise HTTPException(
+                401,
+                f"Uploads here need a signed upload grant ({GRANT_HEADER}) from the task's "
+                "worker or the asset's owner; upload through the Comptoir SDK or worker.",
+            )
+        try:
+            grant = parse_grant(header)
+            verify_grant(grant, gate.network, want)
+            identities = await gate.check(grant)
+            if not gate.spent.spend(grant):
+                raise GrantRefused(409, "This upload grant was used already; sign a fresh one.")
+        except GrantRefused as exc:
+            raise HTTPException(exc.status, str(exc)) from None
+        except ChainUnreachable:
+            raise HTTPException(
+                503, "The chain cannot be reached to check this upload grant; retry shortly."
+            ) from None
+        limit = grant.size if max_upload_bytes is None else min(grant.size, max_upload_bytes)
+        return identities, limit
+
     @app.put("/blobs", status_code=201)
     async def put_blob(
         request: Request,
         expected: str | None = Query(None, description="sha256 the body must have"),
     ) -> dict[str, object]:
-        if upload_token is not None:
-            auth = request.headers.get("authorization", "")
-            if not hmac.compare_digest(auth.encode(), f"Bearer {upload_token}".encode()):
-                raise HTTPException(401, "A valid upload token is required to store blobs.")
         want = _digest(expected) if expected else None
+        identities, limit = await _granted(request, want)
+        declared = _content_length(request)
+        if limit is not None and declared is not None and declared > limit:
+            raise HTTPException(413, f"This upload may send at most {limit} bytes; send less.")
+        charge = declared if declared is not None else limit
+        known = want is not None and await run_in_threadpool(store.has, want)
+        timeout = None if ledger is None else ledger.limits.upload_timeout(charge or 0)
+        if ledger is None or known:  # a blob already here costs nobody anything
+            return await _spool(request, want, limit, timeout)
+        if want is None:
+            raise HTTPException(400, "Name the blob's sha256 in the 'expected' query parameter.")
+        try:
+            with ledger.reserve(identities, want, charge or 0):
+                return await _spool(request, want, limit, timeout)
+        except GrantRefused as exc:
+            raise HTTPException(exc.status, str(exc)) from None
+
+    async def _spool(
+        request: Request, want: str | None, limit: int | None, timeout: float | None
+    ) -> dict[str, object]:
         # Spool to disk (hashing as we go) so uploads of any size never sit in memory
         # and the digest check happens before the store sees a byte.
         h, size = hashlib.sha256(), 0
         fd, tmp = tempfile.mkstemp(dir=spool_dir, prefix="comptoir-upload-")
         try:
             with os.fdopen(fd, "wb") as f:
-                async for chunk in request.stream():
-                    size += len(chunk)
-                    if max_upload_bytes is not None and size > max_upload_bytes:
-                        raise HTTPException(413, f"Blobs are limited to {max_upload_bytes} bytes.")
-                    h.update(chunk)
-                    f.write(chunk)
+                try:
+                    async with asyncio.timeout(timeout):
+                        async for chunk in request.stream():
+                            size += len(chunk)
+                            if limit is not None and size > limit:
+                                raise HTTPException(
+                                    413, f"This upload may send at most {limit} bytes."
+                                )
+                            h.update(chunk)
+                            f.write(chunk)
+                except TimeoutError:
+                    raise HTTPException(
+                        408, "The upload arrived too slowly; nothing was stored, retry."
+                    ) from None
             digest = h.hexdigest()
             if want is not None and digest != want:
                 raise HTTPException(
@@ -120,3 +195,12 @@ def create_storage_app(
         return {"status": "ok"}
 
     return app
+
+
+def _content_length(request: Request) -> int | None:
+    raw = request.headers.get("content-length")
+    if raw is None:
+        return None
+    if not raw.isdigit() or len(raw) > 19:
+        raise HTTPException(400, "The Content-Length header is not a number.")
+    return int(raw)

@@ -61,6 +61,7 @@ from comptoir.sandbox import BwrapExecutor, Outcome, SandboxJob, SandboxLimits, 
 from comptoir.sandbox.executor import SandboxResult
 from comptoir.storage.client import StorageClient
 from comptoir.storage.crypto import decrypt_dataset
+from comptoir.storage.grants import Network, task_purpose
 from comptoir.storage.keys import KeyServiceClient
 from comptoir.worker.cache import BlobCache
 from comptoir.worker.client import SchedulerClient
@@ -144,7 +145,11 @@ class WorkerAgent:
         for d in (self.results, self.jobs):
             d.mkdir(parents=True, exist_ok=True)
         self.storage = StorageClient(
-            settings.storage_url, token=settings.storage_token, timeout=settings.http_timeout_s
+            settings.storage_url,
+            token=settings.storage_token,
+            timeout=settings.http_timeout_s,
+            signer=self.account,  # results go up with a grant the chain backs
+            network=Network(settings.deployment.chain_id, settings.deployment.hub),
         )
         self.keys = KeyServiceClient(settings.key_url, timeout=settings.http_timeout_s)
         self.gpu = detect_gpu() if settings.gpu is None else settings.gpu
@@ -380,6 +385,8 @@ class WorkerAgent:
             failure=computed.failure,
             callback_data=computed.callback_data.hex() if computed.callback_data else None,
             contribution=_contribution_json(c),
+            task_id="0x" + deal.task_id(int(a["index"])).hex(),
+            evidence=assignment_evidence(a),  # what storage checks the result's upload by
         )
         await self._commit(aid, c)
 
@@ -493,7 +500,13 @@ class WorkerAgent:
         path = Path(entry["result_path"])
         if path.exists():
             started = time.monotonic()
-            blob = await self.storage.aupload(path)
+            blob = await self.storage.aupload(
+                path,
+                purpose=task_purpose(bytes.fromhex(entry["task_id"][2:]))
+                if entry.get("task_id")
+                else None,
+                evidence=entry.get("evidence"),
+            )
             log.info("assignment.uploaded", id=aid, seconds=round(time.monotonic() - started, 3))
         callback = bytes.fromhex(entry["callback_data"]) if entry.get("callback_data") else None
         await self.scheduler.reveal(
@@ -722,12 +735,7 @@ class WorkerAgent:
         self, a: dict[str, Any], checksum: str, location: str, in_dir: Path
     ) -> None:
         encrypted = await self.fetch(checksum, location)
-        evidence = {
-            "deal": a["deal"],
-            "index": int(a["index"]),
-            "block": int(a["block"]),
-            "authorization": a["authorization"],
-        }
+        evidence = assignment_evidence(a)
         try:
             key = await asyncio.to_thread(
                 self.keys.request_key, checksum, self.account.key, evidence
@@ -752,6 +760,17 @@ def _callback_data(out_dir: Path) -> bytes | None:
     if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_CALLBACK_DATA:
         return None
     return path.read_bytes()
+
+
+def assignment_evidence(a: dict[str, Any]) -> dict[str, Any]:
+    """What proves on-chain that the deal's scheduler gave this worker the task (the key
+    service and storage check it)."""
+    return {
+        "deal": a["deal"],
+        "index": int(a["index"]),
+        "block": int(a["block"]),
+        "authorization": a["authorization"],
+    }
 
 
 def _contribution_json(c: SignedContribution) -> dict[str, str]:
