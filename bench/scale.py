@@ -129,6 +129,7 @@ class Load:
         self.http = rawhttp.Pool(concurrency)
         self.counts: dict[str, int] = defaultdict(int)
         self.errors: list[str] = []
+        self.tasks_revealed: set[str] = set()
 
     async def request(
         self, w: SimWorker, endpoint: str, method: str, path: str, **kw: Any
@@ -228,7 +229,8 @@ class Load:
                     self.counts[f"reveal_{revealed.status_code}"] += 1
                     self.errors.append(f"reveal {revealed.status_code}: {revealed.text[:200]}")
                     return True
-                self.counts["revealed"] += 1
+                self.counts["revealed"] += 1  # replicas: two or more per task above trust 1
+                self.tasks_revealed.add(work["task_id"])
                 return True
             if action in ("done", "abort"):
                 return True
@@ -244,7 +246,7 @@ class Load:
         stop_at = start + seconds
 
         async def drive() -> None:
-            while time.monotonic() < stop_at and self.counts["revealed"] < enough:
+            while time.monotonic() < stop_at and len(self.tasks_revealed) < enough:
                 w = await idle.get()
                 try:
                     if not await self.work_one(w, stop_at):
@@ -497,11 +499,12 @@ async def one_run(
         work_cpu, work_own = cpu() - cpu0, time.process_time() - own0
         if sampler is not None:
             result["profile_top"] = stop_sampler(*sampler)
-        done = load.counts["revealed"]
+        done = len(load.tasks_revealed)
         result["dispatch"] = {
             "seconds": round(elapsed, 2),
             "replicas_dispatched": load.counts["dispatched"],
             "tasks_revealed": done,
+            "replicas_revealed": load.counts["revealed"],
             "dispatches_per_second": round(load.counts["dispatched"] / elapsed, 1),
             "commits_per_second": round(load.counts["committed"] / elapsed, 1),
             "scheduler_cpu_ms_per_task": round(1000 * work_cpu / max(done, 1), 2),
