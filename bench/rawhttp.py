@@ -76,12 +76,18 @@ class Pool:
         slots = self._slots.setdefault(origin, asyncio.Semaphore(self.size))
         async with slots:
             idle = self._idle.setdefault(origin, [])
-            conn = idle.pop() if idle else await self._connect(parts.hostname, parts.port)
-            try:
-                reply = await asyncio.wait_for(self._exchange(conn, raw), self.timeout)
-            except (OSError, asyncio.IncompleteReadError, TransportError) as exc:
-                conn.writer.close()
-                raise TransportError(str(exc) or type(exc).__name__) from exc
+            while True:
+                # an idle connection the server closed meanwhile (its keep-alive timeout)
+                # fails at once: the next idle one, then a fresh one, is tried
+                reused = bool(idle)
+                conn = idle.pop() if reused else await self._connect(parts.hostname, parts.port)
+                try:
+                    reply = await asyncio.wait_for(self._exchange(conn, raw), self.timeout)
+                    break
+                except (OSError, asyncio.IncompleteReadError, TransportError) as exc:
+                    conn.writer.close()
+                    if not reused:
+                        raise TransportError(str(exc) or type(exc).__name__) from exc
             if reply.headers.get("connection", "").lower() == "close":
                 conn.writer.close()
             else:

@@ -29,9 +29,10 @@ With ``--market-orders 10000,100000`` it also measures the market at those book 
 (bench/market_scale.py: signed orders published over HTTP, filtered queries), under
 "market" in bench/scale.json; ``--workers ''`` runs the market section alone.
 
-Usage: python bench/scale.py [--workers 100,1000] [--tasks 500] [--trust 1,4]
+Usage: python bench/scale.py [--workers 100,1000] [--tasks 500] [--trust 1,4] [--append]
                              [--concurrency 32] [--seconds 120] [--postgres URL]
-                             [--processes 1,2] [--probe-queued 1000,100000] [--profile]
+                             [--processes 1,2] [--postgres-only] [--probe-queued 1000,100000]
+                             [--profile]
                              [--market-orders 10000,100000]
 """
 
@@ -128,6 +129,7 @@ class Load:
         self.http = rawhttp.Pool(concurrency)
         self.counts: dict[str, int] = defaultdict(int)
         self.errors: list[str] = []
+        self.tasks_revealed: set[str] = set()
 
     async def request(
         self, w: SimWorker, endpoint: str, method: str, path: str, **kw: Any
@@ -227,7 +229,8 @@ class Load:
                     self.counts[f"reveal_{revealed.status_code}"] += 1
                     self.errors.append(f"reveal {revealed.status_code}: {revealed.text[:200]}")
                     return True
-                self.counts["revealed"] += 1
+                self.counts["revealed"] += 1  # replicas: two or more per task above trust 1
+                self.tasks_revealed.add(work["task_id"])
                 return True
             if action in ("done", "abort"):
                 return True
@@ -243,7 +246,7 @@ class Load:
         stop_at = start + seconds
 
         async def drive() -> None:
-            while time.monotonic() < stop_at and self.counts["revealed"] < enough:
+            while time.monotonic() < stop_at and len(self.tasks_revealed) < enough:
                 w = await idle.get()
                 try:
                     if not await self.work_one(w, stop_at):
@@ -496,11 +499,12 @@ async def one_run(
         work_cpu, work_own = cpu() - cpu0, time.process_time() - own0
         if sampler is not None:
             result["profile_top"] = stop_sampler(*sampler)
-        done = load.counts["revealed"]
+        done = len(load.tasks_revealed)
         result["dispatch"] = {
             "seconds": round(elapsed, 2),
             "replicas_dispatched": load.counts["dispatched"],
             "tasks_revealed": done,
+            "replicas_revealed": load.counts["revealed"],
             "dispatches_per_second": round(load.counts["dispatched"] / elapsed, 1),
             "commits_per_second": round(load.counts["committed"] / elapsed, 1),
             "scheduler_cpu_ms_per_task": round(1000 * work_cpu / max(done, 1), 2),
@@ -711,6 +715,9 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=32, help="requests in flight")
     parser.add_argument("--seconds", type=float, default=120.0, help="cap per dispatch phase")
     parser.add_argument("--postgres", default=None, help="also run on this PostgreSQL URL")
+    parser.add_argument(
+        "--postgres-only", action="store_true", help="with --postgres: skip the SQLite runs"
+    )
     parser.add_argument("--profile", action="store_true", help="sample the scheduler (py-spy)")
     parser.add_argument(
         "--processes", default="1", help="API processes per pool, e.g. 1,2 (PostgreSQL only)"
@@ -729,6 +736,11 @@ def main() -> int:
         help="also the market section (bench/market_scale.py) at these book sizes, e.g. 10000",
     )
     parser.add_argument("--output", type=Path, default=OUT)
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="add this invocation's runs and probes to those already in --output",
+    )
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="comptoir-scale-"))
@@ -739,15 +751,22 @@ def main() -> int:
     from comptoir.config import load_settings
 
     settings = load_settings()
-    databases: list[str | None] = [None] + ([args.postgres] if args.postgres else [])
+    databases: list[str | None] = [] if args.postgres_only else [None]
+    databases += [args.postgres] if args.postgres else []
+    command = "python bench/scale.py " + " ".join(sys.argv[1:])
+    earlier: dict[str, Any] = {}
+    if args.output.exists():
+        earlier = json.loads(args.output.read_text())
     report: dict[str, Any] = {
         "description": __doc__.split("\n\n")[1].replace("\n", " "),
         "machine": {**machine(), "load_average_at_start": list(os.getloadavg())},
-        "command": "python bench/scale.py " + " ".join(sys.argv[1:]),
-        "runs": [],
+        "commands": [*earlier.get("commands", []), command] if args.append else [command],
+        "runs": list(earlier.get("runs", [])) if args.append else [],
+        "request_cost": list(earlier.get("request_cost", [])) if args.append else [],
     }
+    if "market" in earlier and not args.market_orders:
+        report["market"] = earlier["market"]  # measured by another invocation: kept
     started = time.monotonic()
-    report["request_cost"] = []
     queued_sizes = [int(q) for q in args.probe_queued.split(",") if q]
     for n, (db, trust, queued) in enumerate(
         (db, int(t), q) for db in databases for t in args.trust.split(",") for q in queued_sizes
