@@ -993,9 +993,8 @@ class Comptoir:
         """The app's and the callback's owners the result is also sealed to, pre-checked."""
         found = []
         owner = recipients.app_owner(
-            c, app_order, self.address, app_owner_reads, app_owner_key,
-            explicit=explicit, note=note,
-        )  # fmt: skip
+            c, app_order, self.address, app_owner_reads, app_owner_key, explicit=explicit, note=note
+        )
         if owner is not None:
             found.append(owner)
         if callback_owner_key is not None:
