@@ -37,7 +37,7 @@ def _ms(fn: Callable[[], object], rounds: int) -> tuple[float, float]:
     )
 
 
-def main(rounds: int = 5) -> None:
+def main(rounds: int = 20) -> None:
     print(f"load average {os.getloadavg()[0]:.2f}; ms per operation, wall / process CPU")
     for size in (1 << 10, 1 << 20, 16 << 20):
         result = os.urandom(size)

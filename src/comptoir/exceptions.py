@@ -44,13 +44,30 @@ class UnknownNameError(ConfigError):
 
     def __init__(self, kind: str, name: str, known: Iterable[str]) -> None:
         self.kind, self.name = kind, name
-        self.suggestions = difflib.get_close_matches(name, list(known), n=3)
-        hint = (
-            f" Did you mean {', '.join(repr(s) for s in self.suggestions)}?"
-            if self.suggestions
-            else ""
-        )
-        super().__init__(f"Unknown {kind} {name!r}.{hint}")
+        names = list(known)
+        self.suggestions = difflib.get_close_matches(name, names, n=3)
+        if self.suggestions:
+            text = f"Unknown {kind} {name!r}. Did you mean "
+            super().__init__(text + f"{', '.join(repr(s) for s in self.suggestions)}?")
+            return
+        super().__init__(f"Unknown {kind} {name!r}; {_where_to_look(kind, names)}.")
+
+
+# what a user who mistyped a name can do (no close match to suggest)
+_LISTINGS = {
+    "app": "see 'comptoir app list'",
+    "dataset": "see 'comptoir dataset list'",
+    "workerpool": "see 'comptoir pool list'",
+    "wallet": "see 'comptoir wallet list', or give an address or devnet:N",
+}
+
+
+def _where_to_look(kind: str, known: list[str]) -> str:
+    if kind in _LISTINGS:
+        return _LISTINGS[kind]
+    if known and len(known) <= 12:
+        return f"give one of {', '.join(known)}"
+    return f"check the {kind}'s spelling"
 
 
 class AmbiguousName(ConfigError):

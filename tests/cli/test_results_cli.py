@@ -258,7 +258,7 @@ def test_a_worker_refuses_keys_the_chain_does_not_back(
         monkeypatch.setattr(recipients, name, forged)
         with ComptoirSync(home, account=BUYER) as c:
             extra = (
-                {"callback_owner_key": "00", "callback": receiver}
+                {"callback_owner_key": stranger.hex(), "callback": receiver}
                 if name == "callback_owner"
                 else {}
             )

@@ -159,6 +159,20 @@ def test_failures_are_one_sentence(home: Path) -> None:
     assert "Did you mean 'TEST'" in one_sentence(category)
     too_much = comptoir(home, "account", "withdraw", "10CPT", "-w", "devnet:9")
     assert "free balance" in one_sentence(too_much)
+    # nothing close to suggest: where to look instead
+    unknown = comptoir(home, "run", "no-such-thing", "--category", "TEST", "-w", REQUESTER)
+    assert "see 'comptoir app list'" in one_sentence(unknown)
+    category = comptoir(home, "run", "primes", "--category", "HUGE", "-w", REQUESTER)
+    assert "give one of XS, S, M, L, XL, TEST" in one_sentence(category)
+    negative = comptoir(home, "account", "deposit", "-1", "-w", REQUESTER)
+    assert "cannot be negative" in one_sentence(negative)  # not "No such option: -1"
+    # a missing keystore is named before any password is asked
+    missing = comptoir(home, "wallet", "import", "--keystore", str(home / "UTC--nothing"))
+    assert "No keystore file at" in one_sentence(missing)
+    (home / "half-oci").mkdir(exist_ok=True)
+    (home / "half-oci" / "oci.json").write_text('{"name": "half"}')
+    half = comptoir(home, "app", "build", str(home / "half-oci"))
+    assert "no rootfs/ folder; put the image's root filesystem there" in one_sentence(half)
 
 
 def test_unreachable_chain_is_one_sentence(tmp_path: Path) -> None:

@@ -56,8 +56,11 @@ LOG_TAIL_BYTES = 64 << 10
 LOGS, RESULT = "logs", "result"
 SECTIONS = (LOGS, RESULT)
 REQUESTER, APP_OWNER, CALLBACK_OWNER = "requester", "app-owner", "callback-owner"
-ROLE_NAMES = {REQUESTER: "its requester", APP_OWNER: "the app's owner",
-              CALLBACK_OWNER: "the callback's owner"}  # fmt: skip
+ROLE_NAMES = {
+    REQUESTER: "its requester",
+    APP_OWNER: "the app's owner",
+    CALLBACK_OWNER: "the callback's owner",
+}
 SCOPES = {"logs": frozenset({LOGS}), "result": frozenset({RESULT}), "all": frozenset(SECTIONS)}
 # failure statuses of a request whose result keys cannot be used (deterministic: every
 # replica reads the same on-chain params and the same on-chain owners)
@@ -254,10 +257,8 @@ def is_envelope(blob: bytes) -> bool:
 def seal(result: bytes, logs: Logs, recipients: Sequence[Recipient], sealed: bool) -> bytes:
     """The envelope a worker uploads: the logs sealed to every recipient that reads them,
     the result sealed to those that read it (public when not `sealed`)."""
-    body = struct.pack(
-        ">QQ??", len(logs.stdout), len(logs.stderr), logs.stdout_truncated,
-        logs.stderr_truncated,
-    ) + logs.stdout + logs.stderr  # fmt: skip
+    sizes = (len(logs.stdout), len(logs.stderr), logs.stdout_truncated, logs.stderr_truncated)
+    body = struct.pack(">QQ??", *sizes) + logs.stdout + logs.stderr
     sections = {LOGS: body, RESULT: result} if sealed else {LOGS: body}
     return assemble(sections, b"" if sealed else result, recipients, sealed)
 

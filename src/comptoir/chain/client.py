@@ -860,8 +860,11 @@ class ChainClient:
         """What `contract`'s ``owner()`` returns at `block` (gas-capped; the state of an
         old block may be pruned by the node, then the latest); None when it has no such
         function or answers anything but one address."""
-        call = {"to": to_checksum_address(contract), "data": "0x" + _SEL_OWNER.hex(),
-                "gas": OWNER_CALL_GAS}  # fmt: skip
+        call = {
+            "to": to_checksum_address(contract),
+            "data": "0x" + _SEL_OWNER.hex(),
+            "gas": OWNER_CALL_GAS,
+        }
         try:
             try:
                 out = bytes(self.w3.eth.call(call, block))  # type: ignore[arg-type]

@@ -43,7 +43,11 @@ def _show(balance: object, as_json: bool) -> None:
     )
 
 
-@app.command()
+# a negative amount ("-1") reaches the amount's own check instead of reading as an option
+_AMOUNT_ARGS = {"ignore_unknown_options": True}
+
+
+@app.command(context_settings=_AMOUNT_ARGS)
 def deposit(amount: Amount, wallet: WalletOpt = None, as_json: JsonOpt = False) -> None:
     """Move tokens from your wallet into the escrow (approves the hub first if needed)."""
     value = parse_amount(amount)
@@ -56,7 +60,7 @@ def deposit(amount: Amount, wallet: WalletOpt = None, as_json: JsonOpt = False) 
     _show(balance, as_json)
 
 
-@app.command()
+@app.command(context_settings=_AMOUNT_ARGS)
 def withdraw(amount: Amount, wallet: WalletOpt = None, as_json: JsonOpt = False) -> None:
     """Move free tokens from the escrow back to your wallet."""
     value = parse_amount(amount)

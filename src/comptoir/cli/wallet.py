@@ -67,6 +67,13 @@ def import_(
             from comptoir.exceptions import WalletError
 
             raise WalletError("Give either --key or --keystore, not both.")
+        if not keystore.is_file():  # before asking a password for nothing
+            from comptoir.exceptions import WalletError
+
+            raise WalletError(
+                f"No keystore file at {keystore}; give the path of a geth UTC--... file or "
+                "a foundry keystore."
+            )
         secret = os.environ.get("COMPTOIR_KEYSTORE_PASSWORD") or str(
             typer.prompt("Keystore password", hide_input=True)
         )
@@ -139,7 +146,7 @@ def list_(as_json: JsonOpt = False) -> None:
         console.print(f"{w.name}  {w.address}")
 
 
-@app.command()
+@app.command(context_settings={"ignore_unknown_options": True})  # "-1" reaches the amount check
 def send(
     to: Annotated[str, typer.Argument(help="Address, wallet name or devnet:N to send to.")],
     amount: Annotated[

@@ -113,7 +113,10 @@ def build_app(directory: str | Path, output: str | Path | None = None) -> BuiltA
         except ValueError as exc:
             raise AppPackageError(f"{src / OCI_MANIFEST} is not valid JSON ({exc}).") from None
         if not (src / "rootfs").is_dir():
-            raise AppPackageError(f"{src} has {OCI_MANIFEST} but no rootfs/ folder.")
+            raise AppPackageError(
+                f"{src} has {OCI_MANIFEST} but no rootfs/ folder; put the image's root "
+                "filesystem there (docs/app-contract.md shows ways to make one without Docker)."
+            )
         data = build_oci_image(
             src / "rootfs",
             entrypoint=spec.get("entrypoint", ()),

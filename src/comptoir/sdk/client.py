@@ -614,6 +614,7 @@ class Comptoir:
         notify = on_progress or (lambda p: None)
         c = await self.chain()
         await self._call(lifecycle.precheck_request, c, max_price, callback)
+        recipients.precheck(app_owner_reads, app_owner_key, callback, callback_owner_key)
         app_id = await self.resolve("app", app)
         dataset_id = await self.resolve("dataset", dataset) if dataset else 0
         pool_id = await self.resolve("workerpool", workerpool) if workerpool else 0
@@ -1035,9 +1036,8 @@ class Comptoir:
         """The app's and the callback's owners the result is also sealed to, pre-checked."""
         found = []
         owner = recipients.app_owner(
-            c, app_order, self.address, app_owner_reads, app_owner_key,
-            explicit=explicit, note=note,
-        )  # fmt: skip
+            c, app_order, self.address, app_owner_reads, app_owner_key, explicit=explicit, note=note
+        )
         if owner is not None:
             found.append(owner)
         if callback_owner_key is not None:
@@ -1227,9 +1227,12 @@ class Comptoir:
             )
         opened = self._open_envelope(data)
         if opened.logs is None:
+            which = (
+                "that wallet" if _reader_count(opened, sealed.LOGS) == 1 else "one of those wallets"
+            )
             raise ResultError(
                 f"The logs of task {st.task_id} are sealed to "
-                f"{opened.who_reads(sealed.LOGS)}; pass one of those wallets with --wallet."
+                f"{opened.who_reads(sealed.LOGS)}; pass {which} with --wallet."
             )
         out, err = log_tails(opened.logs)
         return TaskLogs(st.task_id, st.result_blob, out, err)
@@ -1488,7 +1491,9 @@ def _sealed_away(opened: sealed.Opened) -> str:
             f"the result is sealed to {readers}; your wallet ({opened.reader.describe()}) "
             "reads only the logs, with 'comptoir task show TASK --logs'"
         )
-    return (
-        f"the result is sealed to {readers}; only those wallets can read it (pass one "
-        "with --wallet)"
-    )
+    which = "that wallet" if _reader_count(opened, sealed.RESULT) == 1 else "those wallets"
+    return f"the result is sealed to {readers}; only {which} can read it (pass one with --wallet)"
+
+
+def _reader_count(opened: sealed.Opened, section: str) -> int:
+    return sum(section in r.reads for r in opened.readers)

@@ -108,7 +108,7 @@ def resolve_asset(client: ChainClient, kind: str, ref: int | str, me: str | None
         if not owned:
             raise ConfigError(
                 f"No {kind} named {parsed.name!r} is owned by {parsed.owner}; its owners are "
-                f"{_listing(named)}."
+                f"{_listing(named)}: give one of those ids."
             )
         return owned[-1].asset
     owners = {a.owner for a in named}

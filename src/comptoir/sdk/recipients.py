@@ -37,6 +37,28 @@ def parse_key(text: str | bytes, whose: str) -> bytes:
         ) from None
 
 
+def precheck(
+    app_owner_reads: str | None,
+    app_owner_key: str | bytes | None,
+    callback: str | None,
+    callback_owner_key: str | bytes | None,
+) -> None:
+    """What can be refused before any order is searched: the settings and keys' form."""
+    if app_owner_reads is not None and app_owner_reads not in APP_OWNER_READS:
+        raise ConfigError(
+            f"{app_owner_reads!r} is not what the app's owner may read; give none, logs or all."
+        )
+    if app_owner_key is not None:
+        parse_key(app_owner_key, "the app's owner")
+    if callback_owner_key is not None:
+        if not callback:
+            raise ConfigError(
+                "A result can be sealed to a callback's owner only with a callback; add "
+                "--callback ADDRESS or drop --seal-to-callback-owner."
+            )
+        parse_key(callback_owner_key, "the callback's owner")
+
+
 def default_app_owner_reads(has_dataset: bool, seal: bool) -> str:
     """The app's owner reads the logs unless the requester asked for confidentiality
     (a dataset or --seal): an app can copy its inputs into what it prints."""
