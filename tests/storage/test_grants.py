@@ -151,6 +151,17 @@ def test_forged_expired_replayed_and_foreign_grants_are_refused(
     refused("!!not base64!!", 400, "base64url")
     refused(base64.urlsafe_b64encode(b"[1,2]").decode(), 400, "object")
     refused("A" * 9000, 400, "larger than")
+    # a grant for a blob is presented with that blob's digest as 'expected'
+    grant = sign_grant(owner, digest, len(body), net, purpose)
+    missing = httpx.put(f"{served}/blobs", content=body, headers={GRANT_HEADER: grant})
+    assert missing.status_code == 400 and "expected" in missing.json()["detail"]
+    other = put(served, b"other", grant)  # with another blob's digest
+    assert other.status_code == 400 and "expected" in other.json()["detail"]
+    # malformed purposes and nonces
+    for field, value in (("for", "task:0x12"), ("for", "asset:-1"), ("nonce", "zz"), ("size", -1)):
+        doc = json.loads(base64.urlsafe_b64decode(grant))
+        doc[field] = value
+        refused(base64.urlsafe_b64encode(json.dumps(doc).encode()).decode(), 400, "grant")
     # the genuine grant works once; its replay is refused
     grant = sign_grant(owner, digest, len(body), net, purpose)
     assert put(served, body, grant).status_code == 201
