@@ -336,3 +336,35 @@ def test_storage_serve_process_requires_grants(
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_a_replayed_grant_costs_no_chain_read(
+    tmp_path: Path,
+    serve: Callable[[Any], Any],
+    clients: dict[str, ChainClient],
+    accounts: dict[str, LocalAccount],
+) -> None:
+    owner = clients["app_dev"]
+    body = b"read once"
+    app = owner.register_app("once", "x", hashlib.sha256(body).digest())
+    check = chain_upload_check(owner)
+    calls: list[str] = []
+
+    async def counted(grant: Any) -> list[str]:
+        calls.append(grant.purpose)
+        return await check(grant)
+
+    gate = UploadGate(network_of(owner), counted, SpentGrants())
+    ledger = UploadLedger(StorageLimits(min_free_bytes=0), tmp_path / "u.db")
+    grant = sign_grant(
+        accounts["app_dev"],
+        hashlib.sha256(body).hexdigest(),
+        len(body),
+        network_of(owner),
+        asset_purpose(app),
+    )
+    with serve(create_storage_app(LocalBlobStore(tmp_path / "b"), gate=gate, ledger=ledger)) as url:
+        assert put(url, body, grant).status_code == 201
+        for _ in range(5):
+            assert put(url, body, grant).status_code == 409
+    assert calls == [asset_purpose(app)]
