@@ -1,8 +1,9 @@
 """Bounded request bodies for every HTTP service, checked before anything parses them.
 
 `BodyGuard` is a pure-ASGI middleware: it refuses a body larger than `max_bytes` from its
-Content-Length or while it arrives (413), and a body nested deeper than `max_depth` or
-holding more than `max_items` JSON values (422), each with one sentence. The JSON check is
+Content-Length or while it arrives (413), one that takes longer than `max_seconds` to
+arrive (408), and a body nested deeper than `max_depth` or holding more than `max_items`
+JSON values (422), each with one sentence. The JSON check is
 a linear pre-scan that never recurses, so a hostile body cannot reach the C decoder's
 recursion (web3 imports py_ecc, which raises the interpreter's recursion limit to 100 000:
 past the C stack). `sane_recursion_limit()` lowers it back at every service entry point.
@@ -10,6 +11,7 @@ past the C stack). `sane_recursion_limit()` lowers it back at every service entr
 
 from __future__ import annotations
 
+import asyncio
 import json
 import operator
 import re
@@ -28,6 +30,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 MAX_BODY_BYTES = 64 * 1024  # a signed order or a worker's report is a few kilobytes
 MAX_DEPTH = 32
 MAX_ITEMS = 20_000
+MAX_BODY_SECONDS = 30.0  # a trickled body must not hold a connection and a coroutine
 RECURSION_LIMIT = 4000
 
 # JSON strings (escapes included), so brackets and commas inside them are not counted
@@ -95,17 +98,25 @@ class BodyGuard:
         max_depth: int = MAX_DEPTH,
         max_items: int = MAX_ITEMS,
         passthrough: Sequence[str] = (),
+        max_seconds: float = MAX_BODY_SECONDS,
     ) -> None:
         self.app = app
         self.max_bytes, self.max_depth, self.max_items = max_bytes, max_depth, max_items
         self.passthrough = tuple(passthrough)
+        self.max_seconds = max_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or str(scope.get("path", "")).startswith(self.passthrough):
             await self.app(scope, receive, send)
             return
         try:
-            body = await self._read(scope, receive)
+            try:
+                async with asyncio.timeout(self.max_seconds):
+                    body = await self._read(scope, receive)
+            except TimeoutError:
+                raise BodyRefused(
+                    408, f"The request body took longer than {self.max_seconds:g} s to arrive."
+                ) from None
             if body:
                 check_json_shape(body, self.max_depth, self.max_items)
         except BodyRefused as refused:

@@ -168,3 +168,30 @@ async def test_scheduler_and_key_service_refuse_hostile_bodies(index: int) -> No
         assert plain.status_code == 422
         detail = plain.json()["detail"]
         assert isinstance(detail, str) and detail.startswith("Invalid ")
+
+
+def test_a_trickled_body_is_answered_408_and_the_service_keeps_serving() -> None:
+    import socket
+
+    from fastapi import FastAPI
+
+    from comptoir.httpguard import guard
+    from comptoir.testing.servers import serve_app
+
+    app = FastAPI()
+    guard(app, max_seconds=0.5)
+
+    @app.post("/echo")
+    async def echo(body: dict[str, int]) -> dict[str, int]:
+        return body
+
+    with serve_app(app) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            sock.sendall(
+                b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 100\r\n\r\n{"a": '  # and never the rest
+            )
+            answer = sock.recv(4096).decode(errors="replace")
+        assert answer.startswith("HTTP/1.1 408") and "longer than 0.5 s" in answer
+        assert httpx.post(f"{url}/echo", json={"a": 1}).json() == {"a": 1}

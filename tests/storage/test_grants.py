@@ -151,6 +151,17 @@ def test_forged_expired_replayed_and_foreign_grants_are_refused(
     refused("!!not base64!!", 400, "base64url")
     refused(base64.urlsafe_b64encode(b"[1,2]").decode(), 400, "object")
     refused("A" * 9000, 400, "larger than")
+    # a grant for a blob is presented with that blob's digest as 'expected'
+    grant = sign_grant(owner, digest, len(body), net, purpose)
+    missing = httpx.put(f"{served}/blobs", content=body, headers={GRANT_HEADER: grant})
+    assert missing.status_code == 400 and "expected" in missing.json()["detail"]
+    other = put(served, b"other", grant)  # with another blob's digest
+    assert other.status_code == 400 and "expected" in other.json()["detail"]
+    # malformed purposes and nonces
+    for field, value in (("for", "task:0x12"), ("for", "asset:-1"), ("nonce", "zz"), ("size", -1)):
+        doc = json.loads(base64.urlsafe_b64decode(grant))
+        doc[field] = value
+        refused(base64.urlsafe_b64encode(json.dumps(doc).encode()).decode(), 400, "grant")
     # the genuine grant works once; its replay is refused
     grant = sign_grant(owner, digest, len(body), net, purpose)
     assert put(served, body, grant).status_code == 201
@@ -325,3 +336,35 @@ def test_storage_serve_process_requires_grants(
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_a_replayed_grant_costs_no_chain_read(
+    tmp_path: Path,
+    serve: Callable[[Any], Any],
+    clients: dict[str, ChainClient],
+    accounts: dict[str, LocalAccount],
+) -> None:
+    owner = clients["app_dev"]
+    body = b"read once"
+    app = owner.register_app("once", "x", hashlib.sha256(body).digest())
+    check = chain_upload_check(owner)
+    calls: list[str] = []
+
+    async def counted(grant: Any) -> list[str]:
+        calls.append(grant.purpose)
+        return await check(grant)
+
+    gate = UploadGate(network_of(owner), counted, SpentGrants())
+    ledger = UploadLedger(StorageLimits(min_free_bytes=0), tmp_path / "u.db")
+    grant = sign_grant(
+        accounts["app_dev"],
+        hashlib.sha256(body).hexdigest(),
+        len(body),
+        network_of(owner),
+        asset_purpose(app),
+    )
+    with serve(create_storage_app(LocalBlobStore(tmp_path / "b"), gate=gate, ledger=ledger)) as url:
+        assert put(url, body, grant).status_code == 201
+        for _ in range(5):
+            assert put(url, body, grant).status_code == 409
+    assert calls == [asset_purpose(app)]

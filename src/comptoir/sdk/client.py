@@ -364,13 +364,13 @@ class Comptoir:
         pending = key_dir / f"{checksum}.blob"
         pending.write_bytes(blob)
         dataset = await self._call(c.register_dataset, name, location, _unhex(checksum))
-        await self._upload_registered("Dataset", dataset, pending, str(pending))
-        pending.unlink()
         keys = KeyServiceClient(self.config.need_keys())
-        try:
+        try:  # the key first: a failed upload is then retried alone
             await self._call(keys.register_key, checksum, key, account.key)
         finally:
             keys.close()
+        await self._upload_registered("Dataset", dataset, pending, str(pending))
+        pending.unlink()
         return DatasetDeployment(dataset, name, checksum, location, True, key_file)
 
     async def publish_dataset_order(

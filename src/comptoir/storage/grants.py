@@ -228,6 +228,11 @@ class SpentGrants:
         self._spent: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
 
+    def seen(self, grant: UploadGrant) -> bool:
+        """Whether this grant was spent (a replay is refused before any chain read)."""
+        with self._lock:
+            return grant.signature.lower() in self._spent
+
     def spend(self, grant: UploadGrant, now: float | None = None) -> bool:
         """False when this grant was spent before."""
         now = time.time() if now is None else now

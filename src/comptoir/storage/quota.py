@@ -87,6 +87,9 @@ class UploadLedger:
         if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path) if path else ":memory:", check_same_thread=False)
+        # WAL: a record is one append, not a rewrite; a crash of the process loses nothing
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
         with self._db:
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS uploads (identity TEXT NOT NULL, digest TEXT NOT NULL,"
@@ -95,6 +98,7 @@ class UploadLedger:
             self._db.execute(
                 "CREATE INDEX IF NOT EXISTS ix_uploads_identity ON uploads (identity, at)"
             )
+            self._db.execute("CREATE INDEX IF NOT EXISTS ix_uploads_at ON uploads (at)")
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS blobs (digest TEXT PRIMARY KEY, size INTEGER NOT NULL)"
             )

@@ -84,9 +84,12 @@ def create_storage_app(
         try:
             grant = parse_grant(header)
             verify_grant(grant, gate.network, want)
+            replayed = GrantRefused(409, "This upload grant was used already; sign a fresh one.")
+            if gate.spent.seen(grant):  # before the chain read a replay would cost
+                raise replayed
             identities = await gate.check(grant)
-            if not gate.spent.spend(grant):
-                raise GrantRefused(409, "This upload grant was used already; sign a fresh one.")
+            if not gate.spent.spend(grant):  # spent meanwhile by a concurrent request
+                raise replayed
         except GrantRefused as exc:
             raise HTTPException(exc.status, str(exc)) from None
         except ChainUnreachable:
