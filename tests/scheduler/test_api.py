@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -16,6 +17,7 @@ from comptoir.chain import eip712
 from comptoir.chain.client import WorkerStanding, sign_contribution
 from comptoir.chain.types import Deal
 from comptoir.scheduler import create_scheduler_app, stakelock, state
+from comptoir.scheduler.settings import SchedulerSettings
 from comptoir.storage.keys import sign_text
 
 from .conftest import CHAIN_ID, DEPLOYMENT, HUB, LOCKED, NOW, deal_info
@@ -125,11 +127,11 @@ async def test_registration_needs_the_workers_own_fresh_signature(
         "/v1/workers/register", json={**body, "signature": sign_text(impostor.key, ch["message"])}
     )
     assert forged.status_code == 401
-    # the failed attempt consumed the nonce: even the right signature is now a replay
-    replay = await client.post(
-        "/v1/workers/register", json={**body, "signature": sign_text(worker.key, ch["message"])}
-    )
-    assert replay.status_code == 401
+    # a forgery records nothing, so it cannot void the worker's own nonce...
+    signed = {**body, "signature": sign_text(worker.key, ch["message"])}
+    assert (await client.post("/v1/workers/register", json=signed)).status_code == 200
+    # ...and once spent, the nonce never registers again
+    assert (await client.post("/v1/workers/register", json=signed)).status_code == 401
     # a signature made for another pool does not register here
     ch = (await client.get("/v1/workers/challenge", params={"address": worker.address})).json()
     other_pool = state.registration_message(8, worker.address, ch["nonce"])
@@ -201,3 +203,53 @@ async def test_assignment_commit_and_forged_commit(
     metrics = (await client.get("/metrics")).text
     assert "comptoir_scheduler_workers_online 2.0" in metrics
     assert 'comptoir_scheduler_tasks{status="open"} 1.0' in metrics
+
+
+def _challenge_rows(app: Any) -> int:
+    return int(
+        app.state.db.tx(
+            lambda c: c.exec_driver_sql("SELECT COUNT(*) FROM scheduler_challenges").scalar()
+        )
+    )
+
+
+async def test_asking_for_challenges_writes_nothing(api: tuple[httpx.AsyncClient, Any]) -> None:
+    """Anyone may ask for a challenge unsigned: a flood of them leaves no row behind; only
+    a registration whose signature checked remembers its nonce."""
+    client, app = api
+    for _ in range(300):
+        stranger = Account.create().address
+        resp = await client.get("/v1/workers/challenge", params={"address": stranger})
+        assert resp.status_code == 200
+    assert _challenge_rows(app) == 0
+    await register(client, Account.create())
+    assert _challenge_rows(app) == 1
+
+
+async def test_a_challenge_is_bound_to_its_worker_its_pool_and_its_age(
+    api: tuple[httpx.AsyncClient, Any],
+) -> None:
+    client, app = api
+    worker, other = Account.create(), Account.create()
+
+    async def attempt(nonce: str, signer: LocalAccount = worker) -> int:
+        message = state.registration_message(7, signer.address, nonce)
+        body = {
+            "address": signer.address,
+            "nonce": nonce,
+            "signature": sign_text(signer.key, message),
+        }
+        return (await client.post("/v1/workers/register", json=body)).status_code
+
+    ch = (await client.get("/v1/workers/challenge", params={"address": worker.address})).json()
+    issued, salt, mac = ch["nonce"].split("-")
+    assert await attempt(ch["nonce"], other) == 401  # issued to another worker
+    assert await attempt(f"{issued}-{salt}-{'0' * 32}") == 401  # not this pool's HMAC
+    assert await attempt(f"{int(issued) + 1}-{salt}-{mac}") == 401  # the time altered
+    assert await attempt("x" * 100) == 401
+    ttl = float(SchedulerSettings.__dataclass_fields__["challenge_ttl_s"].default)  # the fixture's
+    old = app.state.db.tx(
+        lambda c: state.issue_challenge(c, worker.address, time.time() - ttl - 5, ttl)
+    )
+    assert await attempt(old) == 401  # expired
+    assert await attempt(ch["nonce"]) == 200  # the genuine one still works

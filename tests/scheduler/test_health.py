@@ -28,6 +28,7 @@ from comptoir.storage.keys import (
     NonceBook,
     SignedNoncePolicy,
     create_key_service_app,
+    sign_text,
 )
 from comptoir.testing.servers import serve_app
 
@@ -61,6 +62,20 @@ def _on_connect(app: Any, pragma: str) -> None:
     engine.dispose()
 
 
+async def _register(client: httpx.AsyncClient, worker: Any) -> httpx.Response:
+    """A signed registration: asking for a challenge writes nothing, registering does."""
+    asked = await client.get("/v1/workers/challenge", params={"address": worker.address})
+    if asked.status_code != 200:  # the pool's secret is drawn on first use: a write
+        return asked
+    ch = asked.json()
+    body = {
+        "address": worker.address,
+        "nonce": ch["nonce"],
+        "signature": sign_text(worker.key, ch["message"]),
+    }
+    return await client.post("/v1/workers/register", json=body)
+
+
 def _one_sentence(resp: httpx.Response) -> None:
     assert resp.status_code == 503
     assert resp.json() == {"detail": state.DATABASE_DOWN}
@@ -72,8 +87,7 @@ async def test_a_read_only_database_is_unhealthy(api: tuple[httpx.AsyncClient, A
     assert (await client.get("/healthz")).status_code == 200
     _on_connect(app, "PRAGMA query_only = ON")  # SQLite refuses every write now
     _one_sentence(await client.get("/healthz"))
-    address = Account.create().address
-    _one_sentence(await client.get("/v1/workers/challenge", params={"address": address}))
+    _one_sentence(await _register(client, Account.create()))
     assert (await client.get("/v1/workers")).status_code == 200  # reads still work
 
 
@@ -81,15 +95,13 @@ async def test_a_full_database_is_unhealthy(api: tuple[httpx.AsyncClient, Any]) 
     client, app = api
     pages = app.state.db.tx(lambda c: c.exec_driver_sql("PRAGMA page_count").scalar())
     _on_connect(app, f"PRAGMA max_page_count = {int(pages) + 1}")  # SQLITE_FULL past it
-    address = Account.create().address
-    params = {"address": address}
     codes = set()
-    for _ in range(200):  # challenges fill the last free page
-        codes.add((await client.get("/v1/workers/challenge", params=params)).status_code)
+    for _ in range(200):  # registrations fill the last free page
+        codes.add((await _register(client, Account.create())).status_code)
         if 503 in codes:
             break
     assert codes == {200, 503}
-    _one_sentence(await client.get("/v1/workers/challenge", params=params))
+    _one_sentence(await _register(client, Account.create()))
     _one_sentence(await client.get("/healthz"))
 
 

@@ -204,8 +204,7 @@ def create_scheduler_app(
         message = state.registration_message(settings.workerpool, addr, req.nonce)
         signer = recover_signer(message, req.signature)
         if signer is None or signer.lower() != addr.lower():
-            # a failed attempt spends the challenge too: the next one is a replay
-            await db.run(lambda c: state.consume_challenge(c, addr, req.nonce, time.time()))
+            # nothing is recorded for it: a stranger's forged attempts write no row
             raise HTTPException(401, "The signature is not this worker's over the challenge.")
         balance: int | None
         try:
@@ -219,7 +218,9 @@ def create_scheduler_app(
 
         def consume_and_register(c: Connection) -> str | None:
             # one transaction: the challenge is spent exactly when the worker is recorded
-            if not state.consume_challenge(c, addr, req.nonce, time.time()):
+            if not state.consume_challenge(
+                c, addr, req.nonce, time.time(), settings.challenge_ttl_s
+            ):
                 return None
             return state.register_worker(
                 c,

@@ -9,6 +9,7 @@ around these functions.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import secrets
 import time
@@ -261,7 +262,6 @@ _HEARTBEAT = Prepared(
     .values(last_heartbeat=bindparam("now"), online=True, cached=bindparam("cached"))
 )
 _CHALLENGE = Prepared(select(challenges).where(challenges.c.nonce == bindparam("nonce")))
-_SPEND_CHALLENGE = Prepared(challenges.delete().where(challenges.c.nonce == bindparam("nonce")))
 _EXPIRED_CHALLENGES = Prepared(challenges.delete().where(challenges.c.expires < bindparam("now")))
 _NEW_CHALLENGE = Prepared(
     insert(challenges).values(
@@ -405,19 +405,41 @@ def load_deal(row: Row[Any] | Any) -> Deal:
 # ---------------------------------------------------------------- workers
 
 
+def _challenge_mac(conn: Connection, address: str, issued: str, salt: str) -> str:
+    # keyed by the pool's recorded secret (shared by every process on this database),
+    # domain-separated from its audit draws
+    key = hmac.new(trustpolicy.load(conn).secret, b"registration challenge", hashlib.sha256)
+    message = f"{address.lower()}|{issued}|{salt}".encode()
+    return hmac.new(key.digest(), message, hashlib.sha256).hexdigest()[:32]
+
+
 def issue_challenge(conn: Connection, address: str, now: float, ttl: float) -> str:
-    nonce = secrets.token_hex(16)
-    _EXPIRED_CHALLENGES.rowcount(conn, {"now": now})
-    _NEW_CHALLENGE.rowcount(conn, {"nonce": nonce, "a": address.lower(), "until": now + ttl})
-    return nonce
+    """A registration nonce that keeps no state: ``<issued ms>-<salt>-<HMAC>``. Anyone may
+    ask for one without signing anything, so asking writes nothing (no table to fill, and
+    no worker's nonce pushed out); `consume_challenge` checks the HMAC and the age."""
+    del ttl  # the age is checked when the nonce is spent
+    issued, salt = str(int(now * 1000)), secrets.token_hex(8)
+    return f"{issued}-{salt}-{_challenge_mac(conn, address, issued, salt)}"
 
 
-def consume_challenge(conn: Connection, address: str, nonce: str, now: float) -> bool:
-    row = _CHALLENGE.first(conn, {"nonce": nonce})
-    if row is None:
+def consume_challenge(conn: Connection, address: str, nonce: str, now: float, ttl: float) -> bool:
+    """True once for a nonce this pool issued to `address` less than `ttl` seconds ago.
+    Only a nonce spent by a registration whose signature checked is remembered (until it
+    expires), so the table holds at most the registrations of the last `ttl` seconds."""
+    parts = nonce.split("-") if len(nonce) <= 80 else []
+    if len(parts) != 3 or not parts[0].isdigit() or len(parts[0]) > 16:
         return False
-    _SPEND_CHALLENGE.rowcount(conn, {"nonce": nonce})
-    return bool(row.address == address.lower() and row.expires >= now)
+    issued, salt, mac = parts
+    if not hmac.compare_digest(mac, _challenge_mac(conn, address, issued, salt)):
+        return False
+    issued_at = int(issued) / 1000
+    if issued_at > now + 1 or issued_at + ttl < now:
+        return False
+    _EXPIRED_CHALLENGES.rowcount(conn, {"now": now})
+    if _CHALLENGE.first(conn, {"nonce": nonce}) is not None:
+        return False  # replayed
+    _NEW_CHALLENGE.rowcount(conn, {"nonce": nonce, "a": address.lower(), "until": issued_at + ttl})
+    return True
 
 
 def register_worker(
