@@ -52,6 +52,41 @@ STEPS = (
 )
 
 
+def service_cpu() -> dict[str, float]:
+    """CPU seconds (user + system) so far of each process of the stack (children of this
+    one, by service name) and of this process (the SDK: the requester's side)."""
+    import psutil
+
+    me = psutil.Process()
+    own = me.cpu_times()
+    out = {"sdk": own.user + own.system}
+    for proc in me.children(recursive=True):
+        try:
+            argv, times = proc.cmdline(), proc.cpu_times()
+        except psutil.Error:
+            continue
+        out[_service_name(argv, proc.pid)] = times.user + times.system
+    return out
+
+
+def _service_name(argv: list[str], pid: int) -> str:
+    line = " ".join(argv)
+    for name in ("scheduler", "worker", "market", "storage"):
+        if f"comptoir.{name}" in line or f"comptoir.stack {name}" in line:
+            return name if "supervise" not in line else f"supervisor:{pid}"
+    return "anvil" if "anvil" in line else f"other:{pid}"
+
+
+def cpu_per_request(before: dict[str, float], after: dict[str, float], n: int) -> dict[str, float]:
+    """Milliseconds of CPU per request for each service (supervisors and short-lived
+    processes summed apart; a sandboxed app's own CPU is not counted: it has exited)."""
+    per: dict[str, float] = {}
+    for key, value in after.items():
+        name = key.split(":")[0]
+        per[name] = per.get(name, 0.0) + (value - before.get(key, 0.0)) * 1000 / n
+    return {k: round(v, 1) for k, v in sorted(per.items(), key=lambda kv: -kv[1])}
+
+
 def machine() -> dict[str, Any]:
     model = ""
     try:
@@ -241,22 +276,39 @@ def main() -> int:
         c.deposit(10**9)
         request(c, 1, home / "warmup")  # first run fills the workers' app cache
         samples, parts = [], []
+        load_before, cpu_before = os.getloadavg(), service_cpu()
         for i in range(args.samples):
             elapsed, results, seen = request(c, 1, home / f"lat{i}")
             samples.append(elapsed)
             parts.append(breakdown(running.logs, results[0], seen["instants"]))
+        cpu = cpu_per_request(cpu_before, service_cpu(), args.samples)
+        load_after = os.getloadavg()
         median_parts = {k: round(statistics.median(p[k] for p in parts), 3) for k in parts[0]}
+        p90 = statistics.quantiles(samples, n=10)[-1] if len(samples) > 1 else samples[0]
         report["latency_s"] = {
             "workers": counts[0],
             "samples": [round(s, 3) for s in samples],
             "median": round(statistics.median(samples), 3),
+            "p90": round(p90, 3),
             "min": round(min(samples), 3),
             "max": round(max(samples), 3),
             "breakdown_median": median_parts,
             "breakdown": parts,
+            # the machine is shared: the load beside the figures, and CPU per request
+            # (process CPU time / requests), which depends less on the neighbours
+            "load_average_1m": {"before": load_before[0], "after": load_after[0]},
+            "cpu_ms_per_request": cpu,
+            "cpu_ms_per_request_total": round(sum(cpu.values()), 1),
         }
-        print(f"latency (request -> verified result): median {statistics.median(samples):.3f} s")
+        print(
+            f"latency (request -> verified result): median {statistics.median(samples):.3f} s, "
+            f"p90 {p90:.3f} s (load average {load_before[0]:.1f} -> {load_after[0]:.1f})"
+        )
         print("  " + ", ".join(f"{k} {v:.3f}" for k, v in median_parts.items()))
+        print(
+            f"  CPU per request: {sum(cpu.values()):.0f} ms = "
+            + ", ".join(f"{k} {v:.0f}" for k, v in cpu.items())
+        )
         report["bag"] = []
         have = counts[0]
         for n in counts:
