@@ -472,12 +472,12 @@ class Comptoir:
         pool_id: int,
         cat: int,
         *,
-        trust: int,
-        tag: int,
-        max_price: int | None,
-        exclude: Sequence[str],
-        requester: str | None,
-        min_worker_stake: int,
+        trust: int = 1,
+        tag: int = 0,
+        max_price: int | None = None,
+        exclude: Sequence[str] = (),
+        requester: str | None = None,
+        min_worker_stake: int = 0,
     ) -> OrderSelection:
         """find_orders with the asset ids and the category already resolved (and checked
         on the chain) by the caller."""
@@ -617,8 +617,6 @@ class Comptoir:
             trust=trust,
             tag=tag,
             max_price=max_price,
-            exclude=(),
-            requester=None,
             min_worker_stake=min_worker_stake,
         )
         dataset_price = sel.dataset.price if sel.dataset else 0
