@@ -7,12 +7,14 @@
 - **bag**: a bag of ``--volume`` trivial tasks (trust 1) with N real workers (each with
   its slots): tasks per second from the request to the last verified result, and gas per
   task from the real receipts (the match, shared by the bag, plus the scheduler's
-  finalize transactions, each divided by the tasks it settled).
+  finalize transactions, each divided by the tasks it settled);
+- **cli_run**: ``comptoir run`` from a shell (``--cli-runs`` times): wall and CPU of the
+  whole command, interpreter start and imports included, beside its imports alone.
 
 Every figure depends on the machine; it is described next to the figures. Nothing here
 is asserted: the spec forbids wall-clock limits in tests.
 
-Usage: python bench/e2e.py [--samples 10] [--volume 100] [--workers 1,4]
+Usage: python bench/e2e.py [--samples 10] [--volume 100] [--workers 1,4] [--cli-runs 3]
 """
 
 from __future__ import annotations
@@ -50,6 +52,75 @@ STEPS = (
     "event_seen",  # finalize mined -> the SDK sees TaskFinalized
     "download",  # event seen -> result downloaded and checked against the chain
 )
+
+
+def service_cpu() -> dict[str, float]:
+    """CPU seconds (user + system) so far of each process of the stack (children of this
+    one, by service name) and of this process (the SDK: the requester's side)."""
+    import psutil
+
+    me = psutil.Process()
+    own = me.cpu_times()
+    out = {"sdk": own.user + own.system}
+    for proc in me.children(recursive=True):
+        try:
+            argv, times = proc.cmdline(), proc.cpu_times()
+        except psutil.Error:
+            continue
+        out[_service_name(argv, proc.pid)] = times.user + times.system
+    return out
+
+
+def _service_name(argv: list[str], pid: int) -> str:
+    line = " ".join(argv)
+    for name in ("scheduler", "worker", "market", "storage"):
+        if f"comptoir.{name}" in line or f"comptoir.stack {name}" in line:
+            return name if "supervise" not in line else f"supervisor:{pid}"
+    return "anvil" if "anvil" in line else f"other:{pid}"
+
+
+def cpu_per_request(before: dict[str, float], after: dict[str, float], n: int) -> dict[str, float]:
+    """Milliseconds of CPU per request for each service (supervisors and short-lived
+    processes summed apart; a sandboxed app's own CPU is not counted: it has exited)."""
+    per: dict[str, float] = {}
+    for key, value in after.items():
+        name = key.split(":")[0]
+        per[name] = per.get(name, 0.0) + (value - before.get(key, 0.0)) * 1000 / n
+    return {k: round(v, 1) for k, v in sorted(per.items(), key=lambda kv: -kv[1])}
+
+
+def cli_runs(home: Path, runs: int) -> dict[str, Any]:
+    """`comptoir run` from a shell, as a user types it: wall and CPU of the whole command
+    (interpreter start and imports included) to the verified result, beside the imports
+    alone (the SDK and the CLI)."""
+    import resource
+
+    exe = str(Path(sys.executable).with_name("comptoir"))
+    argv = [exe, "run", "primes", "--category", "TEST", "--args", TRIVIAL_ARGS]
+    argv += ["--wallet", "devnet:1", "--output", str(home / "cli")]
+    imports = [sys.executable, "-c", "import comptoir.cli.app, comptoir.cli.run, comptoir.sdk"]
+
+    def timed(command: list[str]) -> tuple[float, float]:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        wall = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if done.returncode != 0:
+            raise SystemExit(f"{' '.join(command)} failed: {done.stdout}{done.stderr}")
+        cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        return wall, cpu
+
+    run = [timed(argv) for _ in range(runs)]
+    imported = [timed(imports) for _ in range(runs)]
+    return {
+        "command": " ".join(["comptoir", *argv[1:]]),
+        "runs": runs,
+        "wall_median_s": round(statistics.median(w for w, _ in run), 3),
+        "cpu_median_s": round(statistics.median(c for _, c in run), 3),
+        "import_wall_median_s": round(statistics.median(w for w, _ in imported), 3),
+        "import_cpu_median_s": round(statistics.median(c for _, c in imported), 3),
+    }
 
 
 def machine() -> dict[str, Any]:
@@ -210,6 +281,7 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=10, help="latency samples")
     parser.add_argument("--volume", type=int, default=100, help="tasks per bag")
     parser.add_argument("--workers", default="1,4", help="worker counts for the bag")
+    parser.add_argument("--cli-runs", type=int, default=3, help="`comptoir run` from a shell")
     parser.add_argument("--output", type=Path, default=OUT)
     args = parser.parse_args()
     counts = sorted(int(n) for n in args.workers.split(","))
@@ -241,22 +313,47 @@ def main() -> int:
         c.deposit(10**9)
         request(c, 1, home / "warmup")  # first run fills the workers' app cache
         samples, parts = [], []
+        load_before, cpu_before = os.getloadavg(), service_cpu()
         for i in range(args.samples):
             elapsed, results, seen = request(c, 1, home / f"lat{i}")
             samples.append(elapsed)
             parts.append(breakdown(running.logs, results[0], seen["instants"]))
+        cpu = cpu_per_request(cpu_before, service_cpu(), args.samples)
+        load_after = os.getloadavg()
         median_parts = {k: round(statistics.median(p[k] for p in parts), 3) for k in parts[0]}
+        p90 = statistics.quantiles(samples, n=10)[-1] if len(samples) > 1 else samples[0]
         report["latency_s"] = {
             "workers": counts[0],
             "samples": [round(s, 3) for s in samples],
             "median": round(statistics.median(samples), 3),
+            "p90": round(p90, 3),
             "min": round(min(samples), 3),
             "max": round(max(samples), 3),
             "breakdown_median": median_parts,
             "breakdown": parts,
+            # the machine is shared: the load beside the figures, and CPU per request
+            # (process CPU time / requests), which depends less on the neighbours
+            "load_average_1m": {"before": load_before[0], "after": load_after[0]},
+            "cpu_ms_per_request": cpu,
+            "cpu_ms_per_request_total": round(sum(cpu.values()), 1),
         }
-        print(f"latency (request -> verified result): median {statistics.median(samples):.3f} s")
+        print(
+            f"latency (request -> verified result): median {statistics.median(samples):.3f} s, "
+            f"p90 {p90:.3f} s (load average {load_before[0]:.1f} -> {load_after[0]:.1f})"
+        )
         print("  " + ", ".join(f"{k} {v:.3f}" for k, v in median_parts.items()))
+        print(
+            f"  CPU per request: {sum(cpu.values()):.0f} ms = "
+            + ", ".join(f"{k} {v:.0f}" for k, v in cpu.items())
+        )
+        if args.cli_runs > 0:
+            cli = cli_runs(home, args.cli_runs)
+            report["cli_run"] = {**cli, "load_average_1m": os.getloadavg()[0]}
+            print(
+                f"comptoir run from a shell: {cli['wall_median_s']:.2f} s wall, "
+                f"{cli['cpu_median_s']:.2f} s CPU (its imports alone: "
+                f"{cli['import_wall_median_s']:.2f} s wall, {cli['import_cpu_median_s']:.2f} s CPU)"
+            )
         report["bag"] = []
         have = counts[0]
         for n in counts:

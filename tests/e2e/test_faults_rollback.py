@@ -51,3 +51,38 @@ def test_a_settlement_undone_by_a_rollback_is_settled_again(pool: Pool) -> None:
     assert "reconcile.settlement_undone" in log
     assert "chain.nonce_resync" in log  # its cached nonce was ahead of the rolled-back chain
     assert_paid_as_protocol_says(pool, before, ROLES)
+
+
+def test_a_stake_lock_undone_by_a_rollback_is_locked_again(pool: Pool) -> None:
+    """A rollback deep enough to drop a worker's lock transaction: its cached lock says
+    locked, the chain says not, and the hub pays no winner whose stake is not locked. The
+    worker reads its lock from the chain again before it commits and locks again; the
+    task settles and pays it."""
+    app = pool.register_app({"main.py": ECHO})
+    w3 = pool.devnet.w3
+    worker = pool["w1"]
+    saved = devnet_mod.snapshot(w3)  # the deposits made, no lock yet
+    pool.start_scheduler()
+    proc = pool.start_worker("w1")
+    pool.wait_workers(("w1",))
+    wait_for(lambda: worker.locked_until() > 0, 30, "the worker's stake lock", pool)
+
+    devnet_mod.revert(w3, saved)  # the chain forgets the lock
+    assert worker.locked_until() == 0
+    before = worker.balance()
+    first = pool["stranger"].block_number()
+    started = time.monotonic()
+    deal = pool.deal(app, trust=1)
+    pool.wait_settled(deal, 90)
+    report(
+        "chain rolled back past a worker's stake lock",
+        "locked again, settled",
+        time.monotonic() - started,
+    )
+
+    assert worker.locked_until() >= deal.final_deadline
+    wait_for(lambda: "worker.stake_lock_lost" in proc.tail(4000), 10, "the worker's log", pool)
+    assert proc.tail(4000).count("worker.stake_locked") >= 2  # at start, then again
+    finalized = pool["stranger"].events(first, kinds=[ev.TaskFinalized])
+    assert [e.index for e in finalized] == [0]  # type: ignore[attr-defined]
+    assert worker.balance() > before  # paid as the winner

@@ -64,3 +64,35 @@ def test_a_hostile_schedulers_lock_requests_are_bounded() -> None:
         needed += 601
         locker.ensure(needed)
     assert len(chain.locks) <= 15  # 7 days of creep: one per half horizon, not 1000
+
+
+def test_a_lock_the_chain_forgot_is_locked_again() -> None:
+    """A rollback dropped the lock transaction: the cached end still says locked, the
+    chain says not; confirm (before each commitment) trusts the chain and locks again."""
+    from comptoir.worker.stakelock import StakeLocker
+
+    chain = _Chain()
+    locker = StakeLocker(chain, DAY, 600)  # type: ignore[arg-type]
+    locker.ensure()
+    assert chain.locks == [NOW + DAY] and locker.locked_until == NOW + DAY
+    chain.lock_until = 0  # the rollback
+    deadline = NOW + 3600
+    assert locker.ensure(deadline) == NOW + DAY  # the cache alone cannot see it
+    assert chain.locks == [NOW + DAY]
+    assert locker.confirm(deadline) == NOW + DAY
+    assert chain.locks == [NOW + DAY, NOW + DAY] and chain.lock_until == NOW + DAY
+
+
+def test_a_lock_still_on_chain_costs_no_transaction() -> None:
+    from comptoir.worker.stakelock import StakeLocker
+
+    chain = _Chain()
+    locker = StakeLocker(chain, DAY, 600)  # type: ignore[arg-type]
+    locker.ensure()
+    for _ in range(3):
+        assert locker.confirm(NOW + 3600) == NOW + DAY
+    assert chain.locks == [NOW + DAY]
+    # a deal whose deadline is past the lock: extended past it (with the margin)
+    later = NOW + 2 * DAY
+    assert locker.confirm(later) >= later + 600
+    assert len(chain.locks) == 2

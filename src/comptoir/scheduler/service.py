@@ -340,13 +340,16 @@ class Scheduler:
         deal = batch.deal
         # idempotence: a task settled on-chain (by our own transaction before a crash,
         # by a claim, by the on-chain path) is recorded, never sent again
-        done = await self.settled(deal.deal_id, [o.index for o in batch.outcomes])
+        # credibility with fresh scores: a group weakened by other deals goes back to open
+        # (both reads at once: independent, and each a round trip before the finalize)
+        done, scores = await asyncio.gather(
+            self.settled(deal.deal_id, [o.index for o in batch.outcomes]),
+            self.refresh_workers(batch.workers),
+        )
         keep = [k for k, o in enumerate(batch.outcomes) if o.index not in done]
         settled = [batch.task_ids[k] for k, o in enumerate(batch.outcomes) if o.index in done]
         if settled:
             await self.db.run(lambda c: state.mark_tasks(c, settled, SETTLED, time.time()))
-        # credibility with fresh scores: a group weakened by other deals goes back to open
-        scores = await self.refresh_workers(batch.workers)
         weights = {a: consensus.weight(s) for a, s in scores.items()}
         weak = [k for k in keep if not _credible(batch, k, deal, weights)]
         if weak:

@@ -483,6 +483,35 @@ class Comptoir:
         dataset_id = await self.resolve("dataset", dataset) if dataset else 0
         pool_id = await self.resolve("workerpool", workerpool) if workerpool else 0
         cat = await self.resolve_category(category)
+        return await self._select_orders(
+            app_id,
+            dataset_id,
+            pool_id,
+            cat,
+            trust=trust,
+            tag=tag,
+            max_price=max_price,
+            exclude=exclude,
+            requester=requester,
+            min_worker_stake=min_worker_stake,
+        )
+
+    async def _select_orders(
+        self,
+        app_id: int,
+        dataset_id: int,
+        pool_id: int,
+        cat: int,
+        *,
+        trust: int = 1,
+        tag: int = 0,
+        max_price: int | None = None,
+        exclude: Sequence[str] = (),
+        requester: str | None = None,
+        min_worker_stake: int = 0,
+    ) -> OrderSelection:
+        """find_orders with the asset ids and the category already resolved (and checked
+        on the chain) by the caller."""
         me = to_checksum_address(requester) if requester else self.address
         common = {"usable_by_requester": me, "min_remaining": 1, "limit": CANDIDATES}
         apps, pools = await asyncio.gather(
@@ -620,15 +649,17 @@ class Comptoir:
         pool_id = await self.resolve("workerpool", workerpool) if workerpool else 0
         cat = await self.resolve_category(category)
         notify(Progress("searching", "looking for the cheapest compatible orders", 0, volume))
-        search = {
-            "dataset": dataset_id,
-            "category": cat,
-            "trust": trust,
-            "tag": tag,
-            "workerpool": pool_id,
-            "min_worker_stake": min_worker_stake,
-        }
-        sel = await self.find_orders(app_id, max_price=max_price, **search)  # type: ignore[arg-type]
+        # resolved and checked just above: not read again
+        sel = await self._select_orders(
+            app_id,
+            dataset_id,
+            pool_id,
+            cat,
+            trust=trust,
+            tag=tag,
+            max_price=max_price,
+            min_worker_stake=min_worker_stake,
+        )
         dataset_price = sel.dataset.price if sel.dataset else 0
         free = await self._call(c.balance, self.address)
         needed = sel.price * volume

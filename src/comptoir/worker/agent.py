@@ -137,6 +137,7 @@ class WorkerAgent:
             self.account,  # its own key: the stake lock is its only transaction
         )
         self.locker = StakeLocker(self.chain, settings.lock_horizon_s, settings.lock_margin_s)
+        self._lock_checks: dict[int, asyncio.Task[None]] = {}  # assignment -> lock check
         settings.work_dir.mkdir(parents=True, exist_ok=True)
         self.cache = BlobCache(settings.cache_path, settings.cache_bytes)
         self.journal = Journal(settings.work_dir / "journal.json")
@@ -227,13 +228,25 @@ class WorkerAgent:
             self.keys.close()
             log.info("worker.stop", worker=self.address)
 
-    async def _lock_stake(self, needed: int = 0) -> None:
-        """Keep the escrow balance locked as far as the pool needs (worker/stakelock.py);
-        a failure is logged and retried at the next empty pull."""
+    async def _lock_stake(self, needed: int = 0, confirm: bool = False) -> None:
+        """Keep the escrow balance locked as far as the pool needs (worker/stakelock.py;
+        `confirm`: read the lock from the chain first); a failure is logged and retried
+        at the next empty pull."""
         try:
-            await asyncio.to_thread(self.locker.ensure, needed)
+            await asyncio.to_thread(self.locker.confirm if confirm else self.locker.ensure, needed)
         except ComptoirError as exc:
             log.warning("worker.stake_lock_failed", error=str(exc), needed=needed or None)
+
+    async def _confirm_lock(self, aid: int, deal: Deal) -> None:
+        """The stake locked on-chain past a verified deal's final deadline (see
+        StakeLocker.confirm); a failure is logged: the commitment goes anyway (the
+        scheduler's own check decides whether it can be paid)."""
+        if deal.worker_stake == 0:
+            return  # nothing at stake: the hub does not look at the lock
+        try:
+            await asyncio.to_thread(self.locker.confirm, int(deal.final_deadline))
+        except ComptoirError as exc:
+            log.warning("worker.stake_lock_failed", error=str(exc), id=aid)
 
     async def resume(self) -> None:
         """After a restart: release what was running, keep what was committed."""
@@ -303,10 +316,13 @@ class WorkerAgent:
                     await self._retry_after(backoff, "worker.pull_failed", exc)
                     continue
                 backoff.reset()
-                if assignment is None and self.scheduler.lock_needed > self.locker.locked_until:
-                    # the scheduler names a longer lock than ours: extend, then ask again
+                needed = self.scheduler.lock_needed
+                if assignment is None and needed:
+                    # the scheduler names a longer lock than ours: extend, then ask again;
+                    # one our cache says we hold: the chain decides (a rollback may have
+                    # dropped our lock transaction)
                     log.info("worker.no_work", reason=self.scheduler.wait_reason)
-                    await self._lock_stake(self.scheduler.lock_needed)
+                    await self._lock_stake(needed, confirm=needed <= self.locker.locked_until)
                 if assignment is None and wait > 0 and time.monotonic() - asked >= wait / 2:
                     continue  # the scheduler held the request: ask again at once
                 # an empty answer at once (it holds no more of this worker's requests):
@@ -347,6 +363,9 @@ class WorkerAgent:
         log.info("assignment.start", id=aid, task=a["task_id"], index=a["index"])
         try:
             computed = await self._compute_patiently(a)
+            lock = self._lock_checks.pop(aid, None)
+            if lock is not None:
+                await lock
             if computed is None:
                 return  # the scheduler took it back while the fault lasted
         except AssignmentRefused as exc:
@@ -363,6 +382,9 @@ class WorkerAgent:
             await self._report(aid, "internal", f"{type(exc).__name__}: {exc}")
             return
         finally:
+            unchecked = self._lock_checks.pop(aid, None)
+            if unchecked is not None:
+                unchecked.cancel()
             self.running.discard(aid)
             shutil.rmtree(self.jobs / str(aid), ignore_errors=True)
         digest = computed.digest
@@ -528,6 +550,10 @@ class WorkerAgent:
         ):
             raise AssignmentRefused("The assignment's ids do not match its deal.")
         facts = await asyncio.to_thread(self.verify, a, deal, task)
+        # the deal is the chain's: its lock is read while the task computes, and awaited
+        # before the commitment (process)
+        if aid not in self._lock_checks:
+            self._lock_checks[aid] = asyncio.create_task(self._confirm_lock(aid, deal))
         terms = await asyncio.to_thread(self._result_terms, facts, deal)
         if terms.failure is not None:  # the same on-chain params for every replica
             return self._failure(aid, terms.failure, None, deal)

@@ -5,9 +5,16 @@ Locked once at start for `lock_horizon_s` (a long lock: one transaction a day ra
 one per task), and extended when the scheduler's 204 names a later lock it needs, with
 `lock_margin_s` to spare. A lock is never shortened and lasts at most a year (the hub's
 bound, pre-checked): a worker that stops can withdraw once its last lock ends.
+
+Before each commitment the lock is read again from the chain (`confirm`): a rollback deep
+enough to drop the lock transaction would otherwise leave the result unpayable (the hub
+refuses a winner whose stake is not locked past the deal's final deadline), while the
+cached end still said it was locked.
 """
 
 from __future__ import annotations
+
+import threading
 
 import structlog
 
@@ -39,11 +46,17 @@ class StakeLocker:
         self.horizon_s = horizon_s
         self.margin_s = margin_s
         self.locked_until = 0  # as last read or set: locks only grow
+        # slots check and extend from several threads: one lock transaction at a time
+        self._serial = threading.RLock()
 
     def ensure(self, needed: int = 0) -> int:
         """Lock until the target if the current lock ends sooner; returns the lock's end.
         Blocking (chain calls): run it in a thread. Raises a ComptoirError when the lock
         transaction cannot be sent (no ether for gas, chain down)."""
+        with self._serial:
+            return self._ensure(needed)
+
+    def _ensure(self, needed: int) -> int:
         if self.horizon_s <= 0 and not needed:
             return self.locked_until
         if needed and needed <= self.locked_until:
@@ -72,3 +85,16 @@ class StakeLocker:
         self.locked_until = max(current, target)
         log.info("worker.stake_locked", until=self.locked_until, needed=needed or None)
         return self.locked_until
+
+    def confirm(self, needed: int) -> int:
+        """The lock as the chain has it now, locked again until `needed` (and the usual
+        margin) when it ends sooner: the cached end may be a lock a rollback dropped.
+        Blocking; raises a ComptoirError when the lock transaction cannot be sent."""
+        with self._serial:
+            current = self.chain.locked_until()
+            if current < self.locked_until:
+                log.warning("worker.stake_lock_lost", chain=current, expected=self.locked_until)
+            self.locked_until = current  # locks only grow, unless the chain went back
+            if current >= needed:
+                return current
+            return self._ensure(needed)
