@@ -562,10 +562,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     """WAL: a commit appends the pages it changed to the log instead of copying every page
     it touches to a rollback journal and syncing both, which at 100 000 orders (nine
     B-trees touched at random places per order) made publishing wait on the disk; NORMAL
-    syncs at checkpoints only, so a power cut may lose the last commits, never the file."""
+    syncs at checkpoints only, so a power cut may lose the last commits, never the file.
+    A 64 MiB page cache (the default is 2 MiB) keeps the upper levels of the book's nine
+    B-trees in memory at 100 000 orders instead of re-reading them from the OS each time."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA cache_size=-65536")
     cursor.close()
 
 
