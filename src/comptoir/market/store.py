@@ -74,7 +74,7 @@ LISTING = ("price", "published_at", "hash")
 STATUSES = ("open", "filled", "cancelled", "dead")
 # Each index: the columns a filter fixes, then status, then the listing order, so a page
 # of one (kind, status) is an index range scan in listing order, never a sort of the book.
-# `_plan` picks the first whose leading column the query fixes, most selective first.
+# `_arms` takes the first whose leading column the query fixes, most selective first.
 INDEXES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("requester", ("requester",)),
     ("owner_book", ("owner",)),
@@ -93,7 +93,7 @@ KINDS_WITH = {
     "category": ("workerpool", "request"),
 }
 OBSOLETE_INDEXES = ("ix_market_orders_category", "ix_market_orders_owner")
-# what a listing page reads of each row (`listing.page_json` renders it)
+# what a listing page reads of each row (`listing.record_json` renders it)
 PAGE_COLUMNS = (
     "hash",
     "kind",
