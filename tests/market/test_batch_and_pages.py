@@ -242,6 +242,7 @@ async def test_a_book_made_before_the_new_indexes_gets_them(tmp_path: Any) -> No
     assert names >= {"ix_market_orders_owner_book", "ix_market_orders_category_kind"}
     with again.engine.connect() as conn:  # a file book: WAL, so commits do not copy pages
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA mmap_size").scalar() == 1 << 30
     await again.close()
 
 
