@@ -268,27 +268,35 @@ async def cursor_walk(url: str, pages: int) -> dict[str, Any]:
 
 
 async def phase(
-    name: str, unit: str, url: str, pid: int, jobs: list[Job], count: int, concurrency: int
+    name: str,
+    unit: tuple[str, str],
+    url: str,
+    pid: int,
+    jobs: list[Job],
+    count: int,
+    concurrency: int,
 ) -> dict[str, Any]:
     """One closed-loop phase: wall rate, market and load-generator CPU per operation,
-    latency quantiles and the load average over the phase."""
+    latency quantiles and the load average over the phase. `unit`: what is counted
+    (plural, singular), `count` of them in the jobs."""
+    units, one = unit
     cpu0, client0, load0 = cpu_seconds(pid), time.process_time(), os.getloadavg()[0]
     wall, latencies, statuses = await closed_loop(url, jobs, concurrency)
     cpu, client = cpu_seconds(pid) - cpu0, time.process_time() - client0
     out = {
-        unit: count,
+        units: count,
         "requests": len(jobs),
         "seconds": round(wall, 2),
-        f"{unit}_per_second": round(count / wall, 1),
-        f"market_cpu_ms_per_{unit.removesuffix('s')}": round(1000 * cpu / count, 3),
-        f"client_cpu_ms_per_{unit.removesuffix('s')}": round(1000 * client / count, 3),
+        f"{units}_per_second": round(count / wall, 1),
+        f"market_cpu_ms_per_{one}": round(1000 * cpu / count, 3),
+        f"client_cpu_ms_per_{one}": round(1000 * client / count, 3),
         "market_cpu_share": round(cpu / wall, 2),  # cores the market kept busy
         "request": quantiles(latencies),
         "load_average": [round(load0, 2), round(os.getloadavg()[0], 2)],
         "statuses": statuses,
     }
     print(
-        f"  {name}: {count} {unit} in {wall:.1f} s ({count / wall:.0f}/s), "
+        f"  {name}: {count} {units} in {wall:.1f} s ({count / wall:.0f}/s), "
         f"{1000 * cpu / count:.2f} ms market CPU each ({1000 * client / count:.2f} ms client), "
         f"p50 {out['request']['p50_ms']} ms, load {load0:.1f} -> {os.getloadavg()[0]:.1f}"
     )
@@ -307,12 +315,15 @@ async def measure(
     queries: int,
 ) -> dict[str, Any]:
     jobs = [post("/v1/batch/orders", bodies[i : i + batch]) for i in range(0, len(bodies), batch)]
-    batched = await phase("batch publish", "orders", url, pid, jobs, len(bodies), concurrency)
+    orders = ("orders", "order")
+    batched = await phase("batch publish", orders, url, pid, jobs, len(bodies), concurrency)
     batched["batch"] = batch
     jobs = [post("/v1/orders", b) for b in singles]
-    single = await phase("single publish", "orders", url, pid, jobs, len(singles), concurrency)
+    single = await phase("single publish", orders, url, pid, jobs, len(singles), concurrency)
     jobs = query_jobs(queries, accounts, seed=len(bodies))
-    query = await phase("filtered queries", "queries", url, pid, jobs, queries, concurrency)
+    query = await phase(
+        "filtered queries", ("queries", "query"), url, pid, jobs, queries, concurrency
+    )
     query["page"] = PAGE
     query["cursor_walk"] = await cursor_walk(url, 200)
     return {"publish_batch": batched, "publish_single": single, "query": query}

@@ -229,13 +229,20 @@ async def test_a_book_made_before_the_new_indexes_gets_them(tmp_path: Any) -> No
     first = MarketStore(path)
     await first.ready()
     first.engine.dispose()
-    with first.engine.begin() as conn:  # as an older version left it: no asset index
-        conn.exec_driver_sql("DROP INDEX ix_market_orders_app_kind")
+    with first.engine.begin() as conn:  # as an older version left it: no asset index,
+        conn.exec_driver_sql("DROP INDEX ix_market_orders_app_kind")  # and indexes since
+        conn.exec_driver_sql("CREATE INDEX ix_market_orders_owner ON market_orders (owner)")
+        conn.exec_driver_sql("CREATE INDEX ix_market_orders_category ON market_orders (category)")
     await first.close()
     again = MarketStore(path)
     await again.ready()
     names = {i["name"] for i in inspect(again.engine).get_indexes("market_orders")}
     assert "ix_market_orders_app_kind" in names
+    assert not names & {"ix_market_orders_owner", "ix_market_orders_category"}
+    assert names >= {"ix_market_orders_owner_book", "ix_market_orders_category_kind"}
+    with again.engine.connect() as conn:  # a file book: WAL, so commits do not copy pages
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA mmap_size").scalar() == 1 << 30
     await again.close()
 
 

@@ -22,11 +22,11 @@ from comptoir.exceptions import (
     OrderNotFound,
 )
 from comptoir.httpguard import guard
+from comptoir.market import listing
 from comptoir.market.events import Broadcaster
 from comptoir.market.orderbook import OrderBook
 from comptoir.market.schemas import (
     MAX_UINT256,
-    BatchItem,
     BatchResult,
     CancelBody,
     Candle,
@@ -253,13 +253,16 @@ def create_market_app(settings: MarketSettings) -> FastAPI:
             **_RESPONSES,
         },
     )
-    async def publish(body: Annotated[PublishBody, Body()], response: Response) -> OrderRecord:
+    async def publish(body: Annotated[PublishBody, Body()]) -> Response:
         """Publishes a signed order. The signer must own the asset (app, dataset and
         workerpool orders) or be the requester (request orders)."""
-        record, created = await book.publish(body.order, body.signature)
-        if not created:
-            response.status_code = 200
-        return record
+        found = (await book.publish_many([(body.order, body.signature)]))[0]
+        if found.error is not None:
+            raise found.error
+        assert found.text is not None
+        # the record as listings render it (market/listing.py), in OrderRecord's shape
+        status = 201 if found.created else 200
+        return Response(found.text, status_code=status, media_type="application/json")
 
     @app.post(
         "/v1/batch/orders",
@@ -269,21 +272,20 @@ def create_market_app(settings: MarketSettings) -> FastAPI:
     )
     async def publish_batch(
         body: Annotated[list[PublishBody], Body(max_length=MAX_BATCH)],
-    ) -> BatchResult:
+    ) -> Response:
         """Publishes up to 100 signed orders at once, each checked as `POST /v1/orders`
         checks one; one result per order, in order (`status` 201 listed, 200 already
         listed, else the error status and its `detail`). A malformed body refuses all."""
         found = await book.publish_many([(b.order, b.signature) for b in body])
-        return BatchResult(
-            results=[
-                BatchItem(
-                    status=(201 if p.created else 200) if p.error is None else _status(p.error),
-                    order=p.record,
-                    detail=None if p.error is None else str(p.error),
-                )
-                for p in found
-            ]
-        )
+        results = [
+            (
+                (201 if p.created else 200) if p.error is None else _status(p.error),
+                p.text,
+                None if p.error is None else str(p.error),
+            )
+            for p in found
+        ]
+        return Response(listing.batch_json(results), media_type="application/json")
 
     @app.get("/v1/orders", response_model=OrderPage, tags=["orders"], responses=_RESPONSES)
     async def list_orders(

@@ -80,3 +80,13 @@ def page_json(
         f'"total_exact":{"true" if exact else "false"},"limit":{limit},"offset":{offset},'
         f'"next":{json.dumps(next_)}}}'
     ).encode()
+
+
+def batch_json(results: Sequence[tuple[int, str | None, str | None]]) -> bytes:
+    """A BatchResult's JSON from (status, record JSON or None, detail or None) per order."""
+    items = [
+        f'{{"status":{status},"order":{record or "null"},'
+        f'"detail":{"null" if detail is None else json.dumps(detail)}}}'
+        for status, record, detail in results
+    ]
+    return f'{{"results":[{",".join(items)}]}}'.encode()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import structlog
@@ -128,6 +130,14 @@ def to_record(stored: StoredOrder) -> OrderRecord:
     )
 
 
+def _record_text(row: dict[str, Any]) -> str:
+    """The OrderRecord JSON of a row just inserted (`row_for`), rendered as listings are."""
+    text = listing.record_json(SimpleNamespace(**row))
+    if text is None:  # pragma: no cover - row_for writes only what renders
+        return to_record(StoredOrder.from_values(row)).model_dump_json()
+    return text
+
+
 def _hex(data: bytes) -> str:
     return "0x" + data.hex()
 
@@ -155,11 +165,16 @@ class _Candidate:
 
 @dataclass(frozen=True)
 class Published:
-    """One order's outcome in `publish_many`: its record, or why it was refused."""
+    """One order's outcome in `publish_many`: its record (as OrderRecord JSON, what the API
+    answers), or why it was refused."""
 
-    record: OrderRecord | None
+    text: str | None
     created: bool
     error: ComptoirError | None
+
+    @property
+    def record(self) -> OrderRecord | None:
+        return None if self.text is None else OrderRecord.model_validate_json(self.text)
 
 
 class OrderBook:
@@ -253,7 +268,7 @@ class OrderBook:
             self._row(c, owner, used, now) for (c, owner), used in zip(fresh, consumed, strict=True)
         ]
         inserted = await self.store.insert_orders(rows, max_open_per_owner=self.max_open_per_owner)
-        created: dict[str, StoredOrder] = {}
+        created: dict[str, str] = {}  # hash -> its record's JSON
         raced = []  # listed meanwhile by a concurrent publish
         for row, outcome in zip(rows, inserted, strict=True):
             if outcome is False:
@@ -264,7 +279,7 @@ class OrderBook:
                     "here, the most one owner may; cancel some or wait until they fill."
                 )
             elif outcome:
-                created[row["hash"]] = StoredOrder.from_values(row)
+                created[row["hash"]] = _record_text(row)
         listed.update(await self.store.get_orders(raced))
 
         for digest, indices in candidates.items():
@@ -278,7 +293,7 @@ class OrderBook:
         self,
         digest: str,
         c: _Candidate,
-        created: dict[str, StoredOrder],
+        created: dict[str, str],
         listed: dict[str, StoredOrder],
         refused: dict[str, ComptoirError],
         first: bool,
@@ -286,14 +301,14 @@ class OrderBook:
         if digest in refused:
             return Published(None, False, refused[digest])
         if digest in created:
-            record = to_record(created[digest])
-            if first:
-                self.events.publish(events.PUBLISHED, record.model_dump(mode="json"))
-            return Published(record, first, None)
+            text = created[digest]
+            if first and self.events.subscribers:
+                self.events.publish(events.PUBLISHED, json.loads(text))
+            return Published(text, first, None)
         existing = listed[digest]
         if existing.owner != c.signer:
             return Published(None, False, ForgedSignature(FORGED))
-        return Published(to_record(existing), False, None)
+        return Published(to_record(existing).model_dump_json(), False, None)
 
     def _candidate(self, order: _Struct | _OrderModel, signature: str | bytes) -> _Candidate:
         """What the order and signature say, checked without the chain (CPU only)."""
