@@ -248,8 +248,10 @@ async def test_a_challenge_is_bound_to_its_worker_its_pool_and_its_age(
     assert await attempt(f"{int(issued) + 1}-{salt}-{mac}") == 401  # the time altered
     assert await attempt("x" * 100) == 401
     ttl = float(SchedulerSettings.__dataclass_fields__["challenge_ttl_s"].default)  # the fixture's
-    old = app.state.db.tx(
-        lambda c: state.issue_challenge(c, worker.address, time.time() - ttl - 5, ttl)
-    )
+    old = app.state.db.tx(lambda c: state.issue_challenge(c, worker.address, time.time() - ttl - 5))
     assert await attempt(old) == 401  # expired
+    ahead = app.state.db.tx(lambda c: state.issue_challenge(c, worker.address, time.time() + 60))
+    assert await attempt(ahead) == 401  # dated in the future
+    assert await attempt("\u0661" * 13 + f"-{salt}-{mac}") == 401  # digits of another script
+    assert await attempt("1-2-3-4") == 401
     assert await attempt(ch["nonce"]) == 200  # the genuine one still works

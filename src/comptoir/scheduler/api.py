@@ -189,9 +189,7 @@ def create_scheduler_app(
     @app.get("/v1/workers/challenge")
     async def challenge(address: Annotated[str, Query(max_length=42)]) -> dict[str, Any]:
         addr = checksummed(address)
-        nonce = await db.run(
-            lambda c: state.issue_challenge(c, addr, time.time(), settings.challenge_ttl_s)
-        )
+        nonce = await db.run(lambda c: state.issue_challenge(c, addr, time.time()))
         return {
             "nonce": nonce,
             "message": state.registration_message(settings.workerpool, addr, nonce),

@@ -413,11 +413,10 @@ def _challenge_mac(conn: Connection, address: str, issued: str, salt: str) -> st
     return hmac.new(key.digest(), message, hashlib.sha256).hexdigest()[:32]
 
 
-def issue_challenge(conn: Connection, address: str, now: float, ttl: float) -> str:
+def issue_challenge(conn: Connection, address: str, now: float) -> str:
     """A registration nonce that keeps no state: ``<issued ms>-<salt>-<HMAC>``. Anyone may
     ask for one without signing anything, so asking writes nothing (no table to fill, and
     no worker's nonce pushed out); `consume_challenge` checks the HMAC and the age."""
-    del ttl  # the age is checked when the nonce is spent
     issued, salt = str(int(now * 1000)), secrets.token_hex(8)
     return f"{issued}-{salt}-{_challenge_mac(conn, address, issued, salt)}"
 
