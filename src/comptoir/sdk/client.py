@@ -479,10 +479,9 @@ class Comptoir:
         contribution, so that every key deciding one of the tasks (a pool's own Sybils
         included) risks at least that much; set it to the task's price to make a pool's
         keys stake what they decide."""
-        app_id = await self.resolve("app", app)
-        dataset_id = await self.resolve("dataset", dataset) if dataset else 0
-        pool_id = await self.resolve("workerpool", workerpool) if workerpool else 0
-        cat = await self.resolve_category(category)
+        app_id, dataset_id, pool_id, cat = await self._resolve_terms(
+            app, dataset, workerpool, category
+        )
         return await self._select_orders(
             app_id,
             dataset_id,
@@ -495,6 +494,16 @@ class Comptoir:
             requester=requester,
             min_worker_stake=min_worker_stake,
         )
+
+    async def _resolve_terms(
+        self, app: int | str, dataset: int | str, workerpool: int | str, category: int | str
+    ) -> tuple[int, int, int, int]:
+        """The ids of a request's app, dataset (0: none), workerpool (0: any) and category,
+        each from a name or an id."""
+        app_id = await self.resolve("app", app)
+        dataset_id = await self.resolve("dataset", dataset) if dataset else 0
+        pool_id = await self.resolve("workerpool", workerpool) if workerpool else 0
+        return app_id, dataset_id, pool_id, await self.resolve_category(category)
 
     async def _select_orders(
         self,
@@ -644,10 +653,9 @@ class Comptoir:
         c = await self.chain()
         await self._call(lifecycle.precheck_request, c, max_price, callback)
         recipients.precheck(app_owner_reads, app_owner_key, callback, callback_owner_key)
-        app_id = await self.resolve("app", app)
-        dataset_id = await self.resolve("dataset", dataset) if dataset else 0
-        pool_id = await self.resolve("workerpool", workerpool) if workerpool else 0
-        cat = await self.resolve_category(category)
+        app_id, dataset_id, pool_id, cat = await self._resolve_terms(
+            app, dataset, workerpool, category
+        )
         notify(Progress("searching", "looking for the cheapest compatible orders", 0, volume))
         # resolved and checked just above: not read again
         sel = await self._select_orders(
