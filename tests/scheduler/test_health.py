@@ -59,7 +59,7 @@ def _on_connect(app: Any, pragma: str) -> None:
         dbapi_conn.execute(pragma)
 
     event.listen(engine, "connect", run)
-    engine.dispose()
+    app.state.db.reconnect()
 
 
 async def _register(client: httpx.AsyncClient, worker: Any) -> httpx.Response:

@@ -5,25 +5,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import time
-from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Annotated, Any, TypeVar
 
 import structlog
 from eth_utils import is_address, to_checksum_address
-from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
+from starlette.routing import Route
 
 from comptoir.chain.client import SignedContribution
 from comptoir.exceptions import SchedulerError, StorageError
 from comptoir.httpguard import guard
 from comptoir.scheduler import stakelock, state, trustpolicy
 from comptoir.scheduler.db import Database
-from comptoir.scheduler.hotpath import CoalescedReads, TokenCache
+from comptoir.scheduler.hotpath import CoalescedReads, TaskSignals, TokenCache
 from comptoir.scheduler.metrics import SchedulerMetrics
 from comptoir.scheduler.service import Scheduler, contribution_signer
 from comptoir.scheduler.settings import SchedulerSettings
@@ -88,10 +91,9 @@ class FailRequest(BaseModel):
     message: str = Field(default="", max_length=2000)
 
 
-async def current_worker(
-    request: Request, authorization: Annotated[str | None, Header()] = None
-) -> str:
+async def authenticate(request: Request) -> str:
     """The worker a bearer token belongs to (tokens are stored hashed)."""
+    authorization = request.headers.get("authorization")
     if not authorization or not authorization.startswith("Bearer "):
         raise HTTPException(401, "Register first and send 'Authorization: Bearer <token>'.")
     token = authorization.removeprefix("Bearer ").strip()
@@ -105,6 +107,51 @@ async def current_worker(
         raise HTTPException(401, "Unknown or superseded token; register again.")
     tokens.put(token, address)
     return address
+
+
+async def current_worker(request: Request) -> str:
+    """FastAPI dependency of the worker routes that are not hot (fail, release)."""
+    return await authenticate(request)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def body_of(request: Request, model: type[M]) -> M:
+    """The request body validated as `model`, refused as FastAPI would (422, one sentence)."""
+    try:
+        return model.model_validate_json(await request.body())
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_context=False)
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e.get("loc", ()))} for e in errors]
+        ) from None
+
+
+def assignment_id(request: Request) -> int:
+    """The `{aid}` path parameter: a decimal SQL integer id."""
+    raw = request.path_params["aid"]
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 16 or int(raw) > MAX_ID:
+        raise RequestValidationError(
+            [{"loc": ("path", "aid"), "msg": f"an assignment id is 0 to {MAX_ID}"}]
+        )
+    return int(raw)
+
+
+def wait_seconds(request: Request) -> float:
+    """The `?wait=S` long-poll parameter (0 when absent), at most WORK_WAIT_S."""
+    raw = request.query_params.get("wait")
+    if raw is None:
+        return 0.0
+    try:
+        wait = float(raw)
+    except ValueError:
+        wait = math.nan
+    if not math.isfinite(wait) or not 0 <= wait <= WORK_WAIT_S:
+        raise RequestValidationError(
+            [{"loc": ("query", "wait"), "msg": f"wait is 0 to {WORK_WAIT_S:g} seconds"}]
+        )
+    return wait
 
 
 def answer(body: dict[str, Any]) -> Response:
@@ -163,6 +210,7 @@ def create_scheduler_app(
     chain_reads = CoalescedReads(sched.client.worker_standings)
     held: dict[str, int] = {}  # worker -> its work/next requests waiting now
     held_total = [0]  # all of them
+    app.state.verdicts = verdicts = TaskSignals()  # long polls of committed replicas
     app.state.metrics = metrics
 
     @app.exception_handler(SchedulerError)
@@ -250,29 +298,56 @@ def create_scheduler_app(
             "contributions": settings.deployment.contributions,
         }
 
-    @app.post("/v1/workers/heartbeat")
-    async def heartbeat(req: HeartbeatRequest, me: Worker) -> Response:
+    # ---------------------------------------------------------------- hot routes
+    # The routes every worker calls for every task are plain Starlette routes: FastAPI's
+    # dependency solving, body parsing and response handling cost more CPU than their
+    # database work (0.31 ms against 0.07 ms a request, measured in-process). They check
+    # the same things the FastAPI models did, and answer errors the same way.
+
+    hot_routes = [0]  # how many are in front of the router's routes
+
+    def hot(path: str, method: str) -> Callable[[Callable[[Request], Awaitable[Response]]], Any]:
+        def register_route(endpoint: Callable[[Request], Awaitable[Response]]) -> Any:
+            # first in the router: the routes matched most are tried first
+            app.router.routes.insert(hot_routes[0], Route(path, endpoint, methods=[method]))
+            hot_routes[0] += 1
+            return endpoint
+
+        return register_route
+
+    @contextlib.contextmanager
+    def holding(me: str, wait: float) -> Iterator[float]:
+        """A long poll of `me` is held at most `wait` s; 0 past the per-worker or total
+        count of held requests (the request answers at once, as without `wait`)."""
+        if wait > 0 and (held.get(me, 0) >= MAX_HELD_PER_WORKER or held_total[0] >= MAX_HELD):
+            wait = 0.0
+        if wait <= 0:
+            yield 0.0
+            return
+        held[me] = held.get(me, 0) + 1
+        held_total[0] += 1
+        try:
+            yield wait
+        finally:
+            held_total[0] -= 1
+            held[me] -= 1
+            if held[me] <= 0:
+                del held[me]
+
+    @hot("/v1/workers/heartbeat", "POST")
+    async def heartbeat(request: Request) -> Response:
+        me = await authenticate(request)
+        req = await body_of(request, HeartbeatRequest)
         cached = [c.lower().removeprefix("0x") for c in req.cached]
         await db.run(lambda c: state.heartbeat(c, me, cached, time.time()))
         return answer({"ok": True, "lease_s": settings.heartbeat_lease_s})
 
-    # ---------------------------------------------------------------- work
-
-    @app.post("/v1/work/next", response_model=None)
-    async def next_work(
-        me: Worker,
-        wait: Annotated[
-            float, Query(ge=0, le=WORK_WAIT_S, description="seconds to hold an empty answer")
-        ] = 0.0,
-    ) -> Response | dict[str, Any]:
+    @hot("/v1/work/next", "POST")
+    async def next_work(request: Request) -> Response:
+        me = await authenticate(request)
         # long poll: with nothing to hand out, wait for new work (a deal seen, replicas
         # lost or given back) up to `wait` seconds instead of making the worker poll
-        if wait > 0 and (held.get(me, 0) >= MAX_HELD_PER_WORKER or held_total[0] >= MAX_HELD):
-            wait = 0.0
-        if wait > 0:
-            held[me] = held.get(me, 0) + 1
-            held_total[0] += 1
-        try:
+        with holding(me, wait_seconds(request)) as wait:
             deadline = time.monotonic() + wait
             while True:
                 generation = sched.work_generation
@@ -287,12 +362,6 @@ def create_scheduler_app(
                 if generation == sched.work_generation:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(sched.new_work.wait(), timeout=left)
-        finally:
-            if wait > 0:
-                held_total[0] -= 1
-                held[me] -= 1
-                if held[me] <= 0:
-                    del held[me]
         if found is None:
             retried = await stake_checked_retry(me, sched.clock.now())
             if isinstance(retried, Response):
@@ -306,10 +375,15 @@ def create_scheduler_app(
         """No work for `me`: when its stake or lock is what keeps it from open deals, read
         them again from the chain (at most every standing_ttl_s: it may just have locked)
         and retry once; otherwise say in the 204's headers what it lacks."""
-        short = await db.run(lambda c: stakelock.shortfall(c, me, chain_now))
+
+        def standing(c: Connection) -> tuple[stakelock.Shortfall | None, float | None]:
+            # one transaction: what it lacks, and how old the reading of it is
+            short = stakelock.shortfall(c, me, chain_now)
+            return short, None if short is None else stakelock.standing_age(c, me, time.time())
+
+        short, age = await db.run(standing)
         if short is None:
             return Response(status_code=204)
-        age = await db.run(lambda c: stakelock.standing_age(c, me, time.time()))
         if age is not None and age >= settings.standing_ttl_s:
             try:
                 await sched.refresh_workers({me})
@@ -339,19 +413,39 @@ def create_scheduler_app(
             },
         )
 
-    @app.get("/v1/assignments/{aid}")
-    async def assignment(aid: AssignmentId, me: Worker) -> Response:
-        return answer(await db.run(lambda c: state.assignment_state(c, aid, me)))
+    @hot("/v1/assignments/{aid}", "GET")
+    async def assignment(request: Request) -> Response:
+        me = await authenticate(request)
+        aid = assignment_id(request)
+        asked = wait_seconds(request)
+        view = await db.run(lambda c: state.assignment_state(c, aid, me))
+        if view["action"] != "wait" or asked <= 0:
+            return answer(view)
+        # long poll: a committed replica waits for its task's verdict (the other replicas'
+        # commitments) up to `wait` seconds instead of polling for it
+        with holding(me, asked) as wait:
+            deadline = time.monotonic() + wait
+            while view["action"] == "wait" and (left := deadline - time.monotonic()) > 0:
+                with verdicts.watch(view["task_id"]) as changed:
+                    # read again once watching: a change made meanwhile is not missed
+                    view = await db.run(lambda c: state.assignment_state(c, aid, me))
+                    if view["action"] != "wait":
+                        break
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(changed.wait(), timeout=left)
+                view = await db.run(lambda c: state.assignment_state(c, aid, me))
+        return answer(view)
 
-    @app.post("/v1/assignments/{aid}/commit")
-    async def commit(aid: AssignmentId, req: CommitRequest, me: Worker) -> Response:
-        def verified_commit(conn: Connection) -> dict[str, Any]:
-            # one transaction: the task the assignment is for, the signature over it, the
-            # commitment stored
-            view = state.assignment_state(conn, aid, me)
+    @hot("/v1/assignments/{aid}/commit", "POST")
+    async def commit(request: Request) -> Response:
+        me = await authenticate(request)
+        aid = assignment_id(request)
+        req = await body_of(request, CommitRequest)
+
+        def contribution(task_id: bytes) -> SignedContribution:
             c = SignedContribution(
                 me,
-                state.unhx(view["task_id"]),
+                task_id,
                 state.unhx(req.result_hash),
                 state.unhx(req.result_seal),
                 state.unhx(req.r),
@@ -360,15 +454,25 @@ def create_scheduler_app(
             signer = contribution_signer(c, settings.deployment.chain_id, settings.deployment.hub)
             if signer is None or signer != me:
                 raise state.Invalid("The contribution is not signed by this worker's key.")
-            return state.commit(conn, aid, me, c, time.time())
+            return c
+
+        def verified_commit(conn: Connection) -> dict[str, Any]:
+            # one transaction: the task the assignment is for, the signature over it, the
+            # commitment stored, and what the worker is to do next (reveal at once when
+            # its commitment made the task's consensus: no poll for it)
+            return state.commit_verified(conn, aid, me, contribution, time.time())
 
         out = await db.run(verified_commit)
         log.info("assignment.committed", id=aid, worker=me)
+        verdicts.notify(out["task_id"])  # its other replicas may be asked to reveal now
         sched.work_appeared()  # a disagreement asks for more replicas
         return answer(out)
 
-    @app.post("/v1/assignments/{aid}/reveal")
-    async def reveal(aid: AssignmentId, req: RevealRequest, me: Worker) -> Response:
+    @hot("/v1/assignments/{aid}/reveal", "POST")
+    async def reveal(request: Request) -> Response:
+        me = await authenticate(request)
+        aid = assignment_id(request)
+        req = await body_of(request, RevealRequest)
         if storage is not None and req.result_blob:
             try:
                 present = await storage.aexists(req.result_blob)

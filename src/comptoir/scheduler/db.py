@@ -12,6 +12,7 @@ so the loop serves HTTP while the server works.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -39,7 +40,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql import Select
 
@@ -322,6 +323,10 @@ class Database:
                 recount_running(conn, None)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scheduler-db")
         self.inline = self.engine.dialect.name == "sqlite"
+        # SQLite: the loop thread keeps one connection open instead of checking one out of
+        # the pool (and resetting it on return) for each transaction
+        self._held: Connection | None = None
+        self._holder = threading.get_ident()
         # when the database last failed (disk full, read-only, server gone): health checks
         # report it even when their own small probe still fits
         self.failed_at: float | None = None
@@ -330,6 +335,8 @@ class Database:
         """Run `fn` in one transaction on the calling thread. A transaction PostgreSQL
         aborted to break a deadlock between API processes (each took row locks the other
         wanted) is run again: nothing of it was kept."""
+        if self.inline and threading.get_ident() == self._holder:
+            return self._held_tx(fn)
         for attempt in range(TX_ATTEMPTS):
             try:
                 with self.engine.begin() as conn:
@@ -341,6 +348,21 @@ class Database:
                 raise
         raise AssertionError("unreachable")
 
+    def _held_tx(self, fn: Callable[[Connection], T]) -> T:
+        if self._held is None:
+            self._held = self.engine.connect()
+        try:
+            with self._held.begin():
+                return fn(self._held)
+        except DBAPIError as exc:
+            # the database failed (not the transaction's own checks, which roll back): the
+            # next transaction starts on a fresh connection
+            self._held.close()
+            self._held = None
+            if isinstance(exc, OperationalError):
+                self.failed_at = time.time()
+            raise
+
     async def run(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` in one transaction (see the module docstring for which thread)."""
         if self.inline:
@@ -348,6 +370,13 @@ class Database:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self.tx, fn)
 
+    def reconnect(self) -> None:
+        """Drop every connection: the next transactions open new ones."""
+        if self._held is not None:
+            self._held.close()
+            self._held = None
+        self.engine.dispose()
+
     def close(self) -> None:
         self._pool.shutdown(wait=True)
-        self.engine.dispose()
+        self.reconnect()

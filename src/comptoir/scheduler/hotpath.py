@@ -1,14 +1,15 @@
 """Per-process helpers that keep the cost of one worker request flat: a bounded cache of
 bearer tokens, and a coalescer that turns concurrent registrations' chain reads into one
-batched JSON-RPC request."""
+batched JSON-RPC request, and the signals that wake long polls of committed replicas."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Generic, TypeVar
 
 from comptoir.scheduler import state
 
@@ -110,3 +111,34 @@ class CoalescedReads(Generic[T]):
                         f.set_exception(LookupError(f"the chain read left out {a}"))
                     else:
                         f.set_result(value)
+
+
+class TaskSignals:
+    """Wakes the long polls of a task's committed replicas (``GET /v1/assignments/{id}
+    ?wait=``) when something happens to the task in this process: a commitment, which may
+    start its reveal phase. Changes made by the background loop or another API process
+    are seen when the poll times out."""
+
+    def __init__(self) -> None:
+        self._watched: dict[str, list[Any]] = {}  # task -> [event, watchers]
+
+    @contextlib.contextmanager
+    def watch(self, task_id: str) -> Iterator[asyncio.Event]:
+        """An event set at the task's next :meth:`notify`; watch before reading the state
+        the wait depends on, so that a change made in between is not missed."""
+        entry = self._watched.setdefault(task_id, [asyncio.Event(), 0])
+        entry[1] += 1
+        try:
+            yield entry[0]
+        finally:
+            entry[1] -= 1
+            if entry[1] <= 0 and self._watched.get(task_id) is entry:
+                del self._watched[task_id]
+
+    def notify(self, task_id: str) -> None:
+        entry = self._watched.pop(task_id, None)
+        if entry is not None:
+            entry[0].set()
+
+    def __len__(self) -> int:
+        return len(self._watched)

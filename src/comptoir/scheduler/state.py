@@ -954,6 +954,34 @@ def commit(
 ) -> dict[str, Any]:
     """Store a verified contribution and check whether its task reached consensus."""
     a, t = _own(conn, aid, address)
+    return _store_commitment(conn, a, t, address, c, now)
+
+
+def commit_verified(
+    conn: Connection,
+    aid: int,
+    address: str,
+    contribution: Callable[[bytes], SignedContribution],
+    now: float,
+) -> dict[str, Any]:
+    """:func:`commit` for the API: ``contribution(task_id)`` builds the worker's signed
+    contribution for the task the assignment is for and checks its signature (raising
+    Invalid). Answers the assignment's view (:func:`assignment_state`) after the commit:
+    ``action`` is ``reveal`` when this commitment made the task's consensus."""
+    a, t = _own(conn, aid, address)
+    if a.status == UNREVEALED:  # back from offline: its commitment may count again
+        assignment_state(conn, aid, address)
+        a, t = _own(conn, aid, address)
+    c = contribution(unhx(a.task_id))
+    _store_commitment(conn, a, t, address, c, now)
+    a, t = _own(conn, aid, address)
+    return _view(a, t)
+
+
+def _store_commitment(
+    conn: Connection, a: Any, t: Any, address: str, c: SignedContribution, now: float
+) -> dict[str, Any]:
+    aid = int(a.id)
     if hx(c.task_id) != a.task_id:
         raise Invalid("The contribution is signed for another task.")
     if a.status in (COMMITTED, REVEALED):
@@ -1223,6 +1251,11 @@ def assignment_state(conn: Connection, aid: int, address: str) -> dict[str, Any]
         _recount(conn, [t.task_id], holders=())
         evaluate(conn, t.task_id, time.time())
         a, t = _own(conn, aid, address)
+    return _view(a, t)
+
+
+def _view(a: Any, t: Any) -> dict[str, Any]:
+    """An assignment as its worker sees it, with what to do next."""
     if a.status == RUNNING:
         action = "run" if t.status == OPEN else "abort"
     elif a.status == COMMITTED:

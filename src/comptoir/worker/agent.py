@@ -166,6 +166,8 @@ class WorkerAgent:
         self._stop = asyncio.Event()
         # set after a commit: its task may already want the reveal (trust reached)
         self._reveal_wake = asyncio.Event()
+        # what the commit's answer said to do next (reveal at once, or wait): one poll less
+        self._verdicts: dict[int, dict[str, Any]] = {}
         self.running: set[int] = set()  # assignments being computed, one per busy slot
         self._reveal_backoff: dict[int, tuple[Backoff, float]] = {}  # aid -> (backoff, next try)
 
@@ -268,6 +270,7 @@ class WorkerAgent:
 
     def _forget(self, aid: int) -> None:
         self._reveal_backoff.pop(aid, None)
+        self._verdicts.pop(aid, None)
         entry = self.journal.entries().get(aid, {})
         if entry.get("result_path"):
             Path(entry["result_path"]).unlink(missing_ok=True)
@@ -450,7 +453,7 @@ class WorkerAgent:
 
     async def _commit(self, aid: int, c: SignedContribution) -> None:
         try:
-            await self.scheduler.commit(aid, c)
+            answer = await self.scheduler.commit(aid, c)
         except SchedulerUnreachable as exc:
             log.warning("assignment.commit_retry", id=aid, error=str(exc))
             return  # the reveal loop sends it again
@@ -459,6 +462,8 @@ class WorkerAgent:
             self._forget(aid)
             return
         self.journal.put(aid, phase=COMMITTED)
+        if isinstance(answer.get("action"), str):  # an older scheduler answers the status
+            self._verdicts[aid] = answer
         log.info("assignment.committed", id=aid)
         self._reveal_wake.set()
 
@@ -470,13 +475,19 @@ class WorkerAgent:
 
     async def _reveal_loop(self) -> None:
         while not self._stop.is_set():
+            # cleared before the entries are read: a commitment made while they are
+            # advanced wakes the next round at once
+            self._reveal_wake.clear()
             loop_now = asyncio.get_running_loop().time()
-            for aid, entry in self.journal.entries().items():
+            entries = self.journal.entries()
+            # one replica waiting for its verdict long-polls it (see _verdict)
+            alone = sum(e.get("phase") == COMMITTED for e in entries.values()) == 1
+            for aid, entry in entries.items():
                 _, next_try = self._reveal_backoff.get(aid, (None, 0.0))
                 if loop_now < next_try:
                     continue
                 try:
-                    await self._advance(aid, entry)
+                    await self._advance(aid, entry, alone=alone)
                 except SchedulerUnreachable as exc:
                     log.warning("assignment.poll_failed", id=aid, error=str(exc))
                 except (StorageError, SchedulerError) as exc:
@@ -490,7 +501,6 @@ class WorkerAgent:
                 await asyncio.wait_for(
                     self._reveal_wake.wait(), timeout=min(self.s.poll_interval_s, 1.0)
                 )
-            self._reveal_wake.clear()
 
     def _retry_reveal_later(self, aid: int, exc: ComptoirError) -> None:
         backoff, _ = self._reveal_backoff.get(aid, (Backoff(RETRY_BASE_S, RETRY_CAP_S), 0.0))
@@ -505,14 +515,16 @@ class WorkerAgent:
             error=str(exc),
         )
 
-    async def _advance(self, aid: int, entry: dict[str, Any]) -> None:
+    async def _advance(self, aid: int, entry: dict[str, Any], alone: bool = False) -> None:
         phase = entry.get("phase")
         if phase == COMMITTING:
             await self._commit(aid, _contribution_from_json(entry["contribution"]))
             return
         if phase != COMMITTED:
             return
-        st = await self.scheduler.assignment(aid)
+        st = self._verdicts.pop(aid, None)
+        if st is None or st["action"] == "wait":
+            st = await self._verdict(aid, long_poll=alone)
         if st is None or st["action"] in ("done", "abort"):
             self._forget(aid)
             return
@@ -536,6 +548,27 @@ class WorkerAgent:
         )
         log.info("assignment.revealed", id=aid, blob=blob)
         self._forget(aid)
+
+    async def _verdict(self, aid: int, long_poll: bool) -> dict[str, Any] | None:
+        """The assignment's state. The only replica waiting for a verdict long-polls it (the
+        scheduler answers as soon as the other replicas' commitments decide), given up as
+        soon as another commitment wakes the reveal loop."""
+        wait = min(self.scheduler.work_wait_s, self.s.http_timeout_s / 2) if long_poll else 0.0
+        if wait <= 0 or self._reveal_wake.is_set():
+            return await self.scheduler.assignment(aid)
+        poll = asyncio.ensure_future(self.scheduler.assignment(aid, wait=wait))
+        woken = asyncio.ensure_future(self._reveal_wake.wait())
+        try:
+            await asyncio.wait({poll, woken}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            woken.cancel()
+        if not poll.done():  # another replica committed meanwhile: its reveal comes first
+            poll.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poll
+            self._reveal_wake.set()  # the loop goes round again at once
+            return {"action": "wait"}
+        return poll.result()
 
     # ------------------------------------------------------------ computing
 

@@ -104,9 +104,12 @@ class SchedulerClient:
         _check(resp)
         return dict(resp.json())
 
-    async def assignment(self, aid: int) -> dict[str, Any] | None:
-        """The assignment's state, or None when the scheduler no longer knows it."""
-        resp = await self._call("GET", f"/v1/assignments/{aid}")
+    async def assignment(self, aid: int, wait: float = 0.0) -> dict[str, Any] | None:
+        """The assignment's state, or None when the scheduler no longer knows it. With
+        `wait`, a committed replica's answer is held until its task's verdict changes (or
+        `wait` seconds): a long poll."""
+        params = {"wait": wait} if wait > 0 else None
+        resp = await self._call("GET", f"/v1/assignments/{aid}", params=params)
         if resp.status_code == 404:
             return None
         _check(resp)
