@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 import structlog
+from coincurve import PrivateKey
 from eth_abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
@@ -591,6 +592,7 @@ class ChainClient:
         self.w3 = w3
         self.deployment = deployment
         self.account = account
+        self._authorizing_key: PrivateKey | None = None
         self.tx = Transactor(w3, account, tx_timeout)
         self.chain_id = deployment.chain_id
         self.token = w3.eth.contract(
@@ -1171,9 +1173,12 @@ class ChainClient:
         """Scheduler side: authorize `worker` to contribute on-chain to `task_id`."""
         if self.account is None:
             raise ChainError("This client has no account to sign with.")
-        return eip712.sign_authorization(
-            self.account, worker, task_id, self.chain_id, self.deployment.contributions
+        if self._authorizing_key is None:  # one per dispatch: the key is built once
+            self._authorizing_key = PrivateKey(bytes(self.account.key))
+        digest = eip712.authorization_digest(
+            worker, task_id, self.chain_id, self.deployment.contributions
         )
+        return eip712.sign_digest(digest, self._authorizing_key)
 
     def contribute(self, deal: Deal, index: int, digest: bytes, authorization: bytes) -> list[Any]:
         """Worker side: commit to `digest` on-chain; the hub holds the worker stake."""

@@ -18,8 +18,9 @@ from typing import Any
 from coincurve import PrivateKey, PublicKey
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak, to_checksum_address
+from eth_utils import to_checksum_address
 
+from comptoir.chain.hashing import keccak256
 from comptoir.chain.types import _Struct, checksummed
 
 DOMAIN_NAME = "Comptoir"
@@ -79,7 +80,7 @@ def typed_data_digest(document: dict[str, Any]) -> bytes:
 
 @lru_cache(maxsize=64)
 def type_hash(primary: str, members: tuple[tuple[str, str], ...]) -> bytes:
-    return keccak(text=f"{primary}({','.join(f'{t} {n}' for n, t in members)})")
+    return keccak256(f"{primary}({','.join(f'{t} {n}' for n, t in members)})".encode())
 
 
 @lru_cache(maxsize=64)
@@ -91,7 +92,7 @@ def domain_separator(chain_id: int, verifying_contract: str) -> bytes:
         ("verifyingContract", "address"),
     )
     values = (DOMAIN_NAME, DOMAIN_VERSION, chain_id, verifying_contract)
-    return keccak(type_hash("EIP712Domain", fields) + _encode_values(fields, values))
+    return keccak256(type_hash("EIP712Domain", fields) + _encode_values(fields, values))
 
 
 def _encode_values(members: tuple[tuple[str, str], ...], values: tuple[Any, ...]) -> bytes:
@@ -113,7 +114,7 @@ def _encode_values(members: tuple[tuple[str, str], ...], values: tuple[Any, ...]
                 raise ValueError(f"{name} must be 32 bytes")
             out += value
         elif kind == "string":
-            out += keccak(str(value).encode())
+            out += keccak256(str(value).encode())
         else:
             raise ValueError(f"EIP-712 type {kind} is not supported here")
     return bytes(out)
@@ -123,9 +124,11 @@ def order_hash(order: _Struct, chain_id: int, hub: str) -> bytes:
     """The EIP-712 digest of an order; the hub computes the same value on-chain."""
     members = order.EIP712_FIELDS
     values = tuple(getattr(order, name) for name, _ in members)
-    struct_hash = keccak(type_hash(type(order).__name__, members) + _encode_values(members, values))
+    struct_hash = keccak256(
+        type_hash(type(order).__name__, members) + _encode_values(members, values)
+    )
     separator = domain_separator(chain_id, checksummed(hub))
-    return keccak(b"\x19\x01" + separator + struct_hash)
+    return keccak256(b"\x19\x01" + separator + struct_hash)
 
 
 def recover_digest_signer(digest: bytes, signature: bytes) -> str:
@@ -133,7 +136,7 @@ def recover_digest_signer(digest: bytes, signature: bytes) -> str:
     32-byte digest (v 27/28 or 0/1); ValueError when none did (r or s out of [1, N), no
     curve point for r)."""
     public = recover_digest_public_key(digest, signature)
-    return checksummed("0x" + keccak(public)[-20:].hex())
+    return checksummed("0x" + keccak256(public)[-20:].hex())
 
 
 def recover_digest_public_key(digest: bytes, signature: bytes) -> bytes:
@@ -156,9 +159,11 @@ def recover_digest_public_key(digest: bytes, signature: bytes) -> bytes:
     return bytes(public.format(compressed=False)[1:])
 
 
-def sign_digest(digest: bytes, private_key: bytes) -> bytes:
-    """65-byte (r, s, v = 27/28) low-s signature of a 32-byte digest."""
-    raw = PrivateKey(private_key).sign_recoverable(digest, hasher=None)
+def sign_digest(digest: bytes, private_key: bytes | PrivateKey) -> bytes:
+    """65-byte (r, s, v = 27/28) low-s signature of a 32-byte digest. A signer of many
+    digests passes its PrivateKey built once (building one derives the public key)."""
+    key = private_key if isinstance(private_key, PrivateKey) else PrivateKey(private_key)
+    raw = key.sign_recoverable(digest, hasher=None)
     return raw[:64] + bytes([raw[64] + 27])
 
 
@@ -187,19 +192,19 @@ def contribution_digest(
 ) -> bytes:
     """The EIP-712 digest a worker signs for a contribution."""
     values = (task, result_hash, result_seal)
-    struct = keccak(
+    struct = keccak256(
         type_hash("Contribution", CONTRIBUTION_FIELDS) + _encode_values(CONTRIBUTION_FIELDS, values)
     )
-    return keccak(b"\x19\x01" + domain_separator(chain_id, checksummed(hub)) + struct)
+    return keccak256(b"\x19\x01" + domain_separator(chain_id, checksummed(hub)) + struct)
 
 
 def authorization_digest(worker: str, task: bytes, chain_id: int, contributions: str) -> bytes:
     """The EIP-712 digest a scheduler signs to authorize a worker on a task."""
-    struct = keccak(
+    struct = keccak256(
         type_hash("Authorization", AUTHORIZATION_FIELDS)
         + _encode_values(AUTHORIZATION_FIELDS, (worker, task))
     )
-    return keccak(b"\x19\x01" + domain_separator(chain_id, checksummed(contributions)) + struct)
+    return keccak256(b"\x19\x01" + domain_separator(chain_id, checksummed(contributions)) + struct)
 
 
 def sign_contribution(

@@ -13,7 +13,9 @@ from functools import lru_cache
 from typing import Any, ClassVar, TypeVar
 
 from eth_abi import encode as abi_encode
-from eth_utils import keccak, to_checksum_address
+from eth_utils import to_checksum_address
+
+from comptoir.chain.hashing import keccak256
 
 ZERO_ADDRESS = "0x" + "00" * 20
 ZERO_BYTES32 = b"\x00" * 32
@@ -251,7 +253,7 @@ class Deal(_Struct):
     @functools.cached_property
     def deal_id(self) -> bytes:
         # cached: a scheduler derives task ids of the same deal thousands of times
-        return keccak(abi_encode([DEAL_ABI_TYPE], [self.as_tuple()]))
+        return keccak256(abi_encode([DEAL_ABI_TYPE], [self.as_tuple()]))
 
     @property
     def task_price(self) -> int:
@@ -261,15 +263,36 @@ class Deal(_Struct):
         return task_id(self.deal_id, index)
 
 
+# The three hashes every commitment and reveal computes are over static ABI types, whose
+# encoding is plain concatenation: done by hand, eth_abi's generic encoder was most of
+# their cost (tests/chain/test_static_encoding.py holds them equal to it).
+
+
+def _word32(value: bytes) -> bytes:
+    """A bytes32 ABI word: exactly 32 bytes (eth_abi pads shorter values on the right)."""
+    if not isinstance(value, bytes | bytearray) or len(value) > 32:
+        raise ValueError(f"a bytes32 value is at most 32 bytes, not {value!r:.80}")
+    return bytes(value).ljust(32, b"\0")
+
+
+def _address_word(address: str) -> bytes:
+    raw = bytes.fromhex(address.removeprefix("0x").removeprefix("0X"))
+    if len(raw) != 20:
+        raise ValueError(f"{address!r:.80} is not a 20-byte address")
+    return raw.rjust(32, b"\0")
+
+
 def task_id(deal_id: bytes, index: int) -> bytes:
-    return keccak(abi_encode(["bytes32", "uint256"], [deal_id, index]))
+    if not 0 <= index < 2**256:
+        raise ValueError(f"a task index is a uint256, not {index}")
+    return keccak256(_word32(deal_id) + index.to_bytes(32, "big"))
 
 
 def result_hash(task: bytes, digest: bytes) -> bytes:
     """What a contribution commits to: groups equal results without revealing them."""
-    return keccak(abi_encode(["bytes32", "bytes32"], [task, digest]))
+    return keccak256(_word32(task) + _word32(digest))
 
 
 def result_seal(worker: str, task: bytes, digest: bytes) -> bytes:
     """Binds a result to one worker, so nobody can copy another's commitment."""
-    return keccak(abi_encode(["address", "bytes32", "bytes32"], [worker, task, digest]))
+    return keccak256(_address_word(worker) + _word32(task) + _word32(digest))

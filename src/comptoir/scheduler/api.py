@@ -427,10 +427,12 @@ def create_scheduler_app(
             deadline = time.monotonic() + wait
             while view["action"] == "wait" and (left := deadline - time.monotonic()) > 0:
                 with verdicts.watch(view["task_id"]) as changed:
-                    # read again once watching: a change made meanwhile is not missed
-                    view = await db.run(lambda c: state.assignment_state(c, aid, me))
-                    if view["action"] != "wait":
-                        break
+                    # read again once watching: a change made meanwhile is not missed (on
+                    # SQLite the read ran on this thread without yielding: nothing could)
+                    if not db.inline:
+                        view = await db.run(lambda c: state.assignment_state(c, aid, me))
+                        if view["action"] != "wait":
+                            break
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(changed.wait(), timeout=left)
                 view = await db.run(lambda c: state.assignment_state(c, aid, me))
