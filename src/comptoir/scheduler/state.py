@@ -945,8 +945,18 @@ def _own(conn: Connection, aid: int, address: str) -> tuple[Any, Any]:
     return a, t
 
 
+_deal_trust: dict[str, int] = {}  # a deal's trust never changes (its id hashes it)
+_DEAL_TRUST_CACHE = 10_000
+
+
 def _trust(conn: Connection, deal_id: str) -> int:
-    return int(_DEAL_TRUST.scalar(conn, {"d": deal_id}))
+    found = _deal_trust.get(deal_id)
+    if found is None:
+        found = int(_DEAL_TRUST.scalar(conn, {"d": deal_id}))
+        if len(_deal_trust) >= _DEAL_TRUST_CACHE:
+            _deal_trust.clear()
+        _deal_trust[deal_id] = found
+    return found
 
 
 def commit(
@@ -954,7 +964,7 @@ def commit(
 ) -> dict[str, Any]:
     """Store a verified contribution and check whether its task reached consensus."""
     a, t = _own(conn, aid, address)
-    return _store_commitment(conn, a, t, address, c, now)
+    return _store_commitment(conn, a, t, address, c, now) or {"status": a.status}
 
 
 def commit_verified(
@@ -973,20 +983,23 @@ def commit_verified(
         assignment_state(conn, aid, address)
         a, t = _own(conn, aid, address)
     c = contribution(unhx(a.task_id))
-    _store_commitment(conn, a, t, address, c, now)
-    a, t = _own(conn, aid, address)
-    return _view(a, t)
+    if _store_commitment(conn, a, t, address, c, now) is None:  # a repeat: as it stands
+        return _view(*_own(conn, aid, address))
+    # stored: the assignment is committed with this hash; the task as evaluated now
+    t = _TASK_BY_ID.first(conn, {"task_id": a.task_id})
+    return _view(a._replace(status=COMMITTED, result_hash=hx(c.result_hash)), t)
 
 
 def _store_commitment(
     conn: Connection, a: Any, t: Any, address: str, c: SignedContribution, now: float
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
+    """Store the commitment (None: the same one was stored already)."""
     aid = int(a.id)
     if hx(c.task_id) != a.task_id:
         raise Invalid("The contribution is signed for another task.")
     if a.status in (COMMITTED, REVEALED):
         if a.result_hash == hx(c.result_hash):
-            return {"status": a.status}
+            return None
         raise Conflict("This assignment already holds another commitment.")
     # a worker presumed lost that comes back in time still counts while the task is open
     if a.status not in (RUNNING, LOST) or t.status != OPEN:
@@ -1003,13 +1016,14 @@ def _store_commitment(
         },
     )
     _recount(conn, [a.task_id], holders=[address])
-    evaluate(conn, a.task_id, now)
+    evaluate(conn, a.task_id, now, task=t)
     return {"status": COMMITTED}
 
 
-def evaluate(conn: Connection, task_id: str, now: float) -> None:
-    """An open task whose committed groups reached credibility starts its reveal phase."""
-    t = _TASK_BY_ID.first(conn, {"task_id": task_id})
+def evaluate(conn: Connection, task_id: str, now: float, task: Any = None) -> None:
+    """An open task whose committed groups reached credibility starts its reveal phase.
+    `task`: its row, read in this transaction (its status and deal are what is used)."""
+    t = task if task is not None else _TASK_BY_ID.first(conn, {"task_id": task_id})
     if t is None or t.status != OPEN:
         return
     committed = _COMMITTED_ON_TASK.all(conn, {"tid": task_id})
