@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -69,3 +70,27 @@ async def test_a_failed_read_fails_its_callers_and_the_next_batch_runs() -> None
     assert await reads.get("0xa") == (1, 2)
     with pytest.raises(LookupError):
         await reads.get("0xmissing")
+
+
+def test_a_reconciliation_reads_the_stalest_standings_first(pool: Any) -> None:
+    """Each pass refreshes a bounded slice of the online workers, those read longest ago,
+    so every worker comes round while a pass costs the same at any pool size."""
+    from comptoir.chain.client import WorkerStanding
+    from comptoir.scheduler import stakelock, state
+
+    names = [f"w{i}" for i in range(5)]
+    for name in names:
+        pool.add_worker(name)
+    now = time.time()
+    for age, name in enumerate(names):  # w4 read longest ago, w0 just now
+        standing = {pool.addr(name): WorkerStanding(0, 1000, 0)}
+        pool.tx(lambda c, s=standing, at=now - 100 * age: stakelock.store_standings(c, s, at))
+    stalest = pool.tx(lambda c: state.worker_addresses(c, stalest=2))
+    assert stalest == [pool.addr("w4"), pool.addr("w3")]
+    refreshed = {a: WorkerStanding(0, 1000, 0) for a in stalest}
+    pool.tx(lambda c: stakelock.store_standings(c, refreshed, now + 1))
+    assert pool.tx(lambda c: state.worker_addresses(c, stalest=2)) == [
+        pool.addr("w2"),
+        pool.addr("w1"),
+    ]
+    assert len(pool.tx(lambda c: state.worker_addresses(c))) == 5  # unbounded without it

@@ -522,10 +522,16 @@ def set_scores(
         )
 
 
-def worker_addresses(conn: Connection, online_only: bool = True) -> list[str]:
+def worker_addresses(
+    conn: Connection, online_only: bool = True, stalest: int | None = None
+) -> list[str]:
+    """Registered workers (online ones by default); with `stalest`, at most that many,
+    those whose chain standing was read longest ago first."""
     q = select(workers.c.address)
     if online_only:
         q = q.where(workers.c.online.is_(True))
+    if stalest is not None:
+        q = q.order_by(workers.c.standing_at, workers.c.address).limit(stalest)
     return [str(a) for a in conn.execute(q).scalars()]
 
 
