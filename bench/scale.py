@@ -105,6 +105,23 @@ class SimWorker:
     account: LocalAccount
     url: str
     token: str = ""
+    _key: Any = None  # its coincurve key, built once (the generator shares the cores)
+
+    def sign(self, task_id: bytes, digest: bytes, chain_id: int, hub: str) -> Any:
+        """Its signed contribution, as comptoir.chain.client.sign_contribution makes it."""
+        from coincurve import PrivateKey
+
+        from comptoir.chain import eip712
+        from comptoir.chain.client import SignedContribution
+        from comptoir.chain.types import result_hash, result_seal
+
+        if self._key is None:
+            self._key = PrivateKey(bytes(self.account.key))
+        rh, seal = result_hash(task_id, digest), result_seal(self.address, task_id, digest)
+        signed = eip712.sign_digest(
+            eip712.contribution_digest(task_id, rh, seal, chain_id, hub), self._key
+        )
+        return SignedContribution(self.address, task_id, rh, seal, *eip712.compact(signed))
 
     @property
     def address(self) -> str:
@@ -185,8 +202,6 @@ class Load:
     async def work_one(self, w: SimWorker, stop_at: float) -> bool:
         """One pull by `w`; with an assignment, commit, wait for the verdict, reveal.
         False when there was nothing to do."""
-        from comptoir.chain.client import sign_contribution
-
         got = await self.request(w, "next", "POST", "/v1/work/next", headers=w.headers())
         if got.status_code == 204:
             return False
@@ -195,7 +210,7 @@ class Load:
         self.counts["dispatched"] += 1
         task_id = bytes.fromhex(work["task_id"].removeprefix("0x"))
         digest = hashlib.sha256(task_id).digest()  # every honest replica agrees
-        c = sign_contribution(w.account, task_id, digest, self.chain_id, self.hub)
+        c = w.sign(task_id, digest, self.chain_id, self.hub)
         committed = await self.request(
             w,
             "commit",
