@@ -5,6 +5,7 @@ malformed input as the rest of the API does (422, one sentence)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -146,3 +147,95 @@ async def test_the_hot_routes_refuse_malformed_input_in_one_sentence(
         f"{path}/commit", json=commitment(worker, a["task_id"]), headers=auth(token)
     )
     assert ok.status_code == 200
+
+
+async def test_a_body_not_sent_as_json_is_refused(
+    api: tuple[httpx.AsyncClient, Any],  # noqa: F811
+) -> None:
+    client, app = api
+    add_deal(app, trust=1)
+    worker, token, a = await pulled(client, app)
+    body = json.dumps(commitment(worker, a["task_id"]))
+    for kind in (None, "text/plain", "application/x-www-form-urlencoded"):
+        headers = auth(token) | ({"Content-Type": kind} if kind else {})
+        refused = await client.post(
+            f"/v1/assignments/{a['id']}/commit", content=body, headers=headers
+        )
+        assert refused.status_code == 422, (kind, refused.text)
+        assert "JSON" in refused.json()["detail"]
+    ok = await client.post(
+        f"/v1/assignments/{a['id']}/commit",
+        content=body,
+        headers=auth(token) | {"Content-Type": "application/json; charset=utf-8"},
+    )
+    assert ok.status_code == 200, ok.text
+
+
+async def test_a_repeated_commitment_wakes_nobody(
+    api: tuple[httpx.AsyncClient, Any],  # noqa: F811
+) -> None:
+    """Resending a stored commitment changes nothing: the held work/next polls of every
+    worker are not made to look for work again."""
+    client, app = api
+    add_deal(app, trust=3)
+    worker, token, a = await pulled(client, app)
+    path = f"/v1/assignments/{a['id']}/commit"
+    body = commitment(worker, a["task_id"])
+    assert (await client.post(path, json=body, headers=auth(token))).status_code == 200
+    before = app.state.scheduler.work_generation
+    for _ in range(5):
+        again = await client.post(path, json=body, headers=auth(token))
+        assert again.status_code == 200 and again.json()["action"] == "wait"
+    assert app.state.scheduler.work_generation == before
+
+
+async def test_verdict_polls_do_not_take_the_place_of_work_polls(
+    api: tuple[httpx.AsyncClient, Any],  # noqa: F811
+) -> None:
+    from comptoir.scheduler.api import MAX_HELD_PER_WORKER
+
+    client, app = api
+    add_deal(app, trust=3)
+    worker, token, a = await pulled(client, app)
+    await client.post(
+        f"/v1/assignments/{a['id']}/commit",
+        json=commitment(worker, a["task_id"]),
+        headers=auth(token),
+    )
+    verdicts = [
+        asyncio.create_task(
+            client.get(f"/v1/assignments/{a['id']}", params={"wait": 1}, headers=auth(token))
+        )
+        for _ in range(MAX_HELD_PER_WORKER)
+    ]
+    await asyncio.sleep(0.2)
+    assert not any(v.done() for v in verdicts)  # both held
+    started = time.monotonic()
+    work = await client.post("/v1/work/next", params={"wait": 0.5}, headers=auth(token))
+    assert work.status_code == 204
+    assert time.monotonic() - started >= 0.5  # still held itself: its own cap
+    for v in verdicts:
+        assert (await v).json()["action"] == "wait"
+
+
+def test_a_stale_open_status_does_not_restart_a_reveal(pool: Any) -> None:
+    """Two commitments evaluated against task rows read before either was stored (two
+    API processes on PostgreSQL): the reveal phase starts once, its clock is not reset
+    and no replica is cancelled by the late one."""
+    from comptoir.scheduler import state as st
+
+    deal = pool.add_deal(trust=1)
+    for name in ("a", "b"):
+        pool.add_worker(name)
+    pool.tx(lambda c: trustpolicy.store(c, 0, 0.0))
+    task = "0x" + deal.task_id(0).hex()
+    stale = pool.tx(lambda c: st._TASK_BY_ID.first(c, {"task_id": task}))
+    got = pool.next("a")
+    assert got is not None
+    pool.commit("a", got["id"], deal, 0, DIGEST)
+    started = pool.tx(lambda c: st._TASK_BY_ID.first(c, {"task_id": task}))
+    assert started.status == st.REVEALING
+    time.sleep(0.01)
+    pool.tx(lambda c: st.evaluate(c, task, time.time(), task=stale))  # the late one
+    after = pool.tx(lambda c: st._TASK_BY_ID.first(c, {"task_id": task}))
+    assert after.status == st.REVEALING and after.reveal_started == started.reveal_started

@@ -118,7 +118,14 @@ M = TypeVar("M", bound=BaseModel)
 
 
 async def body_of(request: Request, model: type[M]) -> M:
-    """The request body validated as `model`, refused as FastAPI would (422, one sentence)."""
+    """The request body validated as `model`, refused as FastAPI would (422, one sentence),
+    a body not sent as JSON included."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    main, _, sub = kind.partition("/")
+    if main != "application" or not (sub == "json" or sub.endswith("+json")):
+        raise RequestValidationError(
+            [{"loc": ("body",), "msg": "send the body as JSON (Content-Type: application/json)"}]
+        )
     try:
         return model.model_validate_json(await request.body())
     except ValidationError as exc:
@@ -208,7 +215,7 @@ def create_scheduler_app(
     app.state.db = db
     app.state.tokens = tokens = TokenCache()
     chain_reads = CoalescedReads(sched.client.worker_standings)
-    held: dict[str, int] = {}  # worker -> its work/next requests waiting now
+    held: dict[tuple[str, str], int] = {}  # (worker, kind) -> its long polls held now
     held_total = [0]  # all of them
     app.state.verdicts = verdicts = TaskSignals()  # long polls of committed replicas
     app.state.metrics = metrics
@@ -316,23 +323,26 @@ def create_scheduler_app(
         return register_route
 
     @contextlib.contextmanager
-    def holding(me: str, wait: float) -> Iterator[float]:
-        """A long poll of `me` is held at most `wait` s; 0 past the per-worker or total
-        count of held requests (the request answers at once, as without `wait`)."""
-        if wait > 0 and (held.get(me, 0) >= MAX_HELD_PER_WORKER or held_total[0] >= MAX_HELD):
+    def holding(me: str, wait: float, kind: str) -> Iterator[float]:
+        """A long poll of `me` is held at most `wait` s; 0 past the per-worker count of
+        held requests of its `kind` (work, verdict) or the total (the request answers at
+        once, as without `wait`). A verdict poll the worker gave up stays held until it
+        expires: it does not take the place of the worker's work/next."""
+        key = (me, kind)
+        if wait > 0 and (held.get(key, 0) >= MAX_HELD_PER_WORKER or held_total[0] >= MAX_HELD):
             wait = 0.0
         if wait <= 0:
             yield 0.0
             return
-        held[me] = held.get(me, 0) + 1
+        held[key] = held.get(key, 0) + 1
         held_total[0] += 1
         try:
             yield wait
         finally:
             held_total[0] -= 1
-            held[me] -= 1
-            if held[me] <= 0:
-                del held[me]
+            held[key] -= 1
+            if held[key] <= 0:
+                del held[key]
 
     @hot("/v1/workers/heartbeat", "POST")
     async def heartbeat(request: Request) -> Response:
@@ -347,7 +357,7 @@ def create_scheduler_app(
         me = await authenticate(request)
         # long poll: with nothing to hand out, wait for new work (a deal seen, replicas
         # lost or given back) up to `wait` seconds instead of making the worker poll
-        with holding(me, wait_seconds(request)) as wait:
+        with holding(me, wait_seconds(request), "work") as wait:
             deadline = time.monotonic() + wait
             while True:
                 generation = sched.work_generation
@@ -423,7 +433,7 @@ def create_scheduler_app(
             return answer(view)
         # long poll: a committed replica waits for its task's verdict (the other replicas'
         # commitments) up to `wait` seconds instead of polling for it
-        with holding(me, asked) as wait:
+        with holding(me, asked, "verdict") as wait:
             deadline = time.monotonic() + wait
             while view["action"] == "wait" and (left := deadline - time.monotonic()) > 0:
                 with verdicts.watch(view["task_id"]) as changed:
@@ -458,16 +468,17 @@ def create_scheduler_app(
                 raise state.Invalid("The contribution is not signed by this worker's key.")
             return c
 
-        def verified_commit(conn: Connection) -> dict[str, Any]:
+        def verified_commit(conn: Connection) -> tuple[dict[str, Any], bool]:
             # one transaction: the task the assignment is for, the signature over it, the
             # commitment stored, and what the worker is to do next (reveal at once when
             # its commitment made the task's consensus: no poll for it)
             return state.commit_verified(conn, aid, me, contribution, time.time())
 
-        out = await db.run(verified_commit)
-        log.info("assignment.committed", id=aid, worker=me)
-        verdicts.notify(out["task_id"])  # its other replicas may be asked to reveal now
-        sched.work_appeared()  # a disagreement asks for more replicas
+        out, stored = await db.run(verified_commit)
+        if stored:  # a repeat changes nothing: it wakes nobody
+            log.info("assignment.committed", id=aid, worker=me)
+            verdicts.notify(out["task_id"])  # its other replicas may be asked to reveal now
+            sched.work_appeared()  # a disagreement asks for more replicas
         return answer(out)
 
     @hot("/v1/assignments/{aid}/reveal", "POST")

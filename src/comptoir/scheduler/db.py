@@ -326,7 +326,7 @@ class Database:
         # SQLite: the loop thread keeps one connection open instead of checking one out of
         # the pool (and resetting it on return) for each transaction
         self._held: Connection | None = None
-        self._holder = threading.get_ident()
+        self._holder: int | None = None  # the event loop's thread, set at the first run()
         # when the database last failed (disk full, read-only, server gone): health checks
         # report it even when their own small probe still fits
         self.failed_at: float | None = None
@@ -349,16 +349,17 @@ class Database:
         raise AssertionError("unreachable")
 
     def _held_tx(self, fn: Callable[[Connection], T]) -> T:
-        if self._held is None:
-            self._held = self.engine.connect()
         try:
+            if self._held is None:
+                self._held = self.engine.connect()
             with self._held.begin():
                 return fn(self._held)
         except DBAPIError as exc:
             # the database failed (not the transaction's own checks, which roll back): the
             # next transaction starts on a fresh connection
-            self._held.close()
-            self._held = None
+            if self._held is not None:
+                self._held.close()
+                self._held = None
             if isinstance(exc, OperationalError):
                 self.failed_at = time.time()
             raise
@@ -366,6 +367,8 @@ class Database:
     async def run(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` in one transaction (see the module docstring for which thread)."""
         if self.inline:
+            if self._holder is None:
+                self._holder = threading.get_ident()
             return self.tx(fn)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self.tx, fn)

@@ -211,9 +211,10 @@ _COMMITTED_ON_TASK = Prepared(
         assignments.c.status.in_((COMMITTED, REVEALED)),
     )
 )
-_START_REVEAL = Prepared(
+_START_REVEAL = Prepared(  # only an open task: with its row read before another
+    # process's commitment to it took the lock, the status seen may be stale
     update(tasks)
-    .where(tasks.c.task_id == bindparam("tid"))
+    .where(tasks.c.task_id == bindparam("tid"), tasks.c.status == OPEN)
     .values(
         status=REVEALING,
         consensus_hash=bindparam("win"),
@@ -979,21 +980,22 @@ def commit_verified(
     address: str,
     contribution: Callable[[bytes], SignedContribution],
     now: float,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], bool]:
     """:func:`commit` for the API: ``contribution(task_id)`` builds the worker's signed
     contribution for the task the assignment is for and checks its signature (raising
-    Invalid). Answers the assignment's view (:func:`assignment_state`) after the commit:
-    ``action`` is ``reveal`` when this commitment made the task's consensus."""
+    Invalid). Answers the assignment's view (:func:`assignment_state`) after the commit
+    (``action`` is ``reveal`` when this commitment made the task's consensus), and whether
+    it was stored now (False: the same commitment was already)."""
     a, t = _own(conn, aid, address)
     if a.status == UNREVEALED:  # back from offline: its commitment may count again
         assignment_state(conn, aid, address)
         a, t = _own(conn, aid, address)
     c = contribution(unhx(a.task_id))
     if _store_commitment(conn, a, t, address, c, now) is None:  # a repeat: as it stands
-        return _view(*_own(conn, aid, address))
+        return _view(*_own(conn, aid, address)), False
     # stored: the assignment is committed with this hash; the task as evaluated now
     t = _TASK_BY_ID.first(conn, {"task_id": a.task_id})
-    return _view(a._replace(status=COMMITTED, result_hash=hx(c.result_hash)), t)
+    return _view(a._replace(status=COMMITTED, result_hash=hx(c.result_hash)), t), True
 
 
 def _store_commitment(
@@ -1045,7 +1047,7 @@ def evaluate(conn: Connection, task_id: str, now: float, task: Any = None) -> No
     revealed = next(
         (r for r in committed if r.status == REVEALED and r.result_hash == hx(win)), None
     )
-    _START_REVEAL.rowcount(
+    started = _START_REVEAL.rowcount(
         conn,
         {
             "tid": task_id,
@@ -1055,7 +1057,8 @@ def evaluate(conn: Connection, task_id: str, now: float, task: Any = None) -> No
             "now": now,
         },
     )
-    _cancel_running(conn, task_id, now)
+    if started:
+        _cancel_running(conn, task_id, now)
 
 
 def _cancel_running(conn: Connection, task_id: str, now: float) -> None:

@@ -560,6 +560,9 @@ class WorkerAgent:
         woken = asyncio.ensure_future(self._reveal_wake.wait())
         try:
             await asyncio.wait({poll, woken}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # the loop itself is cancelled (shutdown): nothing outlives it
+            poll.cancel()
+            raise
         finally:
             woken.cancel()
         if not poll.done():  # another replica committed meanwhile: its reveal comes first
