@@ -88,7 +88,7 @@ bench: setup sysdeps
 # Simulated workers against a real scheduler: dispatch rate, latency, CPU per task, gas.
 # bench-scale measures the issue-12 targets: 10 000 workers on SQLite at trust 1 and 4
 # (256 requests in flight), the per-request probes at 1 000 and 100 000 queued tasks, the
-# market with a 10 000-order book, then 1 vs 2 API processes on PostgreSQL (about 20 min;
+# market with a 10 000-order book, then 1 vs 2 API processes on PostgreSQL (about 47 min;
 # MARKET_ORDERS=10000,100000 adds ~15 min). bench-scale-full adds 100 and 1 000 workers.
 MARKET_ORDERS ?= 10000
 bench-scale: setup sysdeps
