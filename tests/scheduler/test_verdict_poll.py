@@ -37,6 +37,17 @@ async def pulled(client: httpx.AsyncClient, app: Any) -> tuple[LocalAccount, str
     return worker, token, got.json()
 
 
+async def commit_as(
+    client: httpx.AsyncClient, worker: LocalAccount, token: str, a: dict[str, Any]
+) -> httpx.Response:
+    """`worker` commits DIGEST for its assignment `a`."""
+    return await client.post(
+        f"/v1/assignments/{a['id']}/commit",
+        json=commitment(worker, a["task_id"]),
+        headers=auth(token),
+    )
+
+
 async def test_a_commit_that_makes_the_consensus_answers_reveal(
     api: tuple[httpx.AsyncClient, Any],  # noqa: F811
 ) -> None:
@@ -45,11 +56,7 @@ async def test_a_commit_that_makes_the_consensus_answers_reveal(
     worker, token, a = await pulled(client, app)
     # the pool's policy lets its result stand alone, unaudited
     app.state.db.tx(lambda c: trustpolicy.store(c, 0, 0.0))
-    ok = await client.post(
-        f"/v1/assignments/{a['id']}/commit",
-        json=commitment(worker, a["task_id"]),
-        headers=auth(token),
-    )
+    ok = await commit_as(client, worker, token, a)
     assert ok.status_code == 200, ok.text
     assert ok.json()["status"] == "committed"
     assert ok.json()["action"] == "reveal"  # no poll needed before revealing
@@ -64,11 +71,7 @@ async def test_a_waiting_replica_is_woken_by_the_commit_that_decides(
     first, first_token, a = await pulled(client, app)
     second, second_token, b = await pulled(client, app)
     assert a["task_id"] == b["task_id"] and a["id"] != b["id"]
-    committed = await client.post(
-        f"/v1/assignments/{a['id']}/commit",
-        json=commitment(first, a["task_id"]),
-        headers=auth(first_token),
-    )
+    committed = await commit_as(client, first, first_token, a)
     assert committed.json()["action"] == "wait"
     poll = asyncio.create_task(
         client.get(
@@ -80,11 +83,7 @@ async def test_a_waiting_replica_is_woken_by_the_commit_that_decides(
     await asyncio.sleep(0.2)
     assert not poll.done()  # held: nothing decided yet
     started = time.monotonic()
-    decided = await client.post(
-        f"/v1/assignments/{b['id']}/commit",
-        json=commitment(second, b["task_id"]),
-        headers=auth(second_token),
-    )
+    decided = await commit_as(client, second, second_token, b)
     assert decided.json()["action"] == "reveal"
     woken = await poll
     assert woken.status_code == 200 and woken.json()["action"] == "reveal"
@@ -97,11 +96,7 @@ async def test_a_verdict_poll_without_news_answers_wait_when_it_expires(
     client, app = api
     add_deal(app, trust=3)
     worker, token, a = await pulled(client, app)
-    await client.post(
-        f"/v1/assignments/{a['id']}/commit",
-        json=commitment(worker, a["task_id"]),
-        headers=auth(token),
-    )
+    await commit_as(client, worker, token, a)
     started = time.monotonic()
     seen = await client.get(f"/v1/assignments/{a['id']}", params={"wait": 0.3}, headers=auth(token))
     assert seen.status_code == 200 and seen.json()["action"] == "wait"
@@ -147,6 +142,29 @@ async def test_the_hot_routes_refuse_malformed_input_in_one_sentence(
         f"{path}/commit", json=commitment(worker, a["task_id"]), headers=auth(token)
     )
     assert ok.status_code == 200
+
+
+async def test_a_stranger_cannot_hold_or_learn_another_workers_verdict(
+    api: tuple[httpx.AsyncClient, Any],  # noqa: F811
+) -> None:
+    """A worker long-polling another worker's committed assignment gets a 404 at once (no
+    poll held, nothing watched); a wait far past the bound or in odd digits is a 422."""
+    client, app = api
+    add_deal(app, trust=3)
+    worker, token, a = await pulled(client, app)
+    await commit_as(client, worker, token, a)
+    stranger = await register(client, Account.create())
+    started = time.monotonic()
+    seen = await client.get(
+        f"/v1/assignments/{a['id']}", params={"wait": WORK_WAIT_S}, headers=auth(stranger)
+    )
+    assert seen.status_code == 404 and time.monotonic() - started < WORK_WAIT_S / 2
+    assert len(app.state.verdicts) == 0
+    for odd in ("1e308", "9" * 400, "\u0661", "0x1", "1,5"):
+        refused = await client.get(
+            f"/v1/assignments/{a['id']}", params={"wait": odd}, headers=auth(token)
+        )
+        assert refused.status_code == 422, (odd, refused.text)
 
 
 async def test_a_body_not_sent_as_json_is_refused(
@@ -197,11 +215,7 @@ async def test_verdict_polls_do_not_take_the_place_of_work_polls(
     client, app = api
     add_deal(app, trust=3)
     worker, token, a = await pulled(client, app)
-    await client.post(
-        f"/v1/assignments/{a['id']}/commit",
-        json=commitment(worker, a["task_id"]),
-        headers=auth(token),
-    )
+    await commit_as(client, worker, token, a)
     verdicts = [
         asyncio.create_task(
             client.get(f"/v1/assignments/{a['id']}", params={"wait": 1}, headers=auth(token))

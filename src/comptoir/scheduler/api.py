@@ -151,7 +151,8 @@ def wait_seconds(request: Request) -> float:
     if raw is None:
         return 0.0
     try:
-        wait = float(raw)
+        # ASCII only: float() also reads other scripts' digits, which pydantic refused
+        wait = float(raw) if raw.isascii() else math.nan
     except ValueError:
         wait = math.nan
     if not math.isfinite(wait) or not 0 <= wait <= WORK_WAIT_S:
