@@ -13,7 +13,9 @@ For each database (SQLite; PostgreSQL with ``--postgres URL``), trust level and 
   the scheduler's CPU per registration;
 - **dispatch**: one deal of ``--tasks`` tasks is matched on-chain, then the workers pull,
   commit and reveal until every task is revealed (or ``--seconds`` pass): dispatches/s,
-  commits/s, p50/p99 latency per endpoint, scheduler CPU ms per task;
+  commits/s, p50/p99 latency per endpoint, scheduler CPU ms per task. A commitment asks
+  for the worker's next assignment (``?next=1``) as the reference worker does;
+  ``--separate-pulls`` pulls each one with ``work/next`` instead;
 - **settlement**: the scheduler's finalize transactions, read back from their receipts:
   gas per task (match + finalize) and tasks per finalize transaction;
 - **request cost** (``--probe-queued``): CPU and wall time of one dispatch and one commit
@@ -32,7 +34,7 @@ With ``--market-orders 10000,100000`` it also measures the market at those book 
 Usage: python bench/scale.py [--workers 100,1000] [--tasks 500] [--trust 1,4] [--append]
                              [--concurrency 32] [--seconds 120] [--postgres URL]
                              [--processes 1,2] [--postgres-only] [--probe-queued 1000,100000]
-                             [--profile]
+                             [--profile] [--separate-pulls]
                              [--market-orders 10000,100000]
 """
 
@@ -44,6 +46,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -105,6 +108,7 @@ class SimWorker:
     account: LocalAccount
     url: str
     token: str = ""
+    pending: dict[str, Any] | None = None  # handed out with its last commitment's answer
     _key: Any = None  # its coincurve key, built once (the generator shares the cores)
 
     def sign(self, task_id: bytes, digest: bytes, chain_id: int, hub: str) -> Any:
@@ -135,26 +139,45 @@ class Load:
     """The simulated workers of one run, sharing one HTTP connection pool."""
 
     def __init__(
-        self, urls: list[str], workers: int, concurrency: int, chain_id: int, hub: str
+        self,
+        urls: list[str],
+        workers: int,
+        concurrency: int,
+        chain_id: int,
+        hub: str,
+        separate_pulls: bool = False,
     ) -> None:
         # each worker talks to one of the pool's API processes (round robin)
         self.workers = [SimWorker(Account.create(), urls[i % len(urls)]) for i in range(workers)]
         self.concurrency = concurrency
         self.chain_id, self.hub = chain_id, hub
+        # False: a commitment asks for the next assignment (?next=1), as the reference
+        # worker does; True: every assignment is pulled with its own work/next
+        self.separate_pulls = separate_pulls
         self.latency = Latencies()
         # a lean keep-alive client: the load generator shares the cores with the scheduler
         self.http = rawhttp.Pool(concurrency)
+        # verdict polls are held by the scheduler: connections of their own, as each
+        # worker has (the pool caps them at 10 000 held)
+        self.polls = rawhttp.Pool(max(concurrency, 1024))
+        self.settling: set[asyncio.Task[None]] = set()
         self.counts: dict[str, int] = defaultdict(int)
         self.errors: list[str] = []
         self.tasks_revealed: set[str] = set()
 
     async def request(
-        self, w: SimWorker, endpoint: str, method: str, path: str, **kw: Any
+        self,
+        w: SimWorker,
+        endpoint: str,
+        method: str,
+        path: str,
+        pool: rawhttp.Pool | None = None,
+        **kw: Any,
     ) -> rawhttp.Reply:
         for attempt in range(3):
             start = time.perf_counter()
             try:
-                response = await self.http.request(method, w.url + path, **kw)
+                response = await (pool or self.http).request(method, w.url + path, **kw)
                 break
             except rawhttp.TransportError:
                 # the server closed an idle keep-alive connection as we reused it: the
@@ -200,14 +223,17 @@ class Load:
         await asyncio.gather(*(drive() for _ in range(self.concurrency)))
 
     async def work_one(self, w: SimWorker, stop_at: float) -> bool:
-        """One pull by `w`; with an assignment, commit, wait for the verdict, reveal.
-        False when there was nothing to do."""
-        got = await self.request(w, "next", "POST", "/v1/work/next", headers=w.headers())
-        if got.status_code == 204:
-            return False
-        got.raise_for_status()
-        work = got.json()
-        self.counts["dispatched"] += 1
+        """One assignment of `w` (the one its last commitment's answer handed out, or one
+        pulled): commit, then reveal (after its verdict when the commitment's answer says
+        to wait). False when there was nothing to do."""
+        work, w.pending = w.pending, None
+        if work is None:
+            got = await self.request(w, "next", "POST", "/v1/work/next", headers=w.headers())
+            if got.status_code == 204:
+                return False
+            got.raise_for_status()
+            work = got.json()
+            self.counts["dispatched"] += 1
         task_id = bytes.fromhex(work["task_id"].removeprefix("0x"))
         digest = hashlib.sha256(task_id).digest()  # every honest replica agrees
         c = w.sign(task_id, digest, self.chain_id, self.hub)
@@ -217,6 +243,7 @@ class Load:
             "POST",
             f"/v1/assignments/{work['id']}/commit",
             headers=w.headers(),
+            params=None if self.separate_pulls else {"next": 1},
             json={
                 "result_hash": "0x" + c.result_hash.hex(),
                 "result_seal": "0x" + c.result_seal.hex(),
@@ -226,10 +253,29 @@ class Load:
         )
         committed.raise_for_status()
         self.counts["committed"] += 1
-        action = committed.json().get("action")  # reveal at once when it decided the task
+        view = committed.json()
+        if view.get("next") is not None:  # the slot the commitment freed is taken again
+            w.pending = view["next"]
+            self.counts["dispatched"] += 1
+            self.counts["handed_with_commit"] += 1
+        action = view.get("action")  # reveal at once when it decided the task
+        if action == "wait":
+            # the verdict (the other replicas' commitments) as a long poll beside the
+            # worker's work, as the reference worker's reveal loop waits for it: held
+            # polls take no driver (their other replicas may be what those drivers run)
+            settle = asyncio.create_task(self.settle(w, work, digest, stop_at))
+            self.settling.add(settle)
+            settle.add_done_callback(self.settling.discard)
+            return True
+        await self.reveal(w, work, digest, action)
+        return True
+
+    async def settle(
+        self, w: SimWorker, work: dict[str, Any], digest: bytes, stop_at: float
+    ) -> None:
+        """Long-poll a committed replica's verdict, then reveal it."""
+        action = "wait"
         while action == "wait" and time.monotonic() < stop_at:
-            # the verdict (the other replicas' commitments) as a long poll, as the
-            # reference worker waits for it
             seen = await self.request(
                 w,
                 "assignment",
@@ -237,8 +283,14 @@ class Load:
                 f"/v1/assignments/{work['id']}",
                 headers=w.headers(),
                 params={"wait": 2},
+                pool=self.polls,
             )
             action = seen.json().get("action")
+        await self.reveal(w, work, digest, action)
+
+    async def reveal(
+        self, w: SimWorker, work: dict[str, Any], digest: bytes, action: str | None
+    ) -> None:
         if action == "reveal":
             revealed = await self.request(
                 w,
@@ -251,16 +303,23 @@ class Load:
             if revealed.status_code != 200:
                 self.counts[f"reveal_{revealed.status_code}"] += 1
                 self.errors.append(f"reveal {revealed.status_code}: {revealed.text[:200]}")
-                return True
+                return
             self.counts["revealed"] += 1  # replicas: two or more per task above trust 1
             self.tasks_revealed.add(work["task_id"])
-        return True
 
     async def work(self, seconds: float, enough: int) -> float:
         """Closed loop until `enough` reveals or `seconds`; returns the elapsed time."""
         idle: asyncio.Queue[SimWorker] = asyncio.Queue()
         for w in self.workers:
             idle.put_nowait(w)
+        # the verdict polls' connections are opened before the clock starts: a worker
+        # keeps its connection, and a server under load reads fresh ones late (seconds)
+        await asyncio.gather(
+            *(
+                self.polls.request("GET", w.url + "/v1/assignments/0", headers=w.headers())
+                for w in self.workers[: 2 * self.concurrency]
+            )
+        )
         start = time.monotonic()
         stop_at = start + seconds
 
@@ -270,14 +329,23 @@ class Load:
                 try:
                     if not await self.work_one(w, stop_at):
                         await asyncio.sleep(0.02)  # nothing for it now
+                    # the assignment its commitment was handed runs next, as the
+                    # reference worker's slot runs it
+                    while w.pending is not None and time.monotonic() < stop_at:
+                        await self.work_one(w, stop_at)
                 finally:
                     idle.put_nowait(w)
 
         await asyncio.gather(*(drive() for _ in range(self.concurrency)))
-        return time.monotonic() - start
+        elapsed = time.monotonic() - start
+        for settle in list(self.settling):  # polls still held past the end
+            settle.cancel()
+        await asyncio.gather(*self.settling, return_exceptions=True)
+        return elapsed
 
     async def aclose(self) -> None:
         await self.http.aclose()
+        await self.polls.aclose()
 
 
 # ---------------------------------------------------------------- the pool under test
@@ -339,7 +407,7 @@ def start_sampler(home: Path, pid: int, label: str) -> tuple[subprocess.Popen[by
     out = home / f"profile-{label}.txt"
     proc = subprocess.Popen(
         [
-            "py-spy",
+            shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy")),
             "record",
             "--pid",
             str(pid),
@@ -443,6 +511,7 @@ async def one_run(
     label: str,
     profile: bool = False,
     processes: int = 1,
+    separate_pulls: bool = False,
 ) -> dict[str, Any]:
     from comptoir.chain.client import connect
     from comptoir.sdk import Comptoir, devnet_account
@@ -471,7 +540,7 @@ async def one_run(
     async with Comptoir(stack.settings, owner) as manager:
         # requesters only match pools whose scheduler answers at the endpoint on-chain
         await manager.advertise_pool(pool, under.url)
-    load = Load(urls, workers, concurrency, int(w3.eth.chain_id), stack_hub(stack))
+    load = Load(urls, workers, concurrency, int(w3.eth.chain_id), stack_hub(stack), separate_pulls)
     pids = [under.scheduler.pid] + [e.scheduler.pid for e in extra]
 
     def cpu() -> float:
@@ -484,6 +553,8 @@ async def one_run(
         "trust": trust,
         "concurrency": concurrency,
         "api_processes": processes,
+        # how a freed slot gets its next assignment
+        "pulls": "separate work/next" if separate_pulls else "with the commitment (?next=1)",
     }
     try:
         sampler = start_sampler(home, under.scheduler.pid, f"{label}-register") if profile else None
@@ -525,6 +596,8 @@ async def one_run(
             "tasks_revealed": done,
             "replicas_revealed": load.counts["revealed"],
             "dispatches_per_second": round(load.counts["dispatched"] / elapsed, 1),
+            "handed_with_commitment": load.counts["handed_with_commit"],
+            "tasks_per_second": round(done / elapsed, 1),
             "commits_per_second": round(load.counts["committed"] / elapsed, 1),
             "scheduler_cpu_ms_per_task": round(1000 * work_cpu / max(done, 1), 2),
             # what the scheduler could do with its CPU alone: tasks per CPU second
@@ -754,6 +827,11 @@ def main() -> int:
         default="",
         help="also the market section (bench/market_scale.py) at these book sizes, e.g. 10000",
     )
+    parser.add_argument(
+        "--separate-pulls",
+        action="store_true",
+        help="pull every assignment with work/next (not with the commitment's ?next=1)",
+    )
     parser.add_argument("--output", type=Path, default=OUT)
     parser.add_argument(
         "--append",
@@ -832,6 +910,7 @@ def main() -> int:
                     label=f"{n}_{int(time.time())}",
                     profile=args.profile,
                     processes=procs,
+                    separate_pulls=args.separate_pulls,
                 )
             )
             report["runs"].append(run)

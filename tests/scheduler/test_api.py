@@ -44,15 +44,20 @@ async def api() -> AsyncIterator[tuple[httpx.AsyncClient, object]]:
     app.state.db.close()
 
 
-async def register(client: httpx.AsyncClient, worker: LocalAccount) -> str:
+async def register(
+    client: httpx.AsyncClient, worker: LocalAccount, slots: int | None = None
+) -> str:
     ch = (await client.get("/v1/workers/challenge", params={"address": worker.address})).json()
+    caps: dict[str, Any] = {"gpu": False, "cpus": 4, "memory": 1 << 30}
+    if slots is not None:
+        caps["slots"] = slots
     resp = await client.post(
         "/v1/workers/register",
         json={
             "address": worker.address,
             "nonce": ch["nonce"],
             "signature": sign_text(worker.key, ch["message"]),
-            "capabilities": {"gpu": False, "cpus": 4, "memory": 1 << 30},
+            "capabilities": caps,
         },
     )
     assert resp.status_code == 200, resp.text

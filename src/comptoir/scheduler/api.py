@@ -162,6 +162,17 @@ def wait_seconds(request: Request) -> float:
     return wait
 
 
+def wants_next(request: Request) -> bool:
+    """The `?next=1` parameter of a commitment: also hand out the worker's next
+    assignment in its answer (0 or absent: do not)."""
+    raw = request.query_params.get("next")
+    if raw is None or raw == "0":
+        return False
+    if raw == "1":
+        return True
+    raise RequestValidationError([{"loc": ("query", "next"), "msg": "next is 0 or 1"}])
+
+
 def answer(body: dict[str, Any]) -> Response:
     """A JSON answer of the worker API's hot routes, serialized at once: their bodies are
     plain JSON values already, and FastAPI's response validation and jsonable_encoder walk
@@ -469,17 +480,30 @@ def create_scheduler_app(
                 raise state.Invalid("The contribution is not signed by this worker's key.")
             return c
 
+        take_next = wants_next(request)
+
         def verified_commit(conn: Connection) -> tuple[dict[str, Any], bool]:
             # one transaction: the task the assignment is for, the signature over it, the
             # commitment stored, and what the worker is to do next (reveal at once when
-            # its commitment made the task's consensus: no poll for it)
-            return state.commit_verified(conn, aid, me, contribution, time.time())
+            # its commitment made the task's consensus: no poll for it); with ?next=1 also
+            # the replica its freed slot takes (BOINC's scheduler RPC reports a result and
+            # asks for work in one request: here that saves a pull per replica)
+            out, stored = state.commit_verified(conn, aid, me, contribution, time.time())
+            if take_next:
+                out["next"] = state.next_work(
+                    conn, settings, me, sched.clock.now(), time.time(), sched.authorize
+                )
+            return out, stored
 
         out, stored = await db.run(verified_commit)
         if stored:  # a repeat changes nothing: it wakes nobody
             log.info("assignment.committed", id=aid, worker=me)
             verdicts.notify(out["task_id"])  # its other replicas may be asked to reveal now
             sched.work_appeared()  # a disagreement asks for more replicas
+        handed = out.get("next")
+        if handed is not None:
+            metrics.assignments_dispatched.inc()
+            log.info("assignment.new", id=handed["id"], worker=me, task=handed["task_id"])
         return answer(out)
 
     @hot("/v1/assignments/{aid}/reveal", "POST")

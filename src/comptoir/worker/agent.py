@@ -335,7 +335,7 @@ class WorkerAgent:
                     # running task ends (the scheduler may have held work for a free slot)
                     await self._until_one_done(in_flight, self.s.poll_interval_s)
                     continue
-                in_flight.add(asyncio.create_task(self.process(assignment)))
+                in_flight.add(asyncio.create_task(self._slot(assignment)))
         finally:
             if in_flight:
                 await asyncio.gather(*in_flight, return_exceptions=True)
@@ -359,7 +359,15 @@ class WorkerAgent:
 
     # ------------------------------------------------------------ one assignment
 
-    async def process(self, a: dict[str, Any]) -> None:
+    async def _slot(self, a: dict[str, Any] | None) -> None:
+        """One slot's work: the assignment pulled, then each one the scheduler handed out
+        with the commitment that freed the slot (no pull between them)."""
+        while a is not None:
+            a = await self.process(a)
+
+    async def process(self, a: dict[str, Any]) -> dict[str, Any] | None:
+        """Run one assignment to its commitment; the next assignment for this slot when
+        the scheduler handed one out with the commitment's answer."""
         aid = int(a["id"])
         self.running.add(aid)
         self.journal.put(aid, phase="running", assignment=a)
@@ -370,20 +378,20 @@ class WorkerAgent:
             if lock is not None:
                 await lock
             if computed is None:
-                return  # the scheduler took it back while the fault lasted
+                return None  # the scheduler took it back while the fault lasted
         except AssignmentRefused as exc:
             await self._report(aid, "refused", str(exc))
-            return
+            return None
         except NonDeterministic as exc:
             await self._report(aid, exc.kind, str(exc))
-            return
+            return None
         except (ChainError, StorageError) as exc:
             await self._report(aid, type(exc).__name__, str(exc))
-            return
+            return None
         except Exception as exc:  # a bug or a full disk here must not kill the worker
             log.exception("assignment.internal_error", id=aid)
             await self._report(aid, "internal", f"{type(exc).__name__}: {exc}")
-            return
+            return None
         finally:
             unchecked = self._lock_checks.pop(aid, None)
             if unchecked is not None:
@@ -413,7 +421,7 @@ class WorkerAgent:
             task_id="0x" + deal.task_id(int(a["index"])).hex(),
             evidence=assignment_evidence(a),  # what storage checks the result's upload by
         )
-        await self._commit(aid, c)
+        return await self._commit(aid, c, take_next=True)
 
     async def _compute_patiently(self, a: dict[str, Any]) -> Computed | None:
         """compute(), retried with back-off while the chain or storage is unreachable and
@@ -451,21 +459,29 @@ class WorkerAgent:
             return True
         return st is not None and st["action"] == "run"
 
-    async def _commit(self, aid: int, c: SignedContribution) -> None:
+    async def _commit(
+        self, aid: int, c: SignedContribution, take_next: bool = False
+    ) -> dict[str, Any] | None:
+        """Send the commitment; with `take_next` (its slot is free now) ask for the next
+        assignment in the same request, which is answered (None: none handed out)."""
+        # not while stopping, nor when only an idle machine takes work (checked first)
+        take_next = take_next and not self._stop.is_set() and not self.s.idle_only
         try:
-            answer = await self.scheduler.commit(aid, c)
+            answer = await self.scheduler.commit(aid, c, take_next=take_next)
         except SchedulerUnreachable as exc:
             log.warning("assignment.commit_retry", id=aid, error=str(exc))
-            return  # the reveal loop sends it again
+            return None  # the reveal loop sends it again
         except SchedulerError as exc:
             log.warning("assignment.commit_refused", id=aid, error=str(exc))
             self._forget(aid)
-            return
+            return None
+        handed = answer.pop("next", None)
         self.journal.put(aid, phase=COMMITTED)
         if isinstance(answer.get("action"), str):  # an older scheduler answers the status
             self._verdicts[aid] = answer
         log.info("assignment.committed", id=aid)
         self._reveal_wake.set()
+        return handed if take_next and isinstance(handed, dict) else None
 
     async def _report(self, aid: int, kind: str, message: str) -> None:
         log.warning("assignment.failed", id=aid, kind=kind, error=message)

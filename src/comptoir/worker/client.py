@@ -115,14 +115,19 @@ class SchedulerClient:
         _check(resp)
         return dict(resp.json())
 
-    async def commit(self, aid: int, c: SignedContribution) -> dict[str, Any]:
+    async def commit(
+        self, aid: int, c: SignedContribution, take_next: bool = False
+    ) -> dict[str, Any]:
+        """Send the commitment; its answer is the assignment's view. With `take_next`,
+        the answer's ``next`` also holds the worker's next assignment (or None)."""
         body = {
             "result_hash": "0x" + c.result_hash.hex(),
             "result_seal": "0x" + c.result_seal.hex(),
             "r": "0x" + c.r.hex(),
             "vs": "0x" + c.vs.hex(),
         }
-        resp = await self._call("POST", f"/v1/assignments/{aid}/commit", json=body)
+        params = {"next": 1} if take_next else None
+        resp = await self._call("POST", f"/v1/assignments/{aid}/commit", json=body, params=params)
         _check(resp)
         return dict(resp.json())
 
