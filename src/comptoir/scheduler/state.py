@@ -603,11 +603,17 @@ def _weights(conn: Connection, addresses: Iterable[str]) -> dict[str, int]:
 
 
 _FEW = 8  # addresses read one prepared statement each rather than in one IN list
+_FEW_TASKS = 2  # started tasks likewise (and looked at before the others are read)
+_REPLICAS_OF_TASK = Prepared(select(assignments).where(assignments.c.task_id == bindparam("tid")))
 
 
 def _task_replicas(conn: Connection, task_ids: Sequence[str]) -> dict[str, list[Any]]:
     out: dict[str, list[Any]] = {t: [] for t in task_ids}
     if not task_ids:
+        return out
+    if len(task_ids) <= _FEW_TASKS:  # the request path: prepared, one task each
+        for t in task_ids:
+            out[t] = _REPLICAS_OF_TASK.all(conn, {"tid": t})
         return out
     for row in conn.execute(select(assignments).where(assignments.c.task_id.in_(task_ids))):
         out[row.task_id].append(row)
@@ -827,21 +833,12 @@ def _find_replica(
                 n = 2 * settings.max_replicas + 1
                 online = {str(a): int(w) for a, w in _HEAVIEST_ONLINE.all(conn, {"n": n})}
                 online[address] = int(me.weight)
-            replicas = _task_replicas(conn, [t.task_id for t in started])
-            weights = _weights(conn, [r.worker for rs in replicas.values() for r in rs])
-            for t in started:
-                extra = _extra_needed(
-                    conn,
-                    policy,
-                    t.task_id,
-                    d.trust,
-                    replicas[t.task_id],
-                    weights,
-                    online,
-                    settings.max_replicas,
-                )
-                if extra and _claimed(conn, t, slot):
-                    return d, t
+            # the first few one by one (the first usually takes the replica), the rest
+            # in one read: a long list of started tasks that need nothing more is rare
+            for chunk in (started[:_FEW_TASKS], started[_FEW_TASKS:]):
+                found = _first_wanting(conn, settings, policy, d, chunk, online, slot)
+                if found is not None:
+                    return d, found
         # first replicas to workers whose result may stand alone, while one is idle
         if settings.max_replicas <= 0 or not trustpolicy.may_start(
             conn, policy, int(d.trust), address, int(me.score)
@@ -850,6 +847,37 @@ def _find_replica(
         for fresh in (_FRESH_SHARED if shared else _FRESH).all(conn, params):
             if _claimed(conn, fresh, slot):
                 return d, fresh
+    return None
+
+
+def _first_wanting(
+    conn: Connection,
+    settings: SchedulerSettings,
+    policy: trustpolicy.TrustPolicy,
+    d: Any,
+    started: list[Any],
+    online: dict[str, int],
+    slot: _Slot,
+) -> Any:
+    """The first of the `started` tasks of deal `d` that wants another replica, claimed
+    for the pulling worker (its slot taken); None when none does."""
+    if not started:
+        return None
+    replicas = _task_replicas(conn, [t.task_id for t in started])
+    weights = _weights(conn, [r.worker for rs in replicas.values() for r in rs])
+    for t in started:
+        extra = _extra_needed(
+            conn,
+            policy,
+            t.task_id,
+            d.trust,
+            replicas[t.task_id],
+            weights,
+            online,
+            settings.max_replicas,
+        )
+        if extra and _claimed(conn, t, slot):
+            return t
     return None
 
 
