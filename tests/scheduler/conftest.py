@@ -20,7 +20,7 @@ from comptoir.chain.types import ZERO_ADDRESS, Deal
 from comptoir.scheduler import state, trustpolicy
 from comptoir.scheduler.db import Database
 from comptoir.scheduler.settings import SchedulerSettings
-from comptoir.testing.servers import BACKENDS, postgres_schema
+from comptoir.testing.servers import BACKENDS, POSTGRES_ENV, postgres_schema
 
 CHAIN_ID = 31337
 HUB = "0x" + "11" * 20
@@ -162,6 +162,15 @@ class Pool:
 
     def task(self, deal: Deal, index: int = 0) -> dict[str, Any]:
         return self.tx(lambda c: state.task_view(c, "0x" + deal.task_id(index).hex()))
+
+
+@pytest.fixture
+def shared_postgres() -> Iterator[str]:
+    """A PostgreSQL schema of its own (skipped without a server)."""
+    if not os.environ.get(POSTGRES_ENV):
+        pytest.skip(f"needs PostgreSQL ({POSTGRES_ENV}; make test sets it)")
+    with postgres_schema("sched_race") as url:
+        yield url
 
 
 @pytest.fixture(params=BACKENDS)

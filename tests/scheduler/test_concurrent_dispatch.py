@@ -4,15 +4,12 @@ every replica is handed out once, and a database of an older version is upgraded
 from __future__ import annotations
 
 import multiprocessing
-import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import sqlalchemy
 from eth_account import Account
 
@@ -20,7 +17,6 @@ from comptoir.chain import eip712
 from comptoir.scheduler import state
 from comptoir.scheduler.db import Database
 from comptoir.scheduler.settings import SchedulerSettings
-from comptoir.testing.servers import POSTGRES_ENV, postgres_schema
 
 from .conftest import CHAIN_ID, DEPLOYMENT, LOCKED, NOW, deal_info
 
@@ -155,14 +151,6 @@ def test_two_processes_give_replicated_tasks_exactly_the_replicas_they_need(
     assert sorted(per_task.values()) == [2] * 20
     assert len({(w, t) for w, t, _ in got}) == len(got)  # never one worker twice on a task
     assert len(got) == 40  # the four spare workers found nothing to do
-
-
-@pytest.fixture
-def shared_postgres() -> Iterator[str]:
-    if not os.environ.get(POSTGRES_ENV):
-        pytest.skip(f"needs PostgreSQL ({POSTGRES_ENV}; make test sets it)")
-    with postgres_schema("sched_race") as url:
-        yield url
 
 
 def test_trust_1_tasks_get_exactly_one_replica_across_dispatchers(shared_postgres: str) -> None:

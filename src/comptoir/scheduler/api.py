@@ -191,7 +191,7 @@ def create_scheduler_app(
     if scheduler is not None:
         db, metrics, sched = scheduler.db, scheduler.metrics, scheduler
     else:
-        db, metrics = Database(settings.db_url), SchedulerMetrics()
+        db, metrics = Database(settings.db_url, settings.db_on_loop), SchedulerMetrics()
         sched = Scheduler(settings, db, metrics)
     # the reveal check must answer fast even when storage hangs: one try, a short timeout
     storage = (

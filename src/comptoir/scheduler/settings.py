@@ -7,6 +7,7 @@
 | COMPTOIR_SCHEDULER_KEY | (required) | private key of the workerpool owner (hex) |
 | COMPTOIR_SCHEDULER_WORKERPOOL | (required) | workerpool asset id |
 | COMPTOIR_SCHEDULER_DB | ./scheduler.db | SQLite path or database URL (postgresql://...) |
+| COMPTOIR_SCHEDULER_DB_ON_LOOP | (auto) | 1/0: transactions on the loop's thread / a thread |
 | COMPTOIR_STORAGE_URL | (none) | blob server where results are uploaded |
 | COMPTOIR_SCHEDULER_HOST / _PORT | 127.0.0.1 / 8700 | HTTP listen address |
 | COMPTOIR_SCHEDULER_LEASE | 30 | seconds without heartbeat before a worker is lost |
@@ -43,6 +44,9 @@ class SchedulerSettings:
     private_key: str
     workerpool: int
     db_url: str = "scheduler.db"
+    # where transactions run (db.py); None: on the event loop's thread for SQLite and a
+    # PostgreSQL on this host, on a database thread of their own for a remote server
+    db_on_loop: bool | None = None
     storage_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8700
@@ -90,6 +94,7 @@ class SchedulerSettings:
             private_key=need("COMPTOIR_SCHEDULER_KEY"),
             workerpool=workerpool,
             db_url=env.get("COMPTOIR_SCHEDULER_DB") or "scheduler.db",
+            db_on_loop=_on_loop(env.get("COMPTOIR_SCHEDULER_DB_ON_LOOP", "")),
             storage_url=env.get("COMPTOIR_STORAGE_URL") or None,
             host=env.get("COMPTOIR_SCHEDULER_HOST") or "127.0.0.1",
             port=int(num("COMPTOIR_SCHEDULER_PORT", 8700)),
@@ -115,3 +120,14 @@ def _rate(value: float) -> float:
     if not 0.0 <= value <= 1.0:
         raise ConfigError("COMPTOIR_SCHEDULER_AUDIT_RATE must be between 0 and 1.")
     return value
+
+
+def _on_loop(value: str) -> bool | None:
+    if value.strip() == "":
+        return None
+    if value.strip() in ("0", "1"):
+        return value.strip() == "1"
+    raise ConfigError(
+        f"COMPTOIR_SCHEDULER_DB_ON_LOOP is {value!r}; give 1 (on the event loop), 0 (on a "
+        "database thread) or leave it unset."
+    )
