@@ -68,6 +68,10 @@ class HeartbeatRequest(BaseModel):
     cached: list[Annotated[str, Field(max_length=66)]] = Field(
         default_factory=list, max_length=10_000
     )
+    # the assignments the worker is computing (None: it does not say, nothing is assumed)
+    running: list[Annotated[int, Field(ge=0, le=2**53)]] | None = Field(
+        default=None, max_length=10_000
+    )
 
 
 class CommitRequest(BaseModel):
@@ -361,7 +365,12 @@ def create_scheduler_app(
         me = await authenticate(request)
         req = await body_of(request, HeartbeatRequest)
         cached = [c.lower().removeprefix("0x") for c in req.cached]
-        await db.run(lambda c: state.heartbeat(c, me, cached, time.time()))
+        released = await db.run(
+            lambda c: state.heartbeat(c, me, cached, time.time(), running=req.running)
+        )
+        if released:
+            log.info("assignments.unreached", worker=me, ids=released)
+            sched.work_appeared()  # their tasks want those replicas again
         return answer({"ok": True, "lease_s": settings.heartbeat_lease_s})
 
     @hot("/v1/work/next", "POST")

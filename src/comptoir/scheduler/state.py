@@ -262,6 +262,22 @@ _HEARTBEAT = Prepared(
     .where(workers.c.address == bindparam("a"))
     .values(last_heartbeat=bindparam("now"), online=True, cached=bindparam("cached"))
 )
+_RUNNING_OF_WORKER = Prepared(
+    select(assignments.c.id, assignments.c.task_id, assignments.c.assigned_at).where(
+        assignments.c.worker == bindparam("w"), assignments.c.status == RUNNING
+    )
+)
+_RELEASE_UNLISTED = Prepared(
+    update(assignments)
+    .where(assignments.c.id == bindparam("aid"), assignments.c.status == RUNNING)
+    .values(
+        status=RELEASED,
+        updated_at=bindparam("now"),
+        error="never reached its worker (not in its heartbeat)",
+    )
+)
+
+
 _CHALLENGE = Prepared(select(challenges).where(challenges.c.nonce == bindparam("nonce")))
 _EXPIRED_CHALLENGES = Prepared(challenges.delete().where(challenges.c.expires < bindparam("now")))
 _NEW_CHALLENGE = Prepared(
@@ -487,10 +503,37 @@ def worker_by_token(conn: Connection, token: str) -> str | None:
     return None if found is None else str(found)
 
 
-def heartbeat(conn: Connection, address: str, cached: Sequence[str], now: float) -> None:
+UNLISTED_GRACE_S = 15.0  # a replica this recent may still be on its way to its worker
+
+
+def heartbeat(
+    conn: Connection,
+    address: str,
+    cached: Sequence[str],
+    now: float,
+    running: Iterable[int] | None = None,
+) -> list[int]:
+    """Record a heartbeat. `running`: the assignments the worker says it is computing;
+    a running replica of its dispatched over UNLISTED_GRACE_S ago that it does not list
+    never reached it (the answer that handed it out was lost: a scheduler killed before
+    sending it, a dropped connection) and is released at once rather than at its
+    deadline, as BOINC resends the results a client does not report. Returns those ids."""
     _HEARTBEAT.rowcount(
         conn, {"a": address, "now": now, "cached": json.dumps(sorted(set(cached))[:10_000])}
     )
+    if running is None:  # a worker that does not say (an older one): nothing is assumed
+        return []
+    listed = set(running)
+    unlisted = [
+        r
+        for r in _RUNNING_OF_WORKER.all(conn, {"w": address})
+        if int(r.id) not in listed and r.assigned_at < now - UNLISTED_GRACE_S
+    ]
+    for r in unlisted:
+        _RELEASE_UNLISTED.rowcount(conn, {"aid": int(r.id), "now": now})
+    if unlisted:
+        _recount(conn, [r.task_id for r in unlisted], holders=[address])
+    return [int(r.id) for r in unlisted]
 
 
 def set_scores(

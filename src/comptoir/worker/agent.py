@@ -280,10 +280,21 @@ class WorkerAgent:
     async def _heartbeat_loop(self) -> None:
         while not self._stop.is_set():
             try:
-                await self.scheduler.heartbeat(self.cache.checksums())
+                await self.scheduler.heartbeat(self.cache.checksums(), self._holding())
             except ComptoirError as exc:
                 log.warning("worker.heartbeat_failed", error=str(exc))
             await self._sleep(self.s.heartbeat_interval_s)
+
+    def _holding(self) -> list[int]:
+        """The replicas the scheduler should count as this worker's: being computed, or
+        computed and not yet committed (the commitment is being retried). The scheduler
+        takes back, as never received, running replicas its heartbeat does not list."""
+        uncommitted = {
+            aid
+            for aid, entry in self.journal.entries().items()
+            if entry.get("phase") in ("running", COMMITTING)
+        }
+        return sorted(self.running | uncommitted)
 
     def _scheduler_backoff(self) -> Backoff:
         """Pacing of retries while the scheduler is unreachable: from the poll interval up

@@ -82,8 +82,13 @@ class SchedulerClient:
             return resp
         return resp
 
-    async def heartbeat(self, cached: list[str]) -> None:
-        _check(await self._call("POST", "/v1/workers/heartbeat", json={"cached": cached}))
+    async def heartbeat(self, cached: list[str], running: list[int] | None = None) -> None:
+        """`running`: the assignments being computed (the scheduler takes back the ones it
+        handed out that never arrived)."""
+        body: dict[str, Any] = {"cached": cached}
+        if running is not None:
+            body["running"] = running
+        _check(await self._call("POST", "/v1/workers/heartbeat", json=body))
 
     @property
     def work_wait_s(self) -> float:
