@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,11 @@ from sqlalchemy.engine import Connection
 
 from comptoir.exceptions import ConfigError
 from comptoir.scheduler import db as dbmod
+from comptoir.scheduler import state
 from comptoir.scheduler.db import Database, local_database
 from comptoir.scheduler.settings import _on_loop
+
+from .conftest import deal_info
 
 
 @pytest.mark.parametrize(
@@ -122,5 +126,33 @@ def test_without_the_ping_a_dropped_connection_fails_once_then_recovers(
             assert await db.run(_backend_pid) != pid
 
         asyncio.run(go())
+    finally:
+        db.close()
+
+
+def _tasks_rows_estimate(db: Database) -> float:
+    """The planner's row count for the tasks table of this schema (-1 or 0: never read)."""
+    return float(
+        db.tx(
+            lambda c: c.exec_driver_sql(
+                "SELECT reltuples FROM pg_class WHERE relname = 'scheduler_tasks' "
+                "AND relnamespace = current_schema()::regnamespace"
+            ).scalar_one()
+        )
+    )
+
+
+@pytest.mark.parametrize(("volume", "analyzed"), [(state.ANALYZE_VOLUME, True), (10, False)])
+def test_a_large_bag_refreshes_the_planners_statistics(
+    shared_postgres: str, volume: int, analyzed: bool
+) -> None:
+    """PostgreSQL plans each pull from statistics taken before the bag arrived until
+    autovacuum's next pass; a bag of ANALYZE_VOLUME tasks or more refreshes them at once."""
+    db = Database(shared_postgres)
+    try:
+        _deal, info = deal_info("0x" + "ab" * 20, volume=volume)
+        db.tx(lambda c: state.add_deal(c, info, time.time()))
+        estimate = _tasks_rows_estimate(db)
+        assert (estimate >= volume) is analyzed, estimate
     finally:
         db.close()
