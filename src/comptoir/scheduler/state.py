@@ -267,14 +267,10 @@ _RUNNING_OF_WORKER = Prepared(
         assignments.c.worker == bindparam("w"), assignments.c.status == RUNNING
     )
 )
-_RELEASE_UNLISTED = Prepared(
+_RELEASE = Prepared(  # a running replica given back, by its worker or for it
     update(assignments)
     .where(assignments.c.id == bindparam("aid"), assignments.c.status == RUNNING)
-    .values(
-        status=RELEASED,
-        updated_at=bindparam("now"),
-        error="never reached its worker (not in its heartbeat)",
-    )
+    .values(status=RELEASED, updated_at=bindparam("now"), error=bindparam("why"))
 )
 
 
@@ -538,7 +534,8 @@ def heartbeat(
         if int(r.id) not in listed and r.assigned_at < now - UNLISTED_GRACE_S
     ]
     for r in unlisted:
-        _RELEASE_UNLISTED.rowcount(conn, {"aid": int(r.id), "now": now})
+        why = "never reached its worker (not in its heartbeat)"
+        _RELEASE.rowcount(conn, {"aid": int(r.id), "now": now, "why": why})
     if unlisted:
         _recount(conn, [r.task_id for r in unlisted], holders=[address])
     return [int(r.id) for r in unlisted]
@@ -1313,11 +1310,7 @@ def fail(
 def release(conn: Connection, aid: int, address: str, now: float) -> dict[str, Any]:
     a, _ = _own(conn, aid, address)
     if a.status == RUNNING:
-        conn.execute(
-            update(assignments)
-            .where(assignments.c.id == aid)
-            .values(status=RELEASED, updated_at=now, error="released by the worker")
-        )
+        _RELEASE.rowcount(conn, {"aid": aid, "now": now, "why": "released by the worker"})
         _recount(conn, [a.task_id], holders=[address])
         return {"status": RELEASED}
     return {"status": a.status}
