@@ -131,3 +131,22 @@ async def test_a_refused_commitment_hands_out_nothing(api: Client) -> None:  # n
         assert refused.json()["detail"].startswith("Invalid ")
     ok = await commit(client, worker, token, first, next=1)
     assert ok.status_code == 200 and ok.json()["next"]["index"] == first["index"] + 1
+
+
+async def test_repeating_a_commitment_with_next_never_exceeds_the_slots(api: Client) -> None:  # noqa: F811
+    """A worker resending its commitment with ?next=1 (out of turn, again and again) gets
+    one next assignment for its one slot; a stranger committing for it gets a 404 and
+    nothing handed out."""
+    client, app = api
+    add_bag(app, volume=5)
+    worker, token = await one_slot_worker(client, app)
+    first = (await client.post("/v1/work/next", headers=auth(token))).json()
+    answers = [(await commit(client, worker, token, first, next=1)).json() for _ in range(4)]
+    handed = [a["next"] for a in answers if a["next"] is not None]
+    assert len(handed) == 1  # the repeats find the slot taken
+    _stranger, stranger_token = await one_slot_worker(client, app)
+    theirs = await commit(client, worker, stranger_token, handed[0], next=1)
+    assert theirs.status_code == 404 and "next" not in theirs.json()
+    # the stranger's own slot is still free: nothing was dispatched to it by that call
+    mine = await client.post("/v1/work/next", headers=auth(stranger_token))
+    assert mine.status_code == 200 and mine.json()["id"] != handed[0]["id"]
