@@ -23,7 +23,7 @@ noisy), with the market's share of a core and the load average over each phase. 
 generator speaks HTTP/1.1 over keep-alive connections itself (`Connection`), requests
 encoded beforehand, so its own CPU (reported too) is a small part of the machine's.
 
-Usage: python bench/market_scale.py [--orders 10000,100000] [--postgres URL]
+Usage: python bench/market_scale.py [--orders 10000,100000] [--postgres URL] [--profile]
        (bench/scale.py --market-orders runs the same inside the scale benchmark)
 """
 
@@ -51,7 +51,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale import cpu_seconds, fresh_database
+from scale import cpu_seconds, fresh_database, start_sampler, stop_sampler
 
 from e2e import machine
 
@@ -275,15 +275,18 @@ async def phase(
     jobs: list[Job],
     count: int,
     concurrency: int,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     """One closed-loop phase: wall rate, market and load-generator CPU per operation,
     latency quantiles and the load average over the phase. `unit`: what is counted
-    (plural, singular), `count` of them in the jobs."""
+    (plural, singular), `count` of them in the jobs; `profile`: where py-spy's samples of
+    the market go, with the top functions in the result."""
     units, one = unit
+    sampler = start_sampler(profile, pid, name.replace(" ", "-")) if profile else None
     cpu0, client0, load0 = cpu_seconds(pid), time.process_time(), os.getloadavg()[0]
     wall, latencies, statuses = await closed_loop(url, jobs, concurrency)
     cpu, client = cpu_seconds(pid) - cpu0, time.process_time() - client0
-    out = {
+    out: dict[str, Any] = {
         units: count,
         "requests": len(jobs),
         "seconds": round(wall, 2),
@@ -295,6 +298,9 @@ async def phase(
         "load_average": [round(load0, 2), round(os.getloadavg()[0], 2)],
         "statuses": statuses,
     }
+    if sampler is not None:
+        out["profile_top"] = stop_sampler(*sampler)
+        print("\n".join(out["profile_top"]))
     print(
         f"  {name}: {count} {units} in {wall:.1f} s ({count / wall:.0f}/s), "
         f"{1000 * cpu / count:.2f} ms market CPU each ({1000 * client / count:.2f} ms client), "
@@ -313,6 +319,7 @@ async def measure(
     batch: int,
     concurrency: int,
     queries: int,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     jobs = [post("/v1/batch/orders", bodies[i : i + batch]) for i in range(0, len(bodies), batch)]
     orders = ("orders", "order")
@@ -322,7 +329,7 @@ async def measure(
     single = await phase("single publish", orders, url, pid, jobs, len(singles), concurrency)
     jobs = query_jobs(queries, accounts, seed=len(bodies))
     query = await phase(
-        "filtered queries", ("queries", "query"), url, pid, jobs, queries, concurrency
+        "filtered queries", ("queries", "query"), url, pid, jobs, queries, concurrency, profile
     )
     query["page"] = PAGE
     query["cursor_walk"] = await cursor_walk(url, 200)
@@ -340,6 +347,7 @@ def run_market_bench(
     concurrency: int = 4,
     singles: int = 1000,
     queries: int = 2000,
+    profile: bool = False,
 ) -> list[dict[str, Any]]:
     """Every (database, size) run; what bench/scale.py writes under "market"."""
     runs = []
@@ -365,6 +373,7 @@ def run_market_bench(
                         batch=batch,
                         concurrency=concurrency,
                         queries=queries,
+                        profile=home if profile else None,
                     )
                 )
             finally:
@@ -386,6 +395,7 @@ def main() -> int:
     parser.add_argument("--singles", type=int, default=1000, help="orders published one by one")
     parser.add_argument("--queries", type=int, default=2000, help="filtered queries per run")
     parser.add_argument("--output", type=Path, default=OUT)
+    parser.add_argument("--profile", action="store_true", help="sample the queries (py-spy)")
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="comptoir-market-scale-"))
@@ -407,6 +417,7 @@ def main() -> int:
             concurrency=args.concurrency,
             singles=args.singles,
             queries=args.queries,
+            profile=args.profile,
         )
     finally:
         devnet.down(settings)

@@ -6,17 +6,23 @@ row (which cost most of a query's CPU). A row is still checked for shape before 
 is embedded: one an older version or a bad migration left unreadable is reported (None)
 so the book retires it, and never breaks the page's JSON. The output has the fields and
 types of `schemas.OrderPage`; tests hold it to the records GET /v1/orders/{hash} returns.
+
+Takers ask for the same first pages again and again, so the text of recently rendered rows
+is kept (`RenderedRecords`), each beside the row it came from: a row is reused only when
+every column it is rendered from is equal, so any change to a listing renders it afresh.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
 from comptoir.market.schemas import MODELS
 
+RENDERED_ROWS = 8192  # rows whose rendered text one market process keeps (~2 KiB each)
 FIELDS = {kind: frozenset(model.model_fields) for kind, model in MODELS.items()}
 _STATUSES = frozenset(("open", "filled", "cancelled", "dead"))
 
@@ -69,6 +75,32 @@ def record_json(row: Any) -> str | None:
         f'"volume":{volume},"remaining":{remaining},"price":{price},'
         f'"published_at":{published_at},"updated_at":{updated_at}}}'
     )
+
+
+class RenderedRecords:
+    """`record_json` behind a bounded cache of rows rendered lately (least recently used
+    out first), keyed by order hash and checked against the whole row."""
+
+    def __init__(self, size: int = RENDERED_ROWS) -> None:
+        self.size = size
+        self._rows: OrderedDict[str, tuple[tuple[Any, ...], str]] = OrderedDict()
+
+    def render(self, row: Any) -> str | None:
+        """As `record_json(row)`; `row` is a tuple of `store.PAGE_COLUMNS` (a named one)."""
+        key = row.hash
+        found = self._rows.get(key)
+        if found is not None and found[0] == tuple(row):
+            self._rows.move_to_end(key)
+            return found[1]
+        text = record_json(row)
+        if text is None:
+            self._rows.pop(key, None)
+            return None
+        self._rows[key] = (tuple(row), text)
+        self._rows.move_to_end(key)
+        if len(self._rows) > self.size:
+            self._rows.popitem(last=False)
+        return text
 
 
 def page_json(

@@ -199,6 +199,7 @@ class OrderBook:
         self.max_open_per_owner = max_open_per_owner
         self.min_request_balance = min_request_balance
         self.lookups = ChainLookups(chain, chain_cache_ttl, chain_cache_size)
+        self._rendered = listing.RenderedRecords()  # GET /v1/orders' rows, as JSON
 
     # ------------------------------------------------------------ orders
 
@@ -434,7 +435,7 @@ class OrderBook:
         rows, total, exact = await self.store.list_page(query)
         records = []
         for row in rows:
-            record = listing.record_json(row)
+            record = self._rendered.render(row)
             if record is None:
                 await self._retire_unreadable(row.hash, "listing rendered it unreadable")
                 total -= 1
