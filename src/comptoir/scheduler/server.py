@@ -3,36 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
-import structlog
 import uvicorn
 
 from comptoir.exceptions import ComptoirError
 from comptoir.httpguard import sane_recursion_limit
+from comptoir.logsetup import configure_logging
 from comptoir.scheduler.api import create_scheduler_app
 from comptoir.scheduler.settings import SchedulerSettings
-
-
-def configure_logging(json_logs: bool = False, level: int = logging.INFO) -> None:
-    """structlog to stderr: key=value lines, or JSON lines for log collectors."""
-    renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer()
-        if json_logs
-        else structlog.dev.ConsoleRenderer(colors=False)
-    )
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso"),
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=True,
-    )
 
 
 def run_scheduler(settings: SchedulerSettings, log_level: str = "warning") -> None:

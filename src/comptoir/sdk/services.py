@@ -87,7 +87,7 @@ def run_worker(
     idle_only: bool = False,
 ) -> None:
     """Run a worker agent for the pool whose scheduler answers at `scheduler_url`."""
-    from comptoir.scheduler.server import configure_logging
+    from comptoir.logsetup import configure_logging
     from comptoir.worker import WorkerSettings
     from comptoir.worker import run_worker as run_agent
 

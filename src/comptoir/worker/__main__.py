@@ -4,7 +4,7 @@ import argparse
 import sys
 
 from comptoir.exceptions import ComptoirError
-from comptoir.scheduler.server import configure_logging
+from comptoir.logsetup import configure_logging
 from comptoir.worker.agent import run_worker
 from comptoir.worker.settings import WorkerSettings
 
