@@ -40,18 +40,16 @@ class LineRenderer:
     (from ``format_exc_info``) on the lines after."""
 
     def __init__(self) -> None:
-        self._second = -1
-        self._prefix = ""
+        # (second, its text): one attribute, so a thread never reads one with another's
+        self._second: tuple[int, str] = (-1, "")
 
     def _stamp(self) -> str:
         now = time.time()
-        second = int(now)
-        if second != self._second:  # strftime once a second, not once a line
-            self._second, self._prefix = (
-                second,
-                time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)),
-            )
-        return f"{self._prefix}.{int((now - second) * 1e6):06d}Z"
+        second, prefix = self._second
+        if int(now) != second:  # strftime once a second, not once a line
+            second, prefix = int(now), time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+            self._second = (second, prefix)
+        return f"{prefix}.{int((now - second) * 1e6):06d}Z"
 
     def __call__(self, _logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> str:
         event = str(event_dict.pop("event", ""))

@@ -40,11 +40,12 @@ def test_below_the_level_nothing_is_written(stderr: Callable[[], str]) -> None:
 
 
 @pytest.mark.parametrize(
-    "hostile", ["a b=c", "x\n2026-01-01T00:00:00.000000Z [error] forged", 'q"', ""]
+    "hostile",
+    ["a b=c", "x\n2026-01-01T00:00:00.000000Z [error] forged", 'q"', "", "\x1b[2K\r", "é" * 3000],
 )
 def test_a_value_cannot_forge_a_field_or_a_line(hostile: str) -> None:
     line = LineRenderer()(None, "info", {"event": "worker.not_dispatched", "reason": hostile})
-    assert "\n" not in line
+    assert "\n" not in line and "\r" not in line and "\x1b" not in line and line.isascii()
     fields = LINE.match(line).group(3)  # type: ignore[union-attr]
     assert fields.startswith("reason=") and json.loads(fields.removeprefix("reason=")) == hostile
 

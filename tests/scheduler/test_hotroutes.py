@@ -9,16 +9,14 @@ from typing import Any
 
 import httpx
 import pytest
+from eth_account import Account
 from fastapi import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from comptoir.httpguard import guard
-from comptoir.scheduler import create_scheduler_app
-from comptoir.scheduler.hotroutes import SchedulerApp, path_pattern
-from comptoir.scheduler.settings import SchedulerSettings
+from comptoir.scheduler.hotroutes import SchedulerApp
 
-from .conftest import DEPLOYMENT
+from .test_api import api, auth, register  # noqa: F401  (api: fixture)
 
 
 class Refused(Exception):
@@ -27,7 +25,6 @@ class Refused(Exception):
 
 def small_app() -> SchedulerApp:
     app = SchedulerApp(body_limits={"max_bytes": 64})
-    guard(app, max_bytes=64)
     served: list[str] = []
     app.state.served = served
 
@@ -72,14 +69,6 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-def test_a_path_parameter_is_one_segment() -> None:
-    pattern = path_pattern("/v1/assignments/{aid}/commit")
-    found = pattern.match("/v1/assignments/12/commit")
-    assert found is not None and found.groupdict() == {"aid": "12"}
-    for other in ["/v1/assignments//commit", "/v1/assignments/1/2/commit", "/v1/assignments/1"]:
-        assert pattern.match(other) is None, other
-
-
 async def test_a_hot_route_is_served_with_its_parameters_and_body(
     client: httpx.AsyncClient,
 ) -> None:
@@ -109,55 +98,63 @@ async def test_the_body_bounds_hold_on_hot_routes(client: httpx.AsyncClient) -> 
 
 async def test_other_requests_reach_the_fastapi_app(client: httpx.AsyncClient) -> None:
     assert (await client.get("/documented")).json() == {"stack": True}
-    assert (await client.get("/h/1/echo")).status_code == 404  # not a route of the router
-    assert (await client.post("/h/1/2/echo")).status_code == 404
+    assert (await client.get("/h/1/echo")).status_code == 405  # the router's, for the path
+    assert (await client.head("/h/1/echo")).status_code == 405
+    # a path parameter is one non-empty segment, an encoded slash included
+    for path in ["/h//echo", "/h/1/2/echo", "/h/1%2F2/echo"]:
+        assert (await client.post(path)).status_code == 404, path
+    assert client._transport.app.state.served == []  # type: ignore[attr-defined]
 
 
 # ------------------------------------------------- the real scheduler: same either way
 
 
-@pytest.fixture
-async def scheduler() -> AsyncIterator[tuple[httpx.AsyncClient, SchedulerApp]]:
-    settings = SchedulerSettings(
-        rpc_url="http://127.0.0.1:1",
-        deployment=DEPLOYMENT,
-        private_key="0x" + "02" * 32,
-        workerpool=7,
-        db_url=":memory:",
-    )
-    app = create_scheduler_app(settings, run_loops=False)
-    assert isinstance(app, SchedulerApp)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://sched") as c:
-        yield c, app
-    app.state.db.close()
-
+GOOD = "TOKEN"  # replaced by a registered worker's token
 
 REQUESTS = [
     ("POST", "/v1/assignments/5/commit", {}, None),  # no token
     ("POST", "/v1/assignments/5/commit", {"authorization": "Bearer nope"}, b"{}"),
-    ("POST", "/v1/assignments/x/reveal", {"authorization": "Bearer nope"}, b"{}"),
-    ("GET", "/v1/assignments/5", {}, None),
     ("POST", "/v1/work/next", {"authorization": "Bearer nope"}, None),
     ("POST", "/v1/workers/heartbeat", {}, b"[" * 40),
     ("GET", "/v1/assignments/5/commit", {}, None),  # another method: the router's 405
+    ("HEAD", "/v1/assignments/5", {}, None),
+    ("POST", "/v1/assignments/1%2F2/commit", {}, None),  # an encoded slash: no such route
+    ("POST", "/v1/workers/heartbeat", {}, b"1" * (1024 * 1024 + 1)),
+    # a worker's own token: the checks after it
+    ("GET", "/v1/assignments/5", GOOD, None),  # not one of its assignments
+    ("POST", "/v1/assignments/x/reveal", GOOD, b"{}"),
+    ("POST", "/v1/assignments/" + "9" * 10_000 + "/commit", GOOD, b"{}"),
+    ("POST", "/v1/assignments/%D9%A1/commit", GOOD, b"{}"),  # an Arabic-Indic digit
+    ("POST", "/v1/assignments/5/commit", GOOD, b'{"result_hash": ' + b"[" * 40 + b"]" * 40 + b"}"),
+    ("POST", "/v1/assignments/5/commit", GOOD, b"not json"),
+    ("POST", "/v1/workers/heartbeat", GOOD, b'{"cached": "x"}'),
+    ("POST", "/v1/work/next?wait=nan", GOOD, None),
 ]
 
 
 async def test_the_scheduler_answers_as_its_stack_would(
-    scheduler: tuple[httpx.AsyncClient, SchedulerApp],
+    api: tuple[httpx.AsyncClient, SchedulerApp],  # noqa: F811
 ) -> None:
-    client, app = scheduler
+    client, app = api
+    token = await register(client, Account.create())
 
     async def answers() -> list[tuple[int, Any]]:
         out = []
         for method, path, headers, body in REQUESTS:
-            r = await client.request(method, path, headers=headers, content=body)
-            out.append((r.status_code, r.json()))
+            sent = (
+                {**auth(token), "content-type": "application/json"} if headers == GOOD else headers
+            )
+            r = await client.request(method, path, headers=sent, content=body)
+            out.append((r.status_code, r.json() if r.content else None))
         return out
 
     fast = await answers()
     app._exact.clear()  # the hot routes through Starlette's stack and router only
-    app._patterns.clear()
+    app._routes.clear()
     assert fast == await answers()
-    assert [code for code, _ in fast] == [401, 401, 401, 401, 401, 422, 405]
+    codes = [code for code, _ in fast]
+    details = [str(body) for _, body in fast[9:]]
+    assert all("assignment id is 0 to" in d for d in details[:3])  # x, 10 000 digits, ١
+    assert "nests deeper than 32" in details[3] and "invalid JSON" in details[4]
+    assert "cached" in details[5] and "wait is 0 to" in details[6]
+    assert codes == [401, 401, 401, 422, 405, 401, 404, 413, 404, 422, 422, 422, 422, 422, 422, 422]

@@ -19,11 +19,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
-from starlette.routing import Route
 
 from comptoir.chain.client import SignedContribution
 from comptoir.exceptions import SchedulerError, StorageError
-from comptoir.httpguard import guard
 from comptoir.scheduler import stakelock, state, trustpolicy
 from comptoir.scheduler.db import Database
 from comptoir.scheduler.hotpath import CoalescedReads, TaskSignals, TokenCache
@@ -221,15 +219,13 @@ def create_scheduler_app(
                 await storage.aclose()
             db.close()
 
-    body_limits = {"max_bytes": 1024 * 1024}  # a heartbeat lists up to 10 000 checksums
     app = SchedulerApp(
         title="Comptoir scheduler",
         version="1",
         description="Workerpool scheduler: worker registration, dispatch, commit-reveal.",
         lifespan=lifespan,
-        body_limits=body_limits,
+        body_limits={"max_bytes": 1024 * 1024},  # a heartbeat lists up to 10 000 checksums
     )
-    guard(app, **body_limits)
     app.state.scheduler = sched
     app.state.db = db
     app.state.tokens = tokens = TokenCache()
@@ -332,13 +328,9 @@ def create_scheduler_app(
     # serves them before Starlette's middleware stack (hotroutes.SchedulerApp); they are
     # in the router too, for the other methods (405) and HEAD.
 
-    hot_routes = [0]  # how many are in front of the router's routes
-
     def hot(path: str, method: str) -> Callable[[Callable[[Request], Awaitable[Response]]], Any]:
         def register_route(endpoint: Callable[[Request], Awaitable[Response]]) -> Any:
             app.hot(path, method, endpoint)
-            app.router.routes.insert(hot_routes[0], Route(path, endpoint, methods=[method]))
-            hot_routes[0] += 1
             return endpoint
 
         return register_route

@@ -16,82 +16,78 @@ and the hot routes stay in its router too.
 from __future__ import annotations
 
 import inspect
-import re
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import structlog
 from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
-from comptoir.httpguard import BodyGuard, Receive, Scope, Send
+from comptoir.httpguard import ASGIApp, BodyGuard, Receive, Scope, Send, guard
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 log = structlog.get_logger("comptoir.scheduler")
 
-_PARAM = re.compile(r"\{([a-z_]+)\}")
-
-
-def path_pattern(path: str) -> re.Pattern[str]:
-    """``/v1/assignments/{aid}/commit`` as a regex with one named group per parameter
-    (a parameter is one non-empty path segment, as Starlette's default ``str``)."""
-    parts = _PARAM.split(path)
-    regex = "".join(
-        re.escape(part) if i % 2 == 0 else f"(?P<{part}>[^/]+)" for i, part in enumerate(parts)
-    )
-    return re.compile(f"^{regex}$")
-
 
 class SchedulerApp(FastAPI):
-    """FastAPI, plus `hot` routes dispatched before its middleware stack."""
+    """FastAPI behind `guard` (`body_limits`), plus `hot` routes dispatched before its
+    middleware stack under the same limits."""
 
     def __init__(self, *args: Any, body_limits: dict[str, Any], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._exact: dict[tuple[str, str], Endpoint] = {}  # (method, path) without parameters
-        self._patterns: list[tuple[str, re.Pattern[str], Endpoint]] = []
-        self._guarded = BodyGuard(self._serve, **body_limits)
+        guard(self, **body_limits)
+        self._body_limits = body_limits
+        self._exact: dict[tuple[str, str], ASGIApp] = {}  # (method, path) without parameters
+        self._routes: list[tuple[str, Route, ASGIApp]] = []
 
     def hot(self, path: str, method: str, endpoint: Endpoint) -> None:
-        """Serve `method` `path` with `endpoint` before the stack (the caller adds the
-        route to the router as well)."""
-        if "{" in path:
-            self._patterns.append((method, path_pattern(path), endpoint))
+        """Route `method` `path` to `endpoint`: in the router (other methods: 405, HEAD)
+        and served before the stack, first among the hot routes matched."""
+        route = Route(path, endpoint, methods=[method])
+        self.router.routes.insert(len(self._routes) + len(self._exact), route)
+        served = BodyGuard(partial(self._serve, endpoint), **self._body_limits)
+        if route.param_convertors:
+            self._routes.append((method, route, served))
         else:
-            self._exact[(method, path)] = endpoint
+            self._exact[(method, path)] = served
 
-    def _match(self, scope: Scope) -> tuple[Endpoint, dict[str, str]] | None:
+    def _match(self, scope: Scope) -> tuple[ASGIApp, dict[str, Any]] | None:
         method, path = scope["method"], scope["path"]
         found = self._exact.get((method, path))
         if found is not None:
             return found, {}
-        for want, pattern, endpoint in self._patterns:
-            if want == method and (m := pattern.match(path)) is not None:
-                return endpoint, m.groupdict()
+        for want, route, served in self._routes:
+            if want == method and (m := route.path_regex.match(path)) is not None:
+                convert = route.param_convertors
+                return served, {k: convert[k].convert(v) for k, v in m.groupdict().items()}
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not scope.get("root_path"):
             matched = self._match(scope)
             if matched is not None:
+                served, scope["path_params"] = matched
                 scope["app"] = self
-                scope["hot_endpoint"], scope["path_params"] = matched
-                await self._guarded(scope, receive, send)
+                await served(scope, receive, send)
                 return
         await super().__call__(scope, receive, send)  # type: ignore[arg-type]
 
-    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _serve(self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)  # type: ignore[arg-type]
         try:
-            response = await scope["hot_endpoint"](request)
+            response = await endpoint(request)
         except Exception as exc:
             response = await self._answer_error(request, exc)
         await response(scope, receive, send)  # type: ignore[arg-type]
 
     async def _answer_error(self, request: Request, exc: Exception) -> Response:
         """What the app's exception handlers answer for `exc` (the handler of its nearest
-        class), or a 500 with the error logged, as Starlette's error middleware does."""
+        class, as Starlette's exception middleware looks it up), or a 500 with the error
+        logged, as Starlette's error middleware does."""
         for cls in type(exc).__mro__:
             handler = self.exception_handlers.get(cls)
             if handler is not None:
