@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from tests.explorer.conftest import Page
 
@@ -146,6 +147,75 @@ def test_deal_appears_and_settles_live(
     page.goto(f"{explorer_url}address/{devnet_account(stack.REQUESTER).address}")
     assert page.locator(f"tr[data-deal='{deal_id}']").count() == 1
     tab.shot("address-desktop")
+
+
+class DealWatch:
+    """Listens to the market's live stream from a thread of its own, from now on, until it
+    says deal `deal_id` reached `status`: the event is then published, whoever listened."""
+
+    def __init__(self, stream_url: str, deal_id: str, status: str) -> None:
+        self.url, self.deal_id, self.status = stream_url, deal_id, status
+        self.connected, self.seen = threading.Event(), threading.Event()
+        self.error: Exception | None = None
+        self.thread = threading.Thread(target=self._listen, daemon=True)
+        self.thread.start()
+        assert self.connected.wait(60) or self.error, "the market's stream did not open"
+
+    def _listen(self) -> None:
+        try:
+            with (
+                httpx.Client(timeout=LIVE_TIMEOUT / 1000) as client,
+                client.stream("GET", self.url, params={"max_events": 1000}) as r,
+            ):
+                name = None
+                for line in r.iter_lines():
+                    if line.startswith(": connected"):
+                        self.connected.set()
+                    elif line.startswith("event: "):
+                        name = line.removeprefix("event: ")
+                    elif line.startswith("data: ") and name == "deal.updated":
+                        data = json.loads(line.removeprefix("data: "))
+                        if (data["deal_id"], data["status"]) == (self.deal_id, self.status):
+                            self.seen.set()
+                            return
+        except Exception as e:  # surfaced by wait()
+            self.error = e
+        finally:
+            self.connected.set()
+
+    def wait(self) -> None:
+        self.thread.join(LIVE_TIMEOUT / 1000)
+        assert self.seen.is_set(), self.error or f"no {self.status} for deal {self.deal_id}"
+
+
+def test_a_deal_settling_while_the_page_connects_shows_settled(
+    tab: Page, config: Config, explorer_url: str, local_stack: stack.Stack
+) -> None:
+    # the page is rendered, then its stream is held back while the deal settles: the
+    # settlement happens between the render and the subscription, and must not be lost
+    page = tab.page
+    held: list[Any] = []
+    with workers_paused(local_stack):
+        deal_id = make_deal(config, 1)["deal_id"]
+        page.goto(f"{explorer_url}deals")
+        page.wait_for_selector(f"tr[data-deal='{deal_id}']", timeout=LIVE_TIMEOUT)
+        page.route("**/v1/stream*", lambda route: held.append(route))
+        page.goto(f"{explorer_url}deals/{deal_id}")
+        page.evaluate(MARK)
+        assert page.get_attribute("#deal-live", "data-status") == "active"
+        for _ in range(200):  # the page's stream request, caught (events run in page calls)
+            if held:
+                break
+            page.wait_for_timeout(50)
+        assert held, "the page never asked for its stream"
+        watch = DealWatch(explorer_url.split("/explorer/")[0] + "/v1/stream", deal_id, "completed")
+    watch.wait()  # settled and announced while the page's stream was held back
+    for route in held:
+        route.continue_()
+    page.unroute("**/v1/stream*")
+    page.wait_for_selector("#deal-live[data-status='completed']", timeout=LIVE_TIMEOUT)
+    assert page.evaluate(MARKED), "the deal page reloaded"
+    assert page.get_attribute("#deal-live tr[data-task]", "data-status") == "settled"
 
 
 def test_chart_shows_the_deal_price(tab: Page, config: Config, explorer_url: str) -> None:

@@ -211,15 +211,23 @@ def _int(raw: str | None, upper: int = 2**256 - 1) -> int | None:
 
 
 def create_router(explorer: Explorer) -> APIRouter:
-    router = APIRouter(prefix=PREFIX, include_in_schema=False)
+    def stream_position(request: Request) -> None:
+        # taken before the handler reads anything: an event published while it renders
+        # is after this position, so the page's stream sends it (see market.events)
+        request.state.stream_after = explorer.market.events.position
+
+    router = APIRouter(
+        prefix=PREFIX, include_in_schema=False, dependencies=[Depends(stream_position)]
+    )
     templates = _templates()
 
     def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
         index = explorer.index
+        after = getattr(request.state, "stream_after", explorer.market.events.position)
         context.update(
             chain_ready=index is not None,
             head=index.head if index else None,
-            stream_url=request.app.url_path_for("stream"),
+            stream_url=f"{request.app.url_path_for('stream')}?after={after}",
         )
         return templates.TemplateResponse(request, name, context, status_code=status)
 

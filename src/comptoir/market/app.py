@@ -23,7 +23,7 @@ from comptoir.exceptions import (
 )
 from comptoir.httpguard import guard
 from comptoir.market import listing
-from comptoir.market.events import Broadcaster
+from comptoir.market.events import MAX_POSITION_CHARS, Broadcaster
 from comptoir.market.orderbook import OrderBook
 from comptoir.market.schemas import (
     MAX_UINT256,
@@ -525,7 +525,9 @@ def create_market_app(settings: MarketSettings) -> FastAPI:
                 "content": {"text/event-stream": {}},
                 "description": (
                     "Server-Sent Events: order.published, order.updated, order.cancelled (data: "
-                    "an OrderRecord) and deal.recorded."
+                    "an OrderRecord), deal.recorded, and the explorer's deal.updated and "
+                    "task.updated. Each has an id; stream.resync (no id) says events a "
+                    "subscriber asked for are gone and it should re-read what it shows."
                 ),
             }
         },
@@ -534,10 +536,22 @@ def create_market_app(settings: MarketSettings) -> FastAPI:
         max_events: Annotated[
             int | None, Query(ge=1, le=MAX_EVENTS, description="Close after this many events.")
         ] = None,
+        after: Annotated[
+            str | None,
+            Query(
+                max_length=MAX_POSITION_CHARS,
+                pattern=r"^[0-9a-f]+-[0-9]+$",
+                description="Send the events after this event id first (a page's position).",
+            ),
+        ] = None,
+        last_event_id: Annotated[
+            str | None, Header(alias="Last-Event-ID", max_length=MAX_POSITION_CHARS)
+        ] = None,
     ) -> StreamingResponse:
-        """Live feed of the order book."""
+        """Live feed of the order book and the explorer's deals and tasks."""
+        # a reconnecting browser's Last-Event-ID is newer than the page's ?after=
         return StreamingResponse(
-            market.events.subscribe(max_events=max_events),
+            market.events.subscribe(max_events=max_events, after=last_event_id or after),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )

@@ -1,10 +1,21 @@
-"""In-process fan-out of order events to Server-Sent Events subscribers."""
+"""In-process fan-out of market and explorer events to Server-Sent Events subscribers.
+
+Every event gets an id, ``<epoch>-<seq>``: the epoch names this life of the stream (a
+restarted market starts a new one), seq counts its events. The last events are kept, so a
+subscriber that says where it stands (``?after=`` the position a page was rendered at,
+or the ``Last-Event-ID`` a reconnecting browser sends) is sent what it missed first: a
+page rendered just before a deal settled still hears that it settled. When the missed
+events are no longer kept, or the id is from another life of the stream, the subscriber
+gets one ``stream.resync`` event instead and re-reads what it shows.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import secrets
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,26 +24,49 @@ PUBLISHED = "order.published"
 UPDATED = "order.updated"
 CANCELLED = "order.cancelled"
 DEAL = "deal.recorded"
+RESYNC = "stream.resync"  # missed events are gone: re-read the state
+
+REPLAY_SIZE = 4096  # events kept for subscribers catching up
+MAX_POSITION_CHARS = 64
+
+_Event = tuple[int, str, str]  # seq, event name, JSON text
 
 
 class Broadcaster:
     """Every subscriber gets its own bounded queue; a subscriber that falls behind is dropped
-    rather than slowing publishers down (it reconnects and re-reads the book)."""
+    rather than slowing publishers down (it reconnects from its last event id)."""
 
-    def __init__(self, queue_size: int = 1000) -> None:
-        self._queues: set[asyncio.Queue[tuple[str, dict[str, Any]] | None]] = set()
+    def __init__(self, queue_size: int = 1000, replay_size: int = REPLAY_SIZE) -> None:
+        self._queues: set[asyncio.Queue[_Event | None]] = set()
         self._queue_size = queue_size
+        self._recent: deque[_Event] = deque(maxlen=replay_size)
+        self._seq = 0
+        self.epoch = secrets.token_hex(4)
 
     @property
     def subscribers(self) -> int:
         return len(self._queues)
 
+    @property
+    def position(self) -> str:
+        """The id of the last event published: a page rendered now subscribes after it."""
+        return f"{self.epoch}-{self._seq}"
+
     def publish(self, event: str, data: dict[str, Any]) -> None:
+        self.publish_json(event, json.dumps(data, separators=(",", ":")))
+
+    def publish_json(self, event: str, text: str) -> None:
+        """Publishes an event whose data is already JSON text (serialized once for all)."""
+        if "\n" in text or "\r" in text:  # one SSE data line
+            text = json.dumps(json.loads(text), separators=(",", ":"))
+        self._seq += 1
+        item = (self._seq, event, text)
+        self._recent.append(item)
         for queue in list(self._queues):
             try:
-                queue.put_nowait((event, data))
+                queue.put_nowait(item)
             except asyncio.QueueFull:
-                # too slow: end its stream (it reconnects and re-reads the book)
+                # too slow: end its stream (it reconnects from its last event id)
                 self._queues.discard(queue)
                 while not queue.empty():
                     queue.get_nowait()
@@ -45,29 +79,56 @@ class Broadcaster:
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(None)
 
+    def missed(self, after: str) -> list[_Event] | None:
+        """The kept events after position `after`, or None when they cannot all be given
+        (another epoch, a position never reached, events no longer kept, garbage)."""
+        epoch, _, seq_text = after.partition("-")
+        if epoch != self.epoch or not seq_text.isdigit() or len(after) > MAX_POSITION_CHARS:
+            return None
+        seq = int(seq_text)
+        count = self._seq - seq
+        if count < 0 or count > len(self._recent):
+            return None
+        return list(self._recent)[len(self._recent) - count :] if count else []
+
     async def subscribe(
-        self, keepalive: float = 15.0, max_events: int | None = None
+        self, keepalive: float = 15.0, max_events: int | None = None, after: str | None = None
     ) -> AsyncIterator[str]:
-        """SSE-formatted chunks: a comment first (so clients see the stream open), events,
-        and a keepalive comment when idle, so proxies keep the connection."""
-        queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue(self._queue_size)
+        """SSE-formatted chunks: a comment first (so clients see the stream open), the
+        events missed since `after` (or one resync event), then live events, and a
+        keepalive comment when idle, so proxies keep the connection."""
+        queue: asyncio.Queue[_Event | None] = asyncio.Queue(self._queue_size)
+        # registered and caught up in one step of the loop: nothing published between
         self._queues.add(queue)
+        backlog = [] if after is None else self.missed(after)
         sent = 0
         try:
             yield ": connected\n\n"
+            if backlog is None:
+                yield format_sse(RESYNC, {"position": self.position})
+                sent += 1
+                backlog = []
+            for item in backlog:
+                if max_events is not None and sent >= max_events:
+                    return
+                yield self._format(item)
+                sent += 1
             while max_events is None or sent < max_events:
                 try:
-                    item = await asyncio.wait_for(queue.get(), timeout=keepalive)
+                    got = await asyncio.wait_for(queue.get(), timeout=keepalive)
                 except TimeoutError:
                     yield ": keepalive\n\n"
                     continue
-                if item is None:
+                if got is None:
                     return
-                event, data = item
-                yield format_sse(event, data)
+                yield self._format(got)
                 sent += 1
         finally:
             self._queues.discard(queue)
+
+    def _format(self, item: _Event) -> str:
+        seq, event, text = item
+        return f"id: {self.epoch}-{seq}\nevent: {event}\ndata: {text}\n\n"
 
 
 def format_sse(event: str, data: dict[str, Any]) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Sequence
@@ -303,8 +302,8 @@ class OrderBook:
             return Published(None, False, refused[digest])
         if digest in created:
             text = created[digest]
-            if first and self.events.subscribers:
-                self.events.publish(events.PUBLISHED, json.loads(text))
+            if first:
+                self.events.publish_json(events.PUBLISHED, text)
             return Published(text, first, None)
         existing = listed[digest]
         if existing.owner != c.signer:
@@ -467,7 +466,7 @@ class OrderBook:
             order_hash_hex, status="cancelled", status_reason="cancelled off-chain by the owner"
         )
         record = await self.get(order_hash_hex)
-        self.events.publish(events.CANCELLED, record.model_dump(mode="json"))
+        self.events.publish_json(events.CANCELLED, record.model_dump_json())
         return record
 
     async def apply_chain_state(
@@ -489,7 +488,7 @@ class OrderBook:
         )
         record = await self.get(stored.hash)
         event = events.CANCELLED if status == "cancelled" else events.UPDATED
-        self.events.publish(event, record.model_dump(mode="json"))
+        self.events.publish_json(event, record.model_dump_json())
         return True
 
     # ------------------------------------------------------------ prices

@@ -11,11 +11,16 @@ tests/conftest.py. Fixtures:
   nothing deposited): deployer, requester, app_dev, dataset_owner, scheduler, w1..w4,
   stranger.
 - ``clients`` (function): role name -> ChainClient signing as that account.
+
+And a report hook: a test that fails while a :class:`comptoir.stack.Stack` is among its
+fixtures gets the last lines of each of the stack's service logs in its report, so a
+failure on a CI machine (whose temporary homes are gone) can still be read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from pathlib import Path
 
 import pytest
 from eth_account.signers.local import LocalAccount
@@ -23,6 +28,9 @@ from eth_account.signers.local import LocalAccount
 from comptoir import devnet as devnet_mod
 from comptoir.chain.client import ChainClient
 from comptoir.config import load_settings
+from comptoir.stack import Stack
+
+LOG_TAIL_LINES = 40
 
 ROLES = (
     "deployer",
@@ -66,3 +74,24 @@ def accounts(chain: devnet_mod.Devnet) -> dict[str, LocalAccount]:
 @pytest.fixture
 def clients(chain: devnet_mod.Devnet, accounts: dict[str, LocalAccount]) -> dict[str, ChainClient]:
     return {role: chain.client(account) for role, account in accounts.items()}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed:
+        funcargs = getattr(item, "funcargs", {})
+        for running in {id(v): v for v in funcargs.values() if isinstance(v, Stack)}.values():
+            for service in running.services:
+                report.sections.append((f"{service.name} log (last lines)", _tail(service.log)))
+    return report
+
+
+def _tail(path: str, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError as e:
+        return f"unreadable: {e}"
+    return "\n".join(text.splitlines()[-lines:])

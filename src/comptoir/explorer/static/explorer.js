@@ -1,6 +1,9 @@
 // Follows the market's live feed (Server-Sent Events) and turns each event into a DOM
 // event that htmx fragments listen to (hx-trigger="cx-task from:body"), so the part of
-// the page that changed is fetched again: no reload, no polling.
+// the page that changed is fetched again: no reload, no polling. The stream starts after
+// the position the page was rendered at and resumes after the last event seen, so the
+// market sends what happened in between; when it cannot (stream.resync), every live
+// part of the page is fetched again.
 (function () {
   "use strict";
   var EVENTS = {
@@ -11,7 +14,7 @@
     "order.updated": ["cx-order"],
     "order.cancelled": ["cx-order"]
   };
-  var live, liveText, source, retry = 1000, wasDown = false;
+  var live, liveText, source, position, retry = 1000;
 
   function show(state, text) {
     if (!live) return;
@@ -26,15 +29,16 @@
   function connect() {
     var url = document.body.dataset.stream;
     if (!url || !window.EventSource) { show("off", "Live updates unavailable"); return; }
+    if (position) url = url.split("?")[0] + "?after=" + encodeURIComponent(position);
     source = new EventSource(url);
     source.onopen = function () {
       retry = 1000;
       show("on", "Live");
-      if (wasDown) { wasDown = false; fire("cx-resync"); }  // catch up on what was missed
     };
+    source.addEventListener("stream.resync", function () { fire("cx-resync"); });
     source.onerror = function () {
-      // the browser retries by itself while the stream is CONNECTING; a CLOSED one is ours
-      wasDown = true;
+      // the browser retries by itself while the stream is CONNECTING (sending the last
+      // event id); a CLOSED one is ours to reopen, after that id
       show("down", "Reconnecting…");
       if (source.readyState === EventSource.CLOSED) {
         setTimeout(connect, retry);
@@ -43,6 +47,7 @@
     };
     Object.keys(EVENTS).forEach(function (name) {
       source.addEventListener(name, function (message) {
+        if (message.lastEventId) position = message.lastEventId;
         var data = {};
         try { data = JSON.parse(message.data); } catch (e) { return; }
         EVENTS[name].forEach(function (domEvent) { fire(domEvent, data); });
