@@ -248,3 +248,33 @@ def test_an_older_database_gets_its_running_counters_recounted(tmp_path: Path) -
     db = Database(path)
     assert db.tx(lambda c: state.running_replicas(c, worker)) == 2
     db.close()
+
+
+def test_one_challenge_sent_twice_at_once_registers_once(shared_postgres: str) -> None:
+    # both registrations read the nonce as unspent before either writes it: the second
+    # waits on the first's row, then loses on the unique key and is refused, not a 500
+    db = Database(shared_postgres)
+    address = str(Account.create().address)
+    nonce = db.tx(lambda c: state.issue_challenge(c, address, time.time()))
+    outcomes: list[object] = []
+    with db.engine.connect() as first:
+        first.begin()
+        assert state.consume_challenge(first, address, nonce, time.time(), 300)
+
+        def second() -> None:
+            try:
+                outcomes.append(
+                    db.tx(lambda c: state.consume_challenge(c, address, nonce, time.time(), 300))
+                )
+            except Exception as e:  # what a worker would get as a 500
+                outcomes.append(e)
+
+        racer = threading.Thread(target=second)
+        racer.start()
+        time.sleep(0.5)  # the racer has read the nonce as unspent and waits on the insert
+        first.commit()
+        racer.join(30)
+    assert outcomes == [False]
+    # and once spent, the same nonce is refused on any backend
+    assert db.tx(lambda c: state.consume_challenge(c, address, nonce, time.time(), 300)) is False
+    db.close()

@@ -20,6 +20,7 @@ from typing import Any
 from eth_utils import keccak
 from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Row
+from sqlalchemy.exc import IntegrityError
 
 from comptoir.chain.client import AssetInfo, SignedContribution, TaskOutcome
 from comptoir.chain.events import DealCreated
@@ -458,7 +459,15 @@ def consume_challenge(conn: Connection, address: str, nonce: str, now: float, tt
     _EXPIRED_CHALLENGES.rowcount(conn, {"now": now})
     if _CHALLENGE.first(conn, {"nonce": nonce}) is not None:
         return False  # replayed
-    _NEW_CHALLENGE.rowcount(conn, {"nonce": nonce, "a": address.lower(), "until": issued_at + ttl})
+    try:
+        # a savepoint: the same nonce sent twice at once (read by both before either
+        # wrote it) loses on the unique key, and its transaction stays usable
+        with conn.begin_nested():
+            _NEW_CHALLENGE.rowcount(
+                conn, {"nonce": nonce, "a": address.lower(), "until": issued_at + ttl}
+            )
+    except IntegrityError:
+        return False  # replayed concurrently
     return True
 
 
