@@ -213,7 +213,8 @@ def _wait_http(service: Service, url: str, timeout: float = START_TIMEOUT) -> No
     while time.monotonic() < deadline:
         if not service.running:
             raise DevnetError(
-                f"The {service.name} service exited at start; see {service.log}: {_tail(service)}"
+                f"The {service.name} service exited at start; see {service.log}: "
+                + log_tail(service)
             )
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(url, timeout=2.0).status_code == 200:
@@ -224,12 +225,15 @@ def _wait_http(service: Service, url: str, timeout: float = START_TIMEOUT) -> No
     )
 
 
-def _tail(service: Service) -> str:
+def log_tail(service: Service, lines: int = 1) -> str:
+    """The last `lines` lines of the service's log ("no output" when there are none)."""
     try:
-        lines = Path(service.log).read_text(errors="replace").strip().splitlines()
+        found = Path(service.log).read_text(errors="replace").strip().splitlines()
     except FileNotFoundError:
         return "no output"
-    return lines[-1] if lines else "no output"
+    except OSError as e:
+        return f"log unreadable: {e}"
+    return "\n".join(found[-lines:]) if found else "no output"
 
 
 def _terminate(service: Service, timeout: float = STOP_TIMEOUT) -> None:
@@ -396,7 +400,7 @@ def _wait_workers(stack: Stack, scheduler: Service, started: list[Service]) -> N
     while time.monotonic() < deadline:
         for s in started:
             if not s.running:
-                raise DevnetError(f"Worker {s.name} exited at start; see {s.log}: {_tail(s)}")
+                raise DevnetError(f"Worker {s.name} exited at start; see {s.log}: {log_tail(s)}")
         with contextlib.suppress(httpx.HTTPError, ValueError):
             listed = httpx.get(f"{scheduler.url}/v1/workers", timeout=2.0).json()
             online = {w["address"] for w in listed if w.get("online")}

@@ -275,7 +275,6 @@ _RELEASE = Prepared(  # a running replica given back, by its worker or for it
 )
 
 
-_CHALLENGE = Prepared(select(challenges).where(challenges.c.nonce == bindparam("nonce")))
 _EXPIRED_CHALLENGES = Prepared(challenges.delete().where(challenges.c.expires < bindparam("now")))
 _NEW_CHALLENGE = Prepared(
     insert(challenges).values(
@@ -457,17 +456,15 @@ def consume_challenge(conn: Connection, address: str, nonce: str, now: float, tt
     if issued_at > now + 1 or issued_at + ttl < now:
         return False
     _EXPIRED_CHALLENGES.rowcount(conn, {"now": now})
-    if _CHALLENGE.first(conn, {"nonce": nonce}) is not None:
-        return False  # replayed
     try:
-        # a savepoint: the same nonce sent twice at once (read by both before either
-        # wrote it) loses on the unique key, and its transaction stays usable
+        # the unique key is the replay check, for a nonce spent before and for one sent
+        # twice at once alike; the savepoint keeps the transaction usable after a refusal
         with conn.begin_nested():
             _NEW_CHALLENGE.rowcount(
                 conn, {"nonce": nonce, "a": address.lower(), "until": issued_at + ttl}
             )
     except IntegrityError:
-        return False  # replayed concurrently
+        return False  # replayed
     return True
 
 

@@ -20,7 +20,6 @@ failure on a CI machine (whose temporary homes are gone) can still be read.
 from __future__ import annotations
 
 from collections.abc import Generator, Iterator
-from pathlib import Path
 
 import pytest
 from eth_account.signers.local import LocalAccount
@@ -28,7 +27,7 @@ from eth_account.signers.local import LocalAccount
 from comptoir import devnet as devnet_mod
 from comptoir.chain.client import ChainClient
 from comptoir.config import load_settings
-from comptoir.stack import Stack
+from comptoir.stack import Stack, log_tail
 
 LOG_TAIL_LINES = 40
 
@@ -85,13 +84,7 @@ def pytest_runtest_makereport(
         funcargs = getattr(item, "funcargs", {})
         for running in {id(v): v for v in funcargs.values() if isinstance(v, Stack)}.values():
             for service in running.services:
-                report.sections.append((f"{service.name} log (last lines)", _tail(service.log)))
+                report.sections.append(
+                    (f"{service.name} log (last lines)", log_tail(service, LOG_TAIL_LINES))
+                )
     return report
-
-
-def _tail(path: str, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        text = Path(path).read_text(errors="replace")
-    except OSError as e:
-        return f"unreadable: {e}"
-    return "\n".join(text.splitlines()[-lines:])
