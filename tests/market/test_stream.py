@@ -142,6 +142,21 @@ async def test_stream_asks_for_a_resync_when_it_cannot_replay(settings: MarketSe
             for after in ("00000000-0", epoch.rsplit("-", 1)[0] + "-999"):
                 got = await first_events(client, 1, params={"after": after})
                 assert got[0][1] == "stream.resync", after
+            # a stranger's Last-Event-ID (not checked like ?after=): this epoch with a
+            # Latin-1 superscript digit, a negative or huge count, a lone dash, 64 chars
+            this = epoch.rsplit("-", 1)[0]
+            for header in (
+                f"{this}-\xb2".encode("latin-1"),
+                f"{this}--1".encode(),
+                f"{this}-{'9' * (63 - len(this))}".encode(),
+                b"-",
+                b"x" * 64,
+            ):
+                got = await first_events(client, 1, headers={"Last-Event-ID": header})
+                assert got[0][1] == "stream.resync", header
+            too_long = {"Last-Event-ID": "x" * 65}
+            async with client.stream("GET", "/v1/stream", headers=too_long) as r:
+                assert r.status_code == 422
 
 
 def test_broadcaster_replays_only_what_it_still_keeps() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import secrets
 from collections import deque
@@ -83,13 +84,15 @@ class Broadcaster:
         """The kept events after position `after`, or None when they cannot all be given
         (another epoch, a position never reached, events no longer kept, garbage)."""
         epoch, _, seq_text = after.partition("-")
-        if epoch != self.epoch or not seq_text.isdigit() or len(after) > MAX_POSITION_CHARS:
+        if len(after) > MAX_POSITION_CHARS or epoch != self.epoch:
+            return None
+        if not (seq_text.isascii() and seq_text.isdigit()):  # "²" is a digit to isdigit()
             return None
         seq = int(seq_text)
         count = self._seq - seq
         if count < 0 or count > len(self._recent):
             return None
-        return list(self._recent)[len(self._recent) - count :] if count else []
+        return list(itertools.islice(self._recent, len(self._recent) - count, None))
 
     async def subscribe(
         self, keepalive: float = 15.0, max_events: int | None = None, after: str | None = None
@@ -104,14 +107,14 @@ class Broadcaster:
         sent = 0
         try:
             yield ": connected\n\n"
-            if backlog is None:
-                yield format_sse(RESYNC, {"position": self.position})
+            if backlog is None:  # no id: not an event to resume after
+                yield _sse(RESYNC, json.dumps({"position": self.position}, separators=(",", ":")))
                 sent += 1
                 backlog = []
             for item in backlog:
                 if max_events is not None and sent >= max_events:
                     return
-                yield self._format(item)
+                yield _sse(item[1], item[2], f"{self.epoch}-{item[0]}")
                 sent += 1
             while max_events is None or sent < max_events:
                 try:
@@ -121,15 +124,13 @@ class Broadcaster:
                     continue
                 if got is None:
                     return
-                yield self._format(got)
+                yield _sse(got[1], got[2], f"{self.epoch}-{got[0]}")
                 sent += 1
         finally:
             self._queues.discard(queue)
 
-    def _format(self, item: _Event) -> str:
-        seq, event, text = item
-        return f"id: {self.epoch}-{seq}\nevent: {event}\ndata: {text}\n\n"
 
-
-def format_sse(event: str, data: dict[str, Any]) -> str:
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+def _sse(event: str, text: str, event_id: str | None = None) -> str:
+    """One SSE event; `text` is JSON on one line."""
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {text}\n\n"
